@@ -1,0 +1,1 @@
+"""advcore: the AdvLab core library (data, models, attacks, evaluation); no Streamlit here."""

@@ -1,0 +1,5 @@
+import sys
+
+from advcore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,390 @@
+"""Gradient attacks on logits classifiers: one spec, one compiled iterative loop.
+
+An `AttackSpec` describes the attack (norm ball, steps, gradient scaling, restarts, momentum, loss,
+target mode); `attack` validates the inputs and runs the loop over batches. The loop is one
+`tf.function` per model and spec shape: steps, eps and step size are tensors, so changing them
+does not retrace. Inside it the model runs with ``training=False`` and each sample keeps the best
+iterate seen (a fooling one first, else the highest loss), over steps and random restarts.
+With ``early_stop`` fooled samples leave the batch, which makes evaluation of weak models cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import weakref
+from typing import Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from advcore.norms import NORMS, SCALING_NORM, SCALINGS, l1_norm, l2_norm, linf_norm
+
+LOSSES = ("ce", "margin")
+TARGET_MODES = ("untargeted", "targeted", "least_likely")
+_FOOLED_SCORE = 1e9  # lifts any fooling iterate above every non-fooling one when picking the best
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSpec:
+    """What to run. Validated on creation, so a bad spec fails before any work."""
+
+    eps: float
+    norm: Literal["linf", "l2"] = "linf"
+    steps: int = 1
+    step_size: float | None = None  # None: eps for one step, 1.25 eps with random start, else 2.5 eps/steps
+    scaling: str | None = None  # gradient scaling; None: the norm's steepest ascent (sign / l2)
+    random_start: bool = False
+    restarts: int = 1
+    momentum: float = 0.0  # MI-FGSM decay; 0 disables momentum
+    loss: Literal["ce", "margin"] = "ce"
+    target: Literal["untargeted", "targeted", "least_likely"] = "untargeted"
+    early_stop: bool = False  # stop attacking a sample once it is fooled
+    clip_min: float = 0.0
+    clip_max: float = 1.0
+
+    def __post_init__(self):
+        _require(self.norm in NORMS, f"unknown norm {self.norm!r}: choose one of {', '.join(NORMS)}")
+        _require(_is_number(self.eps) and math.isfinite(self.eps) and self.eps >= 0,
+                 f"eps must be a finite number >= 0, got {self.eps!r}")
+        _require(_is_int(self.steps) and self.steps >= 1, f"steps must be an integer >= 1, got {self.steps!r}")
+        _require(self.step_size is None or (_is_number(self.step_size) and math.isfinite(self.step_size)
+                                            and self.step_size > 0),
+                 f"step_size must be a finite number > 0, got {self.step_size!r}")
+        _require(self.scaling is None or self.scaling in SCALINGS,
+                 f"unknown scaling {self.scaling!r}: choose one of {', '.join(SCALINGS)}")
+        _require(self.scaling != "raw" or self.step_size is not None,
+                 "scaling 'raw' needs an explicit step_size (the constant the gradient is multiplied by)")
+        _require(_is_int(self.restarts) and self.restarts >= 1,
+                 f"restarts must be an integer >= 1, got {self.restarts!r}")
+        _require(self.restarts == 1 or self.random_start,
+                 "restarts > 1 need random_start=True (without it every restart is the same attack)")
+        _require(_is_number(self.momentum) and 0 <= self.momentum <= 1,
+                 f"momentum must lie in [0, 1], got {self.momentum!r}")
+        _require(self.loss in LOSSES, f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        _require(self.target in TARGET_MODES,
+                 f"unknown target mode {self.target!r}: choose one of {', '.join(TARGET_MODES)}")
+        _require(_is_number(self.clip_min) and _is_number(self.clip_max) and self.clip_min < self.clip_max,
+                 f"clip_min must be below clip_max, got [{self.clip_min}, {self.clip_max}]")
+        if SCALING_NORM[self.effective_scaling] == self.norm and self.eps > 0:
+            _require(self.effective_step_size <= 2 * self.eps,
+                     f"step_size {self.effective_step_size:g} exceeds the ball's diameter 2*eps = "
+                     f"{2 * self.eps:g}: every step would be projected back; use step_size <= 2*eps")
+
+    @property
+    def effective_scaling(self) -> str:
+        return self.scaling or NORMS[self.norm].steepest_scaling
+
+    @property
+    def effective_step_size(self) -> float:
+        if self.step_size is not None:
+            return float(self.step_size)
+        if self.steps == 1:
+            return 1.25 * self.eps if self.random_start else float(self.eps)
+        return 2.5 * self.eps / self.steps
+
+    @property
+    def targeted(self) -> bool:
+        return self.target != "untargeted"
+
+    def replace(self, **changes) -> "AttackSpec":
+        return dataclasses.replace(self, **changes)
+
+    def _graph_key(self) -> tuple:
+        """The fields that change the traced graph; the others are fed as tensors."""
+        return (self.norm, self.effective_scaling, self.momentum > 0, self.loss, self.target,
+                self.random_start, self.early_stop, self.clip_min, self.clip_max)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+# ----------------------------------------------------------------------------- presets
+
+def fgsm(eps: float, **options) -> AttackSpec:
+    """Fast gradient sign method: one sign step of size eps (1.25 eps with random_start)."""
+    return AttackSpec(eps=eps, norm="linf", steps=1, **options)
+
+
+def fgm(eps: float, scaling: str = "sign", **options) -> AttackSpec:
+    """One gradient step with a chosen scaling; bounded in L2 for 'l2', in Linf otherwise."""
+    return AttackSpec(eps=eps, norm="l2" if scaling == "l2" else "linf", steps=1, scaling=scaling, **options)
+
+
+def pgd(eps: float, norm: str = "linf", steps: int = 40, random_start: bool = True, **options) -> AttackSpec:
+    """Projected gradient descent (Madry et al.) with a random start in the ball."""
+    return AttackSpec(eps=eps, norm=norm, steps=steps, random_start=random_start, **options)
+
+
+def mifgsm(eps: float, norm: str = "linf", steps: int = 10, momentum: float = 1.0, **options) -> AttackSpec:
+    """Momentum iterative FGSM (Dong et al.): accumulated L1-normalised gradients, step eps/steps."""
+    options.setdefault("step_size", eps / steps if eps > 0 else None)
+    return AttackSpec(eps=eps, norm=norm, steps=steps, momentum=momentum, **options)
+
+
+PRESETS = {"fgsm": fgsm, "fgm": fgm, "pgd": pgd, "mifgsm": mifgsm}
+
+
+# ----------------------------------------------------------------------------- objectives
+
+def margin(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """logit[label] - max of the other logits: positive iff the label is the prediction."""
+    onehot = tf.one_hot(labels, tf.shape(logits)[-1], dtype=tf.bool)
+    label_logit = tf.reduce_max(tf.where(onehot, logits, -np.inf), axis=-1)
+    other_logit = tf.reduce_max(tf.where(onehot, -np.inf, logits), axis=-1)
+    return label_logit - other_logit
+
+
+def objective(logits: tf.Tensor, labels: tf.Tensor, loss: str, targeted: bool) -> tf.Tensor:
+    """Per-sample value the attack maximises (away from the label, or toward the target)."""
+    logits = tf.cast(logits, tf.float32)
+    if loss == "ce":
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+        return -ce if targeted else ce
+    m = margin(logits, labels)
+    return m if targeted else -m
+
+
+def is_success(logits: tf.Tensor, labels: tf.Tensor, targeted: bool) -> tf.Tensor:
+    prediction = tf.argmax(logits, axis=-1, output_type=labels.dtype)
+    return tf.equal(prediction, labels) if targeted else tf.not_equal(prediction, labels)
+
+
+# ----------------------------------------------------------------------------- compiled loop
+
+def input_gradient(model, spec: AttackSpec, x, labels):
+    """Gradient of the summed objective w.r.t. the input; the weights get no gradient."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = model(x, training=False)
+        value = objective(logits, labels, spec.loss, spec.targeted)
+        total = tf.reduce_sum(value)
+    return tape.gradient(total, x), logits, value
+
+
+def _step(spec: AttackSpec, x_adv, x0, grad, velocity, eps, step_size, momentum):
+    """One ascent step, then clip to the valid range, then project onto the ball around x0.
+
+    Clipping first is safe: the projection only moves points toward x0, which is in range.
+    """
+    if spec.momentum > 0:
+        velocity = momentum * velocity + grad / tf.maximum(l1_norm(grad), 1e-12)
+        grad = velocity
+    x_adv = tf.clip_by_value(x_adv + SCALINGS[spec.effective_scaling](grad, step_size),
+                             spec.clip_min, spec.clip_max)
+    return x0 + NORMS[spec.norm].project(x_adv - x0, eps), velocity
+
+
+def _start(spec: AttackSpec, x, eps, seed):
+    if not spec.random_start:
+        return x
+    noise = NORMS[spec.norm].random_start(tf.shape(x), eps, seed)
+    return tf.clip_by_value(x + noise, spec.clip_min, spec.clip_max)
+
+
+def perturb(model, spec: AttackSpec, x, labels, eps, step_size, steps, seed, momentum=0.0):
+    """The last iterate of the attack, for use inside a training step (graph mode).
+
+    No best-iterate bookkeeping and no extra forward passes: exactly `steps` forward+backward passes.
+    The result is a constant for any outer tape (its creation is not differentiated through).
+    """
+    if spec.target == "least_likely":
+        labels = tf.argmin(model(x, training=False), axis=-1, output_type=labels.dtype)
+    x_adv = _start(spec, x, eps, seed)
+    velocity = tf.zeros_like(x)
+    for _ in tf.range(steps):
+        grad, _, _ = input_gradient(model, spec, x_adv, labels)
+        x_adv, velocity = _step(spec, x_adv, x, grad, velocity, eps, step_size, momentum)
+    return tf.stop_gradient(x_adv)
+
+
+def _best_iterate_attack(model, spec: AttackSpec, x, labels, eps, step_size, steps, restarts, seed,
+                         momentum):
+    """Runs every restart and returns, per sample, the best point of the ball it visited.
+
+    The clean input itself is the first candidate, so an already misclassified sample counts as
+    fooled with no perturbation, and eps = 0 returns the input unchanged.
+    """
+    clean_logits = tf.cast(model(x, training=False), tf.float32)
+    if spec.target == "least_likely":
+        labels = tf.argmin(clean_logits, axis=-1, output_type=labels.dtype)
+    best = {
+        "x": x,
+        "logits": clean_logits,
+        "value": objective(clean_logits, labels, spec.loss, spec.targeted),
+        "success": is_success(clean_logits, labels, spec.targeted),
+    }
+
+    def score(value, success):
+        return tf.where(success, _FOOLED_SCORE + value, value)
+
+    def keep_better(best, index, x_new, logits, value):
+        """Writes candidates into `best` at `index` (all rows when index is None) where they win."""
+        logits = tf.cast(logits, tf.float32)
+        success = is_success(logits, _take(labels, index), spec.targeted)
+        old = {key: _take(tensor, index) for key, tensor in best.items()}
+        wins = score(value, success) > score(old["value"], old["success"])
+        new = {"x": x_new, "logits": logits, "value": value, "success": success}
+        return {key: _put(best[key], index, _where_rows(wins, new[key], old[key])) for key in best}
+
+    for restart in tf.range(restarts):
+        if spec.early_stop and not tf.reduce_any(~best["success"]):
+            break
+        x_adv = _start(spec, x, eps, seed + tf.stack([0, restart]))
+        velocity = tf.zeros_like(x)
+        for _ in tf.range(steps):
+            if spec.early_stop and not tf.reduce_any(~best["success"]):
+                break
+            index = tf.where(~best["success"]) if spec.early_stop else None
+            xs, x0s, ls, vs = (_take(t, index) for t in (x_adv, x, labels, velocity))
+            grad, logits, value = input_gradient(model, spec, xs, ls)
+            best = keep_better(best, index, xs, logits, value)
+            xs, vs = _step(spec, xs, x0s, grad, vs, eps, step_size, momentum)
+            x_adv, velocity = _put(x_adv, index, xs), _put(velocity, index, vs)
+        if not spec.early_stop or tf.reduce_any(~best["success"]):  # no model call on an empty batch
+            index = tf.where(~best["success"]) if spec.early_stop else None
+            xs = _take(x_adv, index)
+            logits = model(xs, training=False)
+            best = keep_better(best, index, xs, logits,
+                               objective(logits, _take(labels, index), spec.loss, spec.targeted))
+    delta = best["x"] - x
+    return {
+        "x_adv": best["x"], "success": best["success"], "loss": best["value"],
+        "logits": best["logits"], "clean_logits": clean_logits, "labels": labels,
+        "linf": tf.reshape(linf_norm(delta), [-1]), "l2": tf.reshape(l2_norm(delta), [-1]),
+    }
+
+
+def _take(tensor, index):
+    return tensor if index is None else tf.gather_nd(tensor, index)
+
+
+def _put(tensor, index, rows):
+    return rows if index is None else tf.tensor_scatter_nd_update(tensor, index, rows)
+
+
+def _where_rows(mask, new, old):
+    """Per-row choice between two tensors of any rank (mask has one entry per row)."""
+    shape = tf.concat([tf.shape(mask), tf.ones([tf.rank(new) - 1], tf.int32)], 0)
+    return tf.where(tf.reshape(mask, shape), new, old)
+
+
+_COMPILED: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
+
+
+def _compiled(model: keras.Model, spec: AttackSpec):
+    """One traced graph per model and graph-shaping spec fields, shared by later calls."""
+    per_model = _COMPILED.setdefault(model, {})
+    key = spec._graph_key()
+    if key not in per_model:
+        image = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
+        scalar = tf.TensorSpec([], tf.float32)
+        signature = [image, tf.TensorSpec([None], tf.int64), scalar, scalar,
+                     tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
+                     tf.TensorSpec([2], tf.int32), scalar]
+        per_model[key] = tf.function(
+            lambda *args: _best_iterate_attack(model, spec, *args), input_signature=signature)
+    return per_model[key]
+
+
+# ----------------------------------------------------------------------------- public API
+
+@dataclasses.dataclass(frozen=True)
+class AttackResult:
+    x_adv: np.ndarray  # float32 NHWC, within eps of x and within [clip_min, clip_max]
+    success: np.ndarray  # bool: misclassified (untargeted) or classified as the target
+    loss: np.ndarray  # the objective at x_adv: CE (or -margin) away from the label, minus that toward a target
+    linf: np.ndarray  # per-sample distances to the input
+    l2: np.ndarray
+    labels: np.ndarray  # the true labels (untargeted) or the targets the attack aimed at
+    clean_predictions: np.ndarray
+    predictions: np.ndarray  # at x_adv
+    logits: np.ndarray  # at x_adv
+
+    @property
+    def success_rate(self) -> float:
+        return float(self.success.mean())
+
+
+def check_images(x, clip_min: float = 0.0, clip_max: float = 1.0) -> np.ndarray:
+    """A float32 NHWC batch within the valid range, or a ValueError saying what is wrong."""
+    x = np.asarray(x)
+    if x.dtype == np.uint8 or np.issubdtype(x.dtype, np.integer):
+        raise ValueError(f"images are {x.dtype}; AdvLab expects float32 in [0, 1]: "
+                         "convert with x.astype('float32') / 255")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"images must be floating point, got {x.dtype}")
+    if x.ndim == 4 and len(x) == 0:
+        raise ValueError("the batch holds no images")
+    if x.ndim != 4:
+        raise ValueError(f"images must be a batch of shape (N, H, W, C), got shape {x.shape}"
+                         + (" (for one image use x[None])" if x.ndim == 3 else ""))
+    if not np.isfinite(x).all():
+        raise ValueError("images contain NaN or infinite values")
+    if x.size and (x.min() < clip_min - 1e-6 or x.max() > clip_max + 1e-6):
+        raise ValueError(f"image values must lie in [{clip_min}, {clip_max}], found "
+                         f"[{x.min():g}, {x.max():g}]" + (" (divide 0..255 images by 255)" if x.max() > 1.5 else ""))
+    return x.astype(np.float32, copy=False)
+
+
+def check_labels(labels, count: int, num_classes: int, what: str = "labels") -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.shape != (count,):
+        hint = " (pass class indices, not one-hot vectors)" if labels.ndim == 2 else ""
+        raise ValueError(f"{what} must have shape ({count},), one class index per image, "
+                         f"got shape {labels.shape}{hint}")
+    if count and not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{what} must be integer class indices, got {labels.dtype}")
+    if count and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{what} must lie in 0..{num_classes - 1}, found {labels.min()}..{labels.max()}")
+    return labels.astype(np.int64)
+
+
+def attack(model: keras.Model, x, y, spec: AttackSpec, *, target=None, batch_size: int = 256,
+           seed: int = 0) -> AttackResult:
+    """Runs `spec` on images `x` with true labels `y` (and `target` classes if targeted).
+
+    Never modifies `x`; memory is bounded by `batch_size`; the same seed gives the same result.
+    """
+    if not isinstance(spec, AttackSpec):
+        raise TypeError(f"spec must be an AttackSpec, got {type(spec).__name__}")
+    _require(_is_int(batch_size) and batch_size >= 1, f"batch_size must be an integer >= 1, got {batch_size!r}")
+    x = check_images(x, spec.clip_min, spec.clip_max)
+    num_classes = int(model.outputs[0].shape[-1])
+    from advcore.models import check_compatible  # the models module imports Keras layers lazily
+
+    check_compatible(model, x.shape[1:], num_classes)
+    y = check_labels(y, len(x), num_classes)
+    if spec.target == "targeted":
+        _require(target is not None, "a targeted attack needs target classes (target=...)")
+        labels = check_labels(np.broadcast_to(target, y.shape) if np.ndim(target) == 0 else target,
+                              len(x), num_classes, "target")
+    else:
+        _require(target is None, f"target classes were given but the attack is {spec.target!r}; "
+                                 "use target='targeted'")
+        labels = y
+    run = _compiled(model, spec)
+    outputs = []
+    for start in range(0, len(x), batch_size):
+        out = run(x[start:start + batch_size], labels[start:start + batch_size], spec.eps,
+                  spec.effective_step_size, spec.steps, spec.restarts,
+                  tf.constant([seed, start], tf.int32), spec.momentum)
+        outputs.append({key: value.numpy() for key, value in out.items()})
+    merged = {key: np.concatenate([o[key] for o in outputs]) for key in outputs[0]}
+    return AttackResult(
+        x_adv=merged["x_adv"], success=merged["success"], loss=merged["loss"],
+        linf=merged["linf"], l2=merged["l2"], labels=merged["labels"],
+        clean_predictions=np.argmax(merged["clean_logits"], -1),
+        predictions=np.argmax(merged["logits"], -1), logits=merged["logits"],
+    )

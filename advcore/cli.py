@@ -1,0 +1,264 @@
+"""`python -m advcore`: the terminal face of AdvLab (attack and evaluate for now).
+
+Bad options end with one line on stderr and exit code 2; a dataset that cannot be found ends with
+the list of places tried and exit code 1. TensorFlow is imported only after the options are valid,
+so `--help` and option errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides our output
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class UsageError(Exception):
+    """An option value that parses but makes no sense; reported like an argparse error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints the whole usage on a bad option; AdvLab prints one line."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _number(text: str) -> float:
+    """A float, or a fraction such as 8/255 (the usual way to write eps for 8-bit images)."""
+    try:
+        return float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (use e.g. 0.03 or 8/255)") from None
+
+
+def _number_list(text: str) -> list[float]:
+    return [_number(part) for part in text.split(",") if part.strip()]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _add_data_options(parser: argparse.ArgumentParser, default_count: int) -> None:
+    group = parser.add_argument_group("model and data")
+    group.add_argument("--model", required=True, type=Path,
+                       help="the classifier: a Keras 3 .keras file (loaded with safe_mode; a softmax "
+                            "output is unwrapped to its logits)")
+    group.add_argument("--dataset", default="fashion_mnist",
+                       help="fashion_mnist (default), mnist, cifar10, cifar100, or the path of a folder "
+                            "with one sub-folder of images per class")
+    group.add_argument("--data-dir", type=Path, default=None,
+                       help="folder holding the dataset files (default: $ADVLAB_DATA_DIR, the Keras "
+                            "cache, system dataset folders, then a download)")
+    group.add_argument("--split", choices=("test", "train"), default="test",
+                       help="which split to take images from (default: test)")
+    group.add_argument("--start", type=int, default=0,
+                       help="index of the first image of the split to use (default: 0)")
+    group.add_argument("--count", type=_positive_int, default=default_count,
+                       help=f"how many consecutive images to use (default: {default_count})")
+    group.add_argument("--batch-size", type=_positive_int, default=500,
+                       help="images attacked at once; bounds memory (default: 500)")
+    group.add_argument("--seed", type=int, default=0,
+                       help="seed of the random starts; the same seed gives the same result (default: 0)")
+    group.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
+
+
+def _add_attack_options(parser: argparse.ArgumentParser, eps_help: str, eps_type) -> None:
+    group = parser.add_argument_group("attack")
+    group.add_argument("--method", choices=("fgsm", "fgm", "pgd", "mifgsm"), default="pgd",
+                       help="fgsm: one sign step; fgm: one step with --scaling; pgd: projected gradient "
+                            "descent with random start; mifgsm: momentum iterative FGSM (default: pgd)")
+    group.add_argument("--norm", choices=("linf", "l2"), default="linf",
+                       help="the threat model's norm ball (default: linf; fgm picks it from --scaling)")
+    group.add_argument("--eps", type=eps_type, required=True, help=eps_help)
+    group.add_argument("--steps", type=_positive_int, default=None,
+                       help="gradient steps (default: 1 for fgsm/fgm, 40 for pgd, 10 for mifgsm)")
+    group.add_argument("--step-size", type=_number, default=None,
+                       help="size of each step (default: eps for one step, 1.25 eps with a random start, "
+                            "2.5 eps/steps for pgd, eps/steps for mifgsm)")
+    group.add_argument("--scaling", choices=("sign", "l2", "max", "raw"), default=None,
+                       help="how the gradient becomes a step: its sign, unit L2 norm, unit max |value|, "
+                            "or raw times --step-size (default: the norm's steepest ascent)")
+    group.add_argument("--restarts", type=_positive_int, default=1,
+                       help="random restarts; each sample keeps its best one (default: 1)")
+    group.add_argument("--momentum", type=_number, default=None,
+                       help="momentum decay in [0, 1] (default: 1.0 for mifgsm, else none)")
+    group.add_argument("--loss", choices=("ce", "margin"), default="ce",
+                       help="ce: cross-entropy; margin: CW-style logit margin (default: ce)")
+    start = group.add_mutually_exclusive_group()
+    start.add_argument("--random-start", dest="random_start", action="store_true", default=None,
+                       help="start from a random point of the ball (default for pgd)")
+    start.add_argument("--no-random-start", dest="random_start", action="store_false",
+                       help="start from the clean image")
+    target = group.add_mutually_exclusive_group()
+    target.add_argument("--target", type=int, default=None,
+                        help="targeted attack toward this class index (default: untargeted)")
+    target.add_argument("--least-likely", action="store_true",
+                        help="targeted attack toward each image's least likely class")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m advcore",
+                     description="AdvLab from the terminal: attack classifiers and measure their robustness.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                     metavar="{attack,evaluate}")
+    attack = commands.add_parser(
+        "attack", help="attack images and save the adversarial examples",
+        description="Attack images of a dataset; writes each adversarial image as PNG, all of them as "
+                    "exact float32 adversarial.npy, and summary.json with per-image results.")
+    _add_data_options(attack, default_count=16)
+    _add_attack_options(attack, "perturbation budget in [0,1] pixel units, e.g. 0.1 or 8/255", _number)
+    evaluate = commands.add_parser(
+        "evaluate", help="robust accuracy over a list of eps (a robustness curve)",
+        description="Measure clean and robust accuracy at each eps; writes curve.csv and summary.json.")
+    _add_data_options(evaluate, default_count=1000)
+    _add_attack_options(evaluate, "comma-separated budgets, e.g. 0,0.05,0.1 or 2/255,8/255", _number_list)
+    evaluate.add_argument("--sanity", action="store_true",
+                          help="also run the gradient-masking checks at the largest eps and report flags")
+    return parser
+
+
+def _spec(args, eps: float):
+    from advcore import attacks
+
+    options = {"loss": args.loss, "restarts": args.restarts}
+    steps = args.steps
+    if args.step_size is not None:
+        options["step_size"] = args.step_size
+    if args.momentum is not None:
+        options["momentum"] = args.momentum
+    if args.random_start is not None:
+        options["random_start"] = args.random_start
+    if args.target is not None:
+        options["target"] = "targeted"
+    elif args.least_likely:
+        options["target"] = "least_likely"
+    if args.method in ("fgsm", "fgm"):
+        if steps not in (None, 1):
+            raise UsageError(f"--method {args.method} takes one step; use pgd or mifgsm for --steps {steps}")
+        if args.method == "fgm":
+            return attacks.fgm(eps, scaling=args.scaling or "sign", **options)
+        return attacks.fgsm(eps, scaling=args.scaling, **options)
+    if steps is not None:
+        options["steps"] = steps
+    preset = attacks.pgd if args.method == "pgd" else attacks.mifgsm
+    return preset(eps, norm=args.norm, scaling=args.scaling, **options)
+
+
+def _load_inputs(args):
+    from advcore import data, models
+
+    dataset = data.load(args.dataset, data_dir=args.data_dir)
+    split = dataset.test if args.split == "test" else dataset.train
+    if not 0 <= args.start < len(split):
+        raise UsageError(f"--start {args.start} is outside the {args.split} split (0..{len(split) - 1})")
+    stop = min(args.start + args.count, len(split))
+    model = models.load(args.model)
+    models.check_compatible(model, dataset.input_shape, dataset.num_classes)
+    if args.target is not None and not 0 <= args.target < dataset.num_classes:
+        raise UsageError(f"--target {args.target} is not a class of {dataset.name} (0..{dataset.num_classes - 1})")
+    return dataset, split.x[args.start:stop], split.y[args.start:stop], model
+
+
+def _write_json(path: Path, content: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(content, indent=2))
+    os.replace(tmp, path)
+
+
+def _run_attack(args) -> dict:
+    import numpy as np
+
+    from advcore import attacks, images
+
+    spec = _spec(args, args.eps)
+    dataset, x, y, model = _load_inputs(args)
+    result = attacks.attack(model, x, y, spec, target=args.target, batch_size=args.batch_size, seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    np.save(args.out / "adversarial.npy", result.x_adv)
+    names = dataset.class_names
+    samples = []
+    for i, index in enumerate(range(args.start, args.start + len(x))):
+        file = f"{index:05d}_{names[y[i]]}_as_{names[result.predictions[i]]}.png".replace("/", "-")
+        images.write_png(args.out / file, result.x_adv[i])
+        samples.append({"index": index, "label": int(y[i]), "attack_label": int(result.labels[i]),
+                        "clean_prediction": int(result.clean_predictions[i]),
+                        "adversarial_prediction": int(result.predictions[i]),
+                        "success": bool(result.success[i]), "loss": float(result.loss[i]),
+                        "linf": float(result.linf[i]), "l2": float(result.l2[i]), "png": file})
+    summary = {"model": str(args.model), "dataset": dataset.name, "split": args.split,
+               "attack": _spec_json(spec), "seed": args.seed, "count": len(x),
+               "clean_accuracy": float(np.mean(result.clean_predictions == y)),
+               "adversarial_accuracy": float(np.mean(result.predictions == y)),
+               "success_rate": result.success_rate, "class_names": list(names), "samples": samples}
+    _write_json(args.out / "summary.json", summary)
+    print(f"attacked {len(x)} images: clean accuracy {summary['clean_accuracy']:.1%}, "
+          f"after attack {summary['adversarial_accuracy']:.1%}, success {summary['success_rate']:.1%}; "
+          f"wrote {args.out}")
+    return summary
+
+
+def _spec_json(spec) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(spec) | {"step_size": spec.effective_step_size, "scaling": spec.effective_scaling}
+
+
+def _run_evaluate(args) -> dict:
+    from advcore import evaluate
+
+    if not args.eps:
+        raise UsageError("--eps needs at least one value")
+    specs = [_spec(args, eps) for eps in args.eps]  # validates every eps before any work
+    _, x, y, model = _load_inputs(args)
+    curve = evaluate.robustness_curve(model, x, y, specs[-1], args.eps, batch_size=args.batch_size,
+                                      seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    curve.to_csv(args.out / "curve.csv", index=False)
+    summary = {"model": str(args.model), "dataset": args.dataset, "split": args.split, "count": len(x),
+               "attack": _spec_json(specs[-1]) | {"eps": list(args.eps)},
+               "curve": curve.to_dict(orient="records")}
+    if args.sanity:
+        flags, figures = evaluate.sanity_checks(model, x, y, norm=specs[-1].norm, eps=max(args.eps),
+                                                batch_size=args.batch_size, seed=args.seed)
+        summary["sanity"] = {"flags": [flag.__dict__ for flag in flags], "figures": figures}
+    _write_json(args.out / "summary.json", summary)
+    for row in curve.itertuples():
+        print(f"eps {row.eps:.4g}: robust accuracy {row.robust_accuracy:.1%} "
+              f"(clean {row.clean_accuracy:.1%}, {row.seconds:.1f} s)")
+    for flag in summary.get("sanity", {}).get("flags", []):
+        print(f"warning [{flag['code']}]: {flag['message']}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from advcore.data import DatasetFormatError, DatasetNotFoundError
+    from advcore.images import ImageError
+    from advcore.models import ModelError
+
+    prog = f"{parser.prog} {args.command}"
+    try:
+        {"attack": _run_attack, "evaluate": _run_evaluate}[args.command](args)
+    except (UsageError, ValueError, ModelError, ImageError, DatasetFormatError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatasetNotFoundError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0

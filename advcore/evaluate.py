@@ -1,0 +1,170 @@
+"""Clean and robust accuracy, robustness curves, attack matrices and gradient-masking checks.
+
+Robust accuracy counts a sample as robust when it is classified correctly both clean and after the
+attack. Evaluations run the attacks with early stopping: a fooled sample is never attacked again,
+which cannot raise the reported accuracy (the fooling point is kept) and saves most of the work on
+weak models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import weakref
+from typing import Mapping, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from advcore import attacks, models
+from advcore.attacks import AttackSpec
+
+
+_FORWARD: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.PolymorphicFunction]" = (
+    weakref.WeakKeyDictionary())
+
+
+def predict_logits(model: keras.Model, x, batch_size: int = 500) -> np.ndarray:
+    """Inference-mode logits, batched through one compiled forward pass per model."""
+    x = attacks.check_images(x)
+    if model not in _FORWARD:
+        signature = [tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)]
+        _FORWARD[model] = tf.function(lambda batch: model(batch, training=False), input_signature=signature)
+    forward = _FORWARD[model]
+    return np.concatenate([np.asarray(forward(x[i:i + batch_size]), np.float32)
+                           for i in range(0, len(x), batch_size)])
+
+
+def accuracy(model: keras.Model, x, y, batch_size: int = 500) -> float:
+    logits = predict_logits(model, x, batch_size)
+    y = attacks.check_labels(y, len(logits), logits.shape[-1])
+    return float(np.mean(np.argmax(logits, -1) == y))
+
+
+@dataclasses.dataclass(frozen=True)
+class RobustAccuracy:
+    clean_accuracy: float
+    robust_accuracy: float
+    robust: np.ndarray  # per sample: correct clean and after the attack
+    result: attacks.AttackResult
+    seconds: float
+
+    @property
+    def count(self) -> int:
+        return len(self.robust)
+
+
+def robust_accuracy(model: keras.Model, x, y, spec: AttackSpec, *, target=None, batch_size: int = 500,
+                    seed: int = 0, early_stop: bool = True) -> RobustAccuracy:
+    """Accuracy under `spec`; `early_stop=False` attacks every sample for every step."""
+    start = time.perf_counter()
+    result = attacks.attack(model, x, y, spec.replace(early_stop=early_stop), target=target,
+                            batch_size=batch_size, seed=seed)
+    y = np.asarray(y)
+    clean = result.clean_predictions == y
+    robust = clean & (result.predictions == y)
+    return RobustAccuracy(float(clean.mean()), float(robust.mean()), robust, result,
+                          time.perf_counter() - start)
+
+
+def robustness_curve(model: keras.Model, x, y, spec: AttackSpec, eps_values: Sequence[float], *,
+                     batch_size: int = 500, seed: int = 0) -> pd.DataFrame:
+    """Robust accuracy at each eps, each attacked independently (so masking shows as non-monotone).
+
+    When the spec's step size is left to its default it scales with each eps.
+    """
+    if len(eps_values) == 0:
+        raise ValueError("eps_values is empty: give at least one eps")
+    rows = []
+    for eps in sorted(float(e) for e in eps_values):
+        outcome = robust_accuracy(model, x, y, spec.replace(eps=eps), batch_size=batch_size, seed=seed)
+        rows.append({"eps": eps, "robust_accuracy": outcome.robust_accuracy,
+                     "clean_accuracy": outcome.clean_accuracy, "seconds": outcome.seconds})
+    return pd.DataFrame(rows)
+
+
+def attack_matrix(classifiers: Mapping[str, keras.Model], specs: Mapping[str, AttackSpec], x, y, *,
+                  batch_size: int = 500, seed: int = 0) -> pd.DataFrame:
+    """Robust accuracy of each model (rows, e.g. by training method) under each attack (columns)."""
+    table = {}
+    for model_name, model in classifiers.items():
+        row = {"clean": accuracy(model, x, y, batch_size)}
+        for attack_name, spec in specs.items():
+            row[attack_name] = robust_accuracy(model, x, y, spec, batch_size=batch_size,
+                                               seed=seed).robust_accuracy
+        table[model_name] = row
+    frame = pd.DataFrame.from_dict(table, orient="index")
+    frame.index.name = "model"
+    return frame
+
+
+# ----------------------------------------------------------------------------- gradient masking
+
+@dataclasses.dataclass(frozen=True)
+class SanityFlag:
+    code: str
+    message: str
+
+
+def zero_gradient_fraction(model: keras.Model, x, y, batch_size: int = 500) -> float:
+    """Share of samples whose cross-entropy input gradient is exactly zero everywhere."""
+    x = attacks.check_images(x)
+    y = attacks.check_labels(y, len(x), int(model.outputs[0].shape[-1]))
+    spec = attacks.fgsm(0.0)
+    zero = []
+    for i in range(0, len(x), batch_size):
+        grad, _, _ = attacks.input_gradient(model, spec, tf.constant(x[i:i + batch_size]),
+                                             tf.constant(y[i:i + batch_size]))
+        zero.append(np.all(grad.numpy().reshape(len(grad), -1) == 0, axis=1))
+    return float(np.concatenate(zero).mean())
+
+
+def check_curve(curve: pd.DataFrame, tolerance: float) -> list[SanityFlag]:
+    """Flags a robust accuracy that rises with eps."""
+    accuracy_values = curve.sort_values("eps")["robust_accuracy"].to_numpy()
+    rises = np.diff(accuracy_values)
+    if len(rises) and rises.max() > tolerance:
+        return [SanityFlag("accuracy_rises_with_eps",
+                           f"robust accuracy rises by {rises.max():.1%} as eps grows; a larger ball "
+                           "contains the smaller one, so the attack is failing (gradient masking?)")]
+    return []
+
+
+def sanity_checks(model: keras.Model, x, y, *, norm: str = "linf", eps: float = 0.1, steps: int = 20,
+                  batch_size: int = 500, seed: int = 0) -> tuple[list[SanityFlag], dict]:
+    """Runs the standard gradient-masking checks; returns the flags and the figures behind them."""
+    tolerance = max(0.005, 1.5 / max(len(x), 1))
+    flags = []
+    if models.outputs_probabilities(model):
+        flags.append(SanityFlag("softmax_output",
+                                "the model outputs probabilities, not logits: saturated softmax "
+                                "gradients weaken attacks; attack the pre-softmax logits"))
+    zero = zero_gradient_fraction(model, x, y, batch_size)
+    if zero > 0.01:
+        flags.append(SanityFlag("zero_gradients",
+                                f"{zero:.1%} of samples have an all-zero input gradient: gradient "
+                                "attacks cannot move them, so robust accuracy is overestimated"))
+    pgd_spec = attacks.pgd(eps, norm=norm, steps=steps)
+    one_step = attacks.fgm(eps, scaling=attacks.NORMS[norm].steepest_scaling)
+    single = robust_accuracy(model, x, y, one_step, batch_size=batch_size, seed=seed).robust_accuracy
+    curve = robustness_curve(model, x, y, pgd_spec, [eps / 4, eps / 2, eps], batch_size=batch_size, seed=seed)
+    multi = float(curve["robust_accuracy"].iloc[-1])
+    if multi > single + tolerance:
+        flags.append(SanityFlag("pgd_weaker_than_fgsm",
+                                f"PGD-{steps} leaves {multi:.1%} accuracy but one gradient step leaves "
+                                f"{single:.1%}: the iterative attack is being misled (gradient masking?)"))
+    flags += check_curve(curve, tolerance)
+    whole_box = 1.0 if norm == "linf" else float(np.sqrt(np.prod(np.shape(x)[1:])))
+    unbounded = robust_accuracy(model, x, y, attacks.pgd(whole_box, norm=norm, steps=steps),
+                                batch_size=batch_size, seed=seed).robust_accuracy
+    if unbounded > 0.1:
+        flags.append(SanityFlag("large_eps_not_zero",
+                                f"with eps = {whole_box:g} (any image is reachable) {unbounded:.1%} of "
+                                "samples stay correct; the attack should reach ~0%, so gradients are "
+                                "unreliable here"))
+    figures = {"zero_gradient_fraction": zero, "single_step_accuracy": single,
+               "pgd_accuracy": multi, "unbounded_accuracy": unbounded,
+               "curve": curve.to_dict(orient="records")}
+    return flags, figures

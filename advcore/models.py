@@ -1,0 +1,167 @@
+"""Classifier builders (all output logits) and safe `.keras` model files.
+
+Attacks need logits: a softmax output saturates and hides the gradient. Models whose last step is a
+softmax are unwrapped to their logits; those AdvLab cannot unwrap are refused with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+ARCHITECTURES = ("small_cnn", "madry_cnn", "preact_resnet20", "preact_resnet44")
+
+
+class ModelError(ValueError):
+    """A model file or model AdvLab cannot use, with the reason."""
+
+
+def small_cnn(input_shape=(28, 28, 1), num_classes=10, width=1) -> keras.Model:
+    """Two strided 4x4 convs and a 100-unit layer: the fast-adversarial-training MNIST net."""
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(16 * width, 4, strides=2, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv2D(32 * width, 4, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(100 * width, activation="relu")(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name=f"small_cnn_w{width}")
+
+
+def madry_cnn(input_shape=(28, 28, 1), num_classes=10, width=1) -> keras.Model:
+    """conv5x5x32-pool-conv5x5x64-pool-fc1024: the MNIST challenge architecture."""
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(32 * width, 5, padding="same", activation="relu")(inputs)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Conv2D(64 * width, 5, padding="same", activation="relu")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(1024 * width, activation="relu")(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name=f"madry_cnn_w{width}")
+
+
+def _preact_block(x, filters: int, stride: int):
+    """BN-ReLU-conv3x3 twice; the shortcut taps the pre-activation when the shape changes."""
+    pre = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False)(pre)
+    else:
+        shortcut = x
+    y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(pre)
+    y = keras.layers.ReLU()(keras.layers.BatchNormalization()(y))
+    y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+    return keras.layers.Add()([shortcut, y])
+
+
+def preact_resnet(input_shape=(32, 32, 3), num_classes=10, depth=20, width=1) -> keras.Model:
+    """Pre-activation ResNet for small images: 3 stages of (depth-2)/6 blocks, 16/32/64 channels."""
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"ResNet depth must be 6n+2 with n >= 1 (20, 32, 44, 56, ...), got {depth}")
+    blocks = (depth - 2) // 6
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(16 * width, 3, padding="same", use_bias=False)(inputs)
+    for stage, filters in enumerate((16 * width, 32 * width, 64 * width)):
+        for block in range(blocks):
+            x = _preact_block(x, filters, stride=2 if stage > 0 and block == 0 else 1)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name=f"preact_resnet{depth}")
+
+
+def build(architecture: str, input_shape, num_classes: int, width: int = 1) -> keras.Model:
+    if width < 1:
+        raise ValueError(f"width must be a positive integer, got {width}")
+    builders = {
+        "small_cnn": lambda: small_cnn(input_shape, num_classes, width),
+        "madry_cnn": lambda: madry_cnn(input_shape, num_classes, width),
+        "preact_resnet20": lambda: preact_resnet(input_shape, num_classes, 20, width),
+        "preact_resnet44": lambda: preact_resnet(input_shape, num_classes, 44, width),
+    }
+    if architecture not in builders:
+        raise ValueError(f"unknown architecture {architecture!r}: choose one of {', '.join(ARCHITECTURES)}")
+    return builders[architecture]()
+
+
+def save(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Saves atomically: a reader never sees a half-written `.keras` file."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"{path}: model files must end in .keras")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(suffix=".keras", dir=path.parent, prefix=f".{path.stem}-")
+    os.close(handle)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load(path: str | os.PathLike, *, logits: bool = True) -> keras.Model:
+    """Loads a `.keras` file with safe_mode (no code in the file runs), as a logits model."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    if path.suffix != ".keras":
+        raise ModelError(f"{path}: AdvLab reads Keras 3 `.keras` files only (got {path.suffix or 'no suffix'})")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises ValueError, TypeError, zip errors, ...
+        text = str(error)
+        if "safe_mode" in text or "Lambda" in text:
+            reason = "it contains custom Python code (e.g. a Lambda layer), which AdvLab never runs"
+        else:
+            reason = f"{type(error).__name__}: {text.splitlines()[0] if text else 'unreadable'}"
+        raise ModelError(f"{path}: cannot load the model: {reason}") from error
+    return as_logits(model) if logits else model
+
+
+def _is_softmax(activation) -> bool:
+    return getattr(activation, "__name__", "") == "softmax"
+
+
+def as_logits(model: keras.Model) -> keras.Model:
+    """The model itself if it outputs logits, else the same weights up to the pre-softmax values."""
+    if len(model.outputs) != 1:
+        raise ModelError(f"model {model.name!r} has {len(model.outputs)} outputs; a classifier has one")
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax) or (
+            isinstance(last, keras.layers.Activation) and _is_softmax(last.activation)):
+        return keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
+    if _is_softmax(getattr(last, "activation", None)):
+        config = last.get_config() | {"activation": "linear", "name": f"{last.name}_logits"}
+        unwrapped = last.__class__.from_config(config)
+        outputs = unwrapped(last.input)
+        unwrapped.set_weights(last.get_weights())
+        return keras.Model(model.inputs, outputs, name=f"{model.name}_logits")
+    if outputs_probabilities(model):
+        raise ModelError(
+            f"model {model.name!r} outputs probabilities from a layer AdvLab cannot unwrap; "
+            "attacks need logits: rebuild it so the last layer is linear (apply softmax for display only)")
+    return model
+
+
+def outputs_probabilities(model: keras.Model, probes: int = 8, seed: int = 0) -> bool:
+    """Whether outputs on random inputs look like a probability simplex (non-negative, sum 1)."""
+    shape = (probes,) + tuple(model.inputs[0].shape[1:])
+    sample = np.random.default_rng(seed).uniform(0, 1, shape).astype(np.float32)
+    out = np.asarray(model(sample, training=False), dtype=np.float64)
+    return bool(out.min() >= 0 and np.allclose(out.sum(axis=-1), 1, atol=1e-4))
+
+
+def check_compatible(model: keras.Model, input_shape, num_classes: int) -> None:
+    """Raises a clear error when a model cannot classify a dataset's images."""
+    model_shape = tuple(model.inputs[0].shape[1:])
+    if any(m is not None and m != d for m, d in zip(model_shape, input_shape)) or len(model_shape) != 3:
+        raise ModelError(f"model {model.name!r} takes inputs of shape {model_shape}, "
+                         f"the data has shape {tuple(input_shape)}")
+    outputs = model.outputs[0].shape[-1]
+    if outputs != num_classes:
+        raise ModelError(f"model {model.name!r} has {outputs} outputs, the data has {num_classes} classes")

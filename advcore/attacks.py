@@ -23,7 +23,6 @@ from advcore.norms import NORMS, SCALING_NORM, SCALINGS, l1_norm, l2_norm, linf_
 
 LOSSES = ("ce", "margin")
 TARGET_MODES = ("untargeted", "targeted", "least_likely")
-_FOOLED_SCORE = 1e9  # lifts any fooling iterate above every non-fooling one when picking the best
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +139,7 @@ PRESETS = {"fgsm": fgsm, "fgm": fgm, "pgd": pgd, "mifgsm": mifgsm}
 
 def margin(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     """logit[label] - max of the other logits: positive iff the label is the prediction."""
-    onehot = tf.one_hot(labels, tf.shape(logits)[-1], dtype=tf.bool)
+    onehot = tf.one_hot(labels, tf.shape(logits)[-1], on_value=True, off_value=False)
     label_logit = tf.reduce_max(tf.where(onehot, logits, -np.inf), axis=-1)
     other_logit = tf.reduce_max(tf.where(onehot, -np.inf, logits), axis=-1)
     return label_logit - other_logit
@@ -170,7 +169,7 @@ def input_gradient(model, spec: AttackSpec, x, labels):
         logits = model(x, training=False)
         value = objective(logits, labels, spec.loss, spec.targeted)
         total = tf.reduce_sum(value)
-    return tape.gradient(total, x), logits, value
+    return tape.gradient(total, x, unconnected_gradients=tf.UnconnectedGradients.ZERO), logits, value
 
 
 def _step(spec: AttackSpec, x_adv, x0, grad, velocity, eps, step_size, momentum):
@@ -226,15 +225,12 @@ def _best_iterate_attack(model, spec: AttackSpec, x, labels, eps, step_size, ste
         "success": is_success(clean_logits, labels, spec.targeted),
     }
 
-    def score(value, success):
-        return tf.where(success, _FOOLED_SCORE + value, value)
-
     def keep_better(best, index, x_new, logits, value):
         """Writes candidates into `best` at `index` (all rows when index is None) where they win."""
         logits = tf.cast(logits, tf.float32)
         success = is_success(logits, _take(labels, index), spec.targeted)
         old = {key: _take(tensor, index) for key, tensor in best.items()}
-        wins = score(value, success) > score(old["value"], old["success"])
+        wins = (success & ~old["success"]) | ((success == old["success"]) & (value > old["value"]))
         new = {"x": x_new, "logits": logits, "value": value, "success": success}
         return {key: _put(best[key], index, _where_rows(wins, new[key], old[key])) for key in best}
 

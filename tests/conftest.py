@@ -1,0 +1,52 @@
+"""Shared fixtures: real Fashion-MNIST subsets and one small CNN trained on them once per session."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from advcore import data, models  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    return data.load("fashion_mnist", train_size=12000, test_size=1000, seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_model(fashion):
+    """A standard (non-robust) small CNN, about 85% clean accuracy: enough to attack meaningfully."""
+    keras.utils.set_random_seed(0)
+    model = models.small_cnn()
+    model.compile(optimizer=keras.optimizers.Adam(2e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(fashion.train.x, fashion.train.y, batch_size=128, epochs=3, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def trained_model_file(trained_model, tmp_path_factory):
+    return models.save(trained_model, tmp_path_factory.mktemp("models") / "small.keras")
+
+
+@pytest.fixture(scope="session")
+def linear_pair():
+    """A two-class linear model z = W x + b on 4x4x1 images, with known weights and inputs.
+
+    For two classes the loss gradient is parallel to w_other - w_label, so the optimal attacks are
+    known exactly: -eps*sign(w_label - w_other) in Linf, -eps*(w_label - w_other)/||.||_2 in L2.
+    Inputs sit at 0.5 +- 0.2 so a budget up to 0.25 never touches the [0, 1] box.
+    """
+    rng = np.random.default_rng(7)
+    weights = rng.normal(size=(16, 2)).astype(np.float32)
+    bias = (np.array([0.05, -0.05]) - 0.5 * weights.sum(axis=0)).astype(np.float32)  # boundary near 0.5
+    inputs = keras.Input((4, 4, 1))
+    logits = keras.layers.Dense(2, name="linear")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, logits)
+    model.get_layer("linear").set_weights([weights, bias])
+    x = (0.5 + rng.uniform(-0.2, 0.2, size=(64, 4, 4, 1))).astype(np.float32)
+    y = np.argmax(x.reshape(64, -1) @ weights + bias, axis=1)  # the model is right on every sample
+    return model, weights, bias, x, y

@@ -14,8 +14,6 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides our output
-
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
@@ -245,9 +243,23 @@ def _run_evaluate(args) -> dict:
     return summary
 
 
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow's C++ start-up notices ignore TF_CPP_MIN_LOG_LEVEL; keep them off the terminal."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _import_tensorflow_quietly()
     from advcore.data import DatasetFormatError, DatasetNotFoundError
     from advcore.images import ImageError
     from advcore.models import ModelError

@@ -132,39 +132,49 @@ def check_curve(curve: pd.DataFrame, tolerance: float) -> list[SanityFlag]:
     return []
 
 
-def sanity_checks(model: keras.Model, x, y, *, norm: str = "linf", eps: float = 0.1, steps: int = 20,
-                  batch_size: int = 500, seed: int = 0) -> tuple[list[SanityFlag], dict]:
-    """Runs the standard gradient-masking checks; returns the flags and the figures behind them."""
-    tolerance = max(0.005, 1.5 / max(len(x), 1))
+def check_figures(figures: dict, tolerance: float) -> list[SanityFlag]:
+    """The gradient-masking flags that the measured figures of `sanity_checks` raise."""
     flags = []
-    if models.outputs_probabilities(model):
+    if figures["outputs_probabilities"]:
         flags.append(SanityFlag("softmax_output",
                                 "the model outputs probabilities, not logits: saturated softmax "
                                 "gradients weaken attacks; attack the pre-softmax logits"))
-    zero = zero_gradient_fraction(model, x, y, batch_size)
-    if zero > 0.01:
+    if figures["zero_gradient_fraction"] > 0.01:
         flags.append(SanityFlag("zero_gradients",
-                                f"{zero:.1%} of samples have an all-zero input gradient: gradient "
-                                "attacks cannot move them, so robust accuracy is overestimated"))
-    pgd_spec = attacks.pgd(eps, norm=norm, steps=steps)
-    one_step = attacks.fgm(eps, scaling=attacks.NORMS[norm].steepest_scaling)
-    single = robust_accuracy(model, x, y, one_step, batch_size=batch_size, seed=seed).robust_accuracy
-    curve = robustness_curve(model, x, y, pgd_spec, [eps / 4, eps / 2, eps], batch_size=batch_size, seed=seed)
-    multi = float(curve["robust_accuracy"].iloc[-1])
+                                f"{figures['zero_gradient_fraction']:.1%} of samples have an all-zero input "
+                                "gradient: gradient attacks cannot move them, so robust accuracy is "
+                                "overestimated"))
+    single, multi = figures["single_step_accuracy"], figures["pgd_accuracy"]
     if multi > single + tolerance:
         flags.append(SanityFlag("pgd_weaker_than_fgsm",
-                                f"PGD-{steps} leaves {multi:.1%} accuracy but one gradient step leaves "
-                                f"{single:.1%}: the iterative attack is being misled (gradient masking?)"))
-    flags += check_curve(curve, tolerance)
-    whole_box = 1.0 if norm == "linf" else float(np.sqrt(np.prod(np.shape(x)[1:])))
-    unbounded = robust_accuracy(model, x, y, attacks.pgd(whole_box, norm=norm, steps=steps),
-                                batch_size=batch_size, seed=seed).robust_accuracy
-    if unbounded > 0.1:
+                                f"PGD leaves {multi:.1%} accuracy but one gradient step leaves {single:.1%}: "
+                                "the iterative attack is being misled (gradient masking?)"))
+    flags += check_curve(pd.DataFrame(figures["curve"]), tolerance)
+    if figures["unbounded_accuracy"] > 0.1:
         flags.append(SanityFlag("large_eps_not_zero",
-                                f"with eps = {whole_box:g} (any image is reachable) {unbounded:.1%} of "
-                                "samples stay correct; the attack should reach ~0%, so gradients are "
-                                "unreliable here"))
-    figures = {"zero_gradient_fraction": zero, "single_step_accuracy": single,
-               "pgd_accuracy": multi, "unbounded_accuracy": unbounded,
-               "curve": curve.to_dict(orient="records")}
-    return flags, figures
+                                f"with eps = {figures['unbounded_eps']:g} (any image is reachable) "
+                                f"{figures['unbounded_accuracy']:.1%} of samples stay correct; the attack "
+                                "should reach ~0%, so gradients are unreliable here"))
+    return flags
+
+
+def sanity_checks(model: keras.Model, x, y, *, norm: str = "linf", eps: float = 0.1, steps: int = 20,
+                  batch_size: int = 500, seed: int = 0) -> tuple[list[SanityFlag], dict]:
+    """Runs the standard gradient-masking checks; returns the flags and the figures behind them."""
+    def accuracy_under(spec):
+        return robust_accuracy(model, x, y, spec, batch_size=batch_size, seed=seed).robust_accuracy
+
+    curve = robustness_curve(model, x, y, attacks.pgd(eps, norm=norm, steps=steps), [eps / 4, eps / 2, eps],
+                             batch_size=batch_size, seed=seed)
+    whole_box = 1.0 if norm == "linf" else float(np.sqrt(np.prod(np.shape(x)[1:])))
+    figures = {
+        "outputs_probabilities": models.outputs_probabilities(model),
+        "zero_gradient_fraction": zero_gradient_fraction(model, x, y, batch_size),
+        "single_step_accuracy": accuracy_under(
+            attacks.fgm(eps, scaling=attacks.NORMS[norm].steepest_scaling)),
+        "pgd_accuracy": float(curve["robust_accuracy"].iloc[-1]),
+        "curve": curve.to_dict(orient="records"),
+        "unbounded_eps": whole_box,
+        "unbounded_accuracy": accuracy_under(attacks.pgd(whole_box, norm=norm, steps=steps)),
+    }
+    return check_figures(figures, tolerance=max(0.005, 1.5 / max(len(x), 1))), figures

@@ -132,15 +132,16 @@ def as_logits(model: keras.Model) -> keras.Model:
     if len(model.outputs) != 1:
         raise ModelError(f"model {model.name!r} has {len(model.outputs)} outputs; a classifier has one")
     last = model.layers[-1]
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     if isinstance(last, keras.layers.Softmax) or (
             isinstance(last, keras.layers.Activation) and _is_softmax(last.activation)):
-        return keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
+        return keras.Model(inputs, last.input, name=f"{model.name}_logits")
     if _is_softmax(getattr(last, "activation", None)):
         config = last.get_config() | {"activation": "linear", "name": f"{last.name}_logits"}
         unwrapped = last.__class__.from_config(config)
         outputs = unwrapped(last.input)
         unwrapped.set_weights(last.get_weights())
-        return keras.Model(model.inputs, outputs, name=f"{model.name}_logits")
+        return keras.Model(inputs, outputs, name=f"{model.name}_logits")
     if outputs_probabilities(model):
         raise ModelError(
             f"model {model.name!r} outputs probabilities from a layer AdvLab cannot unwrap; "

@@ -1,0 +1,97 @@
+"""`python -m advcore` through real subprocesses."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from advcore import images
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def advcore(*args, check_rc=None):
+    env = os.environ | {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-m", "advcore", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300)
+    if check_rc is not None:
+        assert done.returncode == check_rc, done.stderr
+    return done
+
+
+def test_attack_writes_pngs_array_and_summary(trained_model_file, fashion, tmp_path):
+    out = tmp_path / "adv"
+    done = advcore("attack", "--model", trained_model_file, "--eps", "8/255", "--count", 6, "--start", 10,
+                   "--method", "pgd", "--steps", 10, "--out", out, check_rc=0)
+    assert "attacked 6 images" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["attack"]["eps"] == pytest.approx(8 / 255) and summary["count"] == 6
+    adversarial = np.load(out / "adversarial.npy")
+    assert adversarial.shape == (6, 28, 28, 1)
+    full = __import__("advcore.data", fromlist=["load"]).load()
+    clean = full.test.x[10:16]
+    assert np.abs(adversarial - clean).max() <= 8 / 255 + 1e-6
+    for sample, image in zip(summary["samples"], adversarial):
+        png = images.read_image(out / sample["png"])
+        assert np.abs(png - image).max() <= 0.5 / 255 + 1e-6  # the PNG is the array rounded to 8 bits
+        assert sample["linf"] <= 8 / 255 + 1e-6
+    assert summary["success_rate"] == np.mean([s["success"] for s in summary["samples"]])
+
+
+def test_targeted_attack_reports_its_target(trained_model_file, tmp_path):
+    advcore("attack", "--model", trained_model_file, "--eps", "0.2", "--count", 4, "--target", 3,
+            "--out", tmp_path, check_rc=0)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {s["attack_label"] for s in summary["samples"]} == {3}
+
+
+def test_evaluate_writes_the_curve(trained_model_file, tmp_path):
+    done = advcore("evaluate", "--model", trained_model_file, "--eps", "0,0.05,0.1", "--count", 200,
+                   "--steps", 10, "--sanity", "--out", tmp_path, check_rc=0)
+    curve = pd.read_csv(tmp_path / "curve.csv")
+    assert list(curve["eps"]) == [0, 0.05, 0.1]
+    assert curve["robust_accuracy"].is_monotonic_decreasing
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["sanity"]["flags"] == [] and "eps 0.1: robust accuracy" in done.stdout
+
+
+def test_help_explains_every_option():
+    done = advcore("attack", "--help", check_rc=0)
+    for option in ("--model", "--dataset", "--data-dir", "--eps", "--steps", "--step-size", "--scaling",
+                   "--restarts", "--momentum", "--loss", "--random-start", "--target", "--least-likely",
+                   "--batch-size", "--seed", "--out"):
+        assert option in done.stdout
+    assert "8/255" in done.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["attack", "--model", "m.keras", "--out", "o"], "the following arguments are required: --eps"),
+    (["attack", "--model", "m.keras", "--out", "o", "--eps", "abc"], "not a number: 'abc'"),
+    (["attack", "--model", "m.keras", "--out", "o", "--eps", "0.1", "--norm", "l3"], "invalid choice: 'l3'"),
+    (["attack", "--model", "m.keras", "--out", "o", "--eps", "0.1", "--steps", "0"], "must be >= 1"),
+    (["attack", "--model", "missing.keras", "--out", "o", "--eps", "0.1"], "missing.keras: no such model file"),
+    (["attack", "--model", "m.keras", "--out", "o", "--eps", "-0.1"], "eps must be a finite number >= 0"),
+    (["attack", "--model", "m.keras", "--out", "o", "--eps", "0.1", "--method", "fgsm", "--steps", "5"],
+     "takes one step"),
+    (["evaluate", "--model", "m.keras", "--out", "o", "--eps", "0.1", "--restarts", "3", "--no-random-start"],
+     "restarts > 1 need random_start"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_bad_options_give_one_line_and_exit_2(args, message):
+    done = advcore(*args, check_rc=2)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_bad_target_class_and_start(trained_model_file, tmp_path):
+    done = advcore("attack", "--model", trained_model_file, "--eps", "0.1", "--target", "12", "--out", tmp_path,
+                   check_rc=2)
+    assert "--target 12 is not a class of fashion_mnist" in done.stderr
+    done = advcore("attack", "--model", trained_model_file, "--eps", "0.1", "--start", "10000", "--out",
+                   tmp_path, check_rc=2)
+    assert "outside the test split" in done.stderr

@@ -192,88 +192,128 @@ def _start(spec: AttackSpec, x, eps, seed):
     return tf.clip_by_value(x + noise, spec.clip_min, spec.clip_max)
 
 
-def perturb(model, spec: AttackSpec, x, labels, eps, step_size, steps, seed, momentum=0.0):
-    """The last iterate of the attack, for use inside a training step (graph mode).
-
-    No best-iterate bookkeeping and no extra forward passes: exactly `steps` forward+backward passes.
-    The result is a constant for any outer tape (its creation is not differentiated through).
-    """
-    if spec.target == "least_likely":
-        labels = tf.argmin(model(x, training=False), axis=-1, output_type=labels.dtype)
-    x_adv = _start(spec, x, eps, seed)
-    velocity = tf.zeros_like(x)
+def _iterate(model, spec: AttackSpec, x, labels, x_start, eps, step_size, steps, momentum):
+    """`steps` ascent steps from `x_start`; returns the last iterate."""
+    x_adv, velocity = x_start, tf.zeros_like(x)
     for _ in tf.range(steps):
         grad, _, _ = input_gradient(model, spec, x_adv, labels)
         x_adv, velocity = _step(spec, x_adv, x, grad, velocity, eps, step_size, momentum)
+    return x_adv
+
+
+def perturb(model, spec: AttackSpec, x, labels, eps, step_size, steps, seed, momentum=0.0):
+    """The last iterate of the attack, for use inside a training step (graph mode).
+
+    No bookkeeping and no extra forward passes: exactly `steps` forward+backward passes. The result
+    is a constant for any outer tape (its creation is not differentiated through).
+    """
+    if spec.target == "least_likely":
+        labels = tf.argmin(model(x, training=False), axis=-1, output_type=labels.dtype)
+    x_adv = _iterate(model, spec, x, labels, _start(spec, x, eps, seed), eps, step_size, steps, momentum)
     return tf.stop_gradient(x_adv)
 
 
-def _best_iterate_attack(model, spec: AttackSpec, x, labels, eps, step_size, steps, restarts, seed,
-                         momentum):
-    """Runs every restart and returns, per sample, the best point of the ball it visited.
+def _evaluated(model, spec: AttackSpec, x, labels, logits=None) -> dict:
+    """A candidate point per sample with what the attack needs to rank candidates."""
+    logits = tf.cast(model(x, training=False) if logits is None else logits, tf.float32)
+    return {"x": x, "logits": logits, "value": objective(logits, labels, spec.loss, spec.targeted),
+            "success": is_success(logits, labels, spec.targeted)}
 
-    The clean input itself is the first candidate, so an already misclassified sample counts as
-    fooled with no perturbation, and eps = 0 returns the input unchanged.
-    """
-    clean_logits = tf.cast(model(x, training=False), tf.float32)
+
+def _wins(new: dict, old: dict):
+    """Fooling beats not fooling; between equals the higher objective wins."""
+    return (new["success"] & ~old["success"]) | ((new["success"] == old["success"]) & (new["value"] > old["value"]))
+
+
+def _where_rows(mask, new, old):
+    """Per-row choice between two tensors of any rank (mask has one entry per row)."""
+    return tf.where(tf.reshape(mask, [-1] + [1] * (new.shape.rank - 1)), new, old)
+
+
+def _clean(model, spec: AttackSpec, x, labels):
+    """The clean input as the first candidate (so eps = 0 returns it, and a misclassified sample
+    counts as fooled with no perturbation), and the labels the attack works with."""
+    logits = tf.cast(model(x, training=False), tf.float32)
     if spec.target == "least_likely":
-        labels = tf.argmin(clean_logits, axis=-1, output_type=labels.dtype)
-    best = {
-        "x": x,
-        "logits": clean_logits,
-        "value": objective(clean_logits, labels, spec.loss, spec.targeted),
-        "success": is_success(clean_logits, labels, spec.targeted),
-    }
+        labels = tf.argmin(logits, axis=-1, output_type=labels.dtype)
+    return labels, _evaluated(model, spec, x, labels, logits)
 
-    def keep_better(best, index, x_new, logits, value):
-        """Writes candidates into `best` at `index` (all rows when index is None) where they win."""
-        logits = tf.cast(logits, tf.float32)
-        success = is_success(logits, _take(labels, index), spec.targeted)
-        old = {key: _take(tensor, index) for key, tensor in best.items()}
-        wins = (success & ~old["success"]) | ((success == old["success"]) & (value > old["value"]))
-        new = {"x": x_new, "logits": logits, "value": value, "success": success}
-        return {key: _put(best[key], index, _where_rows(wins, new[key], old[key])) for key in best}
+
+def _attack_every_step(model, spec: AttackSpec, x, labels, eps, step_size, steps, restarts, seed, momentum):
+    """Standard PGD: every sample takes every step; per sample the best restart's last iterate."""
+    labels, clean = _clean(model, spec, x, labels)
+    best = clean
+    for restart in tf.range(restarts):
+        start = _start(spec, x, eps, seed + tf.stack([0, restart]))
+        new = _evaluated(model, spec, _iterate(model, spec, x, labels, start, eps, step_size, steps, momentum),
+                         labels)
+        wins = _wins(new, best)
+        best = {key: _where_rows(wins, new[key], best[key]) for key in best}
+    return _result(x, labels, clean["logits"], best)
+
+
+def _attack_until_fooled(model, spec: AttackSpec, x, labels, eps, step_size, steps, restarts, seed, momentum):
+    """Like `_attack_every_step`, but a sample leaves the batch at its first fooling iterate.
+
+    The batch is compacted as samples leave, so each step costs only what is still unbroken; the
+    leavers are collected and written into the result once, at the end. Random starts are drawn
+    for the whole batch, so a sample follows the same path as in `_attack_every_step` until it
+    leaves: this can only find more fooled samples, never fewer.
+    """
+    labels, clean = _clean(model, spec, x, labels)
+    best = clean  # per sample; rows never fooled take their best restart's last iterate
+    rows = tf.where(~clean["success"])[:, 0]  # the samples still under attack
+    shapes = {"row": [None], "x": [None, *x.shape[1:]], "logits": [None, clean["logits"].shape[-1]],
+              "value": [None]}
+    fooled = {key: tf.TensorArray(tf.int64 if key == "row" else tf.float32, size=0, dynamic_size=True,
+                                  infer_shape=False, element_shape=tf.TensorShape(shape))
+              for key, shape in shapes.items()}
+
+    def leave(fooled, candidate, rows, state):
+        """Records the fooled rows; returns the state of the rows still under attack."""
+        out, keep = tf.where(candidate["success"])[:, 0], tf.where(~candidate["success"])[:, 0]
+        fooled = {key: ta.write(ta.size(), tf.gather(rows if key == "row" else candidate[key], out))
+                  for key, ta in fooled.items()}
+        return fooled, tuple(tf.gather(t, keep) for t in (rows, *state))
 
     for restart in tf.range(restarts):
-        if spec.early_stop and not tf.reduce_any(~best["success"]):
+        if tf.size(rows) == 0:
             break
-        x_adv = _start(spec, x, eps, seed + tf.stack([0, restart]))
-        velocity = tf.zeros_like(x)
+        x_adv = tf.gather(_start(spec, x, eps, seed + tf.stack([0, restart])), rows)
+        x0, row_labels = tf.gather(x, rows), tf.gather(labels, rows)
+        velocity = tf.zeros_like(x_adv)
         for _ in tf.range(steps):
-            if spec.early_stop and not tf.reduce_any(~best["success"]):
+            if tf.size(rows) == 0:
                 break
-            index = tf.where(~best["success"]) if spec.early_stop else None
-            xs, x0s, ls, vs = (_take(t, index) for t in (x_adv, x, labels, velocity))
-            grad, logits, value = input_gradient(model, spec, xs, ls)
-            best = keep_better(best, index, xs, logits, value)
-            xs, vs = _step(spec, xs, x0s, grad, vs, eps, step_size, momentum)
-            x_adv, velocity = _put(x_adv, index, xs), _put(velocity, index, vs)
-        if not spec.early_stop or tf.reduce_any(~best["success"]):  # no model call on an empty batch
-            index = tf.where(~best["success"]) if spec.early_stop else None
-            xs = _take(x_adv, index)
-            logits = model(xs, training=False)
-            best = keep_better(best, index, xs, logits,
-                               objective(logits, _take(labels, index), spec.loss, spec.targeted))
+            grad, logits, _ = input_gradient(model, spec, x_adv, row_labels)
+            candidate = _evaluated(model, spec, x_adv, row_labels, logits)
+            fooled, (rows, x_adv, x0, row_labels, velocity, grad) = leave(
+                fooled, candidate, rows, (x_adv, x0, row_labels, velocity, grad))
+            x_adv, velocity = _step(spec, x_adv, x0, grad, velocity, eps, step_size, momentum)
+        logits = tf.cond(tf.size(rows) > 0,  # no model call on an empty batch
+                         lambda: tf.cast(model(x_adv, training=False), tf.float32),
+                         lambda: tf.zeros_like(tf.gather(clean["logits"], rows)))
+        candidate = _evaluated(model, spec, x_adv, row_labels, logits)
+        index = rows[:, tf.newaxis]
+        old = {key: tf.gather(value, rows) for key, value in best.items()}
+        wins = _wins(candidate, old)
+        best = {key: tf.tensor_scatter_nd_update(best[key], index, _where_rows(wins, candidate[key], old[key]))
+                for key in best}
+        fooled, (rows,) = leave(fooled, candidate, rows, ())
+    index = fooled["row"].concat()[:, tf.newaxis]
+    final = {key: tf.tensor_scatter_nd_update(best[key], index, fooled[key].concat())
+             for key in ("x", "logits", "value")}
+    final["success"] = tf.tensor_scatter_nd_update(best["success"], index, tf.ones_like(index[:, 0], tf.bool))
+    return _result(x, labels, clean["logits"], final)
+
+
+def _result(x, labels, clean_logits, best: dict) -> dict:
     delta = best["x"] - x
     return {
         "x_adv": best["x"], "success": best["success"], "loss": best["value"],
         "logits": best["logits"], "clean_logits": clean_logits, "labels": labels,
         "linf": tf.reshape(linf_norm(delta), [-1]), "l2": tf.reshape(l2_norm(delta), [-1]),
     }
-
-
-def _take(tensor, index):
-    return tensor if index is None else tf.gather_nd(tensor, index)
-
-
-def _put(tensor, index, rows):
-    return rows if index is None else tf.tensor_scatter_nd_update(tensor, index, rows)
-
-
-def _where_rows(mask, new, old):
-    """Per-row choice between two tensors of any rank (mask has one entry per row)."""
-    shape = tf.concat([tf.shape(mask), tf.ones([tf.rank(new) - 1], tf.int32)], 0)
-    return tf.where(tf.reshape(mask, shape), new, old)
 
 
 _COMPILED: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
@@ -289,8 +329,8 @@ def _compiled(model: keras.Model, spec: AttackSpec):
         signature = [image, tf.TensorSpec([None], tf.int64), scalar, scalar,
                      tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
                      tf.TensorSpec([2], tf.int32), scalar]
-        per_model[key] = tf.function(
-            lambda *args: _best_iterate_attack(model, spec, *args), input_signature=signature)
+        loop = _attack_until_fooled if spec.early_stop else _attack_every_step
+        per_model[key] = tf.function(lambda *args: loop(model, spec, *args), input_signature=signature)
     return per_model[key]
 
 

@@ -172,32 +172,62 @@ def input_gradient(model, spec: AttackSpec, x, labels):
     return tape.gradient(total, x, unconnected_gradients=tf.UnconnectedGradients.ZERO), logits, value
 
 
-def _step(spec: AttackSpec, x_adv, x0, grad, velocity, eps, step_size, momentum):
+def _step(spec: AttackSpec, x_adv, x0, grad, velocity, eps, step_size, momentum, box=None):
     """One ascent step, then clip to the valid range, then project onto the ball around x0.
 
-    Clipping first is safe: the projection only moves points toward x0, which is in range.
+    Clipping first is safe: the projection only moves points toward x0, which is in range. Where
+    the ball is a box (Linf) both are one clip to the precomputed `box` bounds.
     """
     if spec.momentum > 0:
         velocity = momentum * velocity + grad / tf.maximum(l1_norm(grad), 1e-12)
         grad = velocity
-    x_adv = tf.clip_by_value(x_adv + SCALINGS[spec.effective_scaling](grad, step_size),
-                             spec.clip_min, spec.clip_max)
+    x_adv = x_adv + SCALINGS[spec.effective_scaling](grad, step_size)
+    if box is not None:
+        return tf.clip_by_value(x_adv, *box), velocity
+    x_adv = tf.clip_by_value(x_adv, spec.clip_min, spec.clip_max)
     return x0 + NORMS[spec.norm].project(x_adv - x0, eps), velocity
 
 
 def _start(spec: AttackSpec, x, eps, seed):
+    """A random start for a whole batch from one seed: the cheap kind, for training steps."""
     if not spec.random_start:
         return x
     noise = NORMS[spec.norm].random_start(tf.shape(x), eps, seed)
     return tf.clip_by_value(x + noise, spec.clip_min, spec.clip_max)
 
 
+_NOISE_BLOCK = 64  # rows whose random starts come from one draw
+
+
+def _start_rows(spec: AttackSpec, x, rows, eps, seed, restart):
+    """Random starts that depend only on (seed, row, restart), not on how rows are batched.
+
+    So a sample's attack is the same alone or in any batch, and the early-stopping loop follows
+    exactly the paths of the every-step loop. Noise is drawn per block of 64 consecutive rows.
+    """
+    if not spec.random_start:
+        return x
+
+    def draw():
+        first, last = tf.reduce_min(rows) // _NOISE_BLOCK, tf.reduce_max(rows) // _NOISE_BLOCK
+        block_shape = tf.concat([[_NOISE_BLOCK], tf.shape(x)[1:]], 0)
+        noise = tf.map_fn(
+            lambda block: NORMS[spec.norm].random_start(
+                block_shape, eps, tf.stack([seed * 7919 + tf.cast(restart, tf.int64), block])),
+            tf.range(first, last + 1), fn_output_signature=tf.TensorSpec([None, *x.shape[1:]], tf.float32))
+        noise = tf.reshape(noise, tf.concat([[-1], tf.shape(x)[1:]], 0))
+        return tf.clip_by_value(x + tf.gather(noise, rows - first * _NOISE_BLOCK), spec.clip_min, spec.clip_max)
+
+    return tf.cond(tf.size(rows) > 0, draw, lambda: x)
+
+
 def _iterate(model, spec: AttackSpec, x, labels, x_start, eps, step_size, steps, momentum):
     """`steps` ascent steps from `x_start`; returns the last iterate."""
     x_adv, velocity = x_start, tf.zeros_like(x)
+    box = NORMS[spec.norm].box(x, eps, spec.clip_min, spec.clip_max)
     for _ in tf.range(steps):
         grad, _, _ = input_gradient(model, spec, x_adv, labels)
-        x_adv, velocity = _step(spec, x_adv, x, grad, velocity, eps, step_size, momentum)
+        x_adv, velocity = _step(spec, x_adv, x, grad, velocity, eps, step_size, momentum, box)
     return x_adv
 
 
@@ -213,11 +243,12 @@ def perturb(model, spec: AttackSpec, x, labels, eps, step_size, steps, seed, mom
     return tf.stop_gradient(x_adv)
 
 
-def _evaluated(model, spec: AttackSpec, x, labels, logits=None) -> dict:
+def _evaluated(model, spec: AttackSpec, x, labels, logits=None, value=None) -> dict:
     """A candidate point per sample with what the attack needs to rank candidates."""
     logits = tf.cast(model(x, training=False) if logits is None else logits, tf.float32)
-    return {"x": x, "logits": logits, "value": objective(logits, labels, spec.loss, spec.targeted),
-            "success": is_success(logits, labels, spec.targeted)}
+    if value is None:
+        value = objective(logits, labels, spec.loss, spec.targeted)
+    return {"x": x, "logits": logits, "value": value, "success": is_success(logits, labels, spec.targeted)}
 
 
 def _wins(new: dict, old: dict):
@@ -230,21 +261,27 @@ def _where_rows(mask, new, old):
     return tf.where(tf.reshape(mask, [-1] + [1] * (new.shape.rank - 1)), new, old)
 
 
-def _clean(model, spec: AttackSpec, x, labels):
+def _clean(model, spec: AttackSpec, x, labels, chunk):
     """The clean input as the first candidate (so eps = 0 returns it, and a misclassified sample
     counts as fooled with no perturbation), and the labels the attack works with."""
-    logits = tf.cast(model(x, training=False), tf.float32)
+    logits = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False,
+                            element_shape=tf.TensorShape([None, model.outputs[0].shape[-1]]))
+    for first in tf.range(0, tf.shape(x)[0], chunk):
+        logits = logits.write(logits.size(), tf.cast(model(x[first:first + chunk], training=False), tf.float32))
+    logits = logits.concat()
     if spec.target == "least_likely":
         labels = tf.argmin(logits, axis=-1, output_type=labels.dtype)
     return labels, _evaluated(model, spec, x, labels, logits)
 
 
-def _attack_every_step(model, spec: AttackSpec, x, labels, eps, step_size, steps, restarts, seed, momentum):
+def _attack_every_step(model, spec: AttackSpec, x, labels, eps, step_size, steps, restarts, momentum,
+                       seed, first_row, pool_size):
     """Standard PGD: every sample takes every step; per sample the best restart's last iterate."""
-    labels, clean = _clean(model, spec, x, labels)
+    labels, clean = _clean(model, spec, x, labels, pool_size)
+    rows = first_row + tf.range(tf.shape(x, out_type=tf.int64)[0])
     best = clean
     for restart in tf.range(restarts):
-        start = _start(spec, x, eps, seed + tf.stack([0, restart]))
+        start = _start_rows(spec, x, rows, eps, seed, restart)
         new = _evaluated(model, spec, _iterate(model, spec, x, labels, start, eps, step_size, steps, momentum),
                          labels)
         wins = _wins(new, best)
@@ -252,54 +289,73 @@ def _attack_every_step(model, spec: AttackSpec, x, labels, eps, step_size, steps
     return _result(x, labels, clean["logits"], best)
 
 
-def _attack_until_fooled(model, spec: AttackSpec, x, labels, eps, step_size, steps, restarts, seed, momentum):
-    """Like `_attack_every_step`, but a sample leaves the batch at its first fooling iterate.
+def _attack_until_fooled(model, spec: AttackSpec, x, labels, eps, step_size, steps, restarts, momentum,
+                         seed, first_row, pool_size):
+    """The same attack, but a sample leaves at its first fooling iterate and a new one takes its place.
 
-    The batch is compacted as samples leave, so each step costs only what is still unbroken; the
-    leavers are collected and written into the result once, at the end. Random starts are drawn
-    for the whole batch, so a sample follows the same path as in `_attack_every_step` until it
-    leaves: this can only find more fooled samples, never fewer.
+    The unbroken samples are kept in a pool of `pool_size` rows, topped up from the queue of the
+    samples not yet attacked, so every step does a full batch of useful work. Each row keeps its
+    own step and restart count and follows the same path as in `_attack_every_step` (the random
+    starts depend on the row alone) until it leaves: this finds every sample that loop fools.
     """
-    labels, clean = _clean(model, spec, x, labels)
-    best = clean  # per sample; rows never fooled take their best restart's last iterate
-    rows = tf.where(~clean["success"])[:, 0]  # the samples still under attack
+    labels, clean = _clean(model, spec, x, labels, pool_size)
+    best = clean  # rows that are never fooled take the best of their restarts' last iterates
+    queue = tf.where(~clean["success"])[:, 0]  # samples fooled clean are done already
+    head = tf.constant(0, tf.int64)
     shapes = {"row": [None], "x": [None, *x.shape[1:]], "logits": [None, clean["logits"].shape[-1]],
               "value": [None]}
     fooled = {key: tf.TensorArray(tf.int64 if key == "row" else tf.float32, size=0, dynamic_size=True,
                                   infer_shape=False, element_shape=tf.TensorShape(shape))
               for key, shape in shapes.items()}
+    empty = queue[:0]
+    pool = {"row": empty, "x_adv": tf.gather(x, empty), "step": tf.cast(empty, tf.int32),
+            "restart": tf.cast(empty, tf.int32)}
+    if spec.momentum > 0:
+        pool["velocity"] = tf.gather(x, empty)
 
-    def leave(fooled, candidate, rows, state):
-        """Records the fooled rows; returns the state of the rows still under attack."""
-        out, keep = tf.where(candidate["success"])[:, 0], tf.where(~candidate["success"])[:, 0]
-        fooled = {key: ta.write(ta.size(), tf.gather(rows if key == "row" else candidate[key], out))
+    while head < tf.size(queue, out_type=tf.int64) or tf.size(pool["row"]) > 0:
+        tf.autograph.experimental.set_loop_options(shape_invariants=[
+            (pool[key], tf.TensorShape([None]).concatenate(pool[key].shape[1:])) for key in pool])
+        admitted = queue[head:head + tf.cast(pool_size, tf.int64) - tf.size(pool["row"], out_type=tf.int64)]
+        head += tf.size(admitted, out_type=tf.int64)
+        fresh = {"row": admitted, "step": tf.zeros_like(admitted, tf.int32),
+                 "restart": tf.zeros_like(admitted, tf.int32),
+                 "x_adv": _start_rows(spec, tf.gather(x, admitted), first_row + admitted, eps, seed, 0)}
+        if spec.momentum > 0:
+            fresh["velocity"] = tf.zeros_like(fresh["x_adv"])
+        pool = {key: tf.concat([pool[key], fresh[key]], 0) for key in pool}
+
+        row_labels, x0 = tf.gather(labels, pool["row"]), tf.gather(x, pool["row"])
+        grad, logits, value = input_gradient(model, spec, pool["x_adv"], row_labels)
+        candidate = _evaluated(model, spec, pool["x_adv"], row_labels, logits, value)
+        out = tf.where(candidate["success"])[:, 0]
+        fooled = {key: ta.write(ta.size(), tf.gather(pool["row"] if key == "row" else candidate[key], out))
                   for key, ta in fooled.items()}
-        return fooled, tuple(tf.gather(t, keep) for t in (rows, *state))
 
-    for restart in tf.range(restarts):
-        if tf.size(rows) == 0:
-            break
-        x_adv = tf.gather(_start(spec, x, eps, seed + tf.stack([0, restart])), rows)
-        x0, row_labels = tf.gather(x, rows), tf.gather(labels, rows)
-        velocity = tf.zeros_like(x_adv)
-        for _ in tf.range(steps):
-            if tf.size(rows) == 0:
-                break
-            grad, logits, _ = input_gradient(model, spec, x_adv, row_labels)
-            candidate = _evaluated(model, spec, x_adv, row_labels, logits)
-            fooled, (rows, x_adv, x0, row_labels, velocity, grad) = leave(
-                fooled, candidate, rows, (x_adv, x0, row_labels, velocity, grad))
-            x_adv, velocity = _step(spec, x_adv, x0, grad, velocity, eps, step_size, momentum)
-        logits = tf.cond(tf.size(rows) > 0,  # no model call on an empty batch
-                         lambda: tf.cast(model(x_adv, training=False), tf.float32),
-                         lambda: tf.zeros_like(tf.gather(clean["logits"], rows)))
-        candidate = _evaluated(model, spec, x_adv, row_labels, logits)
-        index = rows[:, tf.newaxis]
-        old = {key: tf.gather(value, rows) for key, value in best.items()}
-        wins = _wins(candidate, old)
-        best = {key: tf.tensor_scatter_nd_update(best[key], index, _where_rows(wins, candidate[key], old[key]))
-                for key in best}
-        fooled, (rows,) = leave(fooled, candidate, rows, ())
+        ended = (pool["step"] == steps) & ~candidate["success"]  # a restart's last iterate, unbroken
+        index = tf.where(ended)[:, 0]
+        ended_rows = tf.gather(pool["row"], index)
+        old = {key: tf.gather(value, ended_rows) for key, value in best.items()}
+        new = {key: tf.gather(value, index) for key, value in candidate.items()}
+        wins = _wins(new, old)
+        best = {key: tf.tensor_scatter_nd_update(best[key], ended_rows[:, tf.newaxis],
+                                                 _where_rows(wins, new[key], old[key])) for key in best}
+
+        again = ended & (pool["restart"] + 1 < restarts)
+        velocity = pool.get("velocity", grad)  # without momentum `_step` ignores it
+        stepped, velocity = _step(spec, pool["x_adv"], x0, grad, velocity, eps, step_size, momentum)
+        restart_count = pool["restart"] + tf.cast(again, tf.int32)
+        for restart in tf.range(1, restarts):  # fresh random starts for the rows beginning a restart
+            pick = tf.where(again & (restart_count == restart))[:, 0]
+            stepped = tf.tensor_scatter_nd_update(stepped, pick[:, tf.newaxis], _start_rows(
+                spec, tf.gather(x0, pick), first_row + tf.gather(pool["row"], pick), eps, seed, restart))
+        advanced = {"row": pool["row"], "x_adv": stepped, "restart": restart_count,
+                    "step": tf.where(again, 0, pool["step"] + 1)}
+        if spec.momentum > 0:
+            advanced["velocity"] = _where_rows(again, tf.zeros_like(velocity), velocity)
+        stay = tf.where(~candidate["success"] & ~(ended & ~again))[:, 0]
+        pool = {key: tf.gather(value, stay) for key, value in advanced.items()}
+
     index = fooled["row"].concat()[:, tf.newaxis]
     final = {key: tf.tensor_scatter_nd_update(best[key], index, fooled[key].concat())
              for key in ("x", "logits", "value")}
@@ -325,13 +381,15 @@ def _compiled(model: keras.Model, spec: AttackSpec):
     key = spec._graph_key()
     if key not in per_model:
         image = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
-        scalar = tf.TensorSpec([], tf.float32)
-        signature = [image, tf.TensorSpec([None], tf.int64), scalar, scalar,
-                     tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
-                     tf.TensorSpec([2], tf.int32), scalar]
+        scalar, count, row = tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int64)
+        signature = [image, tf.TensorSpec([None], tf.int64), scalar, scalar, count, count, scalar, row, row, count]
         loop = _attack_until_fooled if spec.early_stop else _attack_every_step
         per_model[key] = tf.function(lambda *args: loop(model, spec, *args), input_signature=signature)
     return per_model[key]
+
+
+# Early stopping keeps a pool of `batch_size` rows busy over a longer stretch of the input.
+_EARLY_STOP_STRETCH = 16
 
 
 # ----------------------------------------------------------------------------- public API
@@ -411,11 +469,11 @@ def attack(model: keras.Model, x, y, spec: AttackSpec, *, target=None, batch_siz
                                  "use target='targeted'")
         labels = y
     run = _compiled(model, spec)
+    stretch = batch_size * (_EARLY_STOP_STRETCH if spec.early_stop else 1)
     outputs = []
-    for start in range(0, len(x), batch_size):
-        out = run(x[start:start + batch_size], labels[start:start + batch_size], spec.eps,
-                  spec.effective_step_size, spec.steps, spec.restarts,
-                  tf.constant([seed, start], tf.int32), spec.momentum)
+    for first in range(0, len(x), stretch):
+        out = run(x[first:first + stretch], labels[first:first + stretch], spec.eps, spec.effective_step_size,
+                  spec.steps, spec.restarts, spec.momentum, seed, first, batch_size)
         outputs.append({key: value.numpy() for key, value in out.items()})
     merged = {key: np.concatenate([o[key] for o in outputs]) for key in outputs[0]}
     return AttackResult(

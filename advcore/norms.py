@@ -42,6 +42,10 @@ class Norm:
     def random_start(self, shape, eps, seed) -> tf.Tensor:
         raise NotImplementedError
 
+    def box(self, x0, eps, lo, hi):
+        """Per-pixel bounds equal to the ball within [lo, hi], where the ball is a box; else None."""
+        return None
+
 
 class Linf(Norm):
     name, steepest_scaling = "linf", "sign"
@@ -54,6 +58,9 @@ class Linf(Norm):
 
     def random_start(self, shape, eps, seed):
         return tf.random.stateless_uniform(shape, seed, -1.0, 1.0) * eps
+
+    def box(self, x0, eps, lo, hi):
+        return tf.maximum(x0 - eps, lo), tf.minimum(x0 + eps, hi)
 
 
 class L2(Norm):

@@ -143,12 +143,15 @@ def test_same_seed_same_result_other_seed_other_start(trained_model, batch):
     assert not np.array_equal(a.x_adv, c.x_adv)
 
 
-def test_batch_size_does_not_change_deterministic_attacks(trained_model, batch):
+@pytest.mark.parametrize("early_stop", [False, True])
+def test_a_samples_attack_does_not_depend_on_its_batch(trained_model, batch, early_stop):
+    """Random starts hang on (seed, row, restart) alone, so batching changes nothing."""
     x, y = batch
-    spec = attacks.pgd(0.1, steps=5, random_start=False)
+    spec = attacks.pgd(0.1, steps=5, restarts=2, early_stop=early_stop)
     whole = attacks.attack(trained_model, x, y, spec, batch_size=200)
     pieces = attacks.attack(trained_model, x, y, spec, batch_size=37)
-    np.testing.assert_allclose(whole.x_adv, pieces.x_adv, atol=1e-6)
+    np.testing.assert_array_equal(whole.success, pieces.success)
+    np.testing.assert_allclose(whole.x_adv, pieces.x_adv, atol=1e-5)
 
 
 def test_attacks_leave_the_weights_alone(trained_model, batch):

@@ -1,11 +1,13 @@
-"""Gradient attacks on logits classifiers: one spec, one compiled iterative loop.
+"""Gradient attacks on logits classifiers: one spec, two compiled loops.
 
 An `AttackSpec` describes the attack (norm ball, steps, gradient scaling, restarts, momentum, loss,
-target mode); `attack` validates the inputs and runs the loop over batches. The loop is one
-`tf.function` per model and spec shape: steps, eps and step size are tensors, so changing them
-does not retrace. Inside it the model runs with ``training=False`` and each sample keeps the best
-iterate seen (a fooling one first, else the highest loss), over steps and random restarts.
-With ``early_stop`` fooled samples leave the batch, which makes evaluation of weak models cheap.
+target mode); `attack` validates the inputs and runs it over batches as one `tf.function` per model
+and spec shape (steps, eps and step size are tensors, so changing them does not retrace). The model
+runs with ``training=False``. The standard loop gives every sample every step and keeps, per
+sample, the best restart's last iterate; with ``early_stop`` a sample leaves at its first fooling
+iterate and an unattacked one takes its place, which makes evaluating weak models cheap. The clean
+input is always a candidate, so eps = 0 returns it and a misclassified sample counts as fooled.
+`perturb` is the bare last-iterate attack for use inside a training step.
 """
 
 from __future__ import annotations
@@ -130,9 +132,6 @@ def mifgsm(eps: float, norm: str = "linf", steps: int = 10, momentum: float = 1.
     """Momentum iterative FGSM (Dong et al.): accumulated L1-normalised gradients, step eps/steps."""
     options.setdefault("step_size", eps / steps if eps > 0 else None)
     return AttackSpec(eps=eps, norm=norm, steps=steps, momentum=momentum, **options)
-
-
-PRESETS = {"fgsm": fgsm, "fgm": fgm, "pgd": pgd, "mifgsm": mifgsm}
 
 
 # ----------------------------------------------------------------------------- objectives

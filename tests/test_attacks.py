@@ -27,6 +27,9 @@ CASES = {
     "least_likely": (lambda e: attacks.pgd(e, steps=10, target="least_likely"), False),
     "mifgsm_linf": (lambda e: attacks.mifgsm(e), False),
     "mifgsm_l2": (lambda e: attacks.mifgsm(e, norm="l2"), False),
+    "mifgsm_early_stop": (lambda e: attacks.mifgsm(e, early_stop=True), False),
+    "pgd_l2_restarts_early_stop": (lambda e: attacks.pgd(e, norm="l2", steps=5, restarts=3, early_stop=True),
+                                   False),
 }
 
 
@@ -76,10 +79,7 @@ def test_zero_eps_returns_the_input_and_input_is_never_mutated(trained_model, ba
     x, y = batch
     frozen = x.copy()
     frozen.setflags(write=False)  # any in-place write would raise
-    if name == "fgm_raw":
-        _, result = _run(trained_model, frozen, y, name, eps=0.0)
-    else:
-        _, result = _run(trained_model, frozen, y, name, eps=0.0)
+    _, result = _run(trained_model, frozen, y, name, eps=0.0)
     np.testing.assert_array_equal(result.x_adv, x)
     np.testing.assert_array_equal(frozen, x)
     np.testing.assert_array_equal(result.predictions, result.clean_predictions)

@@ -8,7 +8,6 @@ so `--help` and option errors answer at once.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from fractions import Fraction
@@ -172,16 +171,10 @@ def _load_inputs(args):
     return dataset, split.x[args.start:stop], split.y[args.start:stop], model
 
 
-def _write_json(path: Path, content: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(content, indent=2))
-    os.replace(tmp, path)
-
-
 def _run_attack(args) -> dict:
     import numpy as np
 
-    from advcore import attacks, images
+    from advcore import attacks, files, images
 
     spec = _spec(args, args.eps)
     dataset, x, y, model = _load_inputs(args)
@@ -203,7 +196,7 @@ def _run_attack(args) -> dict:
                "clean_accuracy": float(np.mean(result.clean_predictions == y)),
                "adversarial_accuracy": float(np.mean(result.predictions == y)),
                "success_rate": result.success_rate, "class_names": list(names), "samples": samples}
-    _write_json(args.out / "summary.json", summary)
+    files.write_json(args.out / "summary.json", summary)
     print(f"attacked {len(x)} images: clean accuracy {summary['clean_accuracy']:.1%}, "
           f"after attack {summary['adversarial_accuracy']:.1%}, success {summary['success_rate']:.1%}; "
           f"wrote {args.out}")
@@ -217,7 +210,7 @@ def _spec_json(spec) -> dict:
 
 
 def _run_evaluate(args) -> dict:
-    from advcore import evaluate
+    from advcore import evaluate, files
 
     if not args.eps:
         raise UsageError("--eps needs at least one value")
@@ -234,7 +227,7 @@ def _run_evaluate(args) -> dict:
         flags, figures = evaluate.sanity_checks(model, x, y, norm=specs[-1].norm, eps=max(args.eps),
                                                 batch_size=args.batch_size, seed=args.seed)
         summary["sanity"] = {"flags": [flag.__dict__ for flag in flags], "figures": figures}
-    _write_json(args.out / "summary.json", summary)
+    files.write_json(args.out / "summary.json", summary)
     for row in curve.itertuples():
         print(f"eps {row.eps:.4g}: robust accuracy {row.robust_accuracy:.1%} "
               f"(clean {row.clean_accuracy:.1%}, {row.seconds:.1f} s)")

@@ -7,11 +7,12 @@ softmax are unwrapped to their logits; those AdvLab cannot unwrap are refused wi
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
+
+from advcore import files
 
 ARCHITECTURES = ("small_cnn", "madry_cnn", "preact_resnet20", "preact_resnet44")
 
@@ -92,15 +93,8 @@ def save(model: keras.Model, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"{path}: model files must end in .keras")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(suffix=".keras", dir=path.parent, prefix=f".{path.stem}-")
-    os.close(handle)
-    try:
+    with files.atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

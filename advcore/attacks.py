@@ -222,11 +222,14 @@ def _start_rows(spec: AttackSpec, x, rows, eps, seed, restart):
 
 def _iterate(model, spec: AttackSpec, x, labels, x_start, eps, step_size, steps, momentum):
     """`steps` ascent steps from `x_start`; returns the last iterate."""
-    x_adv, velocity = x_start, tf.zeros_like(x)
     box = NORMS[spec.norm].box(x, eps, spec.clip_min, spec.clip_max)
-    for _ in tf.range(steps):
+
+    def ascend(i, x_adv, velocity):
         grad, _, _ = input_gradient(model, spec, x_adv, labels)
-        x_adv, velocity = _step(spec, x_adv, x, grad, velocity, eps, step_size, momentum, box)
+        return (i + 1, *_step(spec, x_adv, x, grad, velocity, eps, step_size, momentum, box))
+
+    # an explicit loop: Keras traces train steps without AutoGraph
+    _, x_adv, _ = tf.while_loop(lambda i, *_: i < steps, ascend, (tf.constant(0), x_start, tf.zeros_like(x)))
     return x_adv
 
 

@@ -28,7 +28,7 @@ def small_cnn(input_shape=(28, 28, 1), num_classes=10, width=1) -> keras.Model:
     x = keras.layers.Conv2D(32 * width, 4, strides=2, padding="same", activation="relu")(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(100 * width, activation="relu")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name=f"small_cnn_w{width}")
 
 
@@ -41,7 +41,7 @@ def madry_cnn(input_shape=(28, 28, 1), num_classes=10, width=1) -> keras.Model:
     x = keras.layers.MaxPooling2D(2)(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(1024 * width, activation="relu")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name=f"madry_cnn_w{width}")
 
 
@@ -70,7 +70,7 @@ def preact_resnet(input_shape=(32, 32, 3), num_classes=10, depth=20, width=1) ->
             x = _preact_block(x, filters, stride=2 if stage > 0 and block == 0 else 1)
     x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
     x = keras.layers.GlobalAveragePooling2D()(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name=f"preact_resnet{depth}")
 
 

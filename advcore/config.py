@@ -1,0 +1,324 @@
+"""Training configuration: nested dataclasses read from JSON, validated before any work.
+
+Every error names the field (`attack.eps: ...`), so a config typed by hand or sent by the app fails
+at once with a message the user can act on. Unknown fields are refused rather than ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Literal, Optional
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message starts with the field's dotted name."""
+
+
+@dataclasses.dataclass
+class DataConfig:
+    dataset: str = "fashion_mnist"  # a built-in name or a folder of class sub-folders
+    data_dir: Optional[str] = None
+    train_size: Optional[int] = None  # a deterministic subset of the training split
+    val_size: Optional[int] = 1000  # validation images, taken from the test split
+    augment: Literal["none", "crop", "crop_flip"] = "none"
+
+    def check(self):
+        _positive_or_none("train_size", self.train_size)
+        _positive_or_none("val_size", self.val_size)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    architecture: str = "small_cnn"
+    width: int = 1
+    path: Optional[str] = None  # start from a user's .keras model instead of a fresh one
+
+    def check(self):
+        from advcore.models import ARCHITECTURES  # deferred: models imports Keras
+
+        if self.path is None and self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"architecture: unknown {self.architecture!r}; choose one of "
+                              f"{', '.join(ARCHITECTURES)} or give path")
+        if self.width < 1:
+            raise ConfigError(f"width: must be >= 1, got {self.width}")
+
+
+@dataclasses.dataclass
+class AttackConfig:
+    """The attack that makes the adversarial examples of adversarial epochs."""
+    method: Literal["fgsm", "fgsm_rs", "pgd", "ll_fgsm"] = "pgd"
+    norm: Literal["linf", "l2"] = "linf"
+    eps: float = 0.1
+    eps_min: Optional[float] = None  # ll_fgsm: eps drawn per batch from [eps_min, eps]
+    steps: Optional[int] = None  # pgd only; default 7
+    step_size: Optional[float] = None  # default: eps (fgsm), 1.25 eps (fgsm_rs), 2.5 eps / steps (pgd)
+    warmup_epochs: float = 0.0  # eps ramps linearly from 0 over this many adversarial epochs
+
+    def check(self):
+        _finite("eps", self.eps, minimum=0.0)
+        if self.eps == 0:
+            raise ConfigError("eps: must be > 0 for adversarial training")
+        if self.method == "ll_fgsm":
+            if self.eps_min is None:
+                self.eps_min = 1e-4
+            _finite("eps_min", self.eps_min, minimum=0.0)
+            if self.eps_min > self.eps:
+                raise ConfigError(f"eps_min: must not exceed eps ({self.eps}), got {self.eps_min}")
+        elif self.eps_min is not None:
+            raise ConfigError("eps_min: only the ll_fgsm method draws eps from a range")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps: must be >= 1, got {self.steps}")
+        if self.method != "pgd" and self.steps not in (None, 1):
+            raise ConfigError(f"steps: {self.method} takes one step; use method pgd for {self.steps}")
+        if self.step_size is not None:
+            _finite("step_size", self.step_size, minimum=0.0)
+        _finite("warmup_epochs", self.warmup_epochs, minimum=0.0)
+
+    def spec(self):
+        """The AttackSpec of this config (eps may be rescaled per batch by the trainer)."""
+        from advcore import attacks
+
+        if self.method == "pgd":
+            return attacks.pgd(self.eps, norm=self.norm, steps=self.steps or 7, step_size=self.step_size)
+        options = {"random_start": self.method == "fgsm_rs", "step_size": self.step_size}
+        if self.method == "ll_fgsm":
+            options["target"] = "least_likely"
+        return attacks.AttackSpec(eps=self.eps, norm=self.norm, steps=1, **options)
+
+
+@dataclasses.dataclass
+class MixConfig:
+    weight: float = 1.0  # lambda: weight of the adversarial loss against the clean loss
+    fraction: float = 0.5  # split mode: share of each batch replaced by adversarial examples
+
+    def check(self):
+        _finite("weight", self.weight, minimum=0.0)
+        if not 0 < self.fraction <= 1:
+            raise ConfigError(f"fraction: must lie in (0, 1], got {self.fraction}")
+
+
+@dataclasses.dataclass
+class ScheduleConfig:
+    """Which epochs are vanilla and which adversarial.
+
+    constant: every epoch in the training mode; interleaved: cycles of `vanilla_epochs` then
+    `adversarial_epochs`; warmup: `vanilla_epochs` first, adversarial after. `epochs` (constant,
+    warmup) or `cycles` (interleaved) set to null trains until stopped.
+    """
+    kind: Literal["constant", "interleaved", "warmup"] = "constant"
+    epochs: Optional[int] = 10
+    vanilla_epochs: int = 10
+    adversarial_epochs: int = 3
+    cycles: Optional[int] = None
+
+    def check(self):
+        _positive_or_none("epochs", self.epochs)
+        _positive_or_none("cycles", self.cycles)
+        if self.kind == "interleaved":
+            if self.vanilla_epochs < 0 or self.adversarial_epochs < 1:
+                raise ConfigError("adversarial_epochs: an interleaved cycle needs >= 1 adversarial epoch "
+                                  "and >= 0 vanilla epochs")
+        if self.kind == "warmup" and self.vanilla_epochs < 0:
+            raise ConfigError(f"vanilla_epochs: must be >= 0, got {self.vanilla_epochs}")
+        if self.kind == "warmup" and self.epochs is not None and self.epochs <= self.vanilla_epochs:
+            raise ConfigError(f"epochs: warm-up of {self.vanilla_epochs} vanilla epochs leaves no "
+                              f"adversarial epoch in {self.epochs}")
+
+    @property
+    def total_epochs(self) -> Optional[int]:
+        if self.kind == "interleaved":
+            return None if self.cycles is None else self.cycles * (self.vanilla_epochs + self.adversarial_epochs)
+        return self.epochs
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    name: Literal["adam", "sgd"] = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0
+
+    def check(self):
+        _finite("learning_rate", self.learning_rate, minimum=0.0)
+        if self.learning_rate == 0:
+            raise ConfigError("learning_rate: must be > 0")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum: must lie in [0, 1), got {self.momentum}")
+        _finite("weight_decay", self.weight_decay, minimum=0.0)
+
+
+@dataclasses.dataclass
+class LRScheduleConfig:
+    """constant; step: multiply by `factor` at each epoch in `milestones`; cyclic: one cycle,
+    linear from 0 up to the learning rate at `peak` of training and back down to 0."""
+    kind: Literal["constant", "step", "cyclic"] = "constant"
+    milestones: list[int] = dataclasses.field(default_factory=list)
+    factor: float = 0.1
+    peak: float = 0.4
+
+    def check(self):
+        if any(m < 1 for m in self.milestones) or sorted(self.milestones) != self.milestones:
+            raise ConfigError(f"milestones: must be increasing epochs >= 1, got {self.milestones}")
+        if self.kind == "step" and not self.milestones:
+            raise ConfigError("milestones: the step schedule needs at least one epoch")
+        _finite("factor", self.factor, minimum=0.0)
+        if not 0 < self.peak < 1:
+            raise ConfigError(f"peak: must lie in (0, 1), got {self.peak}")
+
+
+@dataclasses.dataclass
+class ValidationConfig:
+    """Per-epoch robust accuracy on a fixed subset, and the catastrophic-overfitting guard."""
+    robust_size: int = 500  # 0 disables the robust check
+    eps: Optional[float] = None  # default: the training eps
+    steps: int = 10
+    collapse_ratio: float = 0.5  # warn when robust accuracy falls below this share of its best
+    stop_on_collapse: bool = False
+
+    def check(self):
+        if self.robust_size < 0:
+            raise ConfigError(f"robust_size: must be >= 0, got {self.robust_size}")
+        if self.eps is not None:
+            _finite("eps", self.eps, minimum=0.0)
+        if self.steps < 1:
+            raise ConfigError(f"steps: must be >= 1, got {self.steps}")
+        if not 0 < self.collapse_ratio < 1:
+            raise ConfigError(f"collapse_ratio: must lie in (0, 1), got {self.collapse_ratio}")
+
+
+@dataclasses.dataclass
+class DistributeConfig:
+    strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
+    mixed_precision: bool = False
+
+    def check(self):
+        """Both fields are checked by their types; the devices are checked when training starts."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    name: str = "run"
+    mode: Literal["vanilla", "adversarial", "double", "split"] = "adversarial"
+    batch_size: int = 128
+    seed: int = 0
+    keep_checkpoints: int = 5
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
+    mix: MixConfig = dataclasses.field(default_factory=MixConfig)
+    schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    lr_schedule: LRScheduleConfig = dataclasses.field(default_factory=LRScheduleConfig)
+    validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
+    distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
+
+    def check(self):
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.keep_checkpoints < 1:
+            raise ConfigError(f"keep_checkpoints: must be >= 1, got {self.keep_checkpoints}")
+        if self.lr_schedule.kind == "cyclic" and self.schedule.total_epochs is None:
+            raise ConfigError("lr_schedule.kind: a cyclic schedule needs a known number of epochs "
+                              "(schedule.epochs or schedule.cycles), not 'until stopped'")
+        if self.mode == "vanilla" and self.schedule.kind != "constant":
+            raise ConfigError(f"schedule.kind: a {self.schedule.kind} schedule needs an adversarial mode, "
+                              "not mode 'vanilla'")
+
+    @property
+    def adversarial(self) -> bool:
+        return self.mode != "vanilla"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, content: dict) -> "TrainConfig":
+        config = _build(cls, content, "")
+        _check_all(config, "")
+        return config
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        try:
+            content = json.loads(Path(path).read_text())
+        except OSError as error:
+            raise ConfigError(f"config file {path}: cannot be read ({error.strerror})") from error
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"config file {path}: not valid JSON ({error})") from error
+        return cls.from_dict(content)
+
+
+# ----------------------------------------------------------------------------- generic checking
+
+def _finite(name: str, value: float, minimum: float) -> None:
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{name}: must be a finite number >= {minimum:g}, got {value}")
+
+
+def _positive_or_none(name: str, value: Optional[int]) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"{name}: must be >= 1 or null, got {value}")
+
+
+def _check_all(config, prefix: str) -> None:
+    """Runs every section's check, prefixing its messages with the section's dotted name."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            _check_all(value, f"{prefix}{field.name}.")
+    try:
+        config.check()
+    except ConfigError as error:
+        raise ConfigError(f"{prefix}{error}") from None
+
+
+def _build(cls, content, prefix: str):
+    if not isinstance(content, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: must be an object, got {type(content).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(content) - names)
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown field (known: {', '.join(sorted(names))})")
+    values = {name: _convert(hints[name], value, f"{prefix}{name}") for name, value in content.items()}
+    return cls(**values)
+
+
+def _convert(kind, value, name: str):
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, f"{name}.")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _convert(next(a for a in args if a is not type(None)), value, name)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{name}: must be a list, got {value!r}")
+        return [_convert(args[0], item, f"{name}[{i}]") for i, item in enumerate(value)]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: must be an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: must be a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: must be a string, got {value!r}")
+        return value
+    raise TypeError(f"{name}: unsupported config type {kind}")

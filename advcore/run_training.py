@@ -1,0 +1,272 @@
+"""Runs a training config as a run of the run store: schedule, checks, records, stop and resume.
+
+Every finished epoch is written before the next begins (history row, checkpoint with optimizer
+state, latest model), so SIGKILL loses at most the epoch in progress. SIGINT/SIGTERM finish the
+current batch, save the model and end the run as `stopped`. `resume=True` restarts from the last
+complete checkpoint with the same schedule position, optimizer state, data order and history.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from advcore import data, distribute, evaluate, files, models
+from advcore.config import TrainConfig
+from advcore.runs import Run, now, process_start_ticks
+from advcore.training import (ADVERSARIAL, UNTIL_STOPPED, AdversarialTrainer, current_learning_rate,
+                              make_optimizer, phase, training_batches)
+
+HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_robust_accuracy",
+                   "learning_rate", "eps", "seconds", "warning")
+
+
+class StopRequest:
+    """Set by SIGINT or SIGTERM; the training loop checks it after every batch."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None
+
+    def install(self) -> "StopRequest":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal_name = signal.Signals(signum).name
+
+
+class EpochControl(keras.callbacks.Callback):
+    """Sets each epoch's phase, stops after the current batch when asked, and knows whether the
+    epoch that just ended ran all its batches (a stopped epoch is not recorded)."""
+
+    def __init__(self, config: TrainConfig, stop: StopRequest, steps_per_epoch: int, on_stop):
+        super().__init__()
+        self.config, self.stop, self.steps_per_epoch, self.on_stop = config, stop, steps_per_epoch, on_stop
+        self.batches, self.started = 0, 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.adversarial_phase.assign(phase(self.config, epoch) == ADVERSARIAL)
+        self.batches, self.started = 0, time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+        if self.stop.requested and not self.model.stop_training:
+            self.model.stop_training = True
+            self.on_stop()
+
+    @property
+    def epoch_complete(self) -> bool:
+        return self.batches == self.steps_per_epoch
+
+
+class RobustCheck(keras.callbacks.Callback):
+    """Robust accuracy on a fixed validation subset under a fixed PGD, after every epoch."""
+
+    def __init__(self, control: EpochControl, classifier, x, y, spec):
+        super().__init__()
+        self.control, self.classifier, self.x, self.y, self.spec = control, classifier, x, y, spec
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.control.epoch_complete and len(self.x):
+            logs["val_robust_accuracy"] = evaluate.robust_accuracy(
+                self.classifier, self.x, self.y, self.spec).robust_accuracy
+
+
+class Recorder(keras.callbacks.Callback):
+    """Writes each finished epoch to the run: history row, checkpoint, latest model, status."""
+
+    def __init__(self, run: Run, config: TrainConfig, control: EpochControl, history: pd.DataFrame,
+                 chief: bool, echo):
+        super().__init__()
+        self.run, self.config, self.control, self.chief, self.echo = run, config, control, chief, echo
+        self.rows = history.to_dict(orient="records")
+        self.collapsed: str | None = None
+
+    def _best_robust(self) -> float:
+        values = [r["val_robust_accuracy"] for r in self.rows
+                  if r.get("phase") == ADVERSARIAL and pd.notna(r.get("val_robust_accuracy"))]
+        return max(values, default=float("nan"))
+
+    def _collapse_warning(self, epoch_phase: str, robust: float | None) -> str:
+        best = self._best_robust()
+        ratio = self.config.validation.collapse_ratio
+        if epoch_phase != ADVERSARIAL or robust is None or not best > 0.05 or robust >= ratio * best:
+            return ""
+        return (f"catastrophic overfitting? robust accuracy fell to {robust:.1%} from a best of {best:.1%} "
+                f"(below {ratio:.0%} of it)")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.control.epoch_complete:
+            return
+        trainer = self.model
+        epoch_phase = phase(self.config, epoch)
+        robust = logs.get("val_robust_accuracy")
+        warning = self._collapse_warning(epoch_phase, robust)
+        row = {"epoch": epoch + 1, "phase": epoch_phase, "loss": logs.get("loss"),
+               "accuracy": logs.get("accuracy"), "val_loss": logs.get("val_loss"),
+               "val_accuracy": logs.get("val_accuracy"), "val_robust_accuracy": robust,
+               "learning_rate": current_learning_rate(trainer.optimizer),
+               "eps": trainer.current_eps() if epoch_phase == ADVERSARIAL else 0.0,
+               "seconds": time.perf_counter() - self.control.started, "warning": warning}
+        self.rows.append(row)
+        self._save(epoch + 1)
+        self.echo(_epoch_line(row))
+        if warning and self.config.validation.stop_on_collapse:
+            self.collapsed = warning
+            trainer.stop_training = True
+
+    def _save(self, epoch: int) -> None:
+        trainer = self.model
+        if not self.chief:  # other workers must save too, but somewhere nobody reads
+            with tempfile.TemporaryDirectory() as scratch:
+                models.save(trainer.classifier, Path(scratch) / "model.keras")
+            return
+        model_path, optimizer_path = self.run.checkpoint_paths(epoch)
+        models.save(trainer.classifier, model_path)
+        save_optimizer(trainer, optimizer_path)
+        self.run.write_history(pd.DataFrame(self.rows, columns=HISTORY_COLUMNS))
+        models.save(trainer.classifier, self.run.model_path)
+        for old in self.run.checkpoints()[:-self.config.keep_checkpoints]:
+            for path in self.run.checkpoint_paths(old):
+                path.unlink(missing_ok=True)
+        self.run.update_status(epoch=epoch, phase=self.rows[-1]["phase"])
+
+
+def _epoch_line(row: dict) -> str:
+    def pct(value):
+        return "-" if value is None or pd.isna(value) else f"{value:.1%}"
+    line = (f"epoch {row['epoch']:>4} {row['phase']:<11} loss {row['loss']:.4f} acc {pct(row['accuracy'])} "
+            f"val_acc {pct(row['val_accuracy'])} val_robust {pct(row['val_robust_accuracy'])} "
+            f"lr {row['learning_rate']:.2e} {row['seconds']:.1f}s")
+    return line + (f"  WARNING: {row['warning']}" if row["warning"] else "")
+
+
+def save_optimizer(trainer: AdversarialTrainer, path: Path) -> None:
+    arrays = {f"v{i:04d}": np.asarray(v) for i, v in enumerate(trainer.optimizer.variables)}
+    arrays["adversarial_steps"] = np.asarray(trainer.adversarial_steps.numpy())
+    with files.atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+
+def load_optimizer(trainer: AdversarialTrainer, path: Path) -> None:
+    trainer.optimizer.build(trainer.classifier.trainable_variables)
+    with np.load(path) as saved:
+        variables = trainer.optimizer.variables
+        if len(saved.files) - 1 != len(variables):
+            raise ValueError(f"{path}: holds {len(saved.files) - 1} optimizer variables, the optimizer has "
+                             f"{len(variables)}; was the config changed?")
+        for i, variable in enumerate(variables):
+            variable.assign(saved[f"v{i:04d}"])
+        trainer.adversarial_steps.assign(int(saved["adversarial_steps"]))
+
+
+def _datasets(config: TrainConfig):
+    dataset = data.load(config.data.dataset, data_dir=config.data.data_dir, train_size=config.data.train_size,
+                        seed=config.seed)
+    validation = data.subset(dataset.test, config.data.val_size, config.seed)
+    return dataset, validation
+
+
+def _robust_spec(config: TrainConfig):
+    from advcore import attacks
+
+    eps = config.validation.eps if config.validation.eps is not None else config.attack.eps
+    return attacks.pgd(eps, norm=config.attack.norm, steps=config.validation.steps)
+
+
+def train(config: TrainConfig, run: Run, *, resume: bool = False, echo=print) -> str:
+    """Trains until the schedule ends, the run is stopped, or robust accuracy collapses (if asked).
+
+    Returns the final status: finished or stopped. Raises (with status failed) on errors.
+    """
+    log = open(run.log_path, "a", buffering=1)
+
+    def say(line: str) -> None:
+        echo(line)
+        log.write(line + "\n")
+
+    stop = StopRequest().install()
+    try:
+        return _train(config, run, resume, stop, say)
+    except BaseException as error:
+        log.write(traceback.format_exc())
+        run.update_status(status="failed", ended=now(), error=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        log.close()
+
+
+def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) -> str:
+    strategy = distribute.make_strategy(config.distribute.strategy)
+    chief = distribute.is_chief(strategy)
+    dataset, validation = _datasets(config)
+    steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
+    history = pd.DataFrame(columns=HISTORY_COLUMNS)
+    first_epoch = 0
+    with strategy.scope():
+        keras.utils.set_random_seed(config.seed)
+        if config.model.path:
+            classifier = models.load(config.model.path)
+        else:
+            classifier = models.build(config.model.architecture, dataset.input_shape, dataset.num_classes,
+                                      config.model.width)
+        models.check_compatible(classifier, dataset.input_shape, dataset.num_classes)
+        trainer = AdversarialTrainer(classifier, config, steps_per_epoch)
+        trainer.compile(optimizer=make_optimizer(config, steps_per_epoch))
+        checkpoints = run.checkpoints() if resume else []
+        if checkpoints:
+            first_epoch = checkpoints[-1]
+            model_path, optimizer_path = run.checkpoint_paths(first_epoch)
+            classifier.set_weights(models.load(model_path, logits=False).get_weights())
+            load_optimizer(trainer, optimizer_path)
+            recorded = run.history()
+            history = recorded[recorded["epoch"] <= first_epoch] if len(recorded) else history
+            say(f"resuming {run.id} after epoch {first_epoch}")
+    total = config.schedule.total_epochs or UNTIL_STOPPED
+    status = run.recorded_status()
+    run.update_status(status="running", pid=os.getpid(), pid_start=process_start_ticks(os.getpid()),
+                      device=distribute.describe(strategy), started=status.get("started", now()),
+                      steps_per_epoch=steps_per_epoch, total_epochs=config.schedule.total_epochs,
+                      error=None, **({"resumed": now()} if resume else {}))
+
+    def stopping():
+        run.update_status(status="stopping", signal=stop.signal_name)
+        say(f"{stop.signal_name}: finishing the current batch, then saving")
+
+    control = EpochControl(config, stop, steps_per_epoch, stopping)
+    recorder = Recorder(run, config, control, history, chief, say)
+    robust_x, robust_y = validation.x[:config.validation.robust_size], validation.y[:config.validation.robust_size]
+    callbacks = [control, RobustCheck(control, classifier, robust_x, robust_y, _robust_spec(config)), recorder,
+                 keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False)]
+    if first_epoch < total:
+        trainer.fit(training_batches(dataset.train.x, dataset.train.y, config.batch_size, config.seed,
+                                     config.data.augment, first_epoch),
+                    steps_per_epoch=steps_per_epoch, epochs=total, initial_epoch=first_epoch,
+                    validation_data=(validation.x, validation.y), validation_batch_size=500,
+                    shuffle=False, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 0)
+    if chief:
+        models.save(classifier, run.model_path)
+    if stop.requested:
+        run.update_status(status="stopped", ended=now(), signal=stop.signal_name)
+        say(f"stopped after {len(recorder.rows)} finished epochs; model saved to {run.model_path}")
+        return "stopped"
+    reason = recorder.collapsed or "schedule complete"
+    run.update_status(status="finished", ended=now(), reason=reason)
+    say(f"finished: {reason}; {len(recorder.rows)} epochs; model saved to {run.model_path}")
+    return "finished"

@@ -1,0 +1,214 @@
+"""Adversarial training on Keras `fit`: a custom `train_step`, an epoch schedule, a data pipeline.
+
+`AdversarialTrainer` wraps any logits classifier. In an adversarial epoch each step builds
+adversarial examples of the batch with `attacks.perturb` (model in inference mode, current weights,
+result cut from the weight gradient) and trains on them alone (`adversarial`), on the clean batch
+plus them (`double`), or on the batch with a share replaced by them (`split`); the clean and
+adversarial parts are weighted by lambda as `(n_c L_c + lambda n_a L_a) / (n_c + lambda n_a)`.
+Which epochs are adversarial is a schedule (constant, interleaved, warm-up) set per epoch by a
+callback, so a schedule switch costs no retracing.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from advcore import attacks
+from advcore.config import TrainConfig
+
+VANILLA, ADVERSARIAL = "vanilla", "adversarial"
+UNTIL_STOPPED = 10**9  # the epoch count handed to `fit` when the user stops the run
+
+
+def phase(config: TrainConfig, epoch: int) -> str:
+    """The phase of a 0-based epoch under the config's schedule."""
+    schedule = config.schedule
+    if not config.adversarial:
+        return VANILLA
+    if schedule.kind == "interleaved":
+        cycle = schedule.vanilla_epochs + schedule.adversarial_epochs
+        return VANILLA if epoch % cycle < schedule.vanilla_epochs else ADVERSARIAL
+    if schedule.kind == "warmup":
+        return VANILLA if epoch < schedule.vanilla_epochs else ADVERSARIAL
+    return ADVERSARIAL
+
+
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear from 0 to `peak_rate` at `peak` of the steps, then linear back to 0."""
+
+    def __init__(self, peak_rate: float, total_steps: int, peak: float = 0.4):
+        self.peak_rate, self.total_steps, self.peak = peak_rate, total_steps, peak
+
+    def __call__(self, step):
+        progress = tf.cast(step, tf.float32) / float(self.total_steps)
+        up = progress / self.peak
+        down = (1.0 - progress) / (1.0 - self.peak)
+        return self.peak_rate * tf.clip_by_value(tf.minimum(up, down), 0.0, 1.0)
+
+    def get_config(self):
+        return {"peak_rate": self.peak_rate, "total_steps": self.total_steps, "peak": self.peak}
+
+
+def learning_rate(config: TrainConfig, steps_per_epoch: int):
+    rate, schedule = config.optimizer.learning_rate, config.lr_schedule
+    if schedule.kind == "step":
+        boundaries = [m * steps_per_epoch for m in schedule.milestones]
+        values = [rate * schedule.factor ** i for i in range(len(boundaries) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    if schedule.kind == "cyclic":
+        return OneCycle(rate, config.schedule.total_epochs * steps_per_epoch, schedule.peak)
+    return rate
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    options = config.optimizer
+    rate = learning_rate(config, steps_per_epoch)
+    decay = options.weight_decay or None
+    if options.name == "sgd":
+        return keras.optimizers.SGD(rate, momentum=options.momentum, nesterov=True, weight_decay=decay)
+    return keras.optimizers.Adam(rate, weight_decay=decay)
+
+
+def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+    rate = optimizer.learning_rate
+    return float(rate(optimizer.iterations) if callable(rate) else rate)
+
+
+# ----------------------------------------------------------------------------- data
+
+def _augment(image, seed, pad: int, flip: bool):
+    """A random shift of up to `pad` pixels (zero padding), and a horizontal flip if asked."""
+    size = tf.shape(image)
+    padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+    image = tf.image.stateless_random_crop(padded, size, seed)
+    if flip:
+        image = tf.image.stateless_random_flip_left_right(image, seed + 1)
+    return image
+
+
+def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment: str = "none",
+                     first_epoch: int = 0) -> tf.data.Dataset:
+    """An endless stream of batches whose order (and augmentation) depends on (seed, epoch) alone,
+    so a resumed run sees exactly the batches the uninterrupted run would have seen."""
+    images, labels = tf.constant(x), tf.constant(y)
+    count = len(x)
+    pad = 4 if x.shape[1] >= 32 else 2
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64),
+                                                         seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        stream = tf.data.Dataset.from_tensor_slices(order)
+        if augment == "none":
+            return stream.batch(batch_size).map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
+        return stream.map(
+            lambda i: (_augment(images[i], tf.stack([epoch * 1_000_003 + seed, i]), pad, augment == "crop_flip"),
+                       labels[i]),
+            num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+
+    return (tf.data.Dataset.range(first_epoch, UNTIL_STOPPED).flat_map(epoch_batches)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+# ----------------------------------------------------------------------------- the trainer
+
+class AdversarialTrainer(keras.Model):
+    """Trains `classifier` in place; its own weights are the classifier's."""
+
+    def __init__(self, classifier: keras.Model, config: TrainConfig, steps_per_epoch: int, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+        self.mode = config.mode
+        self.attack_method = config.attack.method
+        self.spec = config.attack.spec() if config.adversarial else None
+        self.eps, self.eps_min = config.attack.eps, config.attack.eps_min
+        self.step_ratio = (self.spec.effective_step_size / self.spec.eps) if self.spec else 0.0
+        self.fixed_step_size = config.attack.step_size
+        self.warmup_steps = config.attack.warmup_epochs * steps_per_epoch
+        self.mix_weight, self.mix_fraction = config.mix.weight, config.mix.fraction
+        self.seed = config.seed
+        self.adversarial_phase = tf.Variable(False, trainable=False, name="adversarial_phase")
+        self.adversarial_steps = tf.Variable(0, trainable=False, dtype=tf.int64, name="adversarial_steps",
+                                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker]
+
+    def call(self, x, training=False):
+        return self.classifier(x, training=training)
+
+    def warmup(self):
+        """The share of eps reached: ramps linearly over the warm-up's adversarial steps."""
+        if self.warmup_steps <= 0:
+            return tf.constant(1.0)
+        return tf.minimum(1.0, tf.cast(self.adversarial_steps + 1, tf.float32) / self.warmup_steps)
+
+    def current_eps(self) -> float:
+        """The largest eps the attack uses now (for the history)."""
+        return float(self.eps * self.warmup())
+
+    def attack_eps(self, seed):
+        """This batch's eps: drawn from [eps_min, eps] for ll_fgsm, ramped up during warm-up."""
+        if self.attack_method == "ll_fgsm":
+            eps = tf.random.stateless_uniform([], seed, self.eps_min, self.eps)
+        else:
+            eps = tf.constant(self.eps, tf.float32)
+        return eps * self.warmup()
+
+    def adversarial_examples(self, x, y):
+        step = tf.cast(self.optimizer.iterations, tf.int64)
+        seed = tf.stack([tf.constant(self.seed, tf.int64), step])
+        eps = self.attack_eps(seed)
+        step_size = self.fixed_step_size if self.fixed_step_size is not None else eps * self.step_ratio
+        return attacks.perturb(self.classifier, self.spec, x, y, eps, step_size, self.spec.steps, seed + 1)
+
+    def _adversarial_batch(self, x, y):
+        """The inputs, labels and per-sample loss weights of an adversarial step."""
+        self.adversarial_steps.assign_add(1)
+        ones = tf.ones_like(y, tf.float32)
+        if self.mode == ADVERSARIAL:
+            return self.adversarial_examples(x, y), y, ones
+        if self.mode == "double":
+            x_adv = self.adversarial_examples(x, y)
+            return tf.concat([x, x_adv], 0), tf.concat([y, y], 0), tf.concat([ones, self.mix_weight * ones], 0)
+        split = tf.cast(tf.round(self.mix_fraction * tf.cast(tf.shape(y)[0], tf.float32)), tf.int32)
+        x_adv = self.adversarial_examples(x[:split], y[:split])
+        return (tf.concat([x[split:], x_adv], 0), tf.concat([y[split:], y[:split]], 0),
+                tf.concat([ones[split:], self.mix_weight * ones[:split]], 0))
+
+    def train_step(self, data):
+        x, y = data
+        if self.spec is None:
+            inputs, labels, weights = x, y, tf.ones_like(y, tf.float32)
+        else:
+            inputs, labels, weights = tf.cond(self.adversarial_phase, lambda: self._adversarial_batch(x, y),
+                                              lambda: (x, y, tf.ones_like(y, tf.float32)))
+        with tf.GradientTape() as tape:
+            logits = self.classifier(inputs, training=True)
+            per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, tf.cast(logits, tf.float32))
+            loss = tf.reduce_sum(weights * per_sample) / tf.reduce_sum(weights)
+            if self.classifier.losses:
+                loss += tf.add_n(self.classifier.losses)
+            scaled = self.optimizer.scale_loss(_per_replica(loss))
+        variables = self.classifier.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        self.loss_tracker.update_state(loss, sample_weight=tf.reduce_sum(weights))
+        self.accuracy_tracker.update_state(labels, logits)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, y = data
+        logits = self.classifier(x, training=False)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, tf.cast(logits, tf.float32)))
+        self.loss_tracker.update_state(loss, sample_weight=tf.shape(y)[0])
+        self.accuracy_tracker.update_state(y, logits)
+        return {m.name: m.result() for m in self.metrics}
+
+
+def _per_replica(loss):
+    """Each replica's share of the loss: gradients are summed across replicas."""
+    return loss / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)

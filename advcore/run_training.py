@@ -41,10 +41,14 @@ class StopRequest:
     def requested(self) -> bool:
         return self.signal_name is not None
 
-    def install(self) -> "StopRequest":
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-        return self
+    def install(self) -> dict:
+        """Takes over SIGINT and SIGTERM; returns the previous handlers for `restore`."""
+        return {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    @staticmethod
+    def restore(previous: dict) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum, frame):
         self.signal_name = signal.Signals(signum).name
@@ -190,6 +194,17 @@ def _robust_spec(config: TrainConfig):
     return attacks.pgd(eps, norm=config.attack.norm, steps=config.validation.steps)
 
 
+def _resume_point(run: Run, empty: pd.DataFrame) -> tuple[int, pd.DataFrame]:
+    """The last epoch with both a checkpoint and a history row (a kill can fall between the two
+    writes), and the history up to it."""
+    recorded = run.history()
+    recorded_epochs = set(recorded["epoch"]) if len(recorded) else set()
+    complete = [epoch for epoch in run.checkpoints() if epoch in recorded_epochs]
+    if not complete:
+        return 0, empty
+    return complete[-1], recorded[recorded["epoch"] <= complete[-1]]
+
+
 def train(config: TrainConfig, run: Run, *, resume: bool = False, echo=print) -> str:
     """Trains until the schedule ends, the run is stopped, or robust accuracy collapses (if asked).
 
@@ -201,7 +216,8 @@ def train(config: TrainConfig, run: Run, *, resume: bool = False, echo=print) ->
         echo(line)
         log.write(line + "\n")
 
-    stop = StopRequest().install()
+    stop = StopRequest()
+    previous_handlers = stop.install()
     try:
         return _train(config, run, resume, stop, say)
     except BaseException as error:
@@ -209,6 +225,7 @@ def train(config: TrainConfig, run: Run, *, resume: bool = False, echo=print) ->
         run.update_status(status="failed", ended=now(), error=f"{type(error).__name__}: {error}")
         raise
     finally:
+        StopRequest.restore(previous_handlers)
         log.close()
 
 
@@ -229,14 +246,12 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
         models.check_compatible(classifier, dataset.input_shape, dataset.num_classes)
         trainer = AdversarialTrainer(classifier, config, steps_per_epoch)
         trainer.compile(optimizer=make_optimizer(config, steps_per_epoch))
-        checkpoints = run.checkpoints() if resume else []
-        if checkpoints:
-            first_epoch = checkpoints[-1]
+        if resume:
+            first_epoch, history = _resume_point(run, history)
+        if first_epoch:
             model_path, optimizer_path = run.checkpoint_paths(first_epoch)
             classifier.set_weights(models.load(model_path, logits=False).get_weights())
             load_optimizer(trainer, optimizer_path)
-            recorded = run.history()
-            history = recorded[recorded["epoch"] <= first_epoch] if len(recorded) else history
             say(f"resuming {run.id} after epoch {first_epoch}")
     total = config.schedule.total_epochs or UNTIL_STOPPED
     status = run.recorded_status()

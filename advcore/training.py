@@ -73,7 +73,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
 
 def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
     rate = optimizer.learning_rate
-    return float(rate(optimizer.iterations) if callable(rate) else rate)
+    return float(np.asarray(rate(optimizer.iterations) if callable(rate) else rate))
 
 
 # ----------------------------------------------------------------------------- data
@@ -168,7 +168,6 @@ class AdversarialTrainer(keras.Model):
 
     def _adversarial_batch(self, x, y):
         """The inputs, labels and per-sample loss weights of an adversarial step."""
-        self.adversarial_steps.assign_add(1)
         ones = tf.ones_like(y, tf.float32)
         if self.mode == ADVERSARIAL:
             return self.adversarial_examples(x, y), y, ones
@@ -181,12 +180,14 @@ class AdversarialTrainer(keras.Model):
                 tf.concat([ones[split:], self.mix_weight * ones[:split]], 0))
 
     def train_step(self, data):
-        x, y = data
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         if self.spec is None:
             inputs, labels, weights = x, y, tf.ones_like(y, tf.float32)
         else:
             inputs, labels, weights = tf.cond(self.adversarial_phase, lambda: self._adversarial_batch(x, y),
                                               lambda: (x, y, tf.ones_like(y, tf.float32)))
+            # counted outside the cond: a replicated variable must not be updated inside control flow
+            self.adversarial_steps.assign_add(tf.cast(self.adversarial_phase, tf.int64))
         with tf.GradientTape() as tape:
             logits = self.classifier(inputs, training=True)
             per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, tf.cast(logits, tf.float32))
@@ -201,7 +202,7 @@ class AdversarialTrainer(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
-        x, y = data
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         logits = self.classifier(x, training=False)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, tf.cast(logits, tf.float32)))
         self.loss_tracker.update_state(loss, sample_weight=tf.shape(y)[0])

@@ -1,0 +1,135 @@
+"""`python -m advcore train` as a real subprocess: stop, kill, resume, and two devices."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from advcore import models
+from advcore.runs import Run, list_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--train-size", "1280", "--val-size", "200", "--robust-val-size", "100", "--robust-steps", "2",
+         "--batch-size", "128", "--attack", "fgsm_rs", "--seed", "3"]
+INTERLEAVED = ["--schedule", "interleaved", "--vanilla-epochs", "2", "--adversarial-epochs", "1"]
+
+
+def start(runs_dir, *args, log_name="out.log"):
+    env = os.environ | {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    Path(runs_dir).parent.mkdir(parents=True, exist_ok=True)
+    log = open(Path(runs_dir).parent / log_name, "ab")
+    return subprocess.Popen([sys.executable, "-m", "advcore", "train", "--runs-dir", str(runs_dir), *args],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def only_run(runs_dir) -> Run:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = list_runs(runs_dir)
+        if runs:
+            return runs[0]
+        time.sleep(0.1)
+    raise AssertionError("no run appeared")
+
+
+def wait_for_epochs(run: Run, count: int, process, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, run.log_tail()
+        if len(run.history()) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} epochs after {timeout} s:\n{run.log_tail()}")
+
+
+def check_history(run: Run, phases_of_cycle=("vanilla", "vanilla", "adversarial")) -> pd.DataFrame:
+    """Epochs 1..n, no gap, each with its schedule's phase, each with a loadable checkpoint or pruned."""
+    history = run.history()
+    assert list(history["epoch"]) == list(range(1, len(history) + 1))
+    assert list(history["phase"]) == [phases_of_cycle[i % 3] for i in range(len(history))]
+    assert run.checkpoints() and run.checkpoints()[-1] >= len(history) - 1
+    models.load(run.checkpoint_paths(run.checkpoints()[-1])[0])
+    return history
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stop_keeps_every_epoch_and_resume_continues(tmp_path, sig):
+    runs_dir = tmp_path / "runs"
+    process = start(runs_dir, *SMALL, *INTERLEAVED)
+    run = only_run(runs_dir)
+    wait_for_epochs(run, random.randint(2, 4), process)
+    time.sleep(random.uniform(0, 0.3))
+    process.send_signal(sig)
+    assert process.wait(timeout=120) == 0, run.log_tail()
+    assert run.status()["status"] == "stopped"
+    before = check_history(run)
+    models.load(run.model_path)
+
+    process = start(runs_dir, "--resume", run.id)
+    wait_for_epochs(run, len(before) + 2, process)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 0, run.log_tail()
+    after = check_history(run)
+    pd.testing.assert_frame_equal(after.iloc[:len(before)], before)
+    assert "resuming" in run.log_tail(200)
+
+
+def test_sigkill_loses_no_finished_epoch_and_resume_matches_an_uninterrupted_run(tmp_path):
+    fixed = [*SMALL, *INTERLEAVED, "--cycles", "2"]  # 6 epochs
+    reference_dir = tmp_path / "reference" / "runs"
+    process = start(reference_dir, *fixed)
+    assert process.wait(timeout=300) == 0
+    reference = only_run(reference_dir).history()
+
+    runs_dir = tmp_path / "killed" / "runs"
+    process = start(runs_dir, *fixed)
+    run = only_run(runs_dir)
+    wait_for_epochs(run, random.randint(2, 4), process)
+    time.sleep(random.uniform(0, 0.3))
+    process.kill()
+    process.wait(timeout=60)
+    status = run.status()
+    assert status["status"] == "failed" and "ended without reporting" in status["error"]
+    check_history(run)
+
+    process = start(runs_dir, "--resume", run.id)
+    assert process.wait(timeout=300) == 0, run.log_tail()
+    resumed = check_history(run)
+    assert run.status()["status"] == "finished" and len(resumed) == 6
+    for column in ("loss", "accuracy", "val_loss", "val_accuracy", "val_robust_accuracy"):
+        np.testing.assert_allclose(resumed[column], reference[column], rtol=1e-4, atol=1e-5, err_msg=column)
+
+
+def test_two_logical_devices_match_one(tmp_path):
+    """Mirrored over two CPU devices splits each batch in two; the averaged gradient is the same."""
+    histories = {}
+    for strategy in ("default", "mirrored"):
+        runs_dir = tmp_path / strategy / "runs"
+        args = [*SMALL[:-4], "--attack", "fgsm", "--epochs", "2", "--cpu-devices", "2", "--strategy", strategy]
+        process = start(runs_dir, *args)
+        assert process.wait(timeout=300) == 0, only_run(runs_dir).log_tail()
+        run = only_run(runs_dir)
+        histories[strategy] = run.history()
+        replicas = "2 replicas" in run.status()["device"]
+        assert replicas == (strategy == "mirrored")
+    for column in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(histories["mirrored"][column], histories["default"][column], rtol=2e-3,
+                                   err_msg=column)
+
+
+def test_invalid_config_fails_before_any_work(tmp_path):
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "advcore", "train", "--runs-dir", str(tmp_path / "runs"),
+                           "--eps", "-1"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert done.returncode == 2 and "attack.eps: must be a finite number >= 0" in done.stderr
+    assert not (tmp_path / "runs").exists()
+    done = subprocess.run([sys.executable, "-m", "advcore", "train", "--runs-dir", str(tmp_path / "runs"),
+                           "--resume", "../../etc"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert done.returncode == 2 and "invalid run id" in done.stderr

@@ -1,0 +1,172 @@
+"""The training engine in-process: schedules, the adversarial step, robustness gained, configs, run ids."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from advcore import attacks, evaluate, models
+from advcore.config import ConfigError, TrainConfig
+from advcore.run_training import train
+from advcore.runs import Run, RunError, check_run_id
+from advcore.training import AdversarialTrainer, phase
+
+
+def tiny_config(**changes) -> TrainConfig:
+    content = {"name": "t", "batch_size": 64, "data": {"train_size": 640, "val_size": 200},
+               "validation": {"robust_size": 100, "steps": 3}, "attack": {"method": "fgsm_rs"},
+               "schedule": {"kind": "constant", "epochs": 1}}
+    for key, value in changes.items():
+        section, _, field = key.rpartition(".")
+        (content.setdefault(section, {}) if section else content)[field] = value
+    return TrainConfig.from_dict(content)
+
+
+def test_interleaved_phases_follow_the_cycle():
+    config = tiny_config(**{"schedule.kind": "interleaved", "schedule.vanilla_epochs": 10,
+                            "schedule.adversarial_epochs": 3, "schedule.cycles": 2})
+    phases = [phase(config, e) for e in range(26)]
+    assert phases == (["vanilla"] * 10 + ["adversarial"] * 3) * 2
+    warm = tiny_config(**{"schedule.kind": "warmup", "schedule.vanilla_epochs": 2, "schedule.epochs": 5})
+    assert [phase(warm, e) for e in range(5)] == ["vanilla"] * 2 + ["adversarial"] * 3
+    assert phase(tiny_config(mode="vanilla"), 3) == "vanilla"
+
+
+def test_a_real_run_records_phases_in_order(tmp_path):
+    config = tiny_config(**{"schedule.kind": "interleaved", "schedule.vanilla_epochs": 2,
+                            "schedule.adversarial_epochs": 1, "schedule.cycles": 2})
+    run = Run.create(config.to_dict(), tmp_path)
+    assert train(config, run, echo=lambda line: None) == "finished"
+    history = run.history()
+    assert list(history["epoch"]) == [1, 2, 3, 4, 5, 6]
+    assert list(history["phase"]) == ["vanilla", "vanilla", "adversarial"] * 2
+    assert (history.loc[history["phase"] == "vanilla", "eps"] == 0).all()
+    assert np.allclose(history.loc[history["phase"] == "adversarial", "eps"], 0.1)
+    assert history["val_robust_accuracy"].between(0, 1).all()
+    assert run.status()["status"] == "finished" and run.checkpoints() == [2, 3, 4, 5, 6]
+    assert models.load(run.model_path).count_params() == models.small_cnn().count_params()
+
+
+def _one_step_trainer(mode: str, fraction: float = 0.5, weight: float = 1.0):
+    keras.utils.set_random_seed(1)
+    config = tiny_config(mode=mode, **{"attack.method": "pgd", "attack.steps": 3, "mix.fraction": fraction,
+                                       "mix.weight": weight})
+    classifier = models.small_cnn()
+    trainer = AdversarialTrainer(classifier, config, steps_per_epoch=10)
+    trainer.compile(optimizer=keras.optimizers.SGD(1.0))  # a weight change of exactly -gradient
+    trainer.adversarial_phase.assign(True)
+    return trainer, classifier
+
+
+@pytest.mark.parametrize("mode, fraction, weight", [("adversarial", 0.5, 1.0), ("double", 0.5, 0.3),
+                                                    ("split", 0.5, 0.3)])
+def test_adversarial_step_equals_training_on_precomputed_examples(fashion, mode, fraction, weight):
+    """The step's gradient is the gradient on fixed adversarial examples: nothing flows through
+    their creation. The same examples are made again from the same seed (optimizer step 0)."""
+    x, y = tf.constant(fashion.train.x[:32]), tf.constant(fashion.train.y[:32])
+    trainer, classifier = _one_step_trainer(mode, fraction, weight)
+    before = [w.numpy().copy() for w in classifier.trainable_variables]
+    n_adv = 32 if mode != "split" else 16
+    x_adv = trainer.adversarial_examples(x[:n_adv], y[:n_adv])
+    if mode == "adversarial":
+        inputs, labels, weights = x_adv, y, np.ones(32)
+    elif mode == "double":
+        inputs, labels, weights = tf.concat([x, x_adv], 0), tf.concat([y, y], 0), np.r_[np.ones(32), 0.3 * np.ones(32)]
+    else:
+        inputs, labels, weights = tf.concat([x[16:], x_adv], 0), tf.concat([y[16:], y[:16]], 0), \
+            np.r_[np.ones(16), 0.3 * np.ones(16)]
+    weights = tf.constant(weights, tf.float32)
+    with tf.GradientTape() as tape:
+        per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, classifier(inputs, training=True))
+        loss = tf.reduce_sum(weights * per_sample) / tf.reduce_sum(weights)
+    expected = tape.gradient(loss, classifier.trainable_variables)
+    trainer.train_on_batch(x, y)
+    for old, new, grad in zip(before, classifier.trainable_variables, expected):
+        np.testing.assert_allclose(old - new.numpy(), grad.numpy(), atol=1e-5)
+
+
+def test_gradient_through_creation_would_differ(fashion):
+    """Guards the test above: differentiating through the attack changes the gradient measurably."""
+    x, y = tf.constant(fashion.train.x[:32]), tf.constant(fashion.train.y[:32])
+    classifier = models.small_cnn()
+    spec = attacks.pgd(0.1, steps=3)
+
+    def loss_fn(x_adv):
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, classifier(x_adv)))
+
+    with tf.GradientTape() as tape:
+        x_adv = attacks.perturb(classifier, spec, x, y, 0.1, 0.04, 3, tf.constant([0, 1]))
+        cut = tape.gradient(loss_fn(x_adv), classifier.trainable_variables)[0]
+    with tf.GradientTape() as tape:
+        x_adv = x + 0.1 * tf.tanh(classifier(x)[:, :1, tf.newaxis, tf.newaxis])  # a creation that depends on weights
+        through = tape.gradient(loss_fn(x_adv), classifier.trainable_variables)[0]
+    assert cut is not None and not np.allclose(cut.numpy(), through.numpy())
+
+
+def test_pgd_training_buys_robustness(tmp_path, fashion):
+    """Same data, epochs and seed; PGD training must clearly beat vanilla under PGD at eps 0.1."""
+    results = {}
+    for mode in ("vanilla", "adversarial"):
+        config = tiny_config(mode=mode, **{"data.train_size": 6000, "schedule.epochs": 3, "batch_size": 128,
+                                           "attack.method": "pgd", "attack.steps": 5,
+                                           "validation.robust_size": 0})
+        run = Run.create(config.to_dict(), tmp_path)
+        train(config, run, echo=lambda line: None)
+        model = models.load(run.model_path)
+        x, y = fashion.test.x[:500], fashion.test.y[:500]
+        results[mode] = evaluate.robust_accuracy(model, x, y, attacks.pgd(0.1, steps=20)).robust_accuracy
+    assert results["adversarial"] > results["vanilla"] + 0.25, results
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"attack": {"eps": -0.1}}, "attack.eps"),
+    ({"attack": {"eps": "big"}}, "attack.eps: must be a number"),
+    ({"attack": {"method": "cw"}}, "attack.method: must be one of"),
+    ({"attack": {"method": "fgsm", "steps": 5}}, "attack.steps: fgsm takes one step"),
+    ({"attack": {"epss": 0.1}}, "attack.epss: unknown field"),
+    ({"batch_size": 0}, "batch_size: must be >= 1"),
+    ({"batch_size": 12.5}, "batch_size: must be an integer"),
+    ({"mode": "mixed"}, "mode: must be one of"),
+    ({"mix": {"fraction": 1.5}}, "mix.fraction"),
+    ({"schedule": {"kind": "warmup", "vanilla_epochs": 5, "epochs": 3}}, "schedule.epochs"),
+    ({"schedule": {"epochs": None}, "lr_schedule": {"kind": "cyclic"}}, "lr_schedule.kind: a cyclic schedule"),
+    ({"lr_schedule": {"kind": "step"}}, "lr_schedule.milestones"),
+    ({"model": {"architecture": "vgg"}}, "model.architecture: unknown 'vgg'"),
+    ({"optimizer": {"learning_rate": 0}}, "optimizer.learning_rate"),
+    ({"validation": {"collapse_ratio": 2}}, "validation.collapse_ratio"),
+    ({"data": []}, "data: must be an object"),
+])
+def test_invalid_configs_name_the_field(changes, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.").replace("(", r"\(")):
+        TrainConfig.from_dict(changes)
+
+
+def test_config_round_trips_through_json():
+    config = tiny_config(**{"attack.method": "ll_fgsm", "lr_schedule.kind": "step", "lr_schedule.milestones": [2]})
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert config.attack.eps_min == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("hostile", ["../escape", "/etc", "a/b", "", "..", ".hidden", "a..b", "x" * 200,
+                                     "run\\x", "name with space"])
+def test_hostile_run_ids_are_refused(tmp_path, hostile):
+    with pytest.raises(RunError, match="invalid run id"):
+        check_run_id(hostile)
+    with pytest.raises(RunError):
+        Run.open(hostile, tmp_path)
+
+
+def test_run_names_never_escape_the_root(tmp_path):
+    run = Run.create({"name": "x"}, tmp_path / "runs", name="../../etc/passwd")
+    assert run.path.parent == tmp_path / "runs" and run.path.is_dir()
+    assert ".." not in run.id and "/" not in run.id
+
+
+def test_damaged_run_files_give_reasons(tmp_path):
+    run = Run.create({"name": "x"}, tmp_path)
+    run.status_path.write_text("{half")
+    with pytest.raises(RunError, match="status.json is damaged"):
+        run.status()
+    run.history_path.write_bytes(b"\xff\xfe\x00garbage\n\"unclosed")
+    with pytest.raises(RunError, match="history.csv is damaged"):
+        run.history()

@@ -1,4 +1,4 @@
-"""`python -m advcore`: the terminal face of AdvLab (attack and evaluate for now).
+"""`python -m advcore`: the terminal face of AdvLab (attack, evaluate, train).
 
 Bad options end with one line on stderr and exit code 2; a dataset that cannot be found ends with
 the list of places tried and exit code 1. TensorFlow is imported only after the options are valid,
@@ -8,47 +8,14 @@ so `--help` and option errors answer at once.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from fractions import Fraction
 from pathlib import Path
 
-EXIT_USAGE = 2
+from advcore import cli_train
+from advcore.cli_args import EXIT_USAGE, Parser, UsageError, number, number_list, positive_int
+
 EXIT_FAILURE = 1
-
-
-class UsageError(Exception):
-    """An option value that parses but makes no sense; reported like an argparse error."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse prints the whole usage on a bad option; AdvLab prints one line."""
-
-    def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def _number(text: str) -> float:
-    """A float, or a fraction such as 8/255 (the usual way to write eps for 8-bit images)."""
-    try:
-        return float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"not a number: {text!r} (use e.g. 0.03 or 8/255)") from None
-
-
-def _number_list(text: str) -> list[float]:
-    return [_number(part) for part in text.split(",") if part.strip()]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _add_data_options(parser: argparse.ArgumentParser, default_count: int) -> None:
@@ -66,9 +33,9 @@ def _add_data_options(parser: argparse.ArgumentParser, default_count: int) -> No
                        help="which split to take images from (default: test)")
     group.add_argument("--start", type=int, default=0,
                        help="index of the first image of the split to use (default: 0)")
-    group.add_argument("--count", type=_positive_int, default=default_count,
+    group.add_argument("--count", type=positive_int, default=default_count,
                        help=f"how many consecutive images to use (default: {default_count})")
-    group.add_argument("--batch-size", type=_positive_int, default=500,
+    group.add_argument("--batch-size", type=positive_int, default=500,
                        help="images attacked at once; bounds memory (default: 500)")
     group.add_argument("--seed", type=int, default=0,
                        help="seed of the random starts; the same seed gives the same result (default: 0)")
@@ -83,17 +50,17 @@ def _add_attack_options(parser: argparse.ArgumentParser, eps_help: str, eps_type
     group.add_argument("--norm", choices=("linf", "l2"), default="linf",
                        help="the threat model's norm ball (default: linf; fgm picks it from --scaling)")
     group.add_argument("--eps", type=eps_type, required=True, help=eps_help)
-    group.add_argument("--steps", type=_positive_int, default=None,
+    group.add_argument("--steps", type=positive_int, default=None,
                        help="gradient steps (default: 1 for fgsm/fgm, 40 for pgd, 10 for mifgsm)")
-    group.add_argument("--step-size", type=_number, default=None,
+    group.add_argument("--step-size", type=number, default=None,
                        help="size of each step (default: eps for one step, 1.25 eps with a random start, "
                             "2.5 eps/steps for pgd, eps/steps for mifgsm)")
     group.add_argument("--scaling", choices=("sign", "l2", "max", "raw"), default=None,
                        help="how the gradient becomes a step: its sign, unit L2 norm, unit max |value|, "
                             "or raw times --step-size (default: the norm's steepest ascent)")
-    group.add_argument("--restarts", type=_positive_int, default=1,
+    group.add_argument("--restarts", type=positive_int, default=1,
                        help="random restarts; each sample keeps its best one (default: 1)")
-    group.add_argument("--momentum", type=_number, default=None,
+    group.add_argument("--momentum", type=number, default=None,
                        help="momentum decay in [0, 1] (default: 1.0 for mifgsm, else none)")
     group.add_argument("--loss", choices=("ce", "margin"), default="ce",
                        help="ce: cross-entropy; margin: CW-style logit margin (default: ce)")
@@ -109,98 +76,22 @@ def _add_attack_options(parser: argparse.ArgumentParser, eps_help: str, eps_type
                         help="targeted attack toward each image's least likely class")
 
 
-def _epochs(text: str) -> int | None:
-    if text.strip().lower() in ("until-stopped", "none", "null", "inf"):
-        return None
-    return _positive_int(text)
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r} (use e.g. 10,15)") from None
-
-
-# flag, config field, type, help (defaults come from the config file, else from advcore.config)
-TRAIN_OPTIONS = (
-    ("--name", "name", str, "a name for the run (part of its id)"),
-    ("--dataset", "data.dataset", str, "fashion_mnist, mnist, cifar10, cifar100, or a folder of class sub-folders"),
-    ("--data-dir", "data.data_dir", str, "folder with the dataset files"),
-    ("--train-size", "data.train_size", _positive_int, "train on a deterministic subset of this many images"),
-    ("--val-size", "data.val_size", _positive_int, "validation images, from the test split (default 1000)"),
-    ("--augment", "data.augment", str, "none (default), crop (random shifts), or crop_flip (also mirrors)"),
-    ("--architecture", "model.architecture", str, "small_cnn (default), madry_cnn, preact_resnet20, preact_resnet44"),
-    ("--width", "model.width", _positive_int, "width multiplier of the architecture (default 1)"),
-    ("--init-model", "model.path", str, "start from this .keras model instead of a fresh one"),
-    ("--mode", "mode", str, "per-step training in adversarial epochs: adversarial (default), double "
-                            "(clean + adversarial batch), split (a share of the batch adversarial), or vanilla"),
-    ("--mix-weight", "mix.weight", _number, "lambda, the weight of adversarial against clean loss (default 1)"),
-    ("--mix-fraction", "mix.fraction", _number, "split mode: share of each batch made adversarial (default 0.5)"),
-    ("--attack", "attack.method", str, "fgsm, fgsm_rs (random start, step 1.25 eps: fast training), pgd "
-                                       "(default), ll_fgsm (least-likely class, eps drawn per batch)"),
-    ("--norm", "attack.norm", str, "linf (default) or l2"),
-    ("--eps", "attack.eps", _number, "training perturbation budget, e.g. 0.1 or 8/255 (default 0.1)"),
-    ("--eps-min", "attack.eps_min", _number, "ll_fgsm: lower end of the per-batch eps range (default 1e-4)"),
-    ("--attack-steps", "attack.steps", _positive_int, "pgd steps (default 7)"),
-    ("--step-size", "attack.step_size", _number, "attack step size (default by method)"),
-    ("--eps-warmup", "attack.warmup_epochs", _number, "ramp eps up from 0 over this many adversarial epochs"),
-    ("--schedule", "schedule.kind", str, "constant (default), interleaved, or warmup"),
-    ("--epochs", "schedule.epochs", _epochs, "epochs, or until-stopped (default 10)"),
-    ("--vanilla-epochs", "schedule.vanilla_epochs", int, "vanilla epochs per cycle (interleaved) or first (warmup)"),
-    ("--adversarial-epochs", "schedule.adversarial_epochs", _positive_int, "adversarial epochs per interleaved cycle"),
-    ("--cycles", "schedule.cycles", _epochs, "interleaved cycles, or until-stopped (the default)"),
-    ("--optimizer", "optimizer.name", str, "adam (default) or sgd"),
-    ("--lr", "optimizer.learning_rate", _number, "learning rate (peak rate for cyclic; default 1e-3)"),
-    ("--momentum", "optimizer.momentum", _number, "sgd momentum (default 0.9)"),
-    ("--weight-decay", "optimizer.weight_decay", _number, "decoupled weight decay (default 0)"),
-    ("--lr-schedule", "lr_schedule.kind", str, "constant (default), step, or cyclic (one cycle)"),
-    ("--lr-milestones", "lr_schedule.milestones", _int_list, "step schedule: epochs to multiply the rate at"),
-    ("--lr-factor", "lr_schedule.factor", _number, "step schedule: the multiplier (default 0.1)"),
-    ("--batch-size", "batch_size", _positive_int, "batch size (default 128)"),
-    ("--seed", "seed", int, "seed of weights, data order and attacks (default 0)"),
-    ("--robust-val-size", "validation.robust_size", int, "images of the per-epoch PGD check (default 500, 0: off)"),
-    ("--robust-eps", "validation.eps", _number, "eps of the per-epoch PGD check (default: the training eps)"),
-    ("--robust-steps", "validation.steps", _positive_int, "steps of the per-epoch PGD check (default 10)"),
-    ("--collapse-ratio", "validation.collapse_ratio", _number, "warn when robust accuracy falls below this "
-                                                               "share of its best (default 0.5)"),
-    ("--keep-checkpoints", "keep_checkpoints", _positive_int, "per-epoch checkpoints to keep (default 5)"),
-    ("--strategy", "distribute.strategy", str, "auto (default), default, mirrored, or multi_worker (TF_CONFIG)"),
-)
-
-
-def _add_train_options(parser: argparse.ArgumentParser) -> None:
-    run = parser.add_argument_group("run")
-    run.add_argument("--config", type=Path, help="a JSON config file; flags given as well override its fields")
-    run.add_argument("--resume", metavar="RUN", help="continue this run from its last finished epoch")
-    run.add_argument("--runs-dir", type=Path, default=None, help="the runs root (default: $ADVLAB_RUNS_DIR or ./runs)")
-    run.add_argument("--cpu-devices", type=_positive_int, default=None,
-                     help="split the CPU into this many logical devices (tests the multi-device path)")
-    options = parser.add_argument_group("training (each sets one field of the config)")
-    for flag, field, kind, text in TRAIN_OPTIONS:
-        options.add_argument(flag, dest=field, type=kind, default=argparse.SUPPRESS, help=text)
-    options.add_argument("--stop-on-collapse", dest="validation.stop_on_collapse", action="store_true",
-                         default=argparse.SUPPRESS, help="stop when robust accuracy collapses")
-    options.add_argument("--mixed-precision", dest="distribute.mixed_precision", action="store_true",
-                         default=argparse.SUPPRESS, help="float16 compute on GPUs (weights stay float32)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m advcore",
+    parser = Parser(prog="python -m advcore",
                      description="AdvLab from the terminal: attack classifiers and measure their robustness.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser,
                                      metavar="{attack,evaluate,train}")
     attack = commands.add_parser(
         "attack", help="attack images and save the adversarial examples",
         description="Attack images of a dataset; writes each adversarial image as PNG, all of them as "
                     "exact float32 adversarial.npy, and summary.json with per-image results.")
     _add_data_options(attack, default_count=16)
-    _add_attack_options(attack, "perturbation budget in [0,1] pixel units, e.g. 0.1 or 8/255", _number)
+    _add_attack_options(attack, "perturbation budget in [0,1] pixel units, e.g. 0.1 or 8/255", number)
     evaluate = commands.add_parser(
         "evaluate", help="robust accuracy over a list of eps (a robustness curve)",
         description="Measure clean and robust accuracy at each eps; writes curve.csv and summary.json.")
     _add_data_options(evaluate, default_count=1000)
-    _add_attack_options(evaluate, "comma-separated budgets, e.g. 0,0.05,0.1 or 2/255,8/255", _number_list)
+    _add_attack_options(evaluate, "comma-separated budgets, e.g. 0,0.05,0.1 or 2/255,8/255", number_list)
     evaluate.add_argument("--sanity", action="store_true",
                           help="also run the gradient-masking checks at the largest eps and report flags")
     train = commands.add_parser(
@@ -208,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train as a run under the runs root: config, status, history.csv, checkpoints and "
                     "model.keras. Ctrl+C (or SIGTERM) finishes the batch, saves and stops; --resume "
                     "continues from the last finished epoch.")
-    _add_train_options(train)
+    cli_train.add_options(train)
     return parser
 
 
@@ -319,49 +210,6 @@ def _run_evaluate(args) -> dict:
     return summary
 
 
-def _train_config(args):
-    """The config file (if any) with every given flag written into its field, validated."""
-    from advcore.config import ConfigError, TrainConfig
-
-    content = json.loads(args.config.read_text()) if args.config else {}
-    if not isinstance(content, dict):
-        raise ConfigError(f"config file {args.config}: must hold a JSON object")
-    for key, value in vars(args).items():
-        if "." in key or key in {field for _, field, _, _ in TRAIN_OPTIONS}:
-            section = content
-            *parents, leaf = key.split(".")
-            for parent in parents:
-                section = section.setdefault(parent, {})
-                if not isinstance(section, dict):
-                    raise ConfigError(f"{parent}: must be an object")
-            section[leaf] = value
-    return TrainConfig.from_dict(content)
-
-
-def _run_train(args) -> dict:
-    from advcore import distribute
-    from advcore.config import TrainConfig
-    from advcore.run_training import train
-    from advcore.runs import Run
-
-    if args.cpu_devices:
-        distribute.split_cpu(args.cpu_devices)
-    if args.resume:
-        given = [flag for flag, field, _, _ in TRAIN_OPTIONS if field in vars(args)]
-        if given or args.config:
-            raise UsageError("--resume continues a run with its own config; drop "
-                             + ", ".join(given + (["--config"] if args.config else [])))
-        run = Run.open(args.resume, args.runs_dir)
-        config = TrainConfig.from_dict(run.config())
-    else:
-        config = _train_config(args)
-        run = Run.create(config.to_dict(), args.runs_dir, config.name)
-    distribute.set_mixed_precision(config.distribute.mixed_precision)
-    print(f"run {run.id} in {run.root}")
-    status = train(config, run, resume=bool(args.resume))
-    return {"run": run.id, "status": status}
-
-
 def _import_tensorflow_quietly() -> None:
     """TensorFlow's C++ start-up notices ignore TF_CPP_MIN_LOG_LEVEL; keep them off the terminal."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -386,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
 
     prog = f"{parser.prog} {args.command}"
     try:
-        {"attack": _run_attack, "evaluate": _run_evaluate, "train": _run_train}[args.command](args)
+        {"attack": _run_attack, "evaluate": _run_evaluate, "train": cli_train.run}[args.command](args)
     except (UsageError, ValueError, ModelError, ImageError, DatasetFormatError, RunError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

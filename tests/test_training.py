@@ -170,3 +170,15 @@ def test_damaged_run_files_give_reasons(tmp_path):
     run.history_path.write_bytes(b"\xff\xfe\x00garbage\n\"unclosed")
     with pytest.raises(RunError, match="history.csv is damaged"):
         run.history()
+
+
+def test_flags_override_the_config_file(tmp_path):
+    from advcore.cli import build_parser
+    from advcore.cli_train import _train_config
+
+    path = tmp_path / "base.json"
+    path.write_text('{"name": "base", "attack": {"method": "pgd", "eps": 0.1, "steps": 5}, "batch_size": 64}')
+    args = build_parser().parse_args(["train", "--config", str(path), "--eps", "8/255", "--epochs", "until-stopped"])
+    config = _train_config(args)
+    assert config.attack.eps == pytest.approx(8 / 255) and config.attack.steps == 5
+    assert config.batch_size == 64 and config.name == "base" and config.schedule.epochs is None

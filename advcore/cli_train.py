@@ -1,0 +1,130 @@
+"""`python -m advcore train`: every config field as a flag, a config file, resume."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from advcore.cli_args import UsageError, number, positive_int
+
+
+def _epochs(text: str) -> int | None:
+    if text.strip().lower() in ("until-stopped", "none", "null", "inf"):
+        return None
+    return positive_int(text)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r} (use e.g. 10,15)") from None
+
+
+# flag, config field, type, help (defaults come from the config file, else from advcore.config)
+TRAIN_OPTIONS = (
+    ("--name", "name", str, "a name for the run (part of its id)"),
+    ("--dataset", "data.dataset", str, "fashion_mnist, mnist, cifar10, cifar100, or a folder of class sub-folders"),
+    ("--data-dir", "data.data_dir", str, "folder with the dataset files"),
+    ("--train-size", "data.train_size", positive_int, "train on a deterministic subset of this many images"),
+    ("--val-size", "data.val_size", positive_int, "validation images, from the test split (default 1000)"),
+    ("--augment", "data.augment", str, "none (default), crop (random shifts), or crop_flip (also mirrors)"),
+    ("--architecture", "model.architecture", str, "small_cnn (default), madry_cnn, preact_resnet20, preact_resnet44"),
+    ("--width", "model.width", positive_int, "width multiplier of the architecture (default 1)"),
+    ("--init-model", "model.path", str, "start from this .keras model instead of a fresh one"),
+    ("--mode", "mode", str, "per-step training in adversarial epochs: adversarial (default), double "
+                            "(clean + adversarial batch), split (a share of the batch adversarial), or vanilla"),
+    ("--mix-weight", "mix.weight", number, "lambda, the weight of adversarial against clean loss (default 1)"),
+    ("--mix-fraction", "mix.fraction", number, "split mode: share of each batch made adversarial (default 0.5)"),
+    ("--attack", "attack.method", str, "fgsm, fgsm_rs (random start, step 1.25 eps: fast training), pgd "
+                                       "(default), ll_fgsm (least-likely class, eps drawn per batch)"),
+    ("--norm", "attack.norm", str, "linf (default) or l2"),
+    ("--eps", "attack.eps", number, "training perturbation budget, e.g. 0.1 or 8/255 (default 0.1)"),
+    ("--eps-min", "attack.eps_min", number, "ll_fgsm: lower end of the per-batch eps range (default 1e-4)"),
+    ("--attack-steps", "attack.steps", positive_int, "pgd steps (default 7)"),
+    ("--step-size", "attack.step_size", number, "attack step size (default by method)"),
+    ("--eps-warmup", "attack.warmup_epochs", number, "ramp eps up from 0 over this many adversarial epochs"),
+    ("--schedule", "schedule.kind", str, "constant (default), interleaved, or warmup"),
+    ("--epochs", "schedule.epochs", _epochs, "epochs, or until-stopped (default 10)"),
+    ("--vanilla-epochs", "schedule.vanilla_epochs", int, "vanilla epochs per cycle (interleaved) or first (warmup)"),
+    ("--adversarial-epochs", "schedule.adversarial_epochs", positive_int, "adversarial epochs per interleaved cycle"),
+    ("--cycles", "schedule.cycles", _epochs, "interleaved cycles, or until-stopped (the default)"),
+    ("--optimizer", "optimizer.name", str, "adam (default) or sgd"),
+    ("--lr", "optimizer.learning_rate", number, "learning rate (peak rate for cyclic; default 1e-3)"),
+    ("--momentum", "optimizer.momentum", number, "sgd momentum (default 0.9)"),
+    ("--weight-decay", "optimizer.weight_decay", number, "decoupled weight decay (default 0)"),
+    ("--lr-schedule", "lr_schedule.kind", str, "constant (default), step, or cyclic (one cycle)"),
+    ("--lr-milestones", "lr_schedule.milestones", _int_list, "step schedule: epochs to multiply the rate at"),
+    ("--lr-factor", "lr_schedule.factor", number, "step schedule: the multiplier (default 0.1)"),
+    ("--batch-size", "batch_size", positive_int, "batch size (default 128)"),
+    ("--seed", "seed", int, "seed of weights, data order and attacks (default 0)"),
+    ("--robust-val-size", "validation.robust_size", int, "images of the per-epoch PGD check (default 500, 0: off)"),
+    ("--robust-eps", "validation.eps", number, "eps of the per-epoch PGD check (default: the training eps)"),
+    ("--robust-steps", "validation.steps", positive_int, "steps of the per-epoch PGD check (default 10)"),
+    ("--collapse-ratio", "validation.collapse_ratio", number, "warn when robust accuracy falls below this "
+                                                               "share of its best (default 0.5)"),
+    ("--keep-checkpoints", "keep_checkpoints", positive_int, "per-epoch checkpoints to keep (default 5)"),
+    ("--strategy", "distribute.strategy", str, "auto (default), default, mirrored, or multi_worker (TF_CONFIG)"),
+)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    run = parser.add_argument_group("run")
+    run.add_argument("--config", type=Path, help="a JSON config file; flags given as well override its fields")
+    run.add_argument("--resume", metavar="RUN", help="continue this run from its last finished epoch")
+    run.add_argument("--runs-dir", type=Path, default=None, help="the runs root (default: $ADVLAB_RUNS_DIR or ./runs)")
+    run.add_argument("--cpu-devices", type=positive_int, default=None,
+                     help="split the CPU into this many logical devices (tests the multi-device path)")
+    options = parser.add_argument_group("training (each sets one field of the config)")
+    for flag, field, kind, text in TRAIN_OPTIONS:
+        options.add_argument(flag, dest=field, type=kind, default=argparse.SUPPRESS, help=text)
+    options.add_argument("--stop-on-collapse", dest="validation.stop_on_collapse", action="store_true",
+                         default=argparse.SUPPRESS, help="stop when robust accuracy collapses")
+    options.add_argument("--mixed-precision", dest="distribute.mixed_precision", action="store_true",
+                         default=argparse.SUPPRESS, help="float16 compute on GPUs (weights stay float32)")
+
+
+def _train_config(args):
+    """The config file (if any) with every given flag written into its field, validated."""
+    from advcore.config import ConfigError, TrainConfig
+
+    content = json.loads(args.config.read_text()) if args.config else {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"config file {args.config}: must hold a JSON object")
+    for key, value in vars(args).items():
+        if "." in key or key in {field for _, field, _, _ in TRAIN_OPTIONS}:
+            section = content
+            *parents, leaf = key.split(".")
+            for parent in parents:
+                section = section.setdefault(parent, {})
+                if not isinstance(section, dict):
+                    raise ConfigError(f"{parent}: must be an object")
+            section[leaf] = value
+    return TrainConfig.from_dict(content)
+
+
+def run(args) -> dict:
+    from advcore import distribute
+    from advcore.config import TrainConfig
+    from advcore.run_training import train
+    from advcore.runs import Run
+
+    if args.cpu_devices:
+        distribute.split_cpu(args.cpu_devices)
+    if args.resume:
+        given = [flag for flag, field, _, _ in TRAIN_OPTIONS if field in vars(args)]
+        if given or args.config:
+            raise UsageError("--resume continues a run with its own config; drop "
+                             + ", ".join(given + (["--config"] if args.config else [])))
+        run = Run.open(args.resume, args.runs_dir)
+        config = TrainConfig.from_dict(run.config())
+    else:
+        config = _train_config(args)
+        run = Run.create(config.to_dict(), args.runs_dir, config.name)
+    distribute.set_mixed_precision(config.distribute.mixed_precision)
+    print(f"run {run.id} in {run.root}")
+    status = train(config, run, resume=bool(args.resume))
+    return {"run": run.id, "status": status}
+
+

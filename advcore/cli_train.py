@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 from advcore.cli_args import UsageError, number, positive_int
@@ -121,10 +123,16 @@ def run(args) -> dict:
         config = TrainConfig.from_dict(run.config())
     else:
         config = _train_config(args)
-        run = Run.create(config.to_dict(), args.runs_dir, config.name)
+        # in a cluster only the chief writes the shared runs root; the others keep a private scratch run
+        runs_dir = args.runs_dir if distribute.chief_by_tf_config() else tempfile.mkdtemp(prefix="advcore-worker-")
+        run = Run.create(config.to_dict(), runs_dir, config.name)
     distribute.set_mixed_precision(config.distribute.mixed_precision)
     print(f"run {run.id} in {run.root}")
-    status = train(config, run, resume=bool(args.resume))
+    try:
+        status = train(config, run, resume=bool(args.resume))
+    finally:
+        if not distribute.chief_by_tf_config():
+            shutil.rmtree(run.root, ignore_errors=True)
     return {"run": run.id, "status": status}
 
 

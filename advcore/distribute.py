@@ -24,45 +24,53 @@ def set_mixed_precision(enabled: bool) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16" if enabled else "float32")
 
 
-def _workers_in_tf_config() -> int:
+def _tf_config() -> dict:
     try:
-        return len(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", []))
+        config = json.loads(os.environ.get("TF_CONFIG", "{}"))
     except json.JSONDecodeError as error:
         raise ValueError(f"TF_CONFIG is not valid JSON: {error}") from error
+    if not isinstance(config, dict):
+        raise ValueError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")
+    return config
+
+
+def _workers_in_tf_config() -> int:
+    return len(_tf_config().get("cluster", {}).get("worker", []))
+
+
+def chief_by_tf_config() -> bool:
+    """Whether this process writes the run, known before any strategy exists: the chief task, or
+    worker 0 of a cluster without one; a process outside any cluster always writes."""
+    config = _tf_config()
+    task = config.get("task", {})
+    if not config.get("cluster") or not task:
+        return True
+    if "chief" in config["cluster"]:
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and task.get("index", 0) == 0
 
 
 def make_strategy(kind: str = "auto") -> tf.distribute.Strategy:
     """auto: several workers in TF_CONFIG -> multi_worker; several GPUs (or logical CPUs) -> mirrored;
-    else the default single-device strategy."""
-    gpus = tf.config.list_logical_devices("GPU")
-    cpus = tf.config.list_logical_devices("CPU")
-    if kind == "auto":
-        if _workers_in_tf_config() > 1:
-            kind = "multi_worker"
-        elif len(gpus) > 1 or (not gpus and len(cpus) > 1):
-            kind = "mirrored"
-        else:
-            kind = "default"
-    if kind == "default":
-        return tf.distribute.get_strategy()
-    if kind == "mirrored":
-        devices = [d.name for d in gpus] or [d.name for d in cpus]
-        return tf.distribute.MirroredStrategy(devices)
-    if kind == "multi_worker":
-        if _workers_in_tf_config() < 1:
+    else the default single-device strategy.
+
+    A multi-worker strategy must exist before TensorFlow runs anything (even listing devices), so
+    TF_CONFIG is looked at first.
+    """
+    if kind not in ("auto", "default", "mirrored", "multi_worker"):
+        raise ValueError(f"unknown strategy {kind!r}: choose auto, default, mirrored or multi_worker")
+    workers = _workers_in_tf_config()
+    if kind == "multi_worker" or (kind == "auto" and workers > 1):
+        if workers < 1:
             raise ValueError("the multi_worker strategy needs TF_CONFIG describing the cluster "
                              '(e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                              '"task": {"type": "worker", "index": 0}})')
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"unknown strategy {kind!r}: choose auto, default, mirrored or multi_worker")
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Only the chief writes the run; other workers of a cluster train alongside."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+    if kind == "mirrored" or (kind == "auto" and len(devices) > 1):
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
 
 
 def describe(strategy: tf.distribute.Strategy) -> str:

@@ -231,7 +231,7 @@ def train(config: TrainConfig, run: Run, *, resume: bool = False, echo=print) ->
 
 def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) -> str:
     strategy = distribute.make_strategy(config.distribute.strategy)
-    chief = distribute.is_chief(strategy)
+    chief = distribute.chief_by_tf_config()
     dataset, validation = _datasets(config)
     steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
     history = pd.DataFrame(columns=HISTORY_COLUMNS)
@@ -246,6 +246,7 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
         models.check_compatible(classifier, dataset.input_shape, dataset.num_classes)
         trainer = AdversarialTrainer(classifier, config, steps_per_epoch)
         trainer.compile(optimizer=make_optimizer(config, steps_per_epoch))
+        trainer.optimizer.build(classifier.trainable_variables)
         if resume:
             first_epoch, history = _resume_point(run, history)
         if first_epoch:

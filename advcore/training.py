@@ -141,6 +141,21 @@ class AdversarialTrainer(keras.Model):
     def call(self, x, training=False):
         return self.classifier(x, training=training)
 
+    def _step_logs(self) -> dict:
+        """Metric results; under several workers with a batch axis, because Keras 3 reduces step logs
+        across workers along axis 0 (tensorflow/tensorflow#72388). Epoch logs read the metrics."""
+        results = {metric.name: metric.result() for metric in self.metrics}
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras 3 builds a model under a strategy by reducing a first batch across replicas, which
+        fails under MultiWorkerMirroredStrategy (eager PerReplica values). The classifier is built
+        from its Input and `train` builds the optimizer before `fit`: nothing is left to build."""
+        if not (self.classifier.built and self.optimizer.built):
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def warmup(self):
         """The share of eps reached: ramps linearly over the warm-up's adversarial steps."""
         if self.warmup_steps <= 0:
@@ -199,7 +214,7 @@ class AdversarialTrainer(keras.Model):
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         self.loss_tracker.update_state(loss, sample_weight=tf.reduce_sum(weights))
         self.accuracy_tracker.update_state(labels, logits)
-        return {m.name: m.result() for m in self.metrics}
+        return self._step_logs()
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -207,7 +222,7 @@ class AdversarialTrainer(keras.Model):
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, tf.cast(logits, tf.float32)))
         self.loss_tracker.update_state(loss, sample_weight=tf.shape(y)[0])
         self.accuracy_tracker.update_state(y, logits)
-        return {m.name: m.result() for m in self.metrics}
+        return self._step_logs()
 
 
 def _per_replica(loss):

@@ -1,8 +1,10 @@
 """`python -m advcore train` as a real subprocess: stop, kill, resume, and two devices."""
 
+import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -122,6 +124,32 @@ def test_two_logical_devices_match_one(tmp_path):
     for column in ("loss", "accuracy", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(histories["mirrored"][column], histories["default"][column], rtol=2e-3,
                                    err_msg=column)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_workers_train_one_run(tmp_path):
+    """MultiWorkerMirroredStrategy with two local processes: worker 0 alone writes the run."""
+    runs_dir = tmp_path / "runs"
+    cluster = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    workers = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}})
+        os.environ["TF_CONFIG"] = tf_config
+        try:
+            workers.append(start(runs_dir, *SMALL[:-4], "--attack", "fgsm", "--epochs", "2",
+                                 "--strategy", "multi_worker", log_name=f"worker{index}.log"))
+        finally:
+            del os.environ["TF_CONFIG"]
+    assert [w.wait(timeout=300) for w in workers] == [0, 0], (tmp_path / "worker0.log").read_text()[-3000:]
+    runs = list_runs(runs_dir)
+    assert len(runs) == 1 and runs[0].status()["status"] == "finished"
+    assert "2 replicas on 2 workers" in runs[0].status()["device"]
+    assert list(runs[0].history()["epoch"]) == [1, 2]
 
 
 def test_invalid_config_fails_before_any_work(tmp_path):

@@ -161,3 +161,14 @@ def test_invalid_config_fails_before_any_work(tmp_path):
     done = subprocess.run([sys.executable, "-m", "advcore", "train", "--runs-dir", str(tmp_path / "runs"),
                            "--resume", "../../etc"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert done.returncode == 2 and "invalid run id" in done.stderr
+
+
+def test_mixed_precision_keeps_logits_and_attacks_in_float32(tmp_path):
+    runs_dir = tmp_path / "runs"
+    process = start(runs_dir, *SMALL[:-4], "--attack", "pgd", "--attack-steps", "2", "--epochs", "1",
+                    "--mixed-precision")
+    assert process.wait(timeout=300) == 0, only_run(runs_dir).log_tail()
+    model = models.load(only_run(runs_dir).model_path)
+    assert model.layers[1].dtype_policy.compute_dtype == "float16"
+    assert model.layers[-1].dtype_policy.compute_dtype == "float32" and model.output.dtype == "float32"
+    assert len(only_run(runs_dir).history()) == 1

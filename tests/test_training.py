@@ -182,3 +182,55 @@ def test_flags_override_the_config_file(tmp_path):
     config = _train_config(args)
     assert config.attack.eps == pytest.approx(8 / 255) and config.attack.steps == 5
     assert config.batch_size == 64 and config.name == "base" and config.schedule.epochs is None
+
+
+def test_learning_rate_schedules():
+    from advcore.training import learning_rate
+
+    cyclic = learning_rate(tiny_config(**{"lr_schedule.kind": "cyclic", "schedule.epochs": 10,
+                                          "optimizer.learning_rate": 0.2}), steps_per_epoch=10)
+    rates = [float(cyclic(step)) for step in (0, 20, 40, 70, 100)]
+    np.testing.assert_allclose(rates, [0.0, 0.1, 0.2, 0.1, 0.0], atol=1e-6)
+    step = learning_rate(tiny_config(**{"lr_schedule.kind": "step", "lr_schedule.milestones": [2, 4],
+                                        "optimizer.learning_rate": 1.0}), steps_per_epoch=10)
+    np.testing.assert_allclose([float(step(s)) for s in (0, 19, 21, 41)], [1, 1, 0.1, 0.01], rtol=1e-6)
+
+
+def test_batches_depend_on_seed_and_epoch_alone(fashion):
+    from advcore.training import training_batches
+
+    x, y = fashion.train.x[:300], fashion.train.y[:300]
+    first = [b[1].numpy() for b in training_batches(x, y, 100, seed=5).take(6)]
+    resumed = [b[1].numpy() for b in training_batches(x, y, 100, seed=5, first_epoch=1).take(3)]
+    for a, b in zip(first[3:], resumed):
+        np.testing.assert_array_equal(a, b)  # epoch 1 is the same whether or not epoch 0 ran
+    assert not np.array_equal(np.concatenate(first[:3]), np.concatenate(first[3:]))  # reshuffled
+    assert sorted(np.concatenate(first[:3])) == sorted(y)  # each epoch sees every sample once
+    shifted = next(iter(training_batches(x, y, 300, seed=5, augment="crop")))[0].numpy()
+    plain = next(iter(training_batches(x, y, 300, seed=5)))[0].numpy()
+    assert shifted.shape == plain.shape and not np.array_equal(shifted, plain)
+    assert np.isclose(shifted.sum(), plain.sum(), rtol=0.1)  # shifts move pixels, rarely lose many
+
+
+def test_eps_warmup_ramps_over_adversarial_steps():
+    config = tiny_config(**{"attack.warmup_epochs": 2.0})
+    trainer = AdversarialTrainer(models.small_cnn(), config, steps_per_epoch=5)
+    eps = []
+    for _ in range(12):
+        eps.append(trainer.current_eps())
+        trainer.adversarial_steps.assign_add(1)
+    np.testing.assert_allclose(eps[:10], 0.1 * np.arange(1, 11) / 10, rtol=1e-6)
+    assert eps[10:] == pytest.approx([0.1, 0.1])
+
+
+def test_collapse_of_robust_accuracy_is_flagged():
+    from advcore.run_training import Recorder
+
+    config = tiny_config(**{"validation.collapse_ratio": 0.5})
+    history = __import__("pandas").DataFrame([
+        {"epoch": 1, "phase": "adversarial", "val_robust_accuracy": 0.40},
+        {"epoch": 2, "phase": "vanilla", "val_robust_accuracy": 0.05}])
+    recorder = Recorder(None, config, None, history, chief=True, echo=print)
+    assert recorder._collapse_warning("adversarial", 0.30) == ""
+    assert "fell to 10.0% from a best of 40.0%" in recorder._collapse_warning("adversarial", 0.10)
+    assert recorder._collapse_warning("vanilla", 0.01) == ""  # vanilla epochs are expected to lose it

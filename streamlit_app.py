@@ -7,24 +7,27 @@ HOME = """
 
 Train and probe adversarially robust image classifiers.
 
-- **Train** classifiers with adversarial examples inside the training step, mixed clean and
-  adversarial batches, or interleaved vanilla/adversarial schedules.
-- **Attack** images with FGSM and its gradient scalings, PGD in Linf and L2, targeted,
-  momentum and random-restart attacks, and measure robustness over a test set.
-- **See** what robust models gain: class activations, traversals, explanations.
+- **Train**: launch a run (vanilla, adversarial, clean + adversarial, or an interleaved schedule
+  of vanilla and adversarial epochs), watch it live, stop it. Runs train in their own process and
+  keep going when you close the page.
+- **History**: overlay training histories with the adversarial epochs shaded, compare runs, import
+  the notebook's history CSVs.
 
-The dashboard pages arrive step by step; everything already works from a terminal:
-
-```
-python -m advcore attack   --model MODEL.keras --eps 0.1 --out adv/
-python -m advcore evaluate --model MODEL.keras --eps 0,0.05,0.1 --out eval/
-```
+Everything also works from a terminal: `python -m advcore train | attack | evaluate --help`.
 """
+
+
+# Page files are not named like their URLs: a pages/ folder also makes Streamlit route
+# /<file name> to the file itself, bypassing this navigation, on a browser's first request.
+TRAIN = st.Page("pages/train_page.py", title="Train", icon=":material/model_training:", url_path="train")
+HISTORY = st.Page("pages/history_page.py", title="History", icon=":material/show_chart:", url_path="history")
 
 
 def home() -> None:
     st.markdown(HOME)
+    st.page_link(TRAIN, label="Start training", icon=":material/model_training:")
+    st.page_link(HISTORY, label="Compare histories", icon=":material/show_chart:")
 
 
 st.set_page_config(page_title="AdvLab", layout="wide")
-st.navigation([st.Page(home, title="Home", default=True)]).run()
+st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), TRAIN, HISTORY]).run()

@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Literal, Optional
 
 
+VANILLA, ADVERSARIAL = "vanilla", "adversarial"
+ARCHITECTURES = ("small_cnn", "madry_cnn", "preact_resnet20", "preact_resnet44")
+
+
 class ConfigError(ValueError):
     """An invalid configuration; the message starts with the field's dotted name."""
 
@@ -39,8 +43,6 @@ class ModelConfig:
     path: Optional[str] = None  # start from a user's .keras model instead of a fresh one
 
     def check(self):
-        from advcore.models import ARCHITECTURES  # deferred: models imports Keras
-
         if self.path is None and self.architecture not in ARCHITECTURES:
             raise ConfigError(f"architecture: unknown {self.architecture!r}; choose one of "
                               f"{', '.join(ARCHITECTURES)} or give path")
@@ -322,3 +324,16 @@ def _convert(kind, value, name: str):
             raise ConfigError(f"{name}: must be a string, got {value!r}")
         return value
     raise TypeError(f"{name}: unsupported config type {kind}")
+
+
+def phase(config: TrainConfig, epoch: int) -> str:
+    """The phase of a 0-based epoch under the config's schedule."""
+    schedule = config.schedule
+    if not config.adversarial:
+        return VANILLA
+    if schedule.kind == "interleaved":
+        cycle = schedule.vanilla_epochs + schedule.adversarial_epochs
+        return VANILLA if epoch % cycle < schedule.vanilla_epochs else ADVERSARIAL
+    if schedule.kind == "warmup":
+        return VANILLA if epoch < schedule.vanilla_epochs else ADVERSARIAL
+    return ADVERSARIAL

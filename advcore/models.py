@@ -13,8 +13,8 @@ import keras
 import numpy as np
 
 from advcore import files
+from advcore.config import ARCHITECTURES
 
-ARCHITECTURES = ("small_cnn", "madry_cnn", "preact_resnet20", "preact_resnet44")
 
 
 class ModelError(ValueError):

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from advcore import data, distribute, evaluate, files, models
-from advcore.config import TrainConfig
+from advcore.config import ADVERSARIAL, TrainConfig, phase
 from advcore.runs import Run, now, process_start_ticks
-from advcore.training import (ADVERSARIAL, UNTIL_STOPPED, AdversarialTrainer, current_learning_rate,
-                              make_optimizer, phase, training_batches)
+from advcore.training import (UNTIL_STOPPED, AdversarialTrainer, current_learning_rate, make_optimizer,
+                              training_batches)
 
 HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_robust_accuracy",
                    "learning_rate", "eps", "seconds", "warning")
@@ -76,6 +76,29 @@ class EpochControl(keras.callbacks.Callback):
     @property
     def epoch_complete(self) -> bool:
         return self.batches == self.steps_per_epoch
+
+
+class ProgressFile(keras.callbacks.Callback):
+    """Writes the position inside the running epoch about once a second, for progress bars."""
+
+    def __init__(self, run: Run, control: EpochControl, every_seconds: float = 1.0):
+        super().__init__()
+        self.run, self.control, self.every, self.written = run, control, every_seconds, 0.0
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+        self._write()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() - self.written >= self.every:
+            self._write()
+
+    def _write(self):
+        self.written = time.monotonic()
+        files.write_json(self.run.progress_path, {"epoch": self.epoch, "batch": self.control.batches,
+                                                  "steps_per_epoch": self.control.steps_per_epoch,
+                                                  "time": now()})
 
 
 class RobustCheck(keras.callbacks.Callback):
@@ -270,6 +293,8 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
     robust_x, robust_y = validation.x[:config.validation.robust_size], validation.y[:config.validation.robust_size]
     callbacks = [control, RobustCheck(control, classifier, robust_x, robust_y, _robust_spec(config)), recorder,
                  keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False)]
+    if chief:
+        callbacks.insert(1, ProgressFile(run, control))
     if first_epoch < total:
         trainer.fit(training_batches(dataset.train.x, dataset.train.y, config.batch_size, config.seed,
                                      config.data.augment, first_epoch),

@@ -29,7 +29,7 @@ from advcore import files
 
 RUNS_ENV = "ADVLAB_RUNS_DIR"
 STATUSES = ("queued", "running", "stopping", "stopped", "finished", "failed")
-LIVE_STATUSES = ("running", "stopping")
+LIVE_STATUSES = ("queued", "running", "stopping")  # a process may own the run (a queued one once launched)
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -103,6 +103,9 @@ class Run:
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
     tensorboard_dir = property(lambda self: self.path / "tensorboard")
     log_path = property(lambda self: self.path / "train.log")
+    process_log_path = property(lambda self: self.path / "process.log")
+    progress_path = property(lambda self: self.path / "progress.json")
+    name_path = property(lambda self: self.path / "name.txt")
 
     # ------------------------------------------------------------------ creation and lookup
 
@@ -164,11 +167,41 @@ class Run:
         except (OSError, ValueError) as error:
             raise RunError(f"run {self.id}: history.csv is damaged ({error})") from None
 
-    def log_tail(self, lines: int = 40) -> str:
+    def progress(self) -> dict:
+        """Where the running epoch is: {epoch, batch, steps_per_epoch, time}, or {} if unknown."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            return self._read_json(self.progress_path)
+        except RunError:
+            return {}
+
+    def name(self) -> str:
+        """The name shown for the run: as renamed by the user, else the config's."""
+        try:
+            return self.name_path.read_text().strip() or self.id
         except OSError:
-            return ""
+            pass
+        try:
+            return str(self.config().get("name", self.id))
+        except RunError:
+            return self.id
+
+    def rename(self, name: str) -> None:
+        name = name.strip()
+        if not name or len(name) > 100 or any(ch in name for ch in "\n\r\t"):
+            raise RunError("a run name needs 1 to 100 characters on one line")
+        files.write_text(self.name_path, name + "\n")
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the training log, then of the process's own output when the app launched it."""
+        parts = []
+        for path in (self.log_path, self.process_log_path):
+            try:
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+            except OSError:
+                continue
+            if tail:
+                parts.append(f"--- {path.name} ---\n" + "\n".join(tail))
+        return "\n".join(parts)
 
     def checkpoints(self) -> list[int]:
         """Epochs (1-based) with a complete checkpoint: the model and the optimizer state."""

@@ -16,23 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from advcore import attacks
-from advcore.config import TrainConfig
-
-VANILLA, ADVERSARIAL = "vanilla", "adversarial"
+from advcore.config import ADVERSARIAL, TrainConfig
 UNTIL_STOPPED = 10**9  # the epoch count handed to `fit` when the user stops the run
-
-
-def phase(config: TrainConfig, epoch: int) -> str:
-    """The phase of a 0-based epoch under the config's schedule."""
-    schedule = config.schedule
-    if not config.adversarial:
-        return VANILLA
-    if schedule.kind == "interleaved":
-        cycle = schedule.vanilla_epochs + schedule.adversarial_epochs
-        return VANILLA if epoch % cycle < schedule.vanilla_epochs else ADVERSARIAL
-    if schedule.kind == "warmup":
-        return VANILLA if epoch < schedule.vanilla_epochs else ADVERSARIAL
-    return ADVERSARIAL
 
 
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):

@@ -6,10 +6,10 @@ import pytest
 import tensorflow as tf
 
 from advcore import attacks, evaluate, models
-from advcore.config import ConfigError, TrainConfig
+from advcore.config import ConfigError, TrainConfig, phase
 from advcore.run_training import train
 from advcore.runs import Run, RunError, check_run_id
-from advcore.training import AdversarialTrainer, phase
+from advcore.training import AdversarialTrainer
 
 
 def tiny_config(**changes) -> TrainConfig:

@@ -1,0 +1,107 @@
+"""Plotly figures of training histories: runs overlaid in stable colours, adversarial epochs shaded.
+
+One run: its adversarial epochs are shaded bands behind the lines. Several runs: a strip under the
+chart shows each run's adversarial epochs in the run's colour. Smoothing draws an exponential moving
+average over a faint raw line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import plotly.colors
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from app.histories import with_time
+
+PALETTE = plotly.colors.qualitative.Plotly + plotly.colors.qualitative.D3
+SHADE = "rgba(214, 39, 40, 0.12)"
+
+
+def run_colour(label: str) -> str:
+    """The same colour for the same run on every page and every rerun."""
+    return PALETTE[int(hashlib.md5(label.encode()).hexdigest(), 16) % len(PALETTE)]
+
+
+def smooth(values: pd.Series, weight: float) -> pd.Series:
+    """TensorBoard-style exponential moving average; weight 0 returns the values."""
+    return values.ewm(alpha=1 - weight, adjust=True).mean() if weight > 0 else values
+
+
+def adversarial_blocks(history: pd.DataFrame) -> list[tuple[int, int]]:
+    """(first row, last row) of each run of consecutive adversarial epochs."""
+    blocks, start = [], None
+    phases = list(history["phase"])
+    for i, current in enumerate(phases + ["end"]):
+        if current == "adversarial" and start is None:
+            start = i
+        elif current != "adversarial" and start is not None:
+            blocks.append((start, i - 1))
+            start = None
+    return blocks
+
+
+def _span(history: pd.DataFrame, first: int, last: int, x: str) -> tuple[float, float]:
+    if x == "time":
+        return history["time_start"].iloc[first], history["time_end"].iloc[last]
+    return history["epoch"].iloc[first] - 0.5, history["epoch"].iloc[last] + 0.5
+
+
+def metric_figure(histories: dict[str, pd.DataFrame], metric: str, *, x: str = "epoch",
+                  smoothing: float = 0.0, log_y: bool = False, height: int = 360) -> go.Figure:
+    strip = len(histories) > 1
+    figure = make_subplots(rows=2 if strip else 1, cols=1, shared_xaxes=True, vertical_spacing=0.04,
+                           row_heights=[0.82, 0.18] if strip else [1.0])
+    x_column = "time_end" if x == "time" else "epoch"
+    for index, (label, history) in enumerate(histories.items()):
+        history = with_time(history)
+        colour = run_colour(label)
+        if metric in history and history[metric].notna().any():
+            hover = (f"<b>{label}</b><br>epoch %{{customdata[0]}} (%{{customdata[1]}})<br>"
+                     f"{metric} %{{y:.4g}}<extra></extra>")
+            custom = history[["epoch", "phase"]].to_numpy()
+            if smoothing > 0:
+                figure.add_trace(go.Scatter(x=history[x_column], y=history[metric], mode="lines",
+                                            line={"color": colour, "width": 1}, opacity=0.3, showlegend=False,
+                                            customdata=custom, hovertemplate=hover, name=f"{label} raw"),
+                                 row=1, col=1)
+            figure.add_trace(go.Scatter(x=history[x_column], y=smooth(history[metric], smoothing),
+                                        mode="lines+markers", marker={"size": 4}, line={"color": colour},
+                                        name=label, customdata=custom, hovertemplate=hover), row=1, col=1)
+        for first, last in adversarial_blocks(history):
+            x0, x1 = _span(history, first, last, x)
+            if strip:
+                figure.add_shape(type="rect", x0=x0, x1=x1, y0=index - 0.4, y1=index + 0.4, fillcolor=colour,
+                                 opacity=0.7, line_width=0, row=2, col=1)
+            else:
+                figure.add_vrect(x0=x0, x1=x1, fillcolor=SHADE, line_width=0, layer="below", row=1, col=1)
+    if strip:
+        labels = list(histories)
+        figure.update_yaxes(tickvals=list(range(len(labels))), ticktext=labels, range=[-0.6, len(labels) - 0.4],
+                            showgrid=False, row=2, col=1, title_text="adversarial")
+    figure.update_yaxes(title_text=metric, type="log" if log_y else "linear", row=1, col=1)
+    figure.update_xaxes(title_text="minutes" if x == "time" else "epoch", row=2 if strip else 1, col=1)
+    figure.update_layout(height=height + (40 * len(histories) if strip else 0), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"}, hovermode="closest",
+                         title={"text": metric + ("" if strip else "  (shaded: adversarial epochs)"),
+                                "font": {"size": 14}})
+    return figure
+
+
+def run_figure(history: pd.DataFrame, columns: list[str], title: str, height: int = 260) -> go.Figure:
+    """Several metrics of one run against epochs, adversarial epochs shaded (the live view)."""
+    figure = go.Figure()
+    for column in columns:
+        if column in history and history[column].notna().any():
+            figure.add_scatter(x=history["epoch"], y=history[column], name=column, mode="lines+markers",
+                               customdata=history[["phase"]].to_numpy(),
+                               hovertemplate=f"epoch %{{x}} (%{{customdata[0]}})<br>{column} %{{y:.4g}}<extra></extra>")
+    for first, last in adversarial_blocks(history):
+        x0, x1 = _span(history, first, last, "epoch")
+        figure.add_vrect(x0=x0, x1=x1, fillcolor=SHADE, line_width=0, layer="below")
+    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="epoch",
+                         title={"text": f"{title}  (shaded: adversarial epochs)", "font": {"size": 14}},
+                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"})
+    return figure

@@ -1,0 +1,94 @@
+"""Training jobs for the pages: submit, start queued runs, stop, delete. Pages call this, never
+`subprocess`: each run trains in its own OS process (`python -m advcore train --resume RUN`), in a
+session of its own, so a browser refresh or a Streamlit rerun never touches it. State lives in the
+run store only; any page, tab or browser sees the same runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from advcore.config import TrainConfig
+from advcore.runs import LIVE_STATUSES, Run, RunError, list_runs, now, process_start_ticks, runs_root
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MAX_RUNS_ENV = "ADVLAB_MAX_RUNS"
+_children: dict[int, subprocess.Popen] = {}  # processes this server started, reaped on refresh
+_lock = threading.Lock()  # Streamlit serves every session from threads of one process
+
+
+def max_concurrent() -> int:
+    """Runs training at once (default 1: on a small machine two only slow each other down; 0 holds
+    every new run in the queue)."""
+    try:
+        return max(0, int(os.environ.get(MAX_RUNS_ENV, "1")))
+    except ValueError:
+        return 1
+
+
+def submit(config: TrainConfig, root: Path | None = None) -> Run:
+    """Records a validated config as a queued run and starts it if a slot is free."""
+    run = Run.create(config.to_dict(), runs_root(root), config.name)
+    refresh(root)
+    return run
+
+
+def _safe_status(run: Run) -> dict:
+    try:
+        return run.status()
+    except RunError:
+        return {"status": "damaged"}
+
+
+def refresh(root: Path | None = None) -> None:
+    """Reaps finished children and starts the oldest queued runs while slots are free."""
+    with _lock:
+        for pid, process in list(_children.items()):
+            if process.poll() is not None:
+                del _children[pid]
+        runs = list_runs(root)
+        statuses = {run.id: _safe_status(run) for run in runs}
+        active = sum(1 for s in statuses.values() if s["status"] in LIVE_STATUSES and "pid" in s)
+        waiting = [run for run in reversed(runs)
+                   if statuses[run.id]["status"] == "queued" and "pid" not in statuses[run.id]]
+        for run in waiting[:max(0, max_concurrent() - active)]:
+            _launch(run)
+
+
+def _launch(run: Run) -> None:
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+                        "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(run.process_log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "advcore", "train", "--resume", run.id, "--runs-dir", str(run.root)],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    _children[process.pid] = process
+    run.update_status(pid=process.pid, pid_start=process_start_ticks(process.pid), launched=now())
+
+
+def stop(run: Run) -> str:
+    """Asks a run to stop: a queued run stops at once, a training one after its current batch."""
+    status = run.status()
+    if status["status"] not in LIVE_STATUSES:
+        raise RunError(f"run {run.id} is {status['status']}, not running")
+    if "pid" in status:
+        try:
+            os.kill(status["pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    if status["status"] == "queued":  # not training yet: nothing to save
+        run.update_status(status="stopped", ended=now(), reason="stopped before training began")
+        return "stopped"
+    return "stopping"
+
+
+def delete(run: Run) -> None:
+    if _safe_status(run)["status"] in LIVE_STATUSES:
+        raise RunError(f"run {run.id} is still active: stop it before deleting it")
+    shutil.rmtree(run.path)

@@ -1,0 +1,150 @@
+"""The Train page's form: presets, widgets for every config field, validation next to each section."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from advcore.config import ConfigError, TrainConfig
+from advcore.data import DATASETS
+from advcore.config import ARCHITECTURES
+
+PRESETS = {
+    "Interleaved: 10 vanilla + 3 adversarial epochs, until stopped": {
+        "mode": "adversarial", "method": "fgsm", "eps": 0.1, "schedule": "interleaved", "vanilla": 10,
+        "adversarial": 3, "cycles": 0, "epochs": 10, "lr_schedule": "constant", "lr": 1e-3},
+    "Fast adversarial training (FGSM, random start, one-cycle LR)": {
+        "mode": "adversarial", "method": "fgsm_rs", "eps": 0.1, "schedule": "constant", "epochs": 10,
+        "lr_schedule": "cyclic", "lr": 5e-3},
+    "PGD adversarial training (7 steps)": {
+        "mode": "adversarial", "method": "pgd", "eps": 0.1, "steps": 7, "schedule": "constant", "epochs": 10,
+        "lr_schedule": "constant", "lr": 1e-3},
+    "Clean + adversarial double batch": {
+        "mode": "double", "method": "fgsm_rs", "eps": 0.1, "schedule": "constant", "epochs": 10,
+        "lr_schedule": "constant", "lr": 1e-3, "weight": 1.0},
+    "Vanilla (no adversarial training)": {
+        "mode": "vanilla", "schedule": "constant", "epochs": 10, "lr_schedule": "constant", "lr": 1e-3},
+}
+DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "val_size": 1000,
+            "architecture": "small_cnn", "width": 1, "mode": "adversarial", "weight": 1.0, "fraction": 0.5,
+            "method": "pgd", "norm": "linf", "eps": 0.1, "eps_unit": "[0, 1]", "steps": 7, "step_size": 0.0,
+            "schedule": "constant", "epochs": 10, "until_stopped": False, "vanilla": 10, "adversarial": 3,
+            "cycles": 0, "optimizer": "adam", "lr": 1e-3, "lr_schedule": "constant", "batch_size": 128,
+            "seed": 0, "augment": "none", "robust_size": 500}
+SECTIONS = ("data", "model", "training", "attack", "schedule", "optimizer")
+KEY = "train_form."
+
+
+def _apply_preset() -> None:
+    chosen = PRESETS.get(st.session_state[KEY + "preset"], {})
+    for field, value in (DEFAULTS | chosen).items():
+        st.session_state[KEY + field] = value
+    st.session_state[KEY + "until_stopped"] = chosen.get("cycles", 1) == 0 and chosen.get("schedule") == "interleaved"
+
+
+def _init_state() -> None:
+    for field, value in DEFAULTS.items():
+        st.session_state.setdefault(KEY + field, value)
+
+
+def _section_of(message: str) -> str:
+    field = message.split(":", 1)[0]
+    first = field.split(".", 1)[0]
+    return {"mix": "training", "mode": "training", "lr_schedule": "optimizer", "batch_size": "optimizer",
+            "seed": "optimizer", "validation": "training", "name": "data"}.get(first, first)
+
+
+def config_from_values(v: dict) -> dict:
+    """The TrainConfig content the widget values describe (checked by TrainConfig.from_dict)."""
+    eps = v["eps"] / 255 if v["eps_unit"] == "/255" else v["eps"]
+    until = v["until_stopped"]
+    schedule = {"kind": v["schedule"], "epochs": None if until else v["epochs"],
+                "vanilla_epochs": v["vanilla"], "adversarial_epochs": v["adversarial"],
+                "cycles": None if until or v["cycles"] == 0 else v["cycles"]}
+    return {
+        "name": v["name"], "mode": v["mode"], "batch_size": v["batch_size"], "seed": v["seed"],
+        "data": {"dataset": v["dataset"], "train_size": v["train_size"] or None, "val_size": v["val_size"],
+                 "augment": v["augment"]},
+        "model": {"architecture": v["architecture"], "width": v["width"]},
+        "attack": {"method": v["method"], "norm": v["norm"], "eps": eps,
+                   "steps": v["steps"] if v["method"] == "pgd" else None,
+                   "step_size": v["step_size"] or None},
+        "mix": {"weight": v["weight"], "fraction": v["fraction"]},
+        "schedule": schedule,
+        "optimizer": {"name": v["optimizer"], "learning_rate": v["lr"]},
+        "lr_schedule": {"kind": v["lr_schedule"]},
+        "validation": {"robust_size": v["robust_size"]},
+    }
+
+
+def train_form(device: str) -> TrainConfig | None:
+    """Draws the form; returns a validated config when Start was pressed and every field is valid."""
+    _init_state()
+    st.selectbox("Preset", ["Custom", *PRESETS], key=KEY + "preset", on_change=_apply_preset,
+                 help="fills the form with a recipe; every field stays editable")
+    st.caption(f"Training will run on: **{device}**")
+    with st.form("train"):
+        notes = {}
+        st.markdown("**Data**")
+        st.text_input("Run name", key=KEY + "name", max_chars=60)
+        c1, c2, c3 = st.columns(3)
+        c1.selectbox("Dataset", DATASETS, key=KEY + "dataset")
+        c2.number_input("Training images (0 = all)", 0, 1_000_000, step=1000, key=KEY + "train_size")
+        c3.number_input("Validation images", 100, 10_000, step=100, key=KEY + "val_size")
+        notes["data"] = st.empty()
+        st.markdown("**Model**")
+        c1, c2, c3 = st.columns(3)
+        c1.selectbox("Architecture", ARCHITECTURES, key=KEY + "architecture")
+        c2.number_input("Width", 1, 8, key=KEY + "width")
+        c3.selectbox("Augmentation", ["none", "crop", "crop_flip"], key=KEY + "augment")
+        notes["model"] = st.empty()
+        st.markdown("**Training mode**")
+        c1, c2, c3 = st.columns(3)
+        c1.selectbox("Mode", ["adversarial", "double", "split", "vanilla"], key=KEY + "mode",
+                     help="adversarial: train on adversarial examples only; double: clean + adversarial "
+                          "batch; split: a share of each batch adversarial")
+        c2.number_input("Adversarial weight (lambda)", 0.0, 100.0, step=0.1, key=KEY + "weight")
+        c3.number_input("Adversarial share (split)", 0.05, 1.0, step=0.05, key=KEY + "fraction")
+        st.number_input("Robust-accuracy check images per epoch (0 = off)", 0, 10_000, step=100,
+                        key=KEY + "robust_size")
+        notes["training"] = st.empty()
+        st.markdown("**Attack**")
+        c1, c2, c3, c4 = st.columns(4)
+        c1.selectbox("Method", ["pgd", "fgsm_rs", "fgsm", "ll_fgsm"], key=KEY + "method",
+                     help="fgsm_rs: random start and step 1.25 eps (fast training); ll_fgsm: least-likely "
+                          "class, eps drawn per batch up to eps")
+        c2.selectbox("Norm", ["linf", "l2"], key=KEY + "norm")
+        c3.number_input("eps", 0.0, 100.0, step=0.01, format="%.4f", key=KEY + "eps")
+        c4.radio("eps unit", ["[0, 1]", "/255"], key=KEY + "eps_unit", horizontal=True)
+        c1, c2 = st.columns(2)
+        c1.number_input("PGD steps", 1, 1000, key=KEY + "steps")
+        c2.number_input("Step size (0 = by method)", 0.0, 100.0, step=0.001, format="%.4f", key=KEY + "step_size")
+        notes["attack"] = st.empty()
+        st.markdown("**Schedule**")
+        c1, c2, c3 = st.columns(3)
+        c1.selectbox("Schedule", ["constant", "interleaved", "warmup"], key=KEY + "schedule",
+                     help="interleaved: cycles of vanilla then adversarial epochs; warmup: vanilla epochs "
+                          "first, adversarial after")
+        c2.number_input("Epochs", 1, 100_000, key=KEY + "epochs")
+        c3.checkbox("Until stopped", key=KEY + "until_stopped")
+        c1, c2, c3 = st.columns(3)
+        c1.number_input("Vanilla epochs per cycle / warm-up", 0, 10_000, key=KEY + "vanilla")
+        c2.number_input("Adversarial epochs per cycle", 1, 10_000, key=KEY + "adversarial")
+        c3.number_input("Cycles (0 = until stopped)", 0, 100_000, key=KEY + "cycles")
+        notes["schedule"] = st.empty()
+        st.markdown("**Optimiser**")
+        c1, c2, c3, c4, c5 = st.columns(5)
+        c1.selectbox("Optimiser", ["adam", "sgd"], key=KEY + "optimizer")
+        c2.number_input("Learning rate", 1e-6, 10.0, step=1e-4, format="%.5f", key=KEY + "lr")
+        c3.selectbox("LR schedule", ["constant", "cyclic"], key=KEY + "lr_schedule")
+        c4.number_input("Batch size", 1, 8192, key=KEY + "batch_size")
+        c5.number_input("Seed", 0, 2**31 - 1, key=KEY + "seed")
+        notes["optimizer"] = st.empty()
+        submitted = st.form_submit_button("Start training", type="primary")
+    if not submitted:
+        return None
+    values = {field: st.session_state[KEY + field] for field in DEFAULTS}
+    try:
+        return TrainConfig.from_dict(config_from_values(values))
+    except ConfigError as error:
+        notes.get(_section_of(str(error)), notes["data"]).error(str(error), icon="⚠️")
+        return None

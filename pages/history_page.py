@@ -1,0 +1,52 @@
+"""History: compare runs' training histories, with vanilla/adversarial epochs shaded."""
+
+import streamlit as st
+
+from advcore.runs import list_runs
+from app import charts, histories, state
+
+st.title("History")
+runs = list_runs(state.root())
+by_label = {f"{run.name()} ({run.id[-4:]})": run for run in runs}
+preselected = [label for label, run in by_label.items() if run.id == st.query_params.get("run")]
+chosen = st.multiselect("Runs", list(by_label), default=preselected or list(by_label)[:1],
+                        help="any number of runs, overlaid")
+uploads = st.file_uploader("…or history CSV files (AdvLab's history.csv or the notebook's format)",
+                           type=["csv"], accept_multiple_files=True)
+
+loaded, problems = histories.from_runs([by_label[label] for label in chosen])
+for upload in uploads or []:
+    try:
+        loaded[f"{upload.name} (uploaded)"] = histories.read_csv(upload.getvalue(), upload.name)
+    except histories.HistoryFormatError as error:
+        problems[upload.name] = str(error)
+for label, problem in problems.items():
+    st.warning(f"{label}: {problem}")
+if not loaded:
+    st.info("Pick a run with finished epochs, or upload a history CSV.")
+    st.stop()
+
+metrics = sorted({c for h in loaded.values() for c in h.columns
+                  if c not in ("epoch", "phase", "warning", "seconds", "learning_rate", "eps")
+                  and h[c].notna().any()})
+default_metrics = [m for m in ("loss", "val_accuracy", "val_robust_accuracy") if m in metrics] or metrics[:1]
+c1, c2, c3, c4 = st.columns([3, 2, 1, 1])
+shown = c1.multiselect("Metrics", metrics, default=default_metrics)
+smoothing = c2.slider("Smoothing", 0.0, 0.95, 0.0, 0.05, help="moving average; the raw line stays faint")
+x_axis = c3.radio("x axis", ["epoch", "time"], horizontal=True)
+log_y = c4.toggle("log scale")
+
+for metric in shown:
+    figure = charts.metric_figure(loaded, metric, x=x_axis, smoothing=smoothing, log_y=log_y)
+    st.plotly_chart(figure, key=f"chart-{metric}")
+    st.download_button(f"Download the {metric} chart (HTML)", figure.to_html(include_plotlyjs="cdn"),
+                       file_name=f"{metric}.html", mime="text/html", key=f"html-{metric}")
+
+st.subheader("Summary")
+st.dataframe(histories.summary(loaded), hide_index=True, column_config={
+    column: st.column_config.NumberColumn(format="percent")
+    for column in ("final val_accuracy", "best val_accuracy", "final val_robust_accuracy",
+                   "best val_robust_accuracy")})
+st.download_button("Download the merged history (CSV)", histories.merged(loaded).to_csv(index=False),
+                   file_name="histories.csv", mime="text/csv")
+st.caption("Each chart's camera icon saves it as PNG.")

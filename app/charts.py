@@ -55,6 +55,7 @@ def metric_figure(histories: dict[str, pd.DataFrame], metric: str, *, x: str = "
     figure = make_subplots(rows=2 if strip else 1, cols=1, shared_xaxes=True, vertical_spacing=0.04,
                            row_heights=[0.82, 0.18] if strip else [1.0])
     x_column = "time_end" if x == "time" else "epoch"
+    shapes = []  # set in one call: adding hundreds of shapes one by one takes seconds
     for index, (label, history) in enumerate(histories.items()):
         history = with_time(history)
         colour = run_colour(label)
@@ -69,25 +70,33 @@ def metric_figure(histories: dict[str, pd.DataFrame], metric: str, *, x: str = "
                                  row=1, col=1)
             figure.add_trace(go.Scatter(x=history[x_column], y=smooth(history[metric], smoothing),
                                         mode="lines+markers", marker={"size": 4}, line={"color": colour},
-                                        name=label, customdata=custom, hovertemplate=hover), row=1, col=1)
+                                        name=label, showlegend=True, customdata=custom, hovertemplate=hover),
+                             row=1, col=1)
         for first, last in adversarial_blocks(history):
             x0, x1 = _span(history, first, last, x)
             if strip:
-                figure.add_shape(type="rect", x0=x0, x1=x1, y0=index - 0.4, y1=index + 0.4, fillcolor=colour,
-                                 opacity=0.7, line_width=0, row=2, col=1)
+                shapes.append({"type": "rect", "xref": "x2", "yref": "y2", "x0": x0, "x1": x1, "y0": index - 0.4,
+                               "y1": index + 0.4, "fillcolor": colour, "opacity": 0.7, "line": {"width": 0}})
             else:
-                figure.add_vrect(x0=x0, x1=x1, fillcolor=SHADE, line_width=0, layer="below", row=1, col=1)
+                shapes.append(_band(x0, x1))
     if strip:
         labels = list(histories)
         figure.update_yaxes(tickvals=list(range(len(labels))), ticktext=labels, range=[-0.6, len(labels) - 0.4],
                             showgrid=False, row=2, col=1, title_text="adversarial")
     figure.update_yaxes(title_text=metric, type="log" if log_y else "linear", row=1, col=1)
     figure.update_xaxes(title_text="minutes" if x == "time" else "epoch", row=2 if strip else 1, col=1)
-    figure.update_layout(height=height + (40 * len(histories) if strip else 0), margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"}, hovermode="closest",
+    figure.update_layout(shapes=shapes, height=height + (40 * len(histories) if strip else 0),
+                         margin={"l": 10, "r": 10, "t": 30, "b": 10}, hovermode="closest",
+                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"},
                          title={"text": metric + ("" if strip else "  (shaded: adversarial epochs)"),
                                 "font": {"size": 14}})
     return figure
+
+
+def _band(x0: float, x1: float) -> dict:
+    """A shaded band over the whole plot height behind the lines."""
+    return {"type": "rect", "xref": "x", "yref": "paper", "x0": x0, "x1": x1, "y0": 0, "y1": 1,
+            "fillcolor": SHADE, "line": {"width": 0}, "layer": "below"}
 
 
 def run_figure(history: pd.DataFrame, columns: list[str], title: str, height: int = 260) -> go.Figure:
@@ -98,10 +107,8 @@ def run_figure(history: pd.DataFrame, columns: list[str], title: str, height: in
             figure.add_scatter(x=history["epoch"], y=history[column], name=column, mode="lines+markers",
                                customdata=history[["phase"]].to_numpy(),
                                hovertemplate=f"epoch %{{x}} (%{{customdata[0]}})<br>{column} %{{y:.4g}}<extra></extra>")
-    for first, last in adversarial_blocks(history):
-        x0, x1 = _span(history, first, last, "epoch")
-        figure.add_vrect(x0=x0, x1=x1, fillcolor=SHADE, line_width=0, layer="below")
-    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="epoch",
+    figure.update_layout(shapes=[_band(*_span(history, first, last, "epoch"))
+                                 for first, last in adversarial_blocks(history)], height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="epoch",
                          title={"text": f"{title}  (shaded: adversarial epochs)", "font": {"size": 14}},
                          legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"})
     return figure

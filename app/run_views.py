@@ -54,6 +54,13 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
                                  "best robust acc", "problem"])
 
 
+def is_live(run: Run) -> bool:
+    try:
+        return run.status()["status"] in LIVE_STATUSES
+    except RunError:
+        return False
+
+
 def progress(run: Run, status: dict, history: pd.DataFrame) -> dict:
     """Epoch and phase in progress, the share of it done, elapsed time and ETA (None if unknown)."""
     position = run.progress() if status["status"] in LIVE_STATUSES else {}

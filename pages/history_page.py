@@ -39,7 +39,7 @@ log_y = c4.toggle("log scale")
 for metric in shown:
     figure = charts.metric_figure(loaded, metric, x=x_axis, smoothing=smoothing, log_y=log_y)
     st.plotly_chart(figure, key=f"chart-{metric}")
-    st.download_button(f"Download the {metric} chart (HTML)", figure.to_html(include_plotlyjs="cdn"),
+    st.download_button(f"Download the {metric} chart (HTML)", lambda figure=figure: figure.to_html(),
                        file_name=f"{metric}.html", mime="text/html", key=f"html-{metric}")
 
 st.subheader("Summary")
@@ -47,6 +47,6 @@ st.dataframe(histories.summary(loaded), hide_index=True, column_config={
     column: st.column_config.NumberColumn(format="percent")
     for column in ("final val_accuracy", "best val_accuracy", "final val_robust_accuracy",
                    "best val_robust_accuracy")})
-st.download_button("Download the merged history (CSV)", histories.merged(loaded).to_csv(index=False),
+st.download_button("Download the merged history (CSV)", lambda: histories.merged(loaded).to_csv(index=False),
                    file_name="histories.csv", mime="text/csv")
 st.caption("Each chart's camera icon saves it as PNG.")

@@ -8,7 +8,7 @@ from app import charts, jobs, run_views, state
 from app.device import training_device
 from app.train_form import train_form
 
-POLL_SECONDS = 2
+STATUS_SECONDS, CHARTS_SECONDS, TABLE_SECONDS = 3, 15, 10  # each poll costs the server a script rerun
 
 st.title("Train")
 left, right = st.columns([5, 6], gap="large")
@@ -21,27 +21,28 @@ with left:
         st.success(f"Started run {run.id}")
 
 
-@st.fragment(run_every=POLL_SECONDS)
-def live_run() -> None:
-    jobs.refresh(state.root())
-    run = state.selected_run()
-    if run is None:
-        st.info("Start a run, or pick one in the table below.")
-        return
+def _load(run):
+    """The run's status, config and history, or None after showing why they cannot be read."""
     try:
-        status, config, history = run.status(), TrainConfig.from_dict(run.config()), run.history()
+        return run.status(), TrainConfig.from_dict(run.config()), run.history()
     except (RunError, ValueError) as error:
         st.error(f"Run {run.id} is damaged: {error}")
+        return None
+
+
+def live_status(run) -> None:
+    """Status, epoch, progress and ETA: cheap file reads, polled often."""
+    loaded = _load(run)
+    if loaded is None:
         return
+    status, config, history = loaded
     where = run_views.progress(run, status, history)
     running = status["status"] in LIVE_STATUSES
-    st.subheader(run.name())
-    st.caption(f"{run.id} · {status.get('device', 'device not known yet')}")
     colour = {"finished": "green", "stopped": "orange", "failed": "red"}.get(status["status"], "blue")
     epoch_phase = phase(config, max(where["epoch"] - 1, 0))
     st.markdown(f"Status: :{colour}-badge[{status['status']}]"
                 + (f" · epoch phase: :{'red' if epoch_phase == ADVERSARIAL else 'gray'}-badge[{epoch_phase}]"
-                   if running else ""))
+                   if running else "") + f" · {status.get('device', 'device not known yet')}")
     c1, c2, c3 = st.columns(3)
     c1.metric("Epoch", f"{where['epoch']} / {where['total'] or '∞'}")
     c2.metric("Elapsed", run_views.duration(where["elapsed"]))
@@ -50,20 +51,43 @@ def live_run() -> None:
         st.progress(where["within"], text=f"epoch {where['epoch']}: {where['within']:.0%}")
         if st.button("Stop", type="secondary", key="stop"):
             st.toast(f"run {jobs.stop(run)}")
+    elif st.session_state.get("polled_live") == run.id:
+        st.session_state["polled_live"] = None
+        st.rerun()  # the run just ended: redraw the page once, without polling
     if status["status"] == "failed":
         st.error(status.get("error") or "the run failed")
         st.code(run.log_tail() or "(no log)", language=None)
+
+
+def live_charts(run) -> None:
+    """Loss and accuracy curves: they change once an epoch, so they are polled less often."""
+    try:
+        history = run.history()
+    except RunError:
+        return  # the status view above says why
     if len(history):
         st.plotly_chart(charts.run_figure(history, ["loss", "val_loss"], "loss"), key="live-loss")
         st.plotly_chart(charts.run_figure(history, ["accuracy", "val_accuracy", "val_robust_accuracy"],
                                           "accuracy"), key="live-accuracy")
 
+
 with right:
-    live_run()
+    selected = state.selected_run()
+    if selected is None:
+        st.info("Start a run, or pick one in the table below.")
+    else:
+        st.subheader(selected.name())
+        st.caption(selected.id)
+        live = run_views.is_live(selected)
+        st.session_state["polled_live"] = selected.id if live else None
+        # only a live run is polled; a finished one is drawn once
+        st.fragment(live_status, run_every=STATUS_SECONDS if live else None)(selected)
+        st.fragment(live_charts, run_every=CHARTS_SECONDS if live else None)(selected)
 
 
-@st.fragment(run_every=POLL_SECONDS * 3)
+@st.fragment(run_every=TABLE_SECONDS)
 def all_runs() -> None:
+    jobs.refresh(state.root())  # start queued runs when a slot frees up
     runs = list_runs(state.root())
     st.subheader(f"All runs ({len(runs)})")
     if not runs:

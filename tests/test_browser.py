@@ -1,0 +1,147 @@
+"""End to end in Chromium: `streamlit run` on a free localhost port, driven by Playwright."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright import sync_api as playwright
+
+from advcore.runs import list_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's, installed by tests/setup.sh
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("e2e") / "runs"
+    port = _free_port()
+    env = os.environ | {"ADVLAB_RUNS_DIR": str(runs), "ADVLAB_MAX_RUNS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless",
+                                "true", "--server.port", str(port), "--server.fileWatcherType", "none"],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://localhost:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    yield url, runs
+    process.terminate()
+    process.wait(timeout=30)
+    for run in list_runs(runs):  # leave no training process behind
+        pid = run.recorded_status().get("pid")
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as driver:
+        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1500, "height": 1300})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(server[0])
+    page.get_by_text("AdvLab", exact=True).first.wait_for()
+    yield page
+    context.close()
+
+
+def open_train(page):
+    page.get_by_role("link", name="Train").first.click()
+    page.get_by_role("button", name="Start training").wait_for()
+
+
+def start_run(page, name: str, epochs: int | None):
+    page.get_by_label("Run name").fill(name)
+    page.get_by_label("Training images (0 = all)").fill("1280")
+    page.get_by_label("Validation images").fill("200")
+    page.get_by_label("Robust-accuracy check images per epoch (0 = off)").fill("100")
+    if epochs is None:
+        page.get_by_text("Until stopped", exact=True).click()
+    else:
+        page.get_by_label("Epochs", exact=True).fill(str(epochs))
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Started run").wait_for()
+
+
+def badge(page, status: str):
+    """The status badge of the selected run (the runs table shows statuses too)."""
+    return page.locator(".stMarkdownBadge", has_text=status).first
+
+
+def run_named(runs: Path, name: str):
+    matches = [run for run in list_runs(runs) if run.name() == name]
+    assert len(matches) == 1
+    return matches[0]
+
+
+def wait_for(predicate, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+def test_train_a_tiny_run_and_see_its_history(page, server):
+    open_train(page)
+    start_run(page, "e2e-tiny", epochs=2)
+    badge(page, "finished").wait_for(timeout=240_000)
+    page.locator(".js-plotly-plot").nth(1).wait_for()  # the live loss and accuracy charts
+    page.get_by_role("link", name="History").first.click()
+    page.wait_for_url("**/history**")
+    page.get_by_text("Summary", exact=True).wait_for()
+    chart = page.locator(".js-plotly-plot").first
+    chart.wait_for()
+    assert "e2e-tiny" in chart.inner_text()  # the legend names the run
+    assert chart.locator(".shapelayer path").count() >= 1  # its adversarial epochs are shaded
+
+
+def test_stop_a_run_from_the_page(page, server):
+    open_train(page)
+    start_run(page, "e2e-stop", epochs=None)
+    run = run_named(server[1], "e2e-stop")
+    wait_for(lambda: len(run.history()) >= 2)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    badge(page, "stopped").wait_for(timeout=120_000)
+    assert run.status()["status"] == "stopped" and len(run.history()) >= 2
+
+
+def test_a_killed_run_shows_failed_with_its_log(page, server):
+    open_train(page)
+    start_run(page, "e2e-kill", epochs=None)
+    run = run_named(server[1], "e2e-kill")
+    wait_for(lambda: len(run.history()) >= 1)
+    os.kill(run.status()["pid"], signal.SIGKILL)
+    badge(page, "failed").wait_for(timeout=60_000)
+    page.get_by_text("ended without reporting").first.wait_for()
+    page.get_by_text("epoch    1").first.wait_for()

@@ -18,6 +18,7 @@ from app.histories import with_time
 
 PALETTE = plotly.colors.qualitative.Plotly + plotly.colors.qualitative.D3
 SHADE = "rgba(214, 39, 40, 0.12)"
+LEGEND = {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "bottom"}  # right of the title
 
 
 def run_colour(label: str) -> str:
@@ -86,10 +87,9 @@ def metric_figure(histories: dict[str, pd.DataFrame], metric: str, *, x: str = "
     figure.update_yaxes(title_text=metric, type="log" if log_y else "linear", row=1, col=1)
     figure.update_xaxes(title_text="minutes" if x == "time" else "epoch", row=2 if strip else 1, col=1)
     figure.update_layout(shapes=shapes, height=height + (40 * len(histories) if strip else 0),
-                         margin={"l": 10, "r": 10, "t": 30, "b": 10}, hovermode="closest",
-                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"},
+                         margin={"l": 10, "r": 10, "t": 60, "b": 10}, hovermode="closest", legend=LEGEND,
                          title={"text": metric + ("" if strip else "  (shaded: adversarial epochs)"),
-                                "font": {"size": 14}})
+                                "font": {"size": 14}, "x": 0, "y": 0.98, "yanchor": "top"})
     return figure
 
 
@@ -108,7 +108,8 @@ def run_figure(history: pd.DataFrame, columns: list[str], title: str, height: in
                                customdata=history[["phase"]].to_numpy(),
                                hovertemplate=f"epoch %{{x}} (%{{customdata[0]}})<br>{column} %{{y:.4g}}<extra></extra>")
     figure.update_layout(shapes=[_band(*_span(history, first, last, "epoch"))
-                                 for first, last in adversarial_blocks(history)], height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="epoch",
-                         title={"text": f"{title}  (shaded: adversarial epochs)", "font": {"size": 14}},
-                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1, "xanchor": "right"})
+                                 for first, last in adversarial_blocks(history)], height=height,
+                         margin={"l": 10, "r": 10, "t": 60, "b": 10}, xaxis_title="epoch", legend=LEGEND,
+                         title={"text": f"{title}  (shaded: adversarial epochs)", "font": {"size": 14}, "x": 0,
+                                "y": 0.98, "yanchor": "top"})
     return figure

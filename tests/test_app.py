@@ -1,4 +1,4 @@
-"""The dashboard starts and its home page says what AdvLab is."""
+"""The dashboard starts, says what AdvLab is, and links to every page."""
 
 from pathlib import Path
 
@@ -7,8 +7,10 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_home_page_renders():
+def test_home_page_renders_and_links_the_pages():
     app = AppTest.from_file(str(ROOT / "streamlit_app.py")).run(timeout=30)
     assert not app.exception
     text = " ".join(block.value for block in app.markdown)
-    assert "AdvLab" in text and "python -m advcore attack" in text
+    assert "AdvLab" in text and "python -m advcore" in text
+    links = {link.proto.label for link in app.get("page_link")}
+    assert links == {"Start training", "Compare histories"}

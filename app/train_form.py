@@ -38,7 +38,6 @@ def _apply_preset() -> None:
     chosen = PRESETS.get(st.session_state[KEY + "preset"], {})
     for field, value in (DEFAULTS | chosen).items():
         st.session_state[KEY + field] = value
-    st.session_state[KEY + "until_stopped"] = chosen.get("cycles", 1) == 0 and chosen.get("schedule") == "interleaved"
 
 
 def _init_state() -> None:

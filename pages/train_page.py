@@ -18,7 +18,10 @@ with left:
     if config is not None:
         run = jobs.submit(config, state.root())
         state.select_run(run.id)
-        st.success(f"Started run {run.id}")
+        if "pid" in run.recorded_status():
+            st.success(f"Started run {run.id}")
+        else:
+            st.info(f"Run {run.id} is queued: {jobs.max_concurrent()} run(s) train at a time")
 
 
 def _load(run):

@@ -1,6 +1,7 @@
 """End to end in Chromium: `streamlit run` on a free localhost port, driven by Playwright."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -89,7 +90,7 @@ def start_run(page, name: str, epochs: int | None):
     else:
         page.get_by_label("Epochs", exact=True).fill(str(epochs))
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text("Started run").wait_for()
+    page.get_by_text(re.compile("Started run|is queued")).wait_for()
 
 
 def badge(page, status: str):

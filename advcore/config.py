@@ -32,6 +32,11 @@ class DataConfig:
     augment: Literal["none", "crop", "crop_flip"] = "none"
 
     def check(self):
+        from advcore.data import DATASETS  # numpy only; keeps this module free of heavy imports
+
+        if self.dataset not in DATASETS and not Path(self.dataset).expanduser().is_dir():
+            raise ConfigError(f"dataset: unknown {self.dataset!r}; choose one of {', '.join(DATASETS)} or give "
+                              "the path of a folder with one sub-folder of images per class")
         _positive_or_none("train_size", self.train_size)
         _positive_or_none("val_size", self.val_size)
 
@@ -43,6 +48,8 @@ class ModelConfig:
     path: Optional[str] = None  # start from a user's .keras model instead of a fresh one
 
     def check(self):
+        if self.path is not None and not Path(self.path).expanduser().is_file():
+            raise ConfigError(f"path: no model file at {self.path}")
         if self.path is None and self.architecture not in ARCHITECTURES:
             raise ConfigError(f"architecture: unknown {self.architecture!r}; choose one of "
                               f"{', '.join(ARCHITECTURES)} or give path")

@@ -135,6 +135,8 @@ def test_pgd_training_buys_robustness(tmp_path, fashion):
     ({"optimizer": {"learning_rate": 0}}, "optimizer.learning_rate"),
     ({"validation": {"collapse_ratio": 2}}, "validation.collapse_ratio"),
     ({"data": []}, "data: must be an object"),
+    ({"data": {"dataset": "svhn"}}, "data.dataset: unknown 'svhn'"),
+    ({"model": {"path": "/nowhere/model.keras"}}, "model.path: no model file"),
 ])
 def test_invalid_configs_name_the_field(changes, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.").replace("(", r"\(")):

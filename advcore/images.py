@@ -1,12 +1,21 @@
-"""Reading and writing single images as float32 HWC arrays in [0, 1] (imageio underneath)."""
+"""Reading and writing single images as float32 HWC arrays in [0, 1] (imageio underneath).
+
+`decode_upload` is the gate for files from users: it reads the header first, so an oversized or
+animated file, or a decompression bomb, is refused before any pixel is decoded.
+"""
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+from PIL import Image
+
+MAX_UPLOAD_BYTES = 10 * 2**20
+MAX_PIXELS = 16_000_000  # 4000 x 4000: far above any classifier input, far below a bomb
 
 
 class ImageError(ValueError):
@@ -33,11 +42,52 @@ def to_float(image: np.ndarray, where: str = "image") -> np.ndarray:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file, through the same checks as an upload."""
     try:
-        pixels = iio.imread(path, index=0)
-    except Exception as error:  # imageio raises many types for undecodable files
-        raise ImageError(f"{path}: not a readable image ({error})") from error
-    return to_float(np.asarray(pixels), str(path))
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ImageError(f"{path}: cannot be read ({error.strerror})") from None
+    return decode_upload(data, str(path))
+
+
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _has_image_signature(data: bytes) -> bool:
+    """Whether the file starts like an image format, so a failure to read it means damage."""
+    return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
+def decode_upload(data: bytes, name: str = "upload", *, max_bytes: int = MAX_UPLOAD_BYTES,
+                  max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A user's image file as float32 HWC in [0, 1], or an ImageError saying what is wrong with it."""
+    if not data:
+        raise ImageError(f"{name}: the file is empty")
+    if len(data) > max_bytes:
+        raise ImageError(f"{name}: {len(data) / 2**20:.1f} MB is over the {max_bytes / 2**20:.0f} MB limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            properties = iio.improps(data, index=..., plugin="pillow")
+            mode = iio.immeta(data, index=0, plugin="pillow").get("mode", "")
+    except Exception as error:  # imageio raises many types for what it cannot read
+        if isinstance(error.__cause__ or error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+            raise ImageError(f"{name}: its header announces far too many pixels (a decompression bomb?)") from None
+        if _has_image_signature(data):
+            raise ImageError(f"{name}: the file is truncated or corrupt") from None
+        raise ImageError(f"{name}: not an image file AdvLab can read (PNG, JPEG, BMP, GIF, WebP or TIFF)") from None
+    frames, height, width = properties.shape[0], properties.shape[1], properties.shape[2]
+    if frames > 1:
+        raise ImageError(f"{name}: an animated image ({frames} frames); save the frame you want as PNG")
+    if height * width > max_pixels:
+        raise ImageError(f"{name}: {width} x {height} pixels is over the limit of {max_pixels:,} pixels")
+    if mode == "CMYK":
+        raise ImageError(f"{name}: a CMYK image (made for print); save it as RGB")
+    try:
+        pixels = iio.imread(data, index=0, plugin="pillow")
+    except Exception:
+        raise ImageError(f"{name}: the file is truncated or corrupt") from None
+    return to_float(np.asarray(pixels), name)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -141,8 +141,8 @@ def test_a_killed_run_shows_failed_with_its_log(page, server):
     open_train(page)
     start_run(page, "e2e-kill", epochs=None)
     run = run_named(server[1], "e2e-kill")
-    wait_for(lambda: len(run.history()) >= 1)
+    wait_for(lambda: "epoch    1" in run.log_tail())  # the epoch line follows its history row
     os.kill(run.status()["pid"], signal.SIGKILL)
     badge(page, "failed").wait_for(timeout=60_000)
     page.get_by_text("ended without reporting").first.wait_for()
-    page.get_by_text("epoch    1").first.wait_for()
+    page.get_by_text(re.compile(r"epoch\s+1\s")).first.wait_for()

@@ -1,0 +1,131 @@
+"""Every model the pages can use: bundled ones, the models of runs, and a user's uploaded files.
+
+Each entry has a card (dataset, input shape, class names, how it was trained, measured metrics). An
+uploaded file is kept in the app's own uploads folder only if it loads with `safe_mode=True` as a
+logits classifier; anything else is deleted again and refused with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+from advcore import data, files
+from advcore.runs import Run, RunError, list_runs, runs_root
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_DIR = PROJECT_ROOT / "assets" / "models"
+UPLOADS_ENV = "ADVLAB_UPLOADS_DIR"
+MAX_MODEL_BYTES = 50 * 2**20
+_CLASS_NAMES = {"fashion_mnist": data.FASHION_MNIST_CLASSES, "mnist": data.MNIST_CLASSES,
+                "cifar10": data.CIFAR10_CLASSES, "cifar100": data.CIFAR100_CLASSES}
+_INPUT_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1), "cifar10": (32, 32, 3),
+                 "cifar100": (32, 32, 3)}
+_USABLE_RUN_STATUSES = ("finished", "stopped")
+
+
+class RegistryError(ValueError):
+    """A model that cannot be offered, with the reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    key: str  # unique and stable: "bundled:<name>", "run:<run id>", "upload:<hash>"
+    label: str
+    source: str  # bundled | run | upload
+    path: Path
+    card: dict
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.card["class_names"])
+
+
+def uploads_dir() -> Path:
+    return Path(os.environ.get(UPLOADS_ENV, PROJECT_ROOT / "uploads")).expanduser()
+
+
+def _bundled() -> list[ModelEntry]:
+    entries = []
+    for card_path in sorted(BUNDLED_DIR.glob("*/card.json")):
+        card = json.loads(card_path.read_text())
+        entries.append(ModelEntry(f"bundled:{card_path.parent.name}", f"{card_path.parent.name} (bundled)",
+                                  "bundled", card_path.parent / "model.keras", card))
+    return entries
+
+
+def _run_card(run: Run) -> dict:
+    config, history = run.config(), run.history()
+    dataset = config.get("data", {}).get("dataset", "fashion_mnist")
+    attack = config.get("attack", {})
+    trained = "vanilla" if config.get("mode") == "vanilla" else (
+        f"{config.get('mode')} training, {attack.get('method')} {attack.get('norm')} eps {attack.get('eps')}")
+    metrics = {}
+    for column in ("val_accuracy", "val_robust_accuracy"):
+        if column in history and history[column].notna().any():
+            metrics[f"last {column}"] = float(history[column].iloc[-1])
+    return {"dataset": dataset, "class_names": list(_CLASS_NAMES.get(dataset, ())),
+            "architecture": config.get("model", {}).get("architecture"), "trained": trained,
+            "epochs": len(history), "metrics": metrics}
+
+
+def _runs(root: Path | None) -> list[ModelEntry]:
+    entries = []
+    for run in list_runs(root):
+        try:
+            usable = run.status()["status"] in _USABLE_RUN_STATUSES and run.model_path.exists()
+            card = _run_card(run) if usable else None
+        except RunError:
+            continue  # a damaged run is listed, with its reason, on the Train page
+        if card:
+            entries.append(ModelEntry(f"run:{run.id}", f"{run.name()} (run {run.id[-4:]})", "run",
+                                      run.model_path, card))
+    return entries
+
+
+def _uploads() -> list[ModelEntry]:
+    entries = []
+    for card_path in sorted(uploads_dir().glob("*.json")):
+        card = json.loads(card_path.read_text())
+        entries.append(ModelEntry(f"upload:{card_path.stem}", f"{card['file name']} (uploaded)", "upload",
+                                  card_path.with_suffix(".keras"), card))
+    return entries
+
+
+def list_models(root: Path | None = None) -> list[ModelEntry]:
+    return _bundled() + _runs(runs_root(root)) + _uploads()
+
+
+def save_upload(content: bytes, file_name: str) -> ModelEntry:
+    """Keeps an uploaded `.keras` file if it is a usable classifier; refuses it otherwise."""
+    from advcore import models  # deferred: Keras is needed only to check the file
+
+    if not file_name.lower().endswith(".keras"):
+        raise RegistryError(f"{file_name}: AdvLab takes Keras 3 `.keras` files (saved with model.save('x.keras'))")
+    if not content:
+        raise RegistryError(f"{file_name}: the file is empty")
+    if len(content) > MAX_MODEL_BYTES:
+        raise RegistryError(f"{file_name}: {len(content) / 2**20:.0f} MB is over the "
+                            f"{MAX_MODEL_BYTES / 2**20:.0f} MB limit")
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    path = uploads_dir() / f"{digest}.keras"
+    with files.atomic_path(path) as tmp:
+        tmp.write_bytes(content)
+    try:
+        model = models.load(path)
+    except models.ModelError as error:
+        path.unlink(missing_ok=True)
+        raise RegistryError(str(error).replace(str(path), file_name)) from None
+    shape = tuple(model.inputs[0].shape[1:])
+    classes = int(model.outputs[0].shape[-1])
+    dataset = next((name for name, names in _CLASS_NAMES.items()  # a guess the pages let the user change
+                    if len(names) == classes and _INPUT_SHAPES[name] == shape), None)
+    card = {"file name": re.sub(r"[^\w.\- ]", "_", file_name)[:100], "dataset": dataset,
+            "input_shape": list(shape), "class_names": list(_CLASS_NAMES[dataset]) if dataset else
+            [f"class {i}" for i in range(classes)], "trained": "uploaded by a user", "metrics": {}}
+    files.write_json(path.with_suffix(".json"), card)
+    return ModelEntry(f"upload:{digest}", f"{card['file name']} (uploaded)", "upload", path, card)

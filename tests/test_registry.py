@@ -1,0 +1,68 @@
+"""The model registry: runs' models, uploads kept only when safe and usable."""
+
+import keras
+import pandas as pd
+import pytest
+
+from advcore import models
+from advcore.runs import Run
+from app import registry
+
+
+@pytest.fixture
+def folders(tmp_path, monkeypatch):
+    monkeypatch.setenv(registry.UPLOADS_ENV, str(tmp_path / "uploads"))
+    return tmp_path
+
+
+def keras_bytes(model, tmp_path) -> bytes:
+    path = tmp_path / "m.keras"
+    model.save(path)
+    return path.read_bytes()
+
+
+def test_a_good_upload_is_kept_with_a_card(folders):
+    entry = registry.save_upload(keras_bytes(models.small_cnn(), folders), "my net.keras")
+    assert entry.card["dataset"] == "fashion_mnist" and entry.card["input_shape"] == [28, 28, 1]
+    assert entry.class_names[9] == "Ankle boot"
+    assert [e.key for e in registry.list_models(folders / "runs")] == [entry.key]
+    assert models.load(entry.path).count_params() == models.small_cnn().count_params()
+
+
+def test_an_upload_with_custom_code_is_refused_and_not_kept(folders):
+    lambda_model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(lambda t: t * 2),
+                                     keras.layers.Flatten(), keras.layers.Dense(10)])
+    with pytest.raises(registry.RegistryError, match="evil.keras: cannot load the model: it contains custom"):
+        registry.save_upload(keras_bytes(lambda_model, folders), "evil.keras")
+    assert list((folders / "uploads").glob("*")) == []
+
+
+@pytest.mark.parametrize("content, name, message", [
+    (b"x", "model.h5", "takes Keras 3 `.keras` files"),
+    (b"", "empty.keras", "the file is empty"),
+    (b"not a zip archive", "junk.keras", "junk.keras: cannot load the model"),
+])
+def test_bad_model_files_are_refused(folders, content, name, message):
+    with pytest.raises(registry.RegistryError, match=message):
+        registry.save_upload(content, name)
+
+
+def test_softmax_upload_is_used_through_its_logits(folders):
+    inputs = keras.Input((32, 32, 3))
+    softmax = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs)))
+    entry = registry.save_upload(keras_bytes(softmax, folders), "soft.keras")
+    assert entry.card["dataset"] == "cifar10"
+    assert not models.outputs_probabilities(models.load(entry.path))
+
+
+def test_only_finished_or_stopped_runs_with_a_model_are_offered(folders):
+    root = folders / "runs"
+    for name, status in (("done", "finished"), ("busy", "running"), ("halted", "stopped")):
+        run = Run.create({"name": name, "mode": "vanilla", "data": {"dataset": "mnist"}}, root, name)
+        run.write_history(pd.DataFrame({"epoch": [1], "phase": ["vanilla"], "val_accuracy": [0.9]}))
+        models.save(models.small_cnn(), run.model_path)
+        run.update_status(status=status)
+    offered = {entry.card["dataset"]: entry for entry in registry.list_models(root)}
+    labels = sorted(entry.label.split(" (")[0] for entry in registry.list_models(root))
+    assert labels == ["done", "halted"]
+    assert offered["mnist"].class_names[3] == "3" and offered["mnist"].card["metrics"]["last val_accuracy"] == 0.9

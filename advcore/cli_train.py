@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -89,11 +88,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def _train_config(args):
     """The config file (if any) with every given flag written into its field, validated."""
-    from advcore.config import ConfigError, TrainConfig
+    from advcore.config import ConfigError, TrainConfig, read_file
 
-    content = json.loads(args.config.read_text()) if args.config else {}
-    if not isinstance(content, dict):
-        raise ConfigError(f"config file {args.config}: must hold a JSON object")
+    content = read_file(args.config) if args.config else {}
     for key, value in vars(args).items():
         if "." in key or key in {field for _, field, _, _ in TRAIN_OPTIONS}:
             section = content

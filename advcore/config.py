@@ -253,13 +253,20 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
-        try:
-            content = json.loads(Path(path).read_text())
-        except OSError as error:
-            raise ConfigError(f"config file {path}: cannot be read ({error.strerror})") from error
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"config file {path}: not valid JSON ({error})") from error
-        return cls.from_dict(content)
+        return cls.from_dict(read_file(path))
+
+
+def read_file(path: str | Path) -> dict:
+    """A config file's JSON object, not yet validated (flags may still override its fields)."""
+    try:
+        content = json.loads(Path(path).read_text())
+    except OSError as error:
+        raise ConfigError(f"config file {path}: cannot be read ({error.strerror})") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"config file {path}: not valid JSON ({error})") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"config file {path}: must hold a JSON object")
+    return content
 
 
 # ----------------------------------------------------------------------------- generic checking

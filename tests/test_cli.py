@@ -81,6 +81,7 @@ def test_help_explains_every_option():
     (["evaluate", "--model", "m.keras", "--out", "o", "--eps", "0.1", "--restarts", "3", "--no-random-start"],
      "restarts > 1 need random_start"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["train", "--config", "missing.json"], "config file missing.json: cannot be read"),
 ])
 def test_bad_options_give_one_line_and_exit_2(args, message):
     done = advcore(*args, check_rc=2)

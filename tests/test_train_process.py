@@ -4,7 +4,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from helpers import free_port
 
 from advcore import models
 from advcore.runs import Run, list_runs
@@ -126,16 +127,10 @@ def test_two_logical_devices_match_one(tmp_path):
                                    err_msg=column)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_two_workers_train_one_run(tmp_path):
     """MultiWorkerMirroredStrategy with two local processes: worker 0 alone writes the run."""
     runs_dir = tmp_path / "runs"
-    cluster = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    cluster = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     workers = []
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}})

@@ -236,3 +236,15 @@ def test_collapse_of_robust_accuracy_is_flagged():
     assert recorder._collapse_warning("adversarial", 0.30) == ""
     assert "fell to 10.0% from a best of 40.0%" in recorder._collapse_warning("adversarial", 0.10)
     assert recorder._collapse_warning("vanilla", 0.01) == ""  # vanilla epochs are expected to lose it
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot be read"), ("{half", "not valid JSON"), ("[1, 2]", "must hold a JSON object")])
+def test_unreadable_config_files_are_explained(tmp_path, content, message):
+    from advcore.config import read_file
+
+    path = tmp_path / "c.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError, match=f"config file .*c.json: {message}"):
+        read_file(path)

@@ -134,6 +134,27 @@ def mifgsm(eps: float, norm: str = "linf", steps: int = 10, momentum: float = 1.
     return AttackSpec(eps=eps, norm=norm, steps=steps, momentum=momentum, **options)
 
 
+METHODS = ("fgsm", "fgm", "pgd", "mifgsm")
+
+
+def build(method: str, eps: float, *, norm: str = "linf", steps: int | None = None, **options) -> AttackSpec:
+    """A spec from a method name and options, as the CLI, plan files and pages name them.
+
+    `steps` None takes the method's default; one-step methods refuse more steps. fgm takes its norm
+    from its scaling (l2 -> L2 ball, otherwise Linf), so `norm` applies to pgd and mifgsm only.
+    """
+    if method in ("fgsm", "fgm"):
+        _require(steps in (None, 1), f"{method} takes one step; use pgd or mifgsm for {steps} steps")
+        if method == "fgm":
+            options["scaling"] = options.get("scaling") or "sign"
+            return fgm(eps, **options)
+        return fgsm(eps, **options)
+    _require(method in METHODS, f"unknown attack method {method!r}: choose one of {', '.join(METHODS)}")
+    if steps is not None:
+        options["steps"] = steps
+    return (pgd if method == "pgd" else mifgsm)(eps, norm=norm, **options)
+
+
 # ----------------------------------------------------------------------------- objectives
 
 def margin(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -377,15 +398,19 @@ def _result(x, labels, clean_logits, best: dict) -> dict:
 _COMPILED: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
 
 
-def _compiled(model: keras.Model, spec: AttackSpec):
-    """One traced graph per model and graph-shaping spec fields, shared by later calls."""
+def _compiled(model: keras.Model, spec: AttackSpec, loop=None):
+    """One traced graph per model, loop and graph-shaping spec fields, shared by later calls.
+
+    A loop takes (model, spec, x, labels, eps, step_size, steps, restarts, momentum, seed,
+    first_row, pool_size); the default is the spec's attack loop.
+    """
+    loop = loop or (_attack_until_fooled if spec.early_stop else _attack_every_step)
     per_model = _COMPILED.setdefault(model, {})
-    key = spec._graph_key()
+    key = (loop, spec._graph_key())
     if key not in per_model:
         image = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
         scalar, count, row = tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int64)
         signature = [image, tf.TensorSpec([None], tf.int64), scalar, scalar, count, count, scalar, row, row, count]
-        loop = _attack_until_fooled if spec.early_stop else _attack_every_step
         per_model[key] = tf.function(lambda *args: loop(model, spec, *args), input_signature=signature)
     return per_model[key]
 
@@ -447,15 +472,10 @@ def check_labels(labels, count: int, num_classes: int, what: str = "labels") -> 
     return labels.astype(np.int64)
 
 
-def attack(model: keras.Model, x, y, spec: AttackSpec, *, target=None, batch_size: int = 256,
-           seed: int = 0) -> AttackResult:
-    """Runs `spec` on images `x` with true labels `y` (and `target` classes if targeted).
-
-    Never modifies `x`; memory is bounded by `batch_size`; the same seed gives the same result.
-    """
+def checked_inputs(model: keras.Model, x, y, spec: AttackSpec, target=None) -> tuple[np.ndarray, np.ndarray]:
+    """The images, and the labels the attack works with (true labels or targets), after every check."""
     if not isinstance(spec, AttackSpec):
         raise TypeError(f"spec must be an AttackSpec, got {type(spec).__name__}")
-    _require(_is_int(batch_size) and batch_size >= 1, f"batch_size must be an integer >= 1, got {batch_size!r}")
     x = check_images(x, spec.clip_min, spec.clip_max)
     num_classes = int(model.outputs[0].shape[-1])
     from advcore.models import check_compatible  # the models module imports Keras layers lazily
@@ -464,18 +484,29 @@ def attack(model: keras.Model, x, y, spec: AttackSpec, *, target=None, batch_siz
     y = check_labels(y, len(x), num_classes)
     if spec.target == "targeted":
         _require(target is not None, "a targeted attack needs target classes (target=...)")
-        labels = check_labels(np.broadcast_to(target, y.shape) if np.ndim(target) == 0 else target,
-                              len(x), num_classes, "target")
-    else:
-        _require(target is None, f"target classes were given but the attack is {spec.target!r}; "
-                                 "use target='targeted'")
-        labels = y
+        return x, check_labels(np.broadcast_to(target, y.shape) if np.ndim(target) == 0 else target,
+                               len(y), num_classes, "target")
+    _require(target is None, f"target classes were given but the attack is {spec.target!r}; "
+                             "use target='targeted'")
+    return x, y
+
+
+def attack(model: keras.Model, x, y, spec: AttackSpec, *, target=None, batch_size: int = 256,
+           seed: int = 0, first_index: int = 0) -> AttackResult:
+    """Runs `spec` on images `x` with true labels `y` (and `target` classes if targeted).
+
+    Never modifies `x`; memory is bounded by `batch_size`; the same seed gives the same result.
+    Random starts depend on each image's index, counted from `first_index`: attacking a long array
+    in slices with their offsets gives exactly the result of attacking it whole.
+    """
+    _require(_is_int(batch_size) and batch_size >= 1, f"batch_size must be an integer >= 1, got {batch_size!r}")
+    x, labels = checked_inputs(model, x, y, spec, target)
     run = _compiled(model, spec)
     stretch = batch_size * (_EARLY_STOP_STRETCH if spec.early_stop else 1)
     outputs = []
     for first in range(0, len(x), stretch):
         out = run(x[first:first + stretch], labels[first:first + stretch], spec.eps, spec.effective_step_size,
-                  spec.steps, spec.restarts, spec.momentum, seed, first, batch_size)
+                  spec.steps, spec.restarts, spec.momentum, seed, first_index + first, batch_size)
         outputs.append({key: value.numpy() for key, value in out.items()})
     merged = {key: np.concatenate([o[key] for o in outputs]) for key in outputs[0]}
     return AttackResult(

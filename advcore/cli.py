@@ -106,28 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _spec(args, eps: float):
     from advcore import attacks
 
-    options = {"loss": args.loss, "restarts": args.restarts}
-    steps = args.steps
-    if args.step_size is not None:
-        options["step_size"] = args.step_size
-    if args.momentum is not None:
-        options["momentum"] = args.momentum
-    if args.random_start is not None:
-        options["random_start"] = args.random_start
+    options = {"loss": args.loss, "restarts": args.restarts, "scaling": args.scaling}
+    for name in ("step_size", "momentum", "random_start"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     if args.target is not None:
         options["target"] = "targeted"
     elif args.least_likely:
         options["target"] = "least_likely"
-    if args.method in ("fgsm", "fgm"):
-        if steps not in (None, 1):
-            raise UsageError(f"--method {args.method} takes one step; use pgd or mifgsm for --steps {steps}")
-        if args.method == "fgm":
-            return attacks.fgm(eps, scaling=args.scaling or "sign", **options)
-        return attacks.fgsm(eps, scaling=args.scaling, **options)
-    if steps is not None:
-        options["steps"] = steps
-    preset = attacks.pgd if args.method == "pgd" else attacks.mifgsm
-    return preset(eps, norm=args.norm, scaling=args.scaling, **options)
+    return attacks.build(args.method, eps, norm=args.norm, steps=args.steps, **options)
 
 
 def _load_inputs(args):

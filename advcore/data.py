@@ -49,6 +49,15 @@ CIFAR100_CLASSES = (
 )
 
 
+# The perturbation budgets the robustness literature reports for each dataset; others get CIFAR's.
+STANDARD_EPS = {"mnist": {"linf": 0.3, "l2": 2.0}, "fashion_mnist": {"linf": 0.1, "l2": 1.5},
+                "cifar10": {"linf": 8 / 255, "l2": 0.5}, "cifar100": {"linf": 8 / 255, "l2": 0.5}}
+
+
+def standard_eps(dataset: str | None, norm: str) -> float:
+    return STANDARD_EPS.get(dataset, STANDARD_EPS["cifar10"])[norm]
+
+
 class DatasetError(Exception):
     """Base class of the data errors a user can act on."""
 

@@ -6,6 +6,7 @@ animated file, or a decompression bomb, is refused before any pixel is decoded.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -100,3 +101,26 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     path = Path(path)
     iio.imwrite(path, to_uint8(image), extension=".png")
     return path
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """The image as PNG bytes (8 bit: the exact float values go in `.npy`)."""
+    return iio.imwrite("<bytes>", to_uint8(image), extension=".png")
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def enlarge(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling: every pixel stays visible as a square."""
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def encode_gif(frames: list[np.ndarray], seconds_per_frame: float = 0.15, hold_last: float = 1.0) -> bytes:
+    """An endlessly looping GIF of float [0, 1] frames; the last frame stays up for `hold_last` s."""
+    durations = [round(seconds_per_frame * 1000)] * (len(frames) - 1) + [round(hold_last * 1000)]
+    pixels = np.stack([to_uint8(frame) for frame in frames])
+    return iio.imwrite("<bytes>", pixels, extension=".gif", is_batch=True, duration=durations, loop=0)

@@ -114,7 +114,24 @@ def load(path: str | os.PathLike, *, logits: bool = True) -> keras.Model:
         else:
             reason = f"{type(error).__name__}: {text.splitlines()[0] if text else 'unreadable'}"
         raise ModelError(f"{path}: cannot load the model: {reason}") from error
+    problem = unusable(model)
+    if problem:
+        raise ModelError(f"{path}: {problem}")
     return as_logits(model) if logits else model
+
+
+def unusable(model: keras.Model) -> str | None:
+    """Why AdvLab cannot feed the model images or read one logit per class, if it cannot."""
+    if len(model.inputs) != 1:
+        return f"it has {len(model.inputs)} inputs; a classifier takes one image batch"
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or any(size is None for size in shape) or shape[-1] not in (1, 3):
+        return (f"it takes inputs of shape {shape}; AdvLab feeds images of a fixed (height, width, "
+                "channels) with 1 (grayscale) or 3 (RGB) channels")
+    classes = model.outputs[0].shape[-1] if len(model.outputs) == 1 else None
+    if classes is None or classes < 2:
+        return "it does not output one logit per class (a single output of 2 or more values)"
+    return None
 
 
 def _is_softmax(activation) -> bool:

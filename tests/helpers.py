@@ -1,6 +1,10 @@
-"""Small helpers shared by the tests that start servers."""
+"""Small helpers shared by tests: free ports for servers, image files good and bad."""
 
+import io
 import socket
+
+import numpy as np
+from PIL import Image
 
 
 def free_port() -> int:
@@ -8,3 +12,28 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def encode(image, fmt: str, **options) -> bytes:
+    """A PIL image as the bytes of a file in `fmt`."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _noise_png() -> bytes:
+    return encode(Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)), "PNG")
+
+
+# every kind of bad image file a user uploads: (bytes maker, the message it must get)
+BAD_IMAGES = {
+    "empty": (lambda: b"", "the file is empty"),
+    "not an image": (lambda: b"this is not an image at all", "not an image file"),
+    "truncated": (lambda: _noise_png()[:len(_noise_png()) // 2], "truncated or corrupt"),
+    "animated": (lambda: encode(Image.new("RGB", (8, 8)), "GIF", save_all=True,
+                                append_images=[Image.new("RGB", (8, 8), (255, 0, 0))]), "animated image"),
+    "cmyk": (lambda: encode(Image.new("CMYK", (8, 8)), "JPEG"), "CMYK"),
+    "alpha": (lambda: encode(Image.fromarray(np.zeros((8, 8, 4), np.uint8)), "PNG"), "transparent pixels"),
+    "too many pixels": (lambda: encode(Image.new("1", (5000, 5000)), "PNG"), "5000 x 5000 pixels is over the limit"),
+    "bomb": (lambda: encode(Image.new("1", (20000, 20000)), "PNG"), "decompression bomb"),
+}

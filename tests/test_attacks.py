@@ -276,3 +276,33 @@ def test_target_mode_and_target_argument_must_agree(trained_model, batch):
         attacks.attack(trained_model, x, y, attacks.pgd(0.1, target="targeted"), target=12)
     with pytest.raises(ValueError, match="batch_size must be"):
         attacks.attack(trained_model, x, y, attacks.fgsm(0.1), batch_size=0)
+
+
+@pytest.mark.parametrize("method, options, expected", [
+    ("fgsm", {}, {"norm": "linf", "steps": 1, "effective_scaling": "sign"}),
+    ("fgm", {"scaling": "l2"}, {"norm": "l2", "steps": 1, "effective_scaling": "l2"}),
+    ("fgm", {"scaling": "max"}, {"norm": "linf", "effective_scaling": "max"}),
+    ("pgd", {"norm": "l2", "steps": 7}, {"norm": "l2", "steps": 7, "random_start": True}),
+    ("mifgsm", {}, {"steps": 10, "momentum": 1.0}),
+])
+def test_build_names_the_presets(method, options, expected):
+    spec = attacks.build(method, 0.1, **options)
+    assert {field: getattr(spec, field) for field in expected} == expected
+
+
+@pytest.mark.parametrize("method, options, message", [
+    ("fgsm", {"steps": 5}, "fgsm takes one step"),
+    ("cw", {}, "unknown attack method 'cw'"),
+    ("fgm", {"scaling": "raw"}, "needs an explicit step_size"),
+])
+def test_build_refuses_what_cannot_run(method, options, message):
+    with pytest.raises(ValueError, match=message):
+        attacks.build(method, 0.1, **options)
+
+
+def test_attacking_in_slices_with_offsets_equals_attacking_whole(trained_model, fashion):
+    x, y = fashion.test.x[:12], fashion.test.y[:12]
+    spec = attacks.pgd(0.05, steps=5, restarts=2)
+    whole = attacks.attack(trained_model, x, y, spec, seed=2)
+    parts = [attacks.attack(trained_model, x[i:i + 5], y[i:i + 5], spec, seed=2, first_index=i) for i in (0, 5, 10)]
+    np.testing.assert_allclose(np.concatenate([p.x_adv for p in parts]), whole.x_adv, atol=1e-6)

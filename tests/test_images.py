@@ -2,21 +2,16 @@
 
 import io
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 from PIL import Image
 
 from advcore import images
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
+from helpers import BAD_IMAGES, encode
 
 
 GRADIENT = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (20, 1))  # 20 x 32
-NOISE_PNG = encode(Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)), "PNG")
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "BMP", "TIFF", "WEBP", "GIF"])
@@ -44,18 +39,9 @@ def test_opaque_alpha_is_dropped():
     assert images.decode_upload(encode(Image.fromarray(rgba), "PNG"), "a.png").shape == (20, 32, 3)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: b"", "the file is empty"),
-    (lambda: b"this is not an image at all", "not an image file"),
-    (lambda: NOISE_PNG[:len(NOISE_PNG) // 2], "truncated or corrupt"),
-    (lambda: encode(Image.new("RGB", (8, 8)), "GIF", save_all=True,
-                    append_images=[Image.new("RGB", (8, 8), (255, 0, 0))]), "animated image"),
-    (lambda: encode(Image.new("CMYK", (8, 8)), "JPEG"), "CMYK"),
-    (lambda: encode(Image.fromarray(np.zeros((8, 8, 4), np.uint8)), "PNG"), "transparent pixels"),
-    (lambda: encode(Image.new("1", (5000, 5000)), "PNG"), "5000 x 5000 pixels is over the limit"),
-    (lambda: encode(Image.new("1", (20000, 20000)), "PNG"), "decompression bomb"),
-])
-def test_bad_uploads_get_specific_messages(make, message):
+@pytest.mark.parametrize("kind", list(BAD_IMAGES))
+def test_bad_uploads_get_specific_messages(kind):
+    make, message = BAD_IMAGES[kind]
     with pytest.raises(images.ImageError, match=message):
         images.decode_upload(make(), "upload.png")
 
@@ -63,3 +49,23 @@ def test_bad_uploads_get_specific_messages(make, message):
 def test_too_many_bytes_is_refused_before_decoding():
     with pytest.raises(images.ImageError, match="over the 1 MB limit"):
         images.decode_upload(b"\x89PNG" + bytes(2 * 2**20), "big.png", max_bytes=2**20)
+
+
+def test_png_and_npy_downloads_round_trip():
+    image = np.random.default_rng(1).uniform(0, 1, (6, 5, 3)).astype(np.float32)
+    png = images.decode_upload(images.encode_png(image), "x.png")
+    assert np.abs(png - image).max() <= 0.5 / 255 + 1e-6
+    np.testing.assert_array_equal(np.load(io.BytesIO(images.encode_npy(image))), image)
+
+
+def test_gif_has_every_frame_and_holds_the_last():
+    frames = [np.full((4, 4, 1), i / 4, np.float32) for i in range(5)]
+    gif = images.encode_gif(frames, seconds_per_frame=0.1, hold_last=2.0)
+    decoded = iio.imread(gif, index=None)
+    assert len(decoded) == 5 and [int(f[0, 0].ravel()[0]) for f in decoded] == [0, 64, 128, 191, 255]
+    assert [iio.immeta(gif, index=i)["duration"] for i in (0, 4)] == [100, 2000]
+
+
+def test_enlarge_repeats_pixels():
+    image = np.arange(4, dtype=np.float32).reshape(2, 2, 1)
+    assert images.enlarge(image, 3)[:, :, 0].tolist() == np.kron(image[..., 0], np.ones((3, 3))).tolist()

@@ -1,0 +1,73 @@
+"""Photos to model inputs: channels, aspect, size, inversion, contrast."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from advcore import images, models, preprocess
+
+ROOT = Path(__file__).resolve().parents[1]
+RNG = np.random.default_rng(0)
+
+
+def test_grayscale_matches_pillow():
+    rgb = RNG.integers(0, 256, (16, 12, 3), dtype=np.uint8)
+    ours = preprocess.match_channels(rgb.astype(np.float32) / 255, 1)[..., 0]
+    pillow = np.asarray(Image.fromarray(rgb).convert("L"), np.float32) / 255
+    assert np.abs(ours - pillow).max() <= 1 / 255 + 1e-6
+
+
+def test_gray_to_rgb_repeats_and_same_shape_is_untouched():
+    gray = RNG.uniform(0, 1, (5, 5, 1)).astype(np.float32)
+    assert (preprocess.match_channels(gray, 3) == gray).all()
+    assert preprocess.prepare(gray, (5, 5, 1)) is not None
+    np.testing.assert_array_equal(preprocess.prepare(gray, (5, 5, 1)), gray)
+
+
+@pytest.mark.parametrize("fit, shape", [("pad", (40, 40)), ("crop", (20, 20)), ("stretch", (20, 40))])
+def test_fit_to_a_square(fit, shape):
+    wide = np.full((20, 40, 1), 0.9, np.float32)
+    wide[:, 10:30] = 0.2  # a dark object in the middle of a light background
+    fitted = preprocess.fit_aspect(wide, 28, 28, fit)
+    assert fitted.shape[:2] == shape
+    if fit == "pad":  # the padding takes the border colour; the object is all there
+        assert (fitted[:10] == np.float32(0.9)).all() and (fitted == np.float32(0.2)).sum() == 400
+    if fit == "crop":  # the centre square
+        np.testing.assert_array_equal(fitted, wide[:, 10:30])
+
+
+def test_resize_averages_when_shrinking():
+    checker = (np.indices((56, 56)).sum(axis=0) % 2).astype(np.float32)[..., None]
+    small = preprocess.resize(checker, 28, 28)
+    assert small.shape == (28, 28, 1) and np.abs(small - 0.5).max() < 0.02
+
+
+def test_invert_and_autocontrast():
+    dim = np.linspace(0.3, 0.6, 100, dtype=np.float32).reshape(10, 10, 1)
+    out = preprocess.prepare(dim, (10, 10, 1), preprocess.Preprocessing(invert=True, autocontrast=True))
+    assert out.min() == 0 and out.max() == 1 and out[0, 0, 0] == 1  # the darkest pixel becomes the brightest
+    flat = np.full((4, 4, 1), 0.5, np.float32)
+    np.testing.assert_array_equal(preprocess.autocontrast(flat), flat)
+
+
+def test_unknown_fit_is_refused():
+    with pytest.raises(ValueError, match="unknown fit 'zoom'"):
+        preprocess.Preprocessing(fit="zoom")
+
+
+def test_bundled_standard_model_recognises_the_sample_photos():
+    """The samples are test images as photos: inverted and enlarged. The default preprocessing
+    (invert, since the background is light) must turn them back into recognisable inputs."""
+    model = models.load(ROOT / "assets" / "models" / "fmnist-standard" / "model.keras")
+    expected = {"ankle-boot": 9, "pullover": 2, "trouser": 1, "shirt": 6, "sneaker": 7, "bag": 8}
+    correct = 0
+    for path in sorted((ROOT / "assets" / "samples").glob("*.*")):
+        if path.suffix == ".py":
+            continue
+        pixels = images.read_image(path)
+        assert preprocess.looks_inverted(pixels)
+        x = preprocess.prepare(pixels, (28, 28, 1), preprocess.Preprocessing(invert=True, autocontrast=True))
+        correct += int(model.predict(x[None], verbose=0).argmax() == expected[path.stem])
+    assert correct >= 5

@@ -12,6 +12,9 @@ Train and probe adversarially robust image classifiers.
   keep going when you close the page.
 - **History**: overlay training histories with the adversarial epochs shaded, compare runs, import
   the notebook's history CSVs.
+- **Playground**: upload a photo (or pick a sample or a test image), see exactly what the model
+  sees, attack it (FGSM and its gradient scalings, PGD in Linf or L2, momentum, targeted) and watch
+  the attack step by step; download the adversarial image.
 
 Everything also works from a terminal: `python -m advcore train | attack | evaluate --help`.
 """
@@ -21,13 +24,15 @@ Everything also works from a terminal: `python -m advcore train | attack | evalu
 # /<file name> to the file itself, bypassing this navigation, on a browser's first request.
 TRAIN = st.Page("pages/train_page.py", title="Train", icon=":material/model_training:", url_path="train")
 HISTORY = st.Page("pages/history_page.py", title="History", icon=":material/show_chart:", url_path="history")
+PLAYGROUND = st.Page("pages/playground_page.py", title="Playground", icon=":material/bolt:", url_path="playground")
 
 
 def home() -> None:
     st.markdown(HOME)
     st.page_link(TRAIN, label="Start training", icon=":material/model_training:")
     st.page_link(HISTORY, label="Compare histories", icon=":material/show_chart:")
+    st.page_link(PLAYGROUND, label="Attack an image", icon=":material/bolt:")
 
 
 st.set_page_config(page_title="AdvLab", layout="wide")
-st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), TRAIN, HISTORY]).run()
+st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), TRAIN, HISTORY, PLAYGROUND]).run()

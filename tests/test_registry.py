@@ -25,7 +25,7 @@ def test_a_good_upload_is_kept_with_a_card(folders):
     entry = registry.save_upload(keras_bytes(models.small_cnn(), folders), "my net.keras")
     assert entry.card["dataset"] == "fashion_mnist" and entry.card["input_shape"] == [28, 28, 1]
     assert entry.class_names[9] == "Ankle boot"
-    assert [e.key for e in registry.list_models(folders / "runs")] == [entry.key]
+    assert [e.key for e in registry.list_models(folders / "runs") if e.source != "bundled"] == [entry.key]
     assert models.load(entry.path).count_params() == models.small_cnn().count_params()
 
 
@@ -62,7 +62,26 @@ def test_only_finished_or_stopped_runs_with_a_model_are_offered(folders):
         run.write_history(pd.DataFrame({"epoch": [1], "phase": ["vanilla"], "val_accuracy": [0.9]}))
         models.save(models.small_cnn(), run.model_path)
         run.update_status(status=status)
-    offered = {entry.card["dataset"]: entry for entry in registry.list_models(root)}
-    labels = sorted(entry.label.split(" (")[0] for entry in registry.list_models(root))
+    runs = [entry for entry in registry.list_models(root) if entry.source == "run"]
+    offered = {entry.card["dataset"]: entry for entry in runs}
+    labels = sorted(entry.label.split(" (")[0] for entry in runs)
     assert labels == ["done", "halted"]
     assert offered["mnist"].class_names[3] == "3" and offered["mnist"].card["metrics"]["last val_accuracy"] == 0.9
+
+
+def test_bundled_models_have_complete_cards_and_load(folders):
+    bundled = [entry for entry in registry.list_models(folders / "runs") if entry.source == "bundled"]
+    assert {entry.key for entry in bundled} >= {"bundled:fmnist-standard", "bundled:fmnist-fast-at"}
+    for entry in bundled:
+        assert {"dataset", "input_shape", "class_names", "trained", "metrics"} <= set(entry.card)
+        model = models.load(entry.path)
+        assert list(model.inputs[0].shape[1:]) == entry.card["input_shape"]
+        assert model.outputs[0].shape[-1] == len(entry.class_names)
+        assert all(0 <= value <= 1 for value in entry.card["metrics"].values())
+
+
+def test_an_upload_of_variable_input_size_is_refused(folders):
+    variable = keras.Sequential([keras.Input((None, None, 3)), keras.layers.GlobalAveragePooling2D(),
+                                 keras.layers.Dense(10)])
+    with pytest.raises(registry.RegistryError, match=r"any.keras: it takes inputs of shape \(None, None, 3\)"):
+        registry.save_upload(keras_bytes(variable, folders), "any.keras")

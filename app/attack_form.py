@@ -1,0 +1,123 @@
+"""Attack controls shared by the Playground and the Evaluate page: method, budget, steps, target."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import streamlit as st
+
+from advcore import attacks, data
+from advcore.cli_args import number
+
+# label -> (method, fixed options); every choice of the course assignment and the usual iterative ones
+METHODS = {
+    "FGSM: sign of the gradient": ("fgsm", {}),
+    "FGM: gradient scaled to L2 norm eps": ("fgm", {"scaling": "l2"}),
+    "FGM: gradient scaled to max |value| eps": ("fgm", {"scaling": "max"}),
+    "FGM: raw gradient times a constant": ("fgm", {"scaling": "raw"}),
+    "PGD, Linf ball": ("pgd", {"norm": "linf"}),
+    "PGD, L2 ball": ("pgd", {"norm": "l2"}),
+    "MI-FGSM: momentum, Linf ball": ("mifgsm", {"norm": "linf"}),
+}
+TARGETS = ("untargeted", "a chosen class", "least likely class")
+UNITS = ("0-1", "/255")
+MAX_STEPS, MAX_RESTARTS = 1000, 100
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackChoice:
+    spec: attacks.AttackSpec
+    target: int | None
+    seed: int
+    description: str
+
+
+def method_norm(method: str, options: dict) -> str:
+    if method == "fgm":
+        return "l2" if options["scaling"] == "l2" else "linf"
+    return options.get("norm", "linf")
+
+
+def parse_eps(text: str, unit: str) -> float:
+    """'0.1', '8/255' or, in /255 units, '8': the budget in [0, 1] pixel units."""
+    try:
+        value = number(text)
+    except argparse.ArgumentTypeError as error:
+        raise ValueError(f"{error}; in /255 units write e.g. 8") from None
+    return value / 255 if unit == "/255" else value
+
+
+def check_budget(eps: float, norm: str, input_shape) -> None:
+    """A budget that makes sense for images in [0, 1], or a ValueError saying why not."""
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps:g}")
+    largest = 1.0 if norm == "linf" else float(input_shape[0] * input_shape[1] * input_shape[2]) ** 0.5
+    if eps > largest:
+        raise ValueError(f"eps {eps:g} is larger than the whole [0, 1] image range allows in {norm} "
+                         f"({largest:.3g}): every image would be reachable")
+
+
+def _count(label: str, default: int, largest: int, key: str, column) -> int:
+    value = column.number_input(label, value=default, step=1, key=key)
+    if not 1 <= value <= largest:
+        raise ValueError(f"{label.lower()} must lie in 1..{largest}, got {value}")
+    return int(value)
+
+
+def attack_controls(dataset: str | None, class_names: list[str], input_shape, key: str = "attack") -> AttackChoice | None:
+    """The controls; None after showing on the page why the chosen values cannot run."""
+    method_label = st.selectbox("Method", list(METHODS), index=4, key=f"{key}.method")
+    method, fixed = METHODS[method_label]
+    norm = method_norm(method, fixed)
+    one_step = method in ("fgsm", "fgm")
+    standard = data.standard_eps(dataset, norm)
+    c1, c2, c3 = st.columns([2, 2, 3])
+    unit = c1.radio("eps units", UNITS, horizontal=True, key=f"{key}.unit",
+                    help="0-1: pixel values in [0, 1]; /255: in 8-bit grey levels (8 means 8/255)")
+    default_text = f"{standard * 255:.4g}" if unit == "/255" else f"{standard:.4g}"
+    eps_text = c2.text_input(f"eps ({norm})", value=default_text, key=f"{key}.eps.{norm}.{unit}",
+                             help=f"the perturbation budget; standard for {dataset or 'this data'}: {standard:.4g}")
+    target_mode = c3.radio("Target", TARGETS, horizontal=True, key=f"{key}.target")
+    c4, c5, c6, c7 = st.columns(4)
+    try:
+        eps = parse_eps(eps_text, unit)
+        check_budget(eps, norm, input_shape)
+        c2.caption(f"= {eps:.4g} = {eps * 255:.3g}/255")
+        steps = 1 if one_step else _count("Steps", 40 if method == "pgd" else 10, MAX_STEPS, f"{key}.steps", c4)
+        restarts = 1 if one_step else _count("Restarts", 1, MAX_RESTARTS, f"{key}.restarts", c5)
+        auto_step = fixed.get("scaling") != "raw" and c6.checkbox("Default step size", True, key=f"{key}.auto")
+        options = dict(fixed, loss=c7.radio("Loss", attacks.LOSSES, horizontal=True, key=f"{key}.loss",
+                                            help="ce: cross-entropy; margin: CW-style logit margin"))
+        if not auto_step:
+            step_text = c6.text_input("Step size (same units as eps)" if fixed.get("scaling") != "raw" else
+                                      "Constant c (gradient x c)", value=eps_text, key=f"{key}.step_size.{unit}")
+            options["step_size"] = parse_eps(step_text, unit)
+        if restarts > 1:
+            options["random_start"] = True
+        if not one_step:
+            options["early_stop"] = c5.checkbox("Stop once fooled", False, key=f"{key}.early_stop",
+                                                help="keep the first iterate that fools the model: "
+                                                     "usually a smaller perturbation")
+        target = None
+        if target_mode == TARGETS[1]:
+            target = class_names.index(st.selectbox("Target class", class_names, key=f"{key}.target_class"))
+            options["target"] = "targeted"
+        elif target_mode == TARGETS[2]:
+            options["target"] = "least_likely"
+        seed = int(st.number_input("Seed of the random start", value=0, step=1, key=f"{key}.seed"))
+        spec = attacks.build(method, eps, steps=None if one_step else steps, restarts=restarts, **options)
+    except ValueError as error:
+        st.error(f"Cannot run this attack: {error}")
+        return None
+    return AttackChoice(spec, target, seed, describe(spec))
+
+
+def describe(spec: attacks.AttackSpec) -> str:
+    steps = f"{spec.steps} steps of {spec.effective_step_size:.4g}" if spec.steps > 1 else "one step"
+    parts = [f"{spec.norm} eps {spec.eps:.4g}", steps, f"{spec.effective_scaling} scaling"]
+    if spec.random_start:
+        parts.append(f"random start, {spec.restarts} restart(s)")
+    if spec.momentum:
+        parts.append(f"momentum {spec.momentum:g}")
+    return ", ".join(parts + [f"{spec.loss} loss", spec.target.replace("_", " ")])

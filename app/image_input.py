@@ -1,0 +1,102 @@
+"""The Playground's input: an uploaded image, a sample, or a test image, and its preprocessing."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from advcore import data, images, preprocess
+from app import model_widgets
+from app.registry import ModelEntry
+
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "samples"
+IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"]
+SOURCES = ("Upload an image", "Sample gallery", "Test set")
+_FIT_HELP = {"pad": "keep the whole image, fill the sides with its border colour",
+             "crop": "cut the centre to the model's aspect ratio", "stretch": "squash to the model's size"}
+
+
+@dataclasses.dataclass(frozen=True)
+class InputImage:
+    name: str
+    pixels: np.ndarray  # float32 HWC in [0, 1], as read
+    label: int | None  # the true class when known (test images)
+    index: int  # test-set index (the attack's random start depends on it), else 0
+    from_test_set: bool
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha1(self.pixels.tobytes()).hexdigest()[:12]
+
+
+def _uploaded() -> InputImage | None:
+    uploaded = st.file_uploader("Image (PNG, JPEG, GIF, BMP, TIFF, WebP; 10 MB at most)", type=IMAGE_TYPES,
+                                key="image_upload")
+    if uploaded is None:
+        return None
+    try:
+        pixels = images.decode_upload(uploaded.getvalue(), uploaded.name)
+    except images.ImageError as error:
+        st.error(f"Cannot use this image: {error}")
+        return None
+    return InputImage(uploaded.name, pixels, None, 0, False)
+
+
+def _sample() -> InputImage | None:
+    paths = sorted(p for p in SAMPLES_DIR.iterdir() if p.suffix.lstrip(".") in IMAGE_TYPES)
+    name = st.selectbox("Sample", [p.name for p in paths], key="sample")
+    pixels = images.read_image(SAMPLES_DIR / name)
+    return InputImage(name, pixels, None, 0, False)
+
+
+def _test_image(entry: ModelEntry) -> InputImage | None:
+    dataset = entry.card.get("dataset")
+    if dataset not in data.DATASETS:
+        st.info("This model's dataset is not known, so there is no test set to pick from: upload an image.")
+        return None
+    try:
+        split = model_widgets.test_split(dataset)
+    except data.DatasetError as error:
+        st.error(f"The {dataset} test set is not available here: {error}")
+        return None
+    left, right = st.columns(2)
+    names = entry.class_names
+    wanted = left.selectbox("Class", ["any class"] + names, key="test_class")
+    indices = np.arange(len(split)) if wanted == "any class" else np.flatnonzero(split.y == names.index(wanted))
+    nth = right.number_input(f"Image (0..{len(indices) - 1})", 0, len(indices) - 1, 0, key="test_nth")
+    index = int(indices[nth])
+    return InputImage(f"{dataset} test image {index}", split.x[index], int(split.y[index]), index, True)
+
+
+def choose_image(entry: ModelEntry) -> InputImage | None:
+    source = st.radio("Image source", SOURCES, horizontal=True, key="image_source")
+    if source == SOURCES[0]:
+        return _uploaded()
+    if source == SOURCES[1]:
+        return _sample()
+    return _test_image(entry)
+
+
+def preprocessing(image: InputImage, entry: ModelEntry) -> preprocess.Preprocessing:
+    """The preprocessing controls; defaults fit the image (inversion for dark-on-light photos)."""
+    shape = tuple(entry.card["input_shape"])
+    if image.from_test_set:
+        return preprocess.Preprocessing()
+    dark_background = entry.card.get("dataset") in ("fashion_mnist", "mnist")
+    suggest_invert = dark_background and preprocess.looks_inverted(image.pixels)
+    left, middle, right = st.columns([3, 2, 2])
+    fit = left.radio("Fit to the model's aspect ratio", preprocess.FITS, horizontal=True, key="fit",
+                     help="; ".join(f"{k}: {v}" for k, v in _FIT_HELP.items()))
+    invert = middle.checkbox("Invert", value=suggest_invert, key=f"invert-{image.digest}",
+                             help="the model was trained on light objects on black; a photo on white paper "
+                                  "needs inverting" if dark_background else "1 - x")
+    contrast = right.checkbox("Auto-contrast", value=suggest_invert, key=f"contrast-{image.digest}",
+                              help="stretch the 1st..99th percentile of the values to [0, 1]")
+    st.caption(f"Read as {image.pixels.shape[1]} x {image.pixels.shape[0]} px, {image.pixels.shape[2]} channel(s); "
+               f"the model takes {shape[1]} x {shape[0]} px, {shape[2]} channel(s)"
+               + (" · invert suggested: the background is light" if suggest_invert else ""))
+    return preprocess.Preprocessing(fit=fit, invert=invert, autocontrast=contrast)

@@ -1,0 +1,57 @@
+"""Choosing models on a page: the registry's entries, a `.keras` upload, and cached loading."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from advcore import data, models
+from app import registry, state
+
+MODEL_UPLOAD_TYPES = ["keras"]
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model...")
+def _load(path: str, modified: float):
+    return models.load(path)
+
+
+def load_model(entry: registry.ModelEntry):
+    """The entry's model, loaded once per file version and shared by every session."""
+    return _load(str(entry.path), entry.path.stat().st_mtime)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the test set...")
+def test_split(dataset: str) -> data.Split:
+    return data.load(dataset).test
+
+
+def upload_model() -> None:
+    """An expander to add a `.keras` file to the registry; shows why a file is refused."""
+    with st.expander("Add a model: upload a Keras 3 `.keras` file"):
+        st.caption("Loaded with `safe_mode=True`: a file with custom code (Lambda layers) is refused and "
+                   "never run. A softmax output is used through its logits.")
+        uploaded = st.file_uploader("Model file", type=MODEL_UPLOAD_TYPES, key="model_upload")
+        if uploaded is None or st.session_state.get("model_upload_done") == uploaded.file_id:
+            return
+        try:
+            entry = registry.save_upload(uploaded.getvalue(), uploaded.name)
+        except registry.RegistryError as error:
+            st.error(f"Model not added: {error}")
+            return
+        st.session_state["model_upload_done"] = uploaded.file_id
+        st.success(f"Added {entry.label}: input {tuple(entry.card['input_shape'])}, "
+                   f"{len(entry.class_names)} classes, dataset guessed as {entry.card['dataset'] or 'unknown'}")
+
+
+def entries() -> dict[str, registry.ModelEntry]:
+    return {entry.key: entry for entry in registry.list_models(state.root())}
+
+
+def card_caption(entry: registry.ModelEntry) -> str:
+    card = entry.card
+    metrics = "; ".join(f"{name}: {value:.1%}" for name, value in card.get("metrics", {}).items())
+    return " · ".join(filter(None, [f"dataset: {card.get('dataset') or 'unknown'}", card.get("trained"), metrics]))
+
+
+def no_models_message() -> None:
+    st.info("No models yet: train one on the Train page, or upload a `.keras` file above.")

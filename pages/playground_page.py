@@ -1,0 +1,58 @@
+"""Playground: attack one image live and see what the attack did."""
+
+import numpy as np
+import streamlit as st
+
+from advcore import evaluate, preprocess, trace
+from app import attack_form, attack_views, image_input, model_widgets
+from app.attack_views import shown
+
+st.title("Attack playground")
+model_widgets.upload_model()
+entries = model_widgets.entries()
+if not entries:
+    model_widgets.no_models_message()
+    st.stop()
+key = st.selectbox("Model", list(entries), format_func=lambda k: entries[k].label, key="model")
+entry = entries[key]
+st.caption(model_widgets.card_caption(entry))
+names = entry.class_names
+shape = tuple(entry.card["input_shape"])
+
+image = image_input.choose_image(entry)
+if image is None:
+    st.stop()
+options = image_input.preprocessing(image, entry)
+x = preprocess.prepare(image.pixels, shape, options)
+try:
+    model = model_widgets.load_model(entry)
+except Exception as error:  # a file replaced or damaged since it was registered
+    st.error(f"Cannot load {entry.label}: {error}")
+    st.stop()
+prediction = int(evaluate.predict_logits(model, x[None]).argmax())
+
+left, right = st.columns([1, 2])
+left.image(shown(x), caption=f"what the model sees: {shape[1]}x{shape[0]}x{shape[2]}, values "
+                              f"{x.min():.2f}..{x.max():.2f}; predicted {names[prediction]}")
+with right:
+    if image.label is None:
+        label = names.index(st.selectbox("True class (for an untargeted attack)", names, index=prediction,
+                                         key=f"label-{image.digest}",
+                                         help="defaults to the model's prediction"))
+    else:
+        label = image.label
+        st.markdown(f"True class: **{names[label]}**")
+    with st.expander("The exact tensor"):
+        st.code(f"shape (1, {', '.join(map(str, shape))}), float32, min {x.min():.4f}, max {x.max():.4f}, "
+                f"mean {x.mean():.4f}")
+        if shape[2] == 1:
+            st.dataframe(np.round(x[..., 0], 3), height=200)
+
+st.subheader("Attack")
+choice = attack_form.attack_controls(entry.card.get("dataset"), names, shape)
+if choice is None:
+    st.stop()
+st.caption(choice.description)
+outcome = trace.trace(model, x[None], [label], choice.spec, target=choice.target, seed=choice.seed,
+                      first_index=image.index)
+attack_views.show_result(model, x, outcome, choice, names, label, image.name)

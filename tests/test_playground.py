@@ -1,0 +1,130 @@
+"""The Playground page through AppTest: real uploads good and bad, real attacks on the bundled models."""
+
+import io
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from helpers import BAD_IMAGES, encode
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = sorted(p for p in (ROOT / "assets" / "samples").iterdir() if p.suffix != ".py")
+
+
+@pytest.fixture
+def playground(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVLAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("ADVLAB_UPLOADS_DIR", str(tmp_path / "uploads"))
+    app = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=90)
+    app.run()
+    app.switch_page("pages/playground_page.py").run()
+    app.selectbox(key="model").set_value("bundled:fmnist-standard").run()
+    return app
+
+
+def messages(app) -> list[str]:
+    assert not app.exception, app.exception[0].value
+    return [e.value for e in app.error]
+
+
+def verdict(app) -> str:
+    return next(m.value for m in app.markdown if "-badge[" in m.value)
+
+
+def upload(app, name: str, content: bytes):
+    app.radio(key="image_source").set_value("Upload an image").run()
+    app.file_uploader(key="image_upload").set_value((name, content, "image/png")).run()
+    return app
+
+
+def test_every_bad_image_gets_its_message_and_the_page_stays_usable(playground):
+    cases = {kind: maker for kind, (maker, _) in BAD_IMAGES.items()}
+    cases["too many bytes"] = lambda: b"\x89PNG\r\n\x1a\n" + bytes(11 * 2**20)
+    expected = {kind: message for kind, (_, message) in BAD_IMAGES.items()} | {"too many bytes": "over the 10 MB limit"}
+    for kind, make in cases.items():
+        upload(playground, "photo.png", make())
+        errors = messages(playground)
+        assert len(errors) == 1 and expected[kind] in errors[0] and "photo.png" in errors[0], (kind, errors)
+        assert not any("-badge[" in m.value for m in playground.markdown)
+    playground.radio(key="image_source").set_value("Sample gallery").run()
+    assert messages(playground) == [] and "success" in verdict(playground)
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.suffix)
+def test_each_image_format_is_attacked(playground, sample):
+    upload(playground, sample.name, sample.read_bytes())
+    assert messages(playground) == []
+    assert playground.checkbox(key=next(k for k in _keys(playground) if k.startswith("invert-"))).value
+    metrics = {m.label: m.value for m in playground.metric}
+    assert float(metrics["Linf distance"]) <= 0.1 + 1e-4
+    assert "-badge[" in verdict(playground)
+
+
+def _keys(app) -> list[str]:
+    return [w.key for w in app.checkbox]
+
+
+def test_sixteen_bit_and_colour_images_are_converted(playground):
+    deep = (np.tile(np.linspace(0, 65535, 40), (30, 1))).astype(np.uint16)
+    upload(playground, "deep.png", encode(Image.fromarray(deep), "PNG"))
+    assert messages(playground) == [] and "-badge[" in verdict(playground)
+    colour = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    upload(playground, "colour.jpg", encode(Image.fromarray(colour), "JPEG"))
+    assert messages(playground) == [] and "28x28x1" in playground.get("image")[0].proto.imgs[0].caption
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("eps", "-0.1", "eps must be >= 0"),
+    ("eps", "lots", "not a number: 'lots'"),
+    ("eps", "1.5", "larger than the whole [0, 1] image range"),
+    ("steps", 0, "steps must lie in 1..1000"),
+    ("steps", 5000, "steps must lie in 1..1000"),
+    ("restarts", 500, "restarts must lie in 1..100"),
+])
+def test_out_of_range_attack_values_are_explained(playground, field, value, message):
+    playground.radio(key="image_source").set_value("Sample gallery").run()
+    if field == "eps":
+        widget = next(w for w in playground.text_input if w.key.startswith("attack.eps."))
+    else:
+        widget = playground.number_input(key=f"attack.{field}")
+    widget.set_value(value).run()
+    errors = messages(playground)
+    assert len(errors) == 1 and message in errors[0]
+    assert not playground.get("plotly_chart")
+
+
+def test_targeted_attack_on_a_test_image_reaches_its_target_in_255_units(playground):
+    playground.radio(key="image_source").set_value("Test set").run()
+    playground.selectbox(key="test_class").set_value("Trouser").run()
+    playground.radio(key="attack.target").set_value("a chosen class").run()
+    playground.selectbox(key="attack.target_class").set_value("Bag").run()
+    playground.radio(key="attack.unit").set_value("/255").run()
+    assert messages(playground) == []
+    text = verdict(playground)
+    assert "Trouser → Bag: reached the target Bag" in text
+    assert float({m.label: m.value for m in playground.metric}["Linf distance"]) <= 0.1 * 255 / 255 + 1e-4
+    assert [b.proto.label for b in playground.get("download_button")] == [
+        "Download adversarial PNG", "Download exact float32 array (.npy)"]
+
+
+def test_bad_model_files_are_refused_on_the_page(playground, tmp_path):
+    lambda_model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(lambda t: t * 2),
+                                     keras.layers.Flatten(), keras.layers.Dense(10)])
+    lambda_model.save(tmp_path / "evil.keras")
+    variable = keras.Sequential([keras.Input((None, None, 3)), keras.layers.GlobalAveragePooling2D(),
+                                 keras.layers.Dense(10)])
+    variable.save(tmp_path / "any-size.keras")
+    cases = {"junk.keras": (b"not a zip", "cannot load the model"),
+             "evil.keras": ((tmp_path / "evil.keras").read_bytes(), "contains custom Python code"),
+             "any-size.keras": ((tmp_path / "any-size.keras").read_bytes(), "takes inputs of shape (None, None, 3)")}
+    playground.radio(key="image_source").set_value("Sample gallery").run()
+    for name, (content, message) in cases.items():
+        playground.file_uploader(key="model_upload").set_value((name, content, "application/octet-stream")).run()
+        errors = messages(playground)
+        assert len(errors) == 1 and f"Model not added: {name}: " in errors[0] and message in errors[0]
+    assert list((tmp_path / "uploads").glob("*")) == []
+    assert "-badge[" in verdict(playground)  # the page still attacks with the chosen model

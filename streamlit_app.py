@@ -15,6 +15,8 @@ Train and probe adversarially robust image classifiers.
 - **Playground**: upload a photo (or pick a sample or a test image), see exactly what the model
   sees, attack it (FGSM and its gradient scalings, PGD in Linf or L2, momentum, targeted) and watch
   the attack step by step; download the adversarial image.
+- **Evaluate**: robust accuracy of several models under several attacks over eps grids, per class,
+  with gradient-masking checks; it runs in the background and survives closing the page.
 
 Everything also works from a terminal: `python -m advcore train | attack | evaluate --help`.
 """
@@ -24,6 +26,7 @@ Everything also works from a terminal: `python -m advcore train | attack | evalu
 # /<file name> to the file itself, bypassing this navigation, on a browser's first request.
 TRAIN = st.Page("pages/train_page.py", title="Train", icon=":material/model_training:", url_path="train")
 HISTORY = st.Page("pages/history_page.py", title="History", icon=":material/show_chart:", url_path="history")
+EVALUATE = st.Page("pages/evaluate_page.py", title="Evaluate", icon=":material/shield:", url_path="evaluate")
 PLAYGROUND = st.Page("pages/playground_page.py", title="Playground", icon=":material/bolt:", url_path="playground")
 
 
@@ -32,7 +35,8 @@ def home() -> None:
     st.page_link(TRAIN, label="Start training", icon=":material/model_training:")
     st.page_link(HISTORY, label="Compare histories", icon=":material/show_chart:")
     st.page_link(PLAYGROUND, label="Attack an image", icon=":material/bolt:")
+    st.page_link(EVALUATE, label="Measure robustness", icon=":material/shield:")
 
 
 st.set_page_config(page_title="AdvLab", layout="wide")
-st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), TRAIN, HISTORY, PLAYGROUND]).run()
+st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), TRAIN, HISTORY, PLAYGROUND, EVALUATE]).run()

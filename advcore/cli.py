@@ -18,9 +18,9 @@ from advcore.cli_args import EXIT_USAGE, Parser, UsageError, number, number_list
 EXIT_FAILURE = 1
 
 
-def _add_data_options(parser: argparse.ArgumentParser, default_count: int) -> None:
+def _add_data_options(parser: argparse.ArgumentParser, default_count: int, required: bool = True) -> None:
     group = parser.add_argument_group("model and data")
-    group.add_argument("--model", required=True, type=Path,
+    group.add_argument("--model", required=required, type=Path,
                        help="the classifier: a Keras 3 .keras file (loaded with safe_mode; a softmax "
                             "output is unwrapped to its logits)")
     group.add_argument("--dataset", default="fashion_mnist",
@@ -42,14 +42,14 @@ def _add_data_options(parser: argparse.ArgumentParser, default_count: int) -> No
     group.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
 
 
-def _add_attack_options(parser: argparse.ArgumentParser, eps_help: str, eps_type) -> None:
+def _add_attack_options(parser: argparse.ArgumentParser, eps_help: str, eps_type, required: bool = True) -> None:
     group = parser.add_argument_group("attack")
     group.add_argument("--method", choices=("fgsm", "fgm", "pgd", "mifgsm"), default="pgd",
                        help="fgsm: one sign step; fgm: one step with --scaling; pgd: projected gradient "
                             "descent with random start; mifgsm: momentum iterative FGSM (default: pgd)")
     group.add_argument("--norm", choices=("linf", "l2"), default="linf",
                        help="the threat model's norm ball (default: linf; fgm picks it from --scaling)")
-    group.add_argument("--eps", type=eps_type, required=True, help=eps_help)
+    group.add_argument("--eps", type=eps_type, required=required, help=eps_help)
     group.add_argument("--steps", type=positive_int, default=None,
                        help="gradient steps (default: 1 for fgsm/fgm, 40 for pgd, 10 for mifgsm)")
     group.add_argument("--step-size", type=number, default=None,
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m advcore",
                      description="AdvLab from the terminal: attack classifiers and measure their robustness.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser,
-                                     metavar="{attack,evaluate,train}")
+                                     metavar="{attack,evaluate,train,worker}")
     attack = commands.add_parser(
         "attack", help="attack images and save the adversarial examples",
         description="Attack images of a dataset; writes each adversarial image as PNG, all of them as "
@@ -90,10 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", help="robust accuracy over a list of eps (a robustness curve)",
         description="Measure clean and robust accuracy at each eps; writes curve.csv and summary.json.")
-    _add_data_options(evaluate, default_count=1000)
-    _add_attack_options(evaluate, "comma-separated budgets, e.g. 0,0.05,0.1 or 2/255,8/255", number_list)
+    _add_data_options(evaluate, default_count=1000, required=False)
+    _add_attack_options(evaluate, "comma-separated budgets, e.g. 0,0.05,0.1 or 2/255,8/255", number_list,
+                        required=False)
     evaluate.add_argument("--sanity", action="store_true",
                           help="also run the gradient-masking checks at the largest eps and report flags")
+    evaluate.add_argument("--plan", type=Path, default=None,
+                          help="instead of --model/--eps: a JSON evaluation plan (several models, attacks and "
+                               "eps grids, as the Evaluate page downloads it); writes results.json and results.csv")
+    worker = commands.add_parser(
+        "worker", help="run queued evaluations (the dashboard starts this itself)",
+        description="Run the evaluations queued under <runs root>/_evaluations one after another, keeping "
+                    "TensorFlow and models loaded; exit after --idle-exit seconds without work.")
+    worker.add_argument("--runs-dir", type=Path, default=None, help="the runs root (default: $ADVLAB_RUNS_DIR or ./runs)")
+    worker.add_argument("--idle-exit", type=number, default=300.0,
+                        help="seconds without work before the worker exits (default: 300)")
     train = commands.add_parser(
         "train", help="train a classifier (vanilla, adversarial, interleaved) as a run",
         description="Train as a run under the runs root: config, status, history.csv, checkpoints and "
@@ -170,9 +181,31 @@ def _spec_json(spec) -> dict:
     return dataclasses.asdict(spec) | {"step_size": spec.effective_step_size, "scaling": spec.effective_scaling}
 
 
+def _run_plan(args) -> dict:
+    from advcore import evaluation, files
+
+    plan = evaluation.Plan.from_dict(files.read_json(args.plan, "plan file"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    _, results = evaluation.run_plan(plan, args.out, report=lambda p: print(
+        f"[{p['done']}/{p['total']}] {p['cell']}", flush=True))
+    for row in results.rows:
+        print(f"{row['model']} / {row['attack']} / eps {row['eps']:.4g}: robust accuracy "
+              f"{row['robust_accuracy']:.1%} (clean {row['clean_accuracy']:.1%})")
+    for flag in results.flags:
+        print(f"warning [{flag['model']} / {flag['attack']} / {flag['code']}]: {flag['message']}")
+    print(f"wrote {args.out / 'results.json'} and results.csv")
+    return results.to_dict()
+
+
 def _run_evaluate(args) -> dict:
     from advcore import evaluate, files
 
+    if args.plan is not None:
+        if args.model is not None or args.eps is not None:
+            raise UsageError("--plan names the models and eps itself: leave out --model and --eps")
+        return _run_plan(args)
+    if args.model is None:
+        raise UsageError("the following arguments are required: --model (or --plan)")
     if not args.eps:
         raise UsageError("--eps needs at least one value")
     specs = [_spec(args, eps) for eps in args.eps]  # validates every eps before any work
@@ -195,6 +228,12 @@ def _run_evaluate(args) -> dict:
     for flag in summary.get("sanity", {}).get("flags", []):
         print(f"warning [{flag['code']}]: {flag['message']}")
     return summary
+
+
+def _run_worker(args) -> None:
+    from advcore import eval_worker
+
+    eval_worker.work(args.runs_dir, idle_exit=args.idle_exit)
 
 
 def _import_tensorflow_quietly() -> None:
@@ -221,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
 
     prog = f"{parser.prog} {args.command}"
     try:
-        {"attack": _run_attack, "evaluate": _run_evaluate, "train": cli_train.run}[args.command](args)
+        {"attack": _run_attack, "evaluate": _run_evaluate, "train": cli_train.run,
+         "worker": _run_worker}[args.command](args)
     except (UsageError, ValueError, ModelError, ImageError, DatasetFormatError, RunError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -7,12 +7,13 @@ at once with a message the user can act on. Unknown fields are refused rather th
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import types
 import typing
 from pathlib import Path
 from typing import Literal, Optional
+
+from advcore import files
 
 
 VANILLA, ADVERSARIAL = "vanilla", "adversarial"
@@ -259,14 +260,9 @@ class TrainConfig:
 def read_file(path: str | Path) -> dict:
     """A config file's JSON object, not yet validated (flags may still override its fields)."""
     try:
-        content = json.loads(Path(path).read_text())
-    except OSError as error:
-        raise ConfigError(f"config file {path}: cannot be read ({error.strerror})") from None
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"config file {path}: not valid JSON ({error})") from None
-    if not isinstance(content, dict):
-        raise ConfigError(f"config file {path}: must hold a JSON object")
-    return content
+        return files.read_json(path, "config file")
+    except files.FileProblem as error:
+        raise ConfigError(str(error)) from None
 
 
 # ----------------------------------------------------------------------------- generic checking

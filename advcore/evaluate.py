@@ -57,11 +57,14 @@ class RobustAccuracy:
 
 
 def robust_accuracy(model: keras.Model, x, y, spec: AttackSpec, *, target=None, batch_size: int = 500,
-                    seed: int = 0, early_stop: bool = True) -> RobustAccuracy:
-    """Accuracy under `spec`; `early_stop=False` attacks every sample for every step."""
+                    seed: int = 0, early_stop: bool = True, first_index: int = 0) -> RobustAccuracy:
+    """Accuracy under `spec`; `early_stop=False` attacks every sample for every step.
+
+    `first_index` is the index of x[0] in a longer array (see `attacks.attack`).
+    """
     start = time.perf_counter()
     result = attacks.attack(model, x, y, spec.replace(early_stop=early_stop), target=target,
-                            batch_size=batch_size, seed=seed)
+                            batch_size=batch_size, seed=seed, first_index=first_index)
     y = np.asarray(y)
     clean = result.clean_predictions == y
     robust = clean & (result.predictions == y)

@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of one) and JSON reads."""
 
 from __future__ import annotations
 
@@ -32,3 +32,20 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, content) -> Path:
     return write_text(path, json.dumps(content, indent=2, sort_keys=False) + "\n")
+
+
+class FileProblem(ValueError):
+    """A JSON file that cannot be read or does not hold an object, with the reason."""
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> dict:
+    """A JSON file's object, or a FileProblem naming `what` it is and what is wrong."""
+    try:
+        content = json.loads(Path(path).read_text())
+    except OSError as error:
+        raise FileProblem(f"{what} {path}: cannot be read ({error.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise FileProblem(f"{what} {path}: not valid JSON ({error})") from None
+    if not isinstance(content, dict):
+        raise FileProblem(f"{what} {path}: must hold a JSON object")
+    return content

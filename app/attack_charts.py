@@ -1,4 +1,4 @@
-"""Plotly figures of attacks: class probabilities before and after, and an attack's path per step."""
+"""Plotly figures of attacks: probabilities before and after, an attack's path, robustness results."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.charts import LEGEND
+from app.charts import LEGEND, run_colour
 
 CLEAN, ADVERSARIAL = "#1f77b4", "#d62728"
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash")  # one per attack; the colour is the model's
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -52,4 +53,33 @@ def step_figure(objective: np.ndarray, probabilities: np.ndarray, lines: dict[st
     figure.update_yaxes(range=[0, 1], tickformat=".0%", row=2, col=1)
     figure.update_xaxes(title_text="step", row=2, col=1)
     figure.update_layout(height=420, legend=LEGEND, margin={"l": 10, "r": 10, "t": 60, "b": 30})
+    return figure
+
+
+def robustness_figure(cells) -> go.Figure:
+    """Robust accuracy against eps, one line per model x attack (L2 attacks on their own axis)."""
+    norms = sorted(cells["norm"].unique(), key=lambda n: n != "linf")
+    attacks = list(cells["attack"].unique())
+    figure = make_subplots(rows=1, cols=len(norms), subplot_titles=[f"{n} eps" for n in norms])
+    for (model, attack), curve in cells.groupby(["model", "attack"], sort=False):
+        column = norms.index(curve["norm"].iloc[0]) + 1
+        line = {"color": run_colour(model), "dash": DASHES[attacks.index(attack) % len(DASHES)]}
+        figure.add_trace(go.Scatter(x=curve["eps"], y=curve["robust_accuracy"], mode="lines+markers",
+                                    name=f"{model} / {attack}", line=line), row=1, col=column)
+    figure.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="robust accuracy", col=1)
+    figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    figure.update_layout(title="Robust accuracy vs eps", legend=LEGEND | {"y": -0.25, "yanchor": "top"},
+                         height=460, margin={"l": 10, "r": 10, "t": 60, "b": 30})
+    return figure
+
+
+def per_class_figure(cells, eps: float, class_columns: list[str]) -> go.Figure:
+    """Robust accuracy per class at one eps: rows model x attack, a column per class."""
+    at = cells[cells["eps"] == eps]
+    labels = [f"{m} / {a}" for m, a in zip(at["model"], at["attack"])]
+    figure = go.Figure(go.Heatmap(z=at[class_columns].to_numpy(dtype=float), x=[c.removeprefix("class ") for c in
+                                  class_columns], y=labels, zmin=0, zmax=1, colorscale="RdYlGn",
+                                  texttemplate="%{z:.0%}", colorbar={"tickformat": ".0%"}))
+    figure.update_layout(title=f"Robust accuracy per class at eps {eps:.4g}", height=140 + 40 * len(labels),
+                         margin={"l": 10, "r": 10, "t": 60, "b": 30})
     return figure

@@ -1,10 +1,14 @@
-"""Training jobs for the pages: submit, start queued runs, stop, delete. Pages call this, never
-`subprocess`: each run trains in its own OS process (`python -m advcore train --resume RUN`), in a
-session of its own, so a browser refresh or a Streamlit rerun never touches it. State lives in the
-run store only; any page, tab or browser sees the same runs."""
+"""Jobs for the pages: training runs and evaluations. Pages call this, never `subprocess`.
+
+Each training run trains in its own OS process (`python -m advcore train --resume RUN`); queued
+evaluations are run by one long-lived worker process (`python -m advcore worker`) that keeps
+TensorFlow and models loaded. Both run in sessions of their own, so a browser refresh or a
+Streamlit rerun never touches them. State lives in the run store only; any page, tab or browser
+sees the same jobs."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -12,9 +16,14 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from advcore import eval_worker, files
 from advcore.config import TrainConfig
-from advcore.runs import LIVE_STATUSES, Run, RunError, list_runs, now, process_start_ticks, runs_root
+if TYPE_CHECKING:
+    from advcore import evaluation
+from advcore.runs import (LIVE_STATUSES, Run, RunError, list_runs, now, process_alive, process_start_ticks,
+                          runs_root)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MAX_RUNS_ENV = "ADVLAB_MAX_RUNS"
@@ -60,15 +69,21 @@ def refresh(root: Path | None = None) -> None:
             _launch(run)
 
 
-def _launch(run: Run) -> None:
+def _spawn(arguments: list[str], log_path: Path) -> subprocess.Popen:
+    """`python -m advcore ...` in a session of its own, its output appended to `log_path`."""
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
                         "TF_CPP_MIN_LOG_LEVEL": "2"}
-    with open(run.process_log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "advcore", "train", "--resume", run.id, "--runs-dir", str(run.root)],
-            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "advcore", *arguments], cwd=PROJECT_ROOT, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
     _children[process.pid] = process
+    return process
+
+
+def _launch(run: Run) -> None:
+    process = _spawn(["train", "--resume", run.id, "--runs-dir", str(run.root.resolve())], run.process_log_path)
     run.update_status(pid=process.pid, pid_start=process_start_ticks(process.pid), launched=now())
 
 
@@ -92,3 +107,44 @@ def delete(run: Run) -> None:
     if _safe_status(run)["status"] in LIVE_STATUSES:
         raise RunError(f"run {run.id} is still active: stop it before deleting it")
     shutil.rmtree(run.path)
+
+
+# ----------------------------------------------------------------------------- evaluations
+
+def submit_evaluation(plan: evaluation.Plan, root: Path | None = None, name: str = "evaluation") -> Run:
+    """Queues a checked plan for the evaluation worker, starting the worker if none runs."""
+    job = eval_worker.submit(plan, root, name)
+    ensure_worker(root)
+    return job
+
+
+def list_evaluations(root: Path | None = None) -> list[Run]:
+    return list_runs(eval_worker.evaluations_root(root))
+
+
+def ensure_worker(root: Path | None = None) -> None:
+    """Starts the evaluation worker when evaluations wait and no worker is alive."""
+    with _lock:
+        waiting = any(_safe_status(job)["status"] == "queued" for job in list_evaluations(root))
+        try:
+            worker = json.loads(eval_worker.worker_file(root).read_text())
+            alive = process_alive(worker["pid"], worker.get("pid_start"))
+        except (OSError, ValueError, KeyError):
+            alive = False
+        if waiting and not alive:
+            evaluations = eval_worker.evaluations_root(root)
+            process = _spawn(["worker", "--runs-dir", str(runs_root(root).resolve())], evaluations / "worker.log")
+            files.write_json(eval_worker.worker_file(root), {"pid": process.pid, "starting": now(),
+                                                             "pid_start": process_start_ticks(process.pid)})
+
+
+def stop_evaluation(job: Run) -> str:
+    """A queued evaluation stops at once; a running one after its current slice of images."""
+    status = _safe_status(job)["status"]
+    if status == "queued":
+        job.update_status(status="stopped", ended=now(), reason="stopped before it began")
+        return "stopped"
+    if status != "running":
+        raise RunError(f"evaluation {job.id} is {status}, not running")
+    job.update_status(status="stopping")
+    return "stopping"

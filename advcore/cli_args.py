@@ -21,8 +21,9 @@ class Parser(argparse.ArgumentParser):
 
 def number(text: str) -> float:
     """A float, or a fraction such as 8/255 (the usual way to write eps for 8-bit images)."""
+    text = text.strip()
     try:
-        return float(Fraction(text.strip()))
+        return float(Fraction(text))
     except (ValueError, ZeroDivisionError):
         raise argparse.ArgumentTypeError(f"not a number: {text!r} (use e.g. 0.03 or 8/255)") from None
 

@@ -2,7 +2,7 @@
 
 Evaluations are jobs in `<runs root>/_evaluations/<id>/` (the run store's layout: config.json holds
 the plan, status.json the state). The worker keeps TensorFlow and recently used models loaded, so
-an evaluation costs its attacks and not a process start-up; it exits after `idle_exit` seconds
+an evaluation costs its attacks and not a process start-up (datasets stay loaded too); it exits after `idle_exit` seconds
 without work. A job is claimed by creating its `claimed` file exclusively, so two workers never run
 the same job. A job whose status turns `stopping` ends after its current slice of images, keeping
 every finished cell. Each model that is a run's model also gets its results in the run's folder
@@ -11,6 +11,7 @@ every finished cell. Each model that is a run's model also gets its results in t
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import traceback
@@ -77,14 +78,14 @@ class _Models:
         return self.cache[path][1]
 
 
-def run_job(job: Run, root, load_model) -> str:
+def run_job(job: Run, root, load_model, load_dataset) -> str:
     from advcore import evaluation
 
     job.update_status(status="running", pid=os.getpid(), pid_start=process_start_ticks(os.getpid()), started=now())
     try:
         plan = evaluation.Plan.from_dict(job.config())
         outcome, results = evaluation.run_plan(
-            plan, job.path, load_model=load_model,
+            plan, job.path, load_model=load_model, load_dataset=load_dataset,
             should_stop=lambda: job.recorded_status()["status"] == "stopping",
             report=lambda progress: files.write_json(job.progress_path, progress))
     except Exception as error:  # the job fails; the worker goes on with the next one
@@ -109,14 +110,17 @@ def _save_to_runs(results: evaluation.Results, job: Run, root) -> None:
                 "flags": [flag for flag in results.flags if flag["model"] == model.label]})
 
 
-def work(root=None, idle_exit: float = 300.0, poll: float = 0.1) -> None:
+def work(root=None, idle_exit: float = 300.0, poll: float = 0.05) -> None:
     files.write_json(worker_file(root), {"pid": os.getpid(), "pid_start": process_start_ticks(os.getpid()),
                                          "started": now()})
-    load_model, idle_since = _Models(), time.monotonic()
+    from advcore import data
+
+    load_model, load_dataset = _Models(), functools.lru_cache(maxsize=2)(data.load)
+    idle_since = time.monotonic()
     while time.monotonic() - idle_since < idle_exit:
         job = _next_job(root)
         if job is None:
             time.sleep(poll)
             continue
-        print(f"{now()} {job.id}: {run_job(job, root, load_model)}", flush=True)
+        print(f"{now()} {job.id}: {run_job(job, root, load_model, load_dataset)}", flush=True)
         idle_since = time.monotonic()

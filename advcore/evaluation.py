@@ -140,9 +140,13 @@ def per_class(correct: np.ndarray, labels: np.ndarray, class_names: list[str]) -
 
 def run_plan(plan: Plan, out: Path, *, should_stop: Callable[[], bool] = lambda: False,
              report: Callable[[dict], None] = lambda progress: None,
-             load_model: Callable[[str], object] = models.load) -> tuple[str, Results]:
-    """Runs the plan, saving results into `out` after every cell; returns ("finished" | "stopped", results)."""
-    dataset = data.load(plan.dataset)
+             load_model: Callable[[str], object] = models.load,
+             load_dataset: Callable[[str], data.Dataset] = data.load) -> tuple[str, Results]:
+    """Runs the plan, saving results into `out` after every cell; returns ("finished" | "stopped", results).
+
+    A long-lived caller passes caching loaders, so repeated plans skip reading models and data.
+    """
+    dataset = load_dataset(plan.dataset)
     x, y = dataset.test.x[:plan.count], dataset.test.y[:plan.count]
     names = list(dataset.class_names)
     results = Results(plan, names)

@@ -28,9 +28,9 @@ def probability_bars(class_names: list[str], clean: np.ndarray, adversarial: np.
     classes = top_classes(clean, adversarial, k, list(always))
     names = [class_names[c] for c in classes][::-1]  # horizontal bars read top-down
     figure = go.Figure([
-        go.Bar(y=names, x=clean[classes][::-1], name="original", orientation="h", marker_color=CLEAN,
+        go.Bar(y=names, x=clean[classes][::-1].tolist(), name="original", orientation="h", marker_color=CLEAN,
                texttemplate="%{x:.1%}", textposition="outside"),
-        go.Bar(y=names, x=adversarial[classes][::-1], name="adversarial", orientation="h",
+        go.Bar(y=names, x=adversarial[classes][::-1].tolist(), name="adversarial", orientation="h",
                marker_color=ADVERSARIAL, texttemplate="%{x:.1%}", textposition="outside"),
     ])
     figure.update_layout(title="Class probabilities (top classes)", barmode="group", legend=LEGEND,

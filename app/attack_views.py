@@ -61,8 +61,8 @@ def show_result(model, x: np.ndarray, trace: Trace, choice: AttackChoice, names:
     c2.image(shown(delta_view), caption=f"perturbation x{scale:.1f} (grey = no change)")
     c3.image(shown(x_adv), caption=f"adversarial: {names[result.predictions[0]]}")
     m1, m2, m3 = st.columns(3)
-    m1.metric("Linf distance", f"{result.linf[0]:.4f}", f"{result.linf[0] * 255:.2f}/255", delta_color="off")
-    m2.metric("L2 distance", f"{result.l2[0]:.4f}", delta_color="off")
+    m1.metric("Linf distance", f"{result.linf[0]:.4f}", help=f"{result.linf[0] * 255:.2f}/255")
+    m2.metric("L2 distance", f"{result.l2[0]:.4f}")
     m3.metric("Attack objective", f"{result.loss[0]:.3f}", help=choice.spec.loss + " objective, higher is better "
               "for the attacker")
     clean_p, adv_p = attack_charts.softmax(trace.clean_logits[0]), attack_charts.softmax(result.logits[0])

@@ -62,6 +62,8 @@ def results(job: Run) -> None:
         st.warning(f"**{flag['model']} / {flag['attack']}: {flag['code'].replace('_', ' ')}**: {flag['message']}")
     if content["flags"]:
         st.caption(MASKING)
+    elif content["sanity"]:
+        st.success(f"Gradient-masking checks found nothing suspicious for {', '.join(content['sanity'])}.")
     clean = cells.groupby("model", sort=False)["clean_accuracy"].first()
     st.dataframe(clean.rename("clean accuracy").to_frame().T, column_config={
         m: st.column_config.NumberColumn(format="percent") for m in clean.index})

@@ -141,3 +141,25 @@ def test_a_killed_run_shows_failed_with_its_log(page, server):
     badge(page, "failed").wait_for(timeout=60_000)
     page.get_by_text("ended without reporting").first.wait_for()
     page.get_by_text(re.compile(r"epoch\s+1\s")).first.wait_for()
+
+
+def test_playground_upload_attack_and_download(page, tmp_path):
+    from advcore import images
+
+    page.get_by_role("link", name="Playground").first.click()
+    page.get_by_role("heading", name="Attack playground").wait_for()
+    page.get_by_label("Model", exact=True).click()
+    page.get_by_role("option", name="fmnist-standard (bundled)").click()
+    uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Image (PNG")
+    uploader.locator('input[type="file"]').set_input_files(str(ROOT / "assets" / "samples" / "pullover.png"))
+    verdict = page.get_by_text(re.compile(r"Pullover → \S+.*: fooled"))
+    verdict.wait_for()
+    bars = page.locator(".js-plotly-plot").first
+    bars.wait_for()
+    clean, adversarial = bars.evaluate("chart => chart.data.map(trace => trace.x)")
+    assert max(clean) > 0.5 and clean != adversarial  # the probabilities moved
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download adversarial PNG").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == "pullover-adversarial.png" and images.read_image(saved).shape == (28, 28, 1)

@@ -1,6 +1,5 @@
 """The Playground page through AppTest: real uploads good and bad, real attacks on the bundled models."""
 
-import io
 from pathlib import Path
 
 import keras

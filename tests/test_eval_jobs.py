@@ -1,0 +1,90 @@
+"""Evaluations as background jobs: a real worker process, stops, kills, results kept with runs."""
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from advcore import eval_worker, evaluation
+from advcore.runs import Run
+from app import jobs
+
+ROOT = Path(__file__).resolve().parents[1]
+ROBUST = ROOT / "assets" / "models" / "fmnist-fast-at" / "model.keras"
+
+
+def plan(path, count=200, attacks=None, run=None) -> evaluation.Plan:
+    return evaluation.Plan.from_dict({
+        "models": [{"label": "robust", "path": str(path), "run": run}],
+        "attacks": attacks or [{"name": "fgsm", "method": "fgsm", "options": {}}],
+        "eps": {"linf": [0.05, 0.1]}, "count": count, "batch_size": 100})
+
+
+def wait_for(predicate, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def worker_pid(root) -> int:
+    return json.loads(eval_worker.worker_file(root).read_text())["pid"]
+
+
+@pytest.fixture
+def root(tmp_path):
+    root = tmp_path / "runs"
+    yield root
+    try:
+        os.kill(worker_pid(root), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+
+
+def test_results_are_saved_with_the_models_run_and_the_worker_is_reused(root):
+    run = Run.create({"name": "trained"}, root, "trained")
+    shutil.copyfile(ROBUST, run.model_path)
+    run.update_status(status="finished")
+    first = jobs.submit_evaluation(plan(run.model_path, run=run.id), root, "first")
+    wait_for(lambda: first.status()["status"] == "finished")
+    saved = json.loads((run.path / "evaluations" / f"{first.id}.json").read_text())
+    assert [cell["eps"] for cell in saved["cells"]] == [0.05, 0.1] and first.name() == "first"
+    pid = worker_pid(root)
+    second = jobs.submit_evaluation(plan(ROBUST), root, "second")
+    wait_for(lambda: second.status()["status"] == "finished", timeout=30)
+    assert worker_pid(root) == pid and second.status()["pid"] == pid  # the warm worker took it
+    assert [job.id for job in jobs.list_evaluations(root)] == [second.id, first.id]
+
+
+def test_stopping_a_running_evaluation_keeps_its_finished_cells(root):
+    slow = [{"name": "fgsm", "method": "fgsm", "options": {}},
+            {"name": "pgd", "method": "pgd", "options": {"steps": 20}}]
+    job = jobs.submit_evaluation(plan(ROBUST, count=3000, attacks=slow), root)
+    results = job.path / "results.json"
+    wait_for(lambda: results.exists() and len(json.loads(results.read_text())["cells"]) >= 2)
+    assert jobs.stop_evaluation(job) == "stopping"
+    wait_for(lambda: job.status()["status"] == "stopped", timeout=60)
+    cells = json.loads(results.read_text())["cells"]
+    assert 2 <= len(cells) < 4 and [c["attack"] for c in cells[:2]] == ["fgsm", "fgsm"]
+
+
+def test_a_killed_worker_fails_its_job_and_a_new_worker_takes_the_next(root):
+    job = jobs.submit_evaluation(plan(ROBUST, count=5000, attacks=[
+        {"name": "pgd", "method": "pgd", "options": {"steps": 40}}]), root)
+    wait_for(lambda: job.status()["status"] == "running")
+    os.kill(worker_pid(root), signal.SIGKILL)
+    wait_for(lambda: job.status()["status"] == "failed", timeout=10)
+    assert "ended without reporting" in job.status()["error"]
+    queued = jobs.submit_evaluation(plan(ROBUST), root)  # starts a fresh worker
+    wait_for(lambda: queued.status()["status"] == "finished")
+
+
+def test_a_queued_evaluation_stops_at_once(root, monkeypatch):
+    job = eval_worker.submit(plan(ROBUST), root)  # queued, no worker started
+    assert jobs.stop_evaluation(job) == "stopped" and job.status()["status"] == "stopped"

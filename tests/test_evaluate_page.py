@@ -1,0 +1,71 @@
+"""The Evaluate page through AppTest: the form's checks, and a real evaluation run by the worker."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from advcore import eval_worker
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def page(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    monkeypatch.setenv("ADVLAB_RUNS_DIR", str(root))
+    monkeypatch.setenv("ADVLAB_UPLOADS_DIR", str(tmp_path / "uploads"))
+    app = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+    app.run()
+    app.switch_page("pages/evaluate_page.py").run()
+    yield app
+    try:
+        os.kill(json.loads(eval_worker.worker_file(root).read_text())["pid"], signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+
+
+def submit(app, **values):
+    for key, value in values.items():
+        for kind in ("text_input", "number_input", "multiselect", "checkbox", "radio"):
+            found = [w for w in getattr(app, kind) if w.key == f"eval.{key}"]
+            if found:
+                found[0].set_value(value)
+    app.button[0].click().run()
+    assert not app.exception, app.exception[0].value
+    return [e.value for e in app.error]
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"linf": "0, 0.1, lots"}, "not a number: 'lots'"),
+    ({"linf": "0, -0.1"}, "eps.linf: -0.1 is not a budget >= 0"),
+    ({"count": 0}, "count: evaluate 1..10000 images"),
+    ({"count": 20000}, "count: evaluate 1..10000 images"),
+    ({"steps": 0}, "steps must lie in 1..1000"),
+    ({"models": []}, "choose at least one model"),
+    ({"attacks": []}, "attacks: choose at least one attack"),
+    ({"attacks": ["PGD L2"], "l2": ""}, "needs at least one l2 eps"),
+])
+def test_bad_values_are_explained_and_nothing_is_queued(page, values, message):
+    errors = submit(page, **values)
+    assert len(errors) == 1 and message in errors[0], errors
+    assert not eval_worker.evaluations_root().exists() or not list(eval_worker.evaluations_root().glob("2*"))
+
+
+def test_an_evaluation_runs_in_the_background_and_shows_curves_matrix_and_downloads(page):
+    assert submit(page, count=200, sanity=False, unit="/255", linf="0, 12.75, 25.5", name="mine") == []
+    assert "Queued evaluation" in page.success[0].value
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "finished" not in str([m.value for m in page.markdown]):
+        time.sleep(0.5)
+        page.run()
+    assert "Status: :green-badge[finished]" in [m.value for m in page.markdown]
+    assert "-mine-" in page.selectbox[0].value
+    assert len(page.get("plotly_chart")) == 2  # curves and per-class
+    assert [d.proto.label for d in page.get("download_button")] == [
+        "Download results (CSV)", "Download results and plan (JSON)"]
+    assert page.select_slider[0].options == ["0", "0.05", "0.1"]  # /255 units became [0, 1] budgets

@@ -1,0 +1,116 @@
+"""Evaluation plans: checked before any work, measured cell by cell, equal to advcore.evaluate."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from advcore import attacks, evaluate, evaluation
+
+ROOT = Path(__file__).resolve().parents[1]
+STANDARD = str(ROOT / "assets" / "models" / "fmnist-standard" / "model.keras")
+ROBUST = str(ROOT / "assets" / "models" / "fmnist-fast-at" / "model.keras")
+
+
+def plan_dict(**changes) -> dict:
+    return {"models": [{"label": "standard", "path": STANDARD}, {"label": "robust", "path": ROBUST}],
+            "attacks": [{"name": "pgd", "method": "pgd", "options": {"steps": 5}},
+                        {"name": "fgm l2", "method": "fgm", "options": {"scaling": "l2"}}],
+            "eps": {"linf": [0.1, 0, 0.05], "l2": [1.0]}, "count": 300, "batch_size": 100} | changes
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"attacks": []}, "attacks: choose at least one attack"),
+    ({"models": []}, "models: choose at least one model"),
+    ({"eps": {"linf": [0.1]}}, "attack 'fgm l2': eps.l2: attack 'fgm l2' needs at least one l2 eps"),
+    ({"eps": {"linf": [-0.1], "l2": [1]}}, "eps.linf: -0.1 is not a budget >= 0"),
+    ({"count": 0}, "count: evaluate 1..10000 images"),
+    ({"attacks": [{"name": "x", "method": "cw", "options": {}}]}, "unknown attack method 'cw'"),
+    ({"attacks": [{"name": "x", "method": "fgsm", "options": {"steps": 3}}]}, "fgsm takes one step"),
+    ({"attacks": [{"name": "x", "method": "pgd"}]}, "the plan is malformed"),
+])
+def test_bad_plans_are_refused_before_any_work(changes, message):
+    with pytest.raises(evaluation.PlanError, match=message.replace("(", r"\(")):
+        evaluation.Plan.from_dict(plan_dict(**changes))
+
+
+def test_a_plan_without_eps_is_refused():
+    content = plan_dict()
+    del content["eps"]
+    with pytest.raises(evaluation.PlanError, match="the plan has no 'eps'"):
+        evaluation.Plan.from_dict(content)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, fashion):
+    out = tmp_path_factory.mktemp("evaluation")
+    plan = evaluation.Plan.from_dict(plan_dict(count=1000, batch_size=100))
+    reports = []
+    outcome, results = evaluation.run_plan(plan, out, report=reports.append)
+    return plan, out, outcome, results, reports
+
+
+def test_run_plan_equals_the_robustness_curve(finished, fashion):
+    plan, out, outcome, results, reports = finished
+    assert outcome == "finished" and len(results.rows) == len(plan.cells()) == 2 * (3 + 1)
+    from advcore import data, models
+
+    test = data.load("fashion_mnist").test
+    model = models.load(STANDARD)
+    curve = evaluate.robustness_curve(model, test.x[:1000], test.y[:1000], attacks.pgd(0.1, steps=5), [0, 0.05, 0.1],
+                                      batch_size=100)
+    ours = results.frame().query("model == 'standard' and attack == 'pgd'")
+    np.testing.assert_array_equal(ours["eps"], curve["eps"])
+    np.testing.assert_array_equal(ours["robust_accuracy"], curve["robust_accuracy"])
+    assert reports[-1]["done"] == reports[-1]["total"] == 8  # one slice of 1000 images per cell
+
+
+def test_per_class_results_add_up_and_files_are_written(finished):
+    plan, out, _, results, _ = finished
+    frame = results.frame()
+    classes = [c for c in frame.columns if c.startswith("class ")]
+    from advcore import data
+
+    counts = np.bincount(data.load("fashion_mnist").test.y[:1000], minlength=10)
+    weighted = (frame[classes].to_numpy() * counts).sum(axis=1) / counts.sum()
+    np.testing.assert_allclose(weighted, frame["robust_accuracy"], atol=1e-9)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["plan"] == plan.to_dict() and len(saved["cells"]) == len(frame)
+    assert (out / "results.csv").read_text().splitlines()[0].startswith("model,attack,norm,eps,clean_accuracy")
+    robust = frame.query("model == 'robust' and attack == 'pgd' and eps == 0.1")["robust_accuracy"].item()
+    standard = frame.query("model == 'standard' and attack == 'pgd' and eps == 0.1")["robust_accuracy"].item()
+    assert robust > 0.5 > 0.1 > standard
+
+
+def test_a_stop_keeps_the_finished_cells(tmp_path):
+    plan = evaluation.Plan.from_dict(plan_dict(count=200, models=plan_dict()["models"][:1]))
+    calls = []
+    outcome, results = evaluation.run_plan(plan, tmp_path, should_stop=lambda: calls.append(1) or len(calls) > 2)
+    assert outcome == "stopped" and len(results.rows) == 2
+    assert len(json.loads((tmp_path / "results.json").read_text())["cells"]) == 2
+
+
+def test_masking_flags_come_from_a_rising_curve(tmp_path):
+    results = evaluation.Results(evaluation.Plan.from_dict(plan_dict()), ["a", "b"])
+    for eps, accuracy in ((0.0, 0.9), (0.05, 0.3), (0.1, 0.6)):
+        results.rows.append({"model": "m", "attack": "pgd", "norm": "linf", "eps": eps, "robust_accuracy": accuracy,
+                             "count": 1000})
+    evaluation._finish_curve(results, evaluation.ModelRef("m", "p"), evaluation.AttackRef("pgd", "pgd", {}))
+    assert [flag["code"] for flag in results.flags] == ["accuracy_rises_with_eps"]
+
+
+def test_cli_runs_a_plan_file(tmp_path):
+    (tmp_path / "plan.json").write_text(json.dumps(plan_dict(count=100, models=plan_dict()["models"][:1],
+                                                             sanity=True)))
+    done = subprocess.run([sys.executable, "-m", "advcore", "evaluate", "--plan", str(tmp_path / "plan.json"),
+                           "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "standard / pgd / eps 0.1: robust accuracy" in done.stdout
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(saved["cells"]) == 4 and "standard" in saved["sanity"]
+    bad = subprocess.run([sys.executable, "-m", "advcore", "evaluate", "--plan", str(tmp_path / "missing.json"),
+                          "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "plan file" in bad.stderr and "cannot be read" in bad.stderr

@@ -10,6 +10,7 @@ st.title("Evaluate")
 left, right = st.columns([5, 7], gap="large")
 
 with left:
+    model_widgets.upload_model()
     submitted = evaluate_form.evaluate_form(model_widgets.entries())
     if submitted is not None:
         plan, name = submitted

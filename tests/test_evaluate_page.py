@@ -69,3 +69,10 @@ def test_an_evaluation_runs_in_the_background_and_shows_curves_matrix_and_downlo
     assert [d.proto.label for d in page.get("download_button")] == [
         "Download results (CSV)", "Download results and plan (JSON)"]
     assert page.select_slider[0].options == ["0", "0.05", "0.1"]  # /255 units became [0, 1] budgets
+
+
+def test_a_wrong_model_file_is_refused_on_the_page(page):
+    page.file_uploader(key="model_upload").set_value(("model.keras", b"PK\x03\x04 broken", "application/zip")).run()
+    errors = [e.value for e in page.error]
+    assert len(errors) == 1 and errors[0].startswith("Model not added: model.keras: cannot load the model")
+    assert page.multiselect(key="eval.models").value  # the form is still there, with the bundled models

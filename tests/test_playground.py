@@ -121,9 +121,11 @@ def test_bad_model_files_are_refused_on_the_page(playground, tmp_path):
              "evil.keras": ((tmp_path / "evil.keras").read_bytes(), "contains custom Python code"),
              "any-size.keras": ((tmp_path / "any-size.keras").read_bytes(), "takes inputs of shape (None, None, 3)")}
     playground.radio(key="image_source").set_value("Sample gallery").run()
+    project_files = sorted(p.name for p in ROOT.iterdir())
     for name, (content, message) in cases.items():
         playground.file_uploader(key="model_upload").set_value((name, content, "application/octet-stream")).run()
         errors = messages(playground)
         assert len(errors) == 1 and f"Model not added: {name}: " in errors[0] and message in errors[0]
     assert list((tmp_path / "uploads").glob("*")) == []
+    assert sorted(p.name for p in ROOT.iterdir()) == project_files  # nothing written outside the app's folders
     assert "-badge[" in verdict(playground)  # the page still attacks with the chosen model

@@ -118,9 +118,14 @@ def fgsm(eps: float, **options) -> AttackSpec:
     return AttackSpec(eps=eps, norm="linf", steps=1, **options)
 
 
+def fgm_norm(scaling: str) -> str:
+    """The ball a one-step attack with this gradient scaling is bounded in."""
+    return "l2" if scaling == "l2" else "linf"
+
+
 def fgm(eps: float, scaling: str = "sign", **options) -> AttackSpec:
     """One gradient step with a chosen scaling; bounded in L2 for 'l2', in Linf otherwise."""
-    return AttackSpec(eps=eps, norm="l2" if scaling == "l2" else "linf", steps=1, scaling=scaling, **options)
+    return AttackSpec(eps=eps, norm=fgm_norm(scaling), steps=1, scaling=scaling, **options)
 
 
 def pgd(eps: float, norm: str = "linf", steps: int = 40, random_start: bool = True, **options) -> AttackSpec:

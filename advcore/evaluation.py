@@ -69,7 +69,7 @@ class Plan:
                        **{k: content[k] for k in ("dataset", "count", "seed", "batch_size", "sanity") if k in content})
         except KeyError as missing:
             raise PlanError(f"the plan has no {missing.args[0]!r}") from None
-        except (TypeError, AttributeError) as error:
+        except (TypeError, AttributeError, ValueError) as error:
             raise PlanError(f"the plan is malformed: {error}") from None
         plan.check()
         return plan
@@ -152,14 +152,12 @@ def run_plan(plan: Plan, out: Path, *, should_stop: Callable[[], bool] = lambda:
     results = Results(plan, names)
     cells, step = plan.cells(), slice_size(plan.batch_size)
     work = len(cells) * math.ceil(len(x) / step)
-    done, started = 0, time.perf_counter()
-    loaded = {}
-    for model_ref, attack_ref, eps in cells:
-        if model_ref.path not in loaded:
-            model = load_model(model_ref.path)
+    done, started, current = 0, time.perf_counter(), None
+    for model_ref, attack_ref, eps in cells:  # model by model
+        if model_ref != current:
+            current, model = model_ref, load_model(model_ref.path)
             models.check_compatible(model, dataset.input_shape, dataset.num_classes)
-            loaded = {model_ref.path: (model, evaluate.predict_logits(model, x, plan.batch_size).argmax(-1) == y)}
-        model, clean = loaded[model_ref.path]
+            clean = evaluate.predict_logits(model, x, plan.batch_size).argmax(-1) == y
         spec, begun, robust = attack_ref.spec(eps), time.perf_counter(), []
         for first in range(0, len(x), step):
             if should_stop():

@@ -40,25 +40,32 @@ class Trace:
                 "objective": self.objective[restart, :step + 1, sample]}
 
 
+_DTYPES = {"x": tf.float32, "logits": tf.float32, "value": tf.float32, "success": tf.bool}
+
+
 def _paths(model, spec: AttackSpec, x, labels, eps, step_size, steps, restarts, momentum, seed, first_row,
            pool_size):
-    """Each restart's path; an attack loop of `attacks._compiled` (all rows are attacked at once)."""
+    """Each restart's path of candidates (`attacks._evaluated`: x, logits, value, success); an attack
+    loop of `attacks._compiled`, attacking all rows at once."""
     labels, clean = attacks._clean(model, spec, x, labels, pool_size)
     rows = first_row + tf.range(tf.shape(x, out_type=tf.int64)[0])
     box = attacks.NORMS[spec.norm].box(x, eps, spec.clip_min, spec.clip_max)
-    paths = {key: tf.TensorArray(tf.float32, size=restarts) for key in ("iterates", "logits", "objective")}
+    paths = {key: tf.TensorArray(dtype, size=restarts) for key, dtype in _DTYPES.items()}
     for restart in tf.range(restarts):
         x_adv = attacks._start_rows(spec, x, rows, eps, seed, restart)
         velocity = tf.zeros_like(x)
-        steps_taken = {key: tf.TensorArray(tf.float32, size=steps + 1) for key in paths}
-        for i in tf.range(steps + 1):
+        taken = {key: tf.TensorArray(dtype, size=steps + 1) for key, dtype in _DTYPES.items()}
+        for i in tf.range(steps):
             grad, logits, value = attacks.input_gradient(model, spec, x_adv, labels)
-            steps_taken = {key: steps_taken[key].write(i, tensor) for key, tensor in
-                           (("iterates", x_adv), ("logits", tf.cast(logits, tf.float32)), ("objective", value))}
-            if i < steps:
-                x_adv, velocity = attacks._step(spec, x_adv, x, grad, velocity, eps, step_size, momentum, box)
-        paths = {key: paths[key].write(restart, steps_taken[key].stack()) for key in paths}
-    return labels, clean["logits"], {key: path.stack() for key, path in paths.items()}
+            taken = _write(taken, i, attacks._evaluated(model, spec, x_adv, labels, logits, value))
+            x_adv, velocity = attacks._step(spec, x_adv, x, grad, velocity, eps, step_size, momentum, box)
+        taken = _write(taken, steps, attacks._evaluated(model, spec, x_adv, labels))  # forward only
+        paths = _write(paths, restart, {key: array.stack() for key, array in taken.items()})
+    return labels, clean, {key: path.stack() for key, path in paths.items()}
+
+
+def _write(arrays: dict, index, values: dict) -> dict:
+    return {key: arrays[key].write(index, values[key]) for key in arrays}
 
 
 def _choose(success: np.ndarray, objective: np.ndarray, clean_success: np.ndarray, clean_objective: np.ndarray,
@@ -73,18 +80,17 @@ def _choose(success: np.ndarray, objective: np.ndarray, clean_success: np.ndarra
     last = success.shape[1] - 1
     chosen = np.zeros((success.shape[2], 2), np.int64)
     for n in range(success.shape[2]):
-        fooling = np.argwhere(success[:, :, n]) if early_stop else np.empty((0, 2))
-        if early_stop and clean_success[n]:
-            chosen[n] = (-1, 0)
-        elif len(fooling):
-            chosen[n] = fooling[0]
-        else:
-            best, best_success, best_value = (-1, 0), clean_success[n], clean_objective[n]
-            for restart in range(success.shape[0]):
-                new_success, new_value = success[restart, last, n], objective[restart, last, n]
-                if (new_success and not best_success) or (new_success == best_success and new_value > best_value):
-                    best, best_success, best_value = (restart, last), new_success, new_value
-            chosen[n] = best
+        if early_stop:
+            fooling = [(-1, 0)] if clean_success[n] else np.argwhere(success[:, :, n])
+            if len(fooling):
+                chosen[n] = fooling[0]
+                continue
+        best, best_success, best_value = (-1, 0), clean_success[n], clean_objective[n]
+        for restart in range(success.shape[0]):
+            new_success, new_value = success[restart, last, n], objective[restart, last, n]
+            if (new_success and not best_success) or (new_success == best_success and new_value > best_value):
+                best, best_success, best_value = (restart, last), new_success, new_value
+        chosen[n] = best
     return chosen
 
 
@@ -94,34 +100,23 @@ def trace(model: keras.Model, x, y, spec: AttackSpec, *, target=None, seed: int 
     `seed` and `first_index` mean what they mean for `attacks.attack`, which gives the same result.
     """
     x, labels = attacks.checked_inputs(model, x, y, spec, target)
-    found_labels, clean_logits, paths = attacks._compiled(model, spec, _paths)(
+    labels, clean, paths = attacks._compiled(model, spec, _paths)(
         x, labels, spec.eps, spec.effective_step_size, spec.steps, spec.restarts, spec.momentum, seed,
         first_index, len(x))
-    found_labels, clean_logits = found_labels.numpy(), clean_logits.numpy()
-    paths = {key: value.numpy() for key, value in paths.items()}
-    success = _succeeds(paths["logits"], found_labels, spec.targeted)
-    clean_success = _succeeds(clean_logits, found_labels, spec.targeted)
-    clean_objective = _objective(clean_logits, found_labels, spec)
-    chosen = _choose(success, paths["objective"], clean_success, clean_objective, spec.early_stop)
-    samples = np.arange(len(x))
-    picked = {key: np.where(
-        (chosen[:, 0] < 0).reshape((-1,) + (1,) * (value.ndim - 3)), fallback,
-        value[chosen[:, 0], chosen[:, 1], samples]) for (key, value), fallback in zip(
-        paths.items(), (x, clean_logits, clean_objective))}
-    delta = (picked["iterates"] - x).reshape(len(x), -1)
+    labels = labels.numpy()
+    clean, paths = ({key: value.numpy() for key, value in d.items()} for d in (clean, paths))
+    chosen = _choose(paths["success"], paths["value"], clean["success"], clean["value"], spec.early_stop)
+    restart, step, kept = chosen[:, 0], chosen[:, 1], chosen[:, 0] < 0
+
+    def pick(key: str) -> np.ndarray:
+        """Per sample, the chosen candidate's `key` (the clean image's where it was kept)."""
+        value = paths[key][restart, step, np.arange(len(x))]
+        return np.where(kept.reshape((-1,) + (1,) * (value.ndim - 1)), clean[key], value)
+
+    x_adv, logits = pick("x"), pick("logits")
+    delta = (x_adv - x).reshape(len(x), -1)
     result = attacks.AttackResult(
-        x_adv=picked["iterates"], success=_succeeds(picked["logits"], found_labels, spec.targeted),
-        loss=picked["objective"], linf=np.abs(delta).max(axis=1), l2=np.sqrt((delta ** 2).sum(axis=1)),
-        labels=found_labels, clean_predictions=clean_logits.argmax(-1), predictions=picked["logits"].argmax(-1),
-        logits=picked["logits"])
-    return Trace(paths["iterates"], paths["logits"], paths["objective"], clean_logits, found_labels,
-                 spec.targeted, chosen, result)
-
-
-def _succeeds(logits: np.ndarray, labels: np.ndarray, targeted: bool) -> np.ndarray:
-    predictions = logits.argmax(-1)
-    return predictions == labels if targeted else predictions != labels
-
-
-def _objective(logits: np.ndarray, labels: np.ndarray, spec: AttackSpec) -> np.ndarray:
-    return attacks.objective(tf.constant(logits), tf.constant(labels), spec.loss, spec.targeted).numpy()
+        x_adv=x_adv, success=pick("success"), loss=pick("value"), linf=np.abs(delta).max(axis=1),
+        l2=np.sqrt((delta ** 2).sum(axis=1)), labels=labels, clean_predictions=clean["logits"].argmax(-1),
+        predictions=logits.argmax(-1), logits=logits)
+    return Trace(paths["x"], paths["logits"], paths["value"], clean["logits"], labels, spec.targeted, chosen, result)

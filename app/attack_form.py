@@ -33,12 +33,6 @@ class AttackChoice:
     description: str
 
 
-def method_norm(method: str, options: dict) -> str:
-    if method == "fgm":
-        return "l2" if options["scaling"] == "l2" else "linf"
-    return options.get("norm", "linf")
-
-
 def parse_eps(text: str, unit: str) -> float:
     """'0.1', '8/255' or, in /255 units, '8': the budget in [0, 1] pixel units."""
     try:
@@ -69,7 +63,7 @@ def attack_controls(dataset: str | None, class_names: list[str], input_shape, ke
     """The controls; None after showing on the page why the chosen values cannot run."""
     method_label = st.selectbox("Method", list(METHODS), index=4, key=f"{key}.method")
     method, fixed = METHODS[method_label]
-    norm = method_norm(method, fixed)
+    norm = attacks.fgm_norm(fixed["scaling"]) if method == "fgm" else fixed.get("norm", "linf")
     one_step = method in ("fgsm", "fgm")
     standard = data.standard_eps(dataset, norm)
     c1, c2, c3 = st.columns([2, 2, 3])

@@ -80,10 +80,10 @@ def show_result(model, x: np.ndarray, trace: Trace, choice: AttackChoice, names:
                                                      lines, f"{choice.spec.loss} objective, restart {restart + 1}"),
                            key="steps")
         animation.image(steps_gif(path, x), caption="the iterates and their perturbation, step by step")
-    _downloads(model, x_adv, label, name)
+    _downloads(model, x_adv, int(result.predictions[0]), name)
 
 
-def _downloads(model, x_adv: np.ndarray, label: int, name: str) -> None:
+def _downloads(model, x_adv: np.ndarray, prediction: int, name: str) -> None:
     png = images.encode_png(x_adv)
     quantised = images.to_uint8(x_adv).reshape(x_adv.shape).astype(np.float32) / 255
     png_prediction = int(evaluate.predict_logits(model, quantised[None]).argmax())
@@ -96,5 +96,4 @@ def _downloads(model, x_adv: np.ndarray, label: int, name: str) -> None:
                        on_click="ignore")
     st.caption("The PNG rounds every value to 8 bits (up to 0.5/255 of change); the .npy keeps the exact "
                "floats. " + ("The rounded PNG is classified the same as the exact image." if png_prediction ==
-                             evaluate.predict_logits(model, x_adv[None]).argmax() else
-                             "Rounding to the PNG changes the model's prediction: use the .npy."))
+                             prediction else "Rounding to the PNG changes the model's prediction: use the .npy."))

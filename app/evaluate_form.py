@@ -80,9 +80,7 @@ def _plan(usable, chosen, attack_names, steps, restarts, loss, unit, grids, coun
     refs = _attack_refs(attack_names, steps, restarts, loss)
     norms = {ref.norm for ref in refs}
     eps = {norm: [parse_eps(part, unit) for part in grids[norm].split(",") if part.strip()] for norm in norms}
-    models = [evaluation.ModelRef(usable[k].label, str(usable[k].path.resolve()),
-                                  usable[k].key.split(":", 1)[1] if usable[k].source == "run" else None)
-              for k in chosen]
+    models = [evaluation.ModelRef(usable[k].label, str(usable[k].path.resolve()), usable[k].run_id) for k in chosen]
     plan = evaluation.Plan(tuple(models), tuple(refs), eps, dataset=datasets.pop(), count=count, sanity=sanity)
     plan.check()
     return plan

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
+from advcore import files
 from advcore.runs import LIVE_STATUSES, Run, RunError
 from app import attack_charts, jobs, run_views
 
@@ -24,9 +25,9 @@ def status_of(job: Run) -> dict:
 
 def read_results(job: Run) -> dict | None:
     try:
-        return json.loads((job.path / "results.json").read_text())
-    except (OSError, ValueError):
-        return None
+        return files.read_json(job.path / "results.json", "results")
+    except files.FileProblem:
+        return None  # none yet, or being replaced
 
 
 def progress(job: Run) -> None:
@@ -53,16 +54,16 @@ def progress(job: Run) -> None:
 
 def results(job: Run) -> None:
     content = read_results(job)
-    if not content or not content["cells"]:
+    if not content or not content.get("cells"):
         st.caption("No finished cells yet.")
         return
     cells = pd.DataFrame(content["cells"])
     class_columns = [c for c in cells.columns if c.startswith("class ")]
-    for flag in content["flags"]:
+    for flag in content.get("flags", []):
         st.warning(f"**{flag['model']} / {flag['attack']}: {flag['code'].replace('_', ' ')}**: {flag['message']}")
-    if content["flags"]:
+    if content.get("flags"):
         st.caption(MASKING)
-    elif content["sanity"]:
+    elif content.get("sanity"):
         st.success(f"Gradient-masking checks found nothing suspicious for {', '.join(content['sanity'])}.")
     clean = cells.groupby("model", sort=False)["clean_accuracy"].first()
     st.dataframe(clean.rename("clean accuracy").to_frame().T, column_config={

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from pathlib import Path
 
@@ -28,8 +29,8 @@ class InputImage:
     index: int  # test-set index (the attack's random start depends on it), else 0
     from_test_set: bool
 
-    @property
-    def digest(self) -> str:
+    @functools.cached_property
+    def digest(self) -> str:  # several widget keys use it; a large upload is hashed once
         return hashlib.sha1(self.pixels.tobytes()).hexdigest()[:12]
 
 

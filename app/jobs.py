@@ -8,7 +8,6 @@ sees the same jobs."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -57,9 +56,7 @@ def _safe_status(run: Run) -> dict:
 def refresh(root: Path | None = None) -> None:
     """Reaps finished children and starts the oldest queued runs while slots are free."""
     with _lock:
-        for pid, process in list(_children.items()):
-            if process.poll() is not None:
-                del _children[pid]
+        _reap()
         runs = list_runs(root)
         statuses = {run.id: _safe_status(run) for run in runs}
         active = sum(1 for s in statuses.values() if s["status"] in LIVE_STATUSES and "pid" in s)
@@ -67,6 +64,13 @@ def refresh(root: Path | None = None) -> None:
                    if statuses[run.id]["status"] == "queued" and "pid" not in statuses[run.id]]
         for run in waiting[:max(0, max_concurrent() - active)]:
             _launch(run)
+
+
+def _reap() -> None:
+    """Collects the exit status of children that ended, so none lingers as a zombie."""
+    for pid, process in list(_children.items()):
+        if process.poll() is not None:
+            del _children[pid]
 
 
 def _spawn(arguments: list[str], log_path: Path) -> subprocess.Popen:
@@ -126,10 +130,11 @@ def ensure_worker(root: Path | None = None) -> None:
     """Starts the evaluation worker when evaluations wait and no worker is alive."""
     with _lock:
         waiting = any(_safe_status(job)["status"] == "queued" for job in list_evaluations(root))
+        _reap()
         try:
-            worker = json.loads(eval_worker.worker_file(root).read_text())
+            worker = files.read_json(eval_worker.worker_file(root), "worker record")
             alive = process_alive(worker["pid"], worker.get("pid_start"))
-        except (OSError, ValueError, KeyError):
+        except (files.FileProblem, KeyError):
             alive = False
         if waiting and not alive:
             evaluations = eval_worker.evaluations_root(root)

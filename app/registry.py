@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import re
 from pathlib import Path
@@ -44,17 +43,30 @@ class ModelEntry:
     def class_names(self) -> list[str]:
         return list(self.card["class_names"])
 
+    @property
+    def run_id(self) -> str | None:
+        return self.key.removeprefix("run:") if self.source == "run" else None
+
 
 def uploads_dir() -> Path:
     return Path(os.environ.get(UPLOADS_ENV, PROJECT_ROOT / "uploads")).expanduser()
 
 
+def _read_card(path: Path) -> dict | None:
+    """A model card, or None when it is damaged (a model nobody can describe is not offered)."""
+    try:
+        return files.read_json(path, "model card")
+    except files.FileProblem:
+        return None
+
+
 def _bundled() -> list[ModelEntry]:
     entries = []
     for card_path in sorted(BUNDLED_DIR.glob("*/card.json")):
-        card = json.loads(card_path.read_text())
-        entries.append(ModelEntry(f"bundled:{card_path.parent.name}", f"{card_path.parent.name} (bundled)",
-                                  "bundled", card_path.parent / "model.keras", card))
+        card = _read_card(card_path)
+        if card:
+            entries.append(ModelEntry(f"bundled:{card_path.parent.name}", f"{card_path.parent.name} (bundled)",
+                                      "bundled", card_path.parent / "model.keras", card))
     return entries
 
 
@@ -87,13 +99,14 @@ def _runs(root: Path | None) -> list[ModelEntry]:
     return entries
 
 
+def _upload_entry(card_path: Path, card: dict) -> ModelEntry:
+    return ModelEntry(f"upload:{card_path.stem}", f"{card.get('file name', card_path.stem)} (uploaded)", "upload",
+                      card_path.with_suffix(".keras"), card)
+
+
 def _uploads() -> list[ModelEntry]:
-    entries = []
-    for card_path in sorted(uploads_dir().glob("*.json")):
-        card = json.loads(card_path.read_text())
-        entries.append(ModelEntry(f"upload:{card_path.stem}", f"{card['file name']} (uploaded)", "upload",
-                                  card_path.with_suffix(".keras"), card))
-    return entries
+    cards = {path: _read_card(path) for path in sorted(uploads_dir().glob("*.json"))}
+    return [_upload_entry(path, card) for path, card in cards.items() if card]
 
 
 def list_models(root: Path | None = None) -> list[ModelEntry]:
@@ -127,5 +140,4 @@ def save_upload(content: bytes, file_name: str) -> ModelEntry:
     card = {"file name": re.sub(r"[^\w.\- ]", "_", file_name)[:100], "dataset": dataset,
             "input_shape": list(shape), "class_names": list(_CLASS_NAMES[dataset]) if dataset else
             [f"class {i}" for i in range(classes)], "trained": "uploaded by a user", "metrics": {}}
-    files.write_json(path.with_suffix(".json"), card)
-    return ModelEntry(f"upload:{digest}", f"{card['file name']} (uploaded)", "upload", path, card)
+    return _upload_entry(files.write_json(path.with_suffix(".json"), card), card)

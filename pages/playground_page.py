@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from advcore import evaluate, preprocess, trace
+from advcore import evaluate, models, preprocess, trace
 from app import attack_form, attack_views, image_input, model_widgets
 from app.attack_views import shown
 
@@ -26,7 +26,7 @@ options = image_input.preprocessing(image, entry)
 x = preprocess.prepare(image.pixels, shape, options)
 try:
     model = model_widgets.load_model(entry)
-except Exception as error:  # a file replaced or damaged since it was registered
+except (models.ModelError, OSError) as error:  # a file replaced or removed since it was registered
     st.error(f"Cannot load {entry.label}: {error}")
     st.stop()
 prediction = int(evaluate.predict_logits(model, x[None]).argmax())

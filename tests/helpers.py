@@ -1,7 +1,8 @@
-"""Small helpers shared by tests: free ports for servers, image files good and bad."""
+"""Small helpers shared by tests: free ports for servers, polling, image files good and bad."""
 
 import io
 import socket
+import time
 
 import numpy as np
 from PIL import Image
@@ -12,6 +13,17 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 120, interval: float = 0.1, describe=lambda: ""):
+    """Polls until `condition()` is truthy and returns its value; fails with `describe()` on time-out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s {describe()}".rstrip())
 
 
 def encode(image, fmt: str, **options) -> bytes:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright import sync_api as playwright
 
-from helpers import free_port
+from helpers import free_port, wait_for
 
 from advcore.runs import list_runs
 
@@ -97,15 +97,6 @@ def run_named(runs: Path, name: str):
     matches = [run for run in list_runs(runs) if run.name() == name]
     assert len(matches) == 1
     return matches[0]
-
-
-def wait_for(predicate, timeout=240):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError("timed out")
 
 
 def test_train_a_tiny_run_and_see_its_history(page, server):

@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from advcore import eval_worker, evaluation
 from advcore.runs import Run
 from app import jobs
+from helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ROBUST = ROOT / "assets" / "models" / "fmnist-fast-at" / "model.keras"
@@ -22,15 +22,6 @@ def plan(path, count=200, attacks=None, run=None) -> evaluation.Plan:
         "models": [{"label": "robust", "path": str(path), "run": run}],
         "attacks": attacks or [{"name": "fgsm", "method": "fgsm", "options": {}}],
         "eps": {"linf": [0.05, 0.1]}, "count": count, "batch_size": 100})
-
-
-def wait_for(predicate, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def worker_pid(root) -> int:
@@ -85,6 +76,6 @@ def test_a_killed_worker_fails_its_job_and_a_new_worker_takes_the_next(root):
     wait_for(lambda: queued.status()["status"] == "finished")
 
 
-def test_a_queued_evaluation_stops_at_once(root, monkeypatch):
+def test_a_queued_evaluation_stops_at_once(root):
     job = eval_worker.submit(plan(ROBUST), root)  # queued, no worker started
     assert jobs.stop_evaluation(job) == "stopped" and job.status()["status"] == "stopped"

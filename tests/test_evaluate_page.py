@@ -3,13 +3,13 @@
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from advcore import eval_worker
+from helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,10 +59,7 @@ def test_bad_values_are_explained_and_nothing_is_queued(page, values, message):
 def test_an_evaluation_runs_in_the_background_and_shows_curves_matrix_and_downloads(page):
     assert submit(page, count=200, sanity=False, unit="/255", linf="0, 12.75, 25.5", name="mine") == []
     assert "Queued evaluation" in page.success[0].value
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and "finished" not in str([m.value for m in page.markdown]):
-        time.sleep(0.5)
-        page.run()
+    wait_for(lambda: "finished" in str([m.value for m in page.run().markdown]), interval=0.5)
     assert "Status: :green-badge[finished]" in [m.value for m in page.markdown]
     assert "-mine-" in page.selectbox[0].value
     assert len(page.get("plotly_chart")) == 2  # curves and per-class

@@ -31,6 +31,7 @@ def plan_dict(**changes) -> dict:
     ({"attacks": [{"name": "x", "method": "cw", "options": {}}]}, "unknown attack method 'cw'"),
     ({"attacks": [{"name": "x", "method": "fgsm", "options": {"steps": 3}}]}, "fgsm takes one step"),
     ({"attacks": [{"name": "x", "method": "pgd"}]}, "the plan is malformed"),
+    ({"eps": {"linf": ["lots"]}}, "the plan is malformed: could not convert string to float: 'lots'"),
 ])
 def test_bad_plans_are_refused_before_any_work(changes, message):
     with pytest.raises(evaluation.PlanError, match=message.replace("(", r"\(")):

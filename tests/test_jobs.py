@@ -2,13 +2,13 @@
 
 import os
 import signal
-import time
 
 import pytest
 
 from advcore.config import TrainConfig
 from advcore.runs import RunError
 from app import jobs
+from helpers import wait_for
 
 
 def tiny(name: str, epochs=1) -> TrainConfig:
@@ -19,13 +19,8 @@ def tiny(name: str, epochs=1) -> TrainConfig:
 
 
 def wait_until(predicate, timeout=180, root=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        jobs.refresh(root)
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out")
+    """Waits as a page would: refreshing the job queue at every poll."""
+    wait_for(lambda: jobs.refresh(root) or predicate(), timeout, interval=0.2)
 
 
 @pytest.fixture

@@ -80,6 +80,14 @@ def test_bundled_models_have_complete_cards_and_load(folders):
         assert all(0 <= value <= 1 for value in entry.card["metrics"].values())
 
 
+def test_a_damaged_card_hides_its_model_instead_of_breaking_the_list(folders):
+    kept = registry.save_upload(keras_bytes(models.small_cnn(), folders), "good.keras")
+    broken = registry.save_upload(keras_bytes(models.small_cnn(width=2), folders), "broken.keras")
+    broken.path.with_suffix(".json").write_text("{ not json")
+    uploads = [e.key for e in registry.list_models(folders / "runs") if e.source == "upload"]
+    assert uploads == [kept.key]
+
+
 def test_an_upload_of_variable_input_size_is_refused(folders):
     variable = keras.Sequential([keras.Input((None, None, 3)), keras.layers.GlobalAveragePooling2D(),
                                  keras.layers.Dense(10)])

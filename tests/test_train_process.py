@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import free_port
+from helpers import free_port, wait_for
 
 from advcore import models
 from advcore.runs import Run, list_runs
@@ -33,23 +33,15 @@ def start(runs_dir, *args, log_name="out.log"):
 
 
 def only_run(runs_dir) -> Run:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        runs = list_runs(runs_dir)
-        if runs:
-            return runs[0]
-        time.sleep(0.1)
-    raise AssertionError("no run appeared")
+    return wait_for(lambda: list_runs(runs_dir), 60)[0]
 
 
 def wait_for_epochs(run: Run, count: int, process, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def trained():
         assert process.poll() is None, run.log_tail()
-        if len(run.history()) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {count} epochs after {timeout} s:\n{run.log_tail()}")
+        return len(run.history()) >= count
+
+    wait_for(trained, timeout, 0.05, describe=lambda: f"with fewer than {count} epochs:\n{run.log_tail()}")
 
 
 def check_history(run: Run, phases_of_cycle=("vanilla", "vanilla", "adversarial")) -> pd.DataFrame:

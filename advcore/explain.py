@@ -1,0 +1,279 @@
+"""Adversarial explanations and the accuracy-robustness area (ARA) of Woods et al. 2019 (seed 004).
+
+Both rest on one routine over a perturbation delta measured in RMSE (root mean square over all
+pixels and channels, in [0, 1] pixel units). delta starts at 0; step sizes decrease linearly and
+add up to `eps * overshoot`; each step follows the loss gradient normalised to unit RMSE (optionally
+with momentum) while a criterion holds, and otherwise steps back toward 0. For an explanation the
+criterion is "inside the budget", so delta hovers near the RMSE ball's edge while the target's
+confidence rises; for ARA it is "not yet fooled", so delta hovers at the decision boundary and the
+smallest fooling delta seen is the image's minimal perturbation. Unlike the seed, images are kept
+in [0, 1] after every step, an explanation ends projected into its ball, and ARA keeps the smallest
+crossing instead of the last iterate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import weakref
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from advcore import images
+
+CRITERIA = ("explain", "attack", "btr")
+_TINY = 1e-8
+
+
+def rmse(delta) -> np.ndarray:
+    delta = np.asarray(delta, dtype=np.float32)
+    return np.sqrt(np.mean(np.square(delta), axis=tuple(range(1, delta.ndim))))
+
+
+def _rms(t: tf.Tensor) -> tf.Tensor:
+    return tf.sqrt(tf.reduce_mean(tf.square(t), axis=[1, 2, 3], keepdims=True))
+
+
+def _descend(model, criterion: str, x, labels, eps, overshoot, steps, momentum):
+    """Runs the routine; returns the last delta and, per image, the smallest RMSE at which it was fooled.
+
+    An image is done once it is fooled unperturbed, or once the steps left are too short to bring
+    delta back below its best crossing; done images stop moving and the loop ends when all are done.
+    """
+    count = tf.shape(x)[0]
+    classes = tf.cast(model.outputs[0].shape[-1], tf.float32)
+    steps_f = tf.cast(steps, tf.float32)
+    total = eps * overshoot
+
+    def fooled(logits):
+        if criterion == "attack":
+            return tf.argmax(logits, axis=1, output_type=tf.int32) != labels
+        probability = tf.gather(tf.nn.softmax(logits), labels, batch_dims=1)
+        return probability <= 1.0 / classes
+
+    def body(step, delta, velocity, best, done):
+        with tf.GradientTape() as tape:
+            tape.watch(delta)
+            logits = tf.cast(model(x + delta, training=False), tf.float32)
+            loss = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        grad = tape.gradient(loss, delta)
+        size = _rms(delta)[:, 0, 0, 0]
+        if criterion == "explain":
+            follow = size < eps
+            grad = -grad  # toward the target class
+        else:
+            crossed = fooled(logits)
+            best = tf.where(crossed, tf.minimum(best, size), best)
+            follow = ~crossed
+        step_f = tf.cast(step, tf.float32)
+        step_size = total * (steps_f - step_f) / (steps_f * (steps_f + 1) / 2)
+        direction = tf.where(follow[:, None, None, None], grad, -delta)
+        direction /= _TINY + _rms(direction)
+        if momentum > 0:
+            velocity = momentum * velocity + (1 - momentum) * direction
+            direction = velocity
+        moved = tf.clip_by_value(x + delta + step_size * direction, 0.0, 1.0) - x
+        if criterion != "explain":
+            left = total * (steps_f - step_f) * (steps_f - step_f + 1) / (steps_f * (steps_f + 1))
+            done = done | (best <= 0) | (size - left >= best)
+        delta = tf.where(done[:, None, None, None], delta, moved)
+        return step + 1, delta, velocity, best, done
+
+    start = (tf.constant(0), tf.zeros_like(x), tf.zeros_like(x), tf.fill([count], np.inf), tf.zeros([count], tf.bool))
+    _, delta, _, best, _ = tf.while_loop(lambda step, *state: (step < steps) & ~tf.reduce_all(state[-1]), body, start)
+    if criterion != "explain":  # the last step's result has not been looked at yet
+        logits = tf.cast(model(x + delta, training=False), tf.float32)
+        best = tf.where(fooled(logits), tf.minimum(best, _rms(delta)[:, 0, 0, 0]), best)
+    return delta, best
+
+
+_COMPILED: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
+
+
+def _compiled(model: keras.Model, criterion: str, momentum: float):
+    per_model = _COMPILED.setdefault(model, {})
+    if (criterion, momentum) not in per_model:
+        image = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
+        scalar = tf.TensorSpec([], tf.float32)
+        signature = [image, tf.TensorSpec([None], tf.int32), scalar, scalar, tf.TensorSpec([], tf.int32)]
+        per_model[(criterion, momentum)] = tf.function(
+            lambda x, labels, eps, overshoot, steps: _descend(model, criterion, x, labels, eps, overshoot, steps,
+                                                              momentum), input_signature=signature)
+    return per_model[(criterion, momentum)]
+
+
+def _checked(model, x, labels) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, dtype=np.float32)
+    expected = tuple(model.inputs[0].shape[1:])
+    if x.ndim != 4 or x.shape[1:] != expected:
+        raise ValueError(f"images must have shape (n, {', '.join(map(str, expected))}), got {x.shape}")
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise ValueError("images must lie in [0, 1]")
+    labels = np.asarray(labels, dtype=np.int32).reshape(-1)
+    classes = model.outputs[0].shape[-1]
+    if len(labels) != len(x) or (len(labels) and (labels.min() < 0 or labels.max() >= classes)):
+        raise ValueError(f"need one class in 0..{classes - 1} per image")
+    return x, labels
+
+
+def _check_positive(**values) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+# ----------------------------------------------------------------------------- explanations
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    image: np.ndarray  # HWC, the input
+    label: int  # its true class
+    targets: list[int]  # true class, the most confident other class, then every class
+    roles: list[str]  # "real", "second", then "class"
+    explanations: np.ndarray  # [targets, H, W, C]
+    confidence: np.ndarray  # softmax of every class on the input
+    after: np.ndarray  # softmax of each target on its explanation
+    rho: float
+
+    def file_names(self, class_names) -> list[str]:
+        """Seed 004's names, in this order; p is the class's confidence on the original image."""
+        names = []
+        for role, target in zip(self.roles, self.targets):
+            p = f"{self.confidence[target]:.3f}"
+            name = _safe(class_names[target])
+            names.append({"real": f"_real_was_{p}.png", "second": f"_second_{name}_was_{p}.png"}.get(
+                role, f"{target}_{name}_was_{p}.png"))
+        return names
+
+    def write(self, folder: str | Path, class_names) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        images.write_png(folder / "_input.png", self.image)
+        for name, picture in zip(self.file_names(class_names), self.explanations):
+            images.write_png(folder / name, picture)
+        return folder
+
+
+def _safe(name: str) -> str:
+    """A class name fit for a file name ("T-shirt/top" -> "T-shirt-top")."""
+    return re.sub(r"[^\w.-]+", "-", name).strip("-") or "class"
+
+
+def explain(model: keras.Model, image, label: int, *, rho: float = 0.1, steps: int = 35, overshoot: float = 5.0,
+            momentum: float = 0.0) -> Explanation:
+    """Explanations of one image toward its class, the runner-up and every class, each inside RMSE rho."""
+    x, (label,) = _checked(model, np.asarray(image)[None], [label])
+    _check_positive(rho=rho, steps=steps, overshoot=overshoot)
+    logits = model(x, training=False).numpy()[0].astype(np.float64)
+    confidence = np.exp(logits - logits.max())
+    confidence /= confidence.sum()
+    second = int(np.argmax(np.where(np.arange(len(logits)) == label, -np.inf, logits)))
+    targets = [int(label), second, *range(len(logits))]
+    batch = np.repeat(x, len(targets), axis=0)
+    run = _compiled(model, "explain", float(momentum))
+    delta, _ = run(batch, np.asarray(targets, np.int32), float(rho), float(overshoot), int(steps))
+    delta = delta.numpy()
+    delta *= np.minimum(1.0, rho / np.maximum(rmse(delta), _TINY))[:, None, None, None]  # end inside the ball
+    explained = np.clip(batch + delta, 0.0, 1.0)
+    probabilities = tf.nn.softmax(model(explained, training=False)).numpy()
+    return Explanation(x[0], int(label), targets, ["real", "second"] + ["class"] * len(logits), explained,
+                       confidence.astype(np.float32), probabilities[np.arange(len(targets)), targets], float(rho))
+
+
+# ----------------------------------------------------------------------------- ARA
+
+@dataclasses.dataclass(frozen=True)
+class AraResult:
+    indices: np.ndarray  # the test images used
+    labels: np.ndarray
+    attack: np.ndarray  # minimal RMSE that misclassifies each image (0: already wrong; inf: never found)
+    btr: np.ndarray  # minimal RMSE that pushes the true-class probability to <= 1/K
+    num_classes: int
+    settings: dict
+
+    @property
+    def attack_ara(self) -> float:
+        return area(self.attack, self.num_classes)
+
+    @property
+    def btr_ara(self) -> float:
+        return area(self.btr, self.num_classes)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.attack > 0))
+
+    def curve(self) -> pd.DataFrame:
+        """Accuracy (Attack) and better-than-random rate (BTR) against the RMSE budget r."""
+        finite = np.concatenate([self.attack, self.btr])
+        radii = np.unique(np.concatenate([[0.0], finite[np.isfinite(finite)]]))
+        return pd.DataFrame({"rmse": radii,
+                             "attack_accuracy": [float(np.mean(self.attack > r)) for r in radii],
+                             "btr_accuracy": [float(np.mean(self.btr > r)) for r in radii]})
+
+    def per_image(self) -> pd.DataFrame:
+        return pd.DataFrame({"index": self.indices, "label": self.labels, "attack_rmse": self.attack,
+                             "btr_rmse": self.btr})
+
+    def summary(self) -> dict:
+        return {"images": len(self.indices), "accuracy": self.accuracy, "attack_ara": self.attack_ara,
+                "btr_ara": self.btr_ara, "attack_not_found": int(np.sum(~np.isfinite(self.attack))),
+                "btr_not_found": int(np.sum(~np.isfinite(self.btr))), **self.settings}
+
+
+def area(distances, num_classes: int) -> float:
+    """ARA: the integral over r of max(0, A(r) - 1/K), A(r) = share of images whose distance exceeds r.
+
+    A(r) is a step function, so the integral is exact; it runs up to the largest distance found
+    (images never fooled count as robust over that whole range, as in the seed).
+    """
+    distances = np.sort(np.asarray(distances, dtype=np.float64))
+    finite = distances[np.isfinite(distances)]
+    if len(distances) == 0 or len(finite) == 0:
+        return 0.0
+    edges = np.concatenate([[0.0], np.unique(finite)])
+    widths = np.diff(edges)
+    above = np.array([np.mean(distances > r) for r in edges[:-1]])
+    return float(np.sum(np.maximum(0.0, above - 1.0 / num_classes) * widths))
+
+
+def sample_indices(count: int, available: int, seed: int = 1776) -> np.ndarray:
+    """The first `count` of a seeded permutation of the test set: the same images on every machine."""
+    if not 1 <= count <= available:
+        raise ValueError(f"need between 1 and {available} images, got {count}")
+    return np.sort(np.random.default_rng(seed).permutation(available)[:count])
+
+
+def minimal_perturbations(model: keras.Model, x, labels, criterion: str, *, eps: float = 20.0, steps: int = 450,
+                          momentum: float = 0.9, batch_size: int = 1000, report=None) -> np.ndarray:
+    """Per image, the smallest RMSE perturbation found that fools it ("attack") or beats random ("btr")."""
+    if criterion not in ("attack", "btr"):
+        raise ValueError(f"criterion must be attack or btr, got {criterion!r}")
+    x, labels = _checked(model, x, labels)
+    _check_positive(eps=eps, steps=steps, batch_size=batch_size)
+    run = _compiled(model, criterion, float(momentum))
+    found = []
+    for start in range(0, len(x), batch_size):
+        _, best = run(x[start:start + batch_size], labels[start:start + batch_size], float(eps), 1.0, int(steps))
+        found.append(best.numpy())
+        if report is not None:
+            report(min(start + batch_size, len(x)), len(x))
+    return np.concatenate(found) if found else np.zeros(0, np.float32)
+
+
+def ara(model: keras.Model, x, labels, *, indices=None, eps: float = 20.0, steps: int = 450, momentum: float = 0.9,
+        batch_size: int = 1000, report=None) -> AraResult:
+    """Attack and BTR ARA over the given images; `report(criterion, done, total)` after each batch."""
+    x, labels = _checked(model, x, labels)
+    options = dict(eps=eps, steps=steps, momentum=momentum, batch_size=batch_size)
+    found = {criterion: minimal_perturbations(
+        model, x, labels, criterion, **options,
+        report=None if report is None else lambda done, total, c=criterion: report(c, done, total))
+        for criterion in ("attack", "btr")}
+    indices = np.arange(len(x)) if indices is None else np.asarray(indices)
+    return AraResult(indices, labels, found["attack"], found["btr"], int(model.outputs[0].shape[-1]),
+                     {"eps": eps, "steps": steps, "momentum": momentum})

@@ -17,8 +17,14 @@ Train and probe adversarially robust image classifiers.
   the attack step by step; download the adversarial image.
 - **Evaluate**: robust accuracy of several models under several attacks over eps grids, per class,
   with gradient-masking checks; it runs in the background and survives closing the page.
+- **Interpret**: what one model draws and sees: maximal class activations, class-traversal videos,
+  adversarial explanations (Woods et al.) and the accuracy-robustness area (ARA), with the judge's
+  perceptual-alignment score.
+- **Compare**: standard vs robust models side by side: robustness curves, ARA, activation grids,
+  traversal videos and explanations of the same image, and one table of all the figures.
 
-Everything also works from a terminal: `python -m advcore train | attack | evaluate --help`.
+Everything also works from a terminal: `python -m advcore train | attack | evaluate | activations |
+traverse | explain | ara | profile --help`.
 """
 
 
@@ -28,6 +34,8 @@ TRAIN = st.Page("pages/train_page.py", title="Train", icon=":material/model_trai
 HISTORY = st.Page("pages/history_page.py", title="History", icon=":material/show_chart:", url_path="history")
 EVALUATE = st.Page("pages/evaluate_page.py", title="Evaluate", icon=":material/shield:", url_path="evaluate")
 PLAYGROUND = st.Page("pages/playground_page.py", title="Playground", icon=":material/bolt:", url_path="playground")
+INTERPRET = st.Page("pages/interpret_page.py", title="Interpret", icon=":material/visibility:", url_path="interpret")
+COMPARE = st.Page("pages/compare_page.py", title="Compare", icon=":material/compare:", url_path="compare")
 
 
 def home() -> None:
@@ -36,7 +44,10 @@ def home() -> None:
     st.page_link(HISTORY, label="Compare histories", icon=":material/show_chart:")
     st.page_link(PLAYGROUND, label="Attack an image", icon=":material/bolt:")
     st.page_link(EVALUATE, label="Measure robustness", icon=":material/shield:")
+    st.page_link(INTERPRET, label="See what a model draws", icon=":material/visibility:")
+    st.page_link(COMPARE, label="Standard vs robust, side by side", icon=":material/compare:")
 
 
 st.set_page_config(page_title="AdvLab", layout="wide")
-st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), TRAIN, HISTORY, PLAYGROUND, EVALUATE]).run()
+st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), TRAIN, HISTORY, PLAYGROUND, EVALUATE,
+               INTERPRET, COMPARE]).run()

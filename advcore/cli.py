@@ -1,4 +1,4 @@
-"""`python -m advcore`: the terminal face of AdvLab (attack, evaluate, train).
+"""`python -m advcore`: the terminal face of AdvLab (attack, evaluate, train, interpret).
 
 Bad options end with one line on stderr and exit code 2; a dataset that cannot be found ends with
 the list of places tried and exit code 1. TensorFlow is imported only after the options are valid,
@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from advcore import cli_train
+from advcore import cli_interpret, cli_train
 from advcore.cli_args import EXIT_USAGE, Parser, UsageError, number, number_list, positive_int
 
 EXIT_FAILURE = 1
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m advcore",
                      description="AdvLab from the terminal: attack classifiers and measure their robustness.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser,
-                                     metavar="{attack,evaluate,train,worker}")
+                                     metavar="{attack,evaluate,train,worker,activations,traverse,explain,ara,profile}")
     attack = commands.add_parser(
         "attack", help="attack images and save the adversarial examples",
         description="Attack images of a dataset; writes each adversarial image as PNG, all of them as "
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "model.keras. Ctrl+C (or SIGTERM) finishes the batch, saves and stops; --resume "
                     "continues from the last finished epoch.")
     cli_train.add_options(train)
+    cli_interpret.add_parsers(commands)
     return parser
 
 
@@ -261,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"{parser.prog} {args.command}"
     try:
         {"attack": _run_attack, "evaluate": _run_evaluate, "train": cli_train.run,
-         "worker": _run_worker}[args.command](args)
+         "worker": _run_worker, **cli_interpret.COMMANDS}[args.command](args)
     except (UsageError, ValueError, ModelError, ImageError, DatasetFormatError, RunError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,4 +1,4 @@
-"""The evaluation worker: one long-lived process that runs queued evaluations one after another.
+"""The evaluation worker: one long-lived process that runs queued evaluations and model profiles in turn.
 
 Evaluations are jobs in `<runs root>/_evaluations/<id>/` (the run store's layout: config.json holds
 the plan, status.json the state). The worker keeps TensorFlow and recently used models loaded, so
@@ -6,7 +6,7 @@ an evaluation costs its attacks and not a process start-up (datasets stay loaded
 without work. A job is claimed by creating its `claimed` file exclusively, so two workers never run
 the same job. A job whose status turns `stopping` ends after its current slice of images, keeping
 every finished cell. Each model that is a run's model also gets its results in the run's folder
-(`evaluations/<job id>.json`).
+(`evaluations/<job id>.json`). A profile job (`advcore.profile`) writes into the profile cache.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # TensorFlow is imported by the worker only, not by pages tha
     from advcore import evaluation
 
 EVALUATIONS_DIR = "_evaluations"  # not a valid run id, so the run list never shows it
+PROFILES_DIR = "_profiles"  # the cache of model profiles (advcore.profile), one folder per model file and settings
+PROFILE = "profile"  # the `kind` of a profile job's config; an evaluation's config is its plan
 MODEL_CACHE = 4
 
 
@@ -32,12 +34,26 @@ def evaluations_root(root=None) -> Path:
     return runs_root(root) / EVALUATIONS_DIR
 
 
+def profiles_root(root=None) -> Path:
+    return runs_root(root) / PROFILES_DIR
+
+
 def worker_file(root=None) -> Path:
     return evaluations_root(root) / "worker.json"
 
 
 def submit(plan: evaluation.Plan, root=None, name: str = "evaluation") -> Run:
-    job = Run.create(plan.to_dict(), evaluations_root(root), name)
+    return _queue(plan.to_dict(), root, name)
+
+
+def submit_profile(model_path, dataset: str, settings: dict, folder, root=None, name: str = "profile") -> Run:
+    """Queues the profile of one model file, to be saved in `folder` (see `advcore.profile.folder_for`)."""
+    return _queue({"kind": PROFILE, "model": str(model_path), "dataset": dataset, "settings": settings,
+                   "folder": str(folder)}, root, name)
+
+
+def _queue(config: dict, root, name: str) -> Run:
+    job = Run.create(config, evaluations_root(root), name)
     job.rename(name)
     return job
 
@@ -78,24 +94,62 @@ class _Models:
         return self.cache[path][1]
 
 
-def run_job(job: Run, root, load_model, load_dataset) -> str:
-    from advcore import evaluation
+class _Stopped(Exception):
+    """A profile job was asked to stop; raised between its stages."""
 
+
+def run_job(job: Run, root, load_model, load_dataset) -> str:
     job.update_status(status="running", pid=os.getpid(), pid_start=process_start_ticks(os.getpid()), started=now())
     try:
-        plan = evaluation.Plan.from_dict(job.config())
-        outcome, results = evaluation.run_plan(
-            plan, job.path, load_model=load_model, load_dataset=load_dataset,
-            should_stop=lambda: job.recorded_status()["status"] == "stopping",
-            report=lambda progress: files.write_json(job.progress_path, progress))
+        config = job.config()
+        run = _run_profile if config.get("kind") == PROFILE else _run_evaluation
+        outcome = run(config, job, root, load_model, load_dataset)
     except Exception as error:  # the job fails; the worker goes on with the next one
         with open(job.log_path, "a") as log:
             log.write(traceback.format_exc())
         job.update_status(status="failed", ended=now(), error=f"{type(error).__name__}: {error}")
         return "failed"
-    _save_to_runs(results, job, root)
     job.update_status(status=outcome, ended=now())
     return outcome
+
+
+def _stopping(job: Run) -> bool:
+    return job.recorded_status()["status"] == "stopping"
+
+
+def _run_evaluation(config: dict, job: Run, root, load_model, load_dataset) -> str:
+    from advcore import evaluation
+
+    plan = evaluation.Plan.from_dict(config)
+    outcome, results = evaluation.run_plan(
+        plan, job.path, load_model=load_model, load_dataset=load_dataset, should_stop=lambda: _stopping(job),
+        report=lambda progress: files.write_json(job.progress_path, progress))
+    _save_to_runs(results, job, root)
+    return outcome
+
+
+def _run_profile(config: dict, job: Run, root, load_model, load_dataset) -> str:
+    """Computes a model's profile into its cache folder; stops between stages when asked to."""
+    from advcore import alignment, profile
+
+    settings = profile.ProfileSettings.from_dict(config["settings"])
+    judge = alignment.judge_path(config["dataset"])
+    began = time.monotonic()
+
+    def report(stage: str, fraction: float) -> None:
+        if _stopping(job):
+            raise _Stopped
+        files.write_json(job.progress_path, {"done": round(100 * fraction), "total": 100, "unit": "%",
+                                             "cell": stage, "elapsed": time.monotonic() - began})
+
+    try:
+        figures, pictures, table = profile.compute(load_model(config["model"]), load_dataset(config["dataset"]),
+                                                   settings, judge=load_model(str(judge)) if judge else None,
+                                                   report=report)
+    except _Stopped:
+        return "stopped"
+    profile.save(config["folder"], figures, pictures, table)
+    return "finished"
 
 
 def _save_to_runs(results: evaluation.Results, job: Run, root) -> None:

@@ -124,3 +124,16 @@ def encode_gif(frames: list[np.ndarray], seconds_per_frame: float = 0.15, hold_l
     durations = [round(seconds_per_frame * 1000)] * (len(frames) - 1) + [round(hold_last * 1000)]
     pixels = np.stack([to_uint8(frame) for frame in frames])
     return iio.imwrite("<bytes>", pixels, extension=".gif", is_batch=True, duration=durations, loop=0)
+
+
+def grid(pictures, columns: int | None = None, gap: int = 1) -> np.ndarray:
+    """Tiles [N, H, W, C] images into rows of `columns` (default: one row), `gap` grey pixels apart."""
+    pictures = np.asarray(pictures, dtype=np.float32)
+    count, height, width, channels = pictures.shape
+    columns = columns or count
+    rows = -(-count // columns)
+    out = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap, channels), 0.5, np.float32)
+    for i, picture in enumerate(pictures):
+        top, left = (i // columns) * (height + gap), (i % columns) * (width + gap)
+        out[top:top + height, left:left + width] = picture
+    return out

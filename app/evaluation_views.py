@@ -37,7 +37,8 @@ def progress(job: Run) -> None:
     if status["status"] in LIVE_STATUSES:
         where = job.progress()
         done, total = where.get("done", 0), where.get("total") or 1
-        text = f"{done}/{total} slices · {where.get('cell', 'waiting for the worker')}"
+        count = f"{done}%" if where.get("unit") == "%" else f"{done}/{total} {where.get('unit', 'slices')}"
+        text = f"{count} · {where.get('cell', 'waiting for the worker')}"
         if done:
             eta = where["elapsed"] / done * (total - done)
             text += f" · {run_views.duration(where['elapsed'])} elapsed, about {run_views.duration(eta)} left"

@@ -123,13 +123,44 @@ def submit_evaluation(plan: evaluation.Plan, root: Path | None = None, name: str
 
 
 def list_evaluations(root: Path | None = None) -> list[Run]:
+    """The Evaluate page's jobs (the worker's profile jobs are the Compare page's)."""
+    return [job for job in _worker_jobs(root) if _kind(job) != eval_worker.PROFILE]
+
+
+def _worker_jobs(root: Path | None) -> list[Run]:
     return list_runs(eval_worker.evaluations_root(root))
+
+
+def _kind(job: Run) -> str | None:
+    try:
+        return job.config().get("kind")
+    except RunError:
+        return None
+
+
+def profile_job(folder: Path, root: Path | None = None) -> Run | None:
+    """The newest job computing the profile for `folder`, if one was ever queued."""
+    for job in _worker_jobs(root):
+        try:
+            if job.config().get("folder") == str(folder):
+                return job
+        except RunError:
+            continue
+    return None
+
+
+def submit_profile(model_path: Path, dataset: str, settings: dict, folder: Path, root: Path | None = None,
+                   name: str = "profile") -> Run:
+    """Queues a model's profile for the worker (starting it if needed); the result lands in `folder`."""
+    job = eval_worker.submit_profile(model_path, dataset, settings, folder, root, name)
+    ensure_worker(root)
+    return job
 
 
 def ensure_worker(root: Path | None = None) -> None:
     """Starts the evaluation worker when evaluations wait and no worker is alive."""
     with _lock:
-        waiting = any(_safe_status(job)["status"] == "queued" for job in list_evaluations(root))
+        waiting = any(_safe_status(job)["status"] == "queued" for job in _worker_jobs(root))
         _reap()
         try:
             worker = files.read_json(eval_worker.worker_file(root), "worker record")

@@ -25,6 +25,11 @@ def test_split(dataset: str) -> data.Split:
     return data.load(dataset).test
 
 
+@st.cache_resource(max_entries=1, show_spinner="Loading the training set...")
+def train_split(dataset: str) -> data.Split:
+    return data.load(dataset).train
+
+
 def upload_model() -> None:
     """An expander to add a `.keras` file to the registry; shows why a file is refused."""
     with st.expander("Add a model: upload a Keras 3 `.keras` file"):

@@ -13,4 +13,5 @@ def test_home_page_renders_and_links_the_pages():
     text = " ".join(block.value for block in app.markdown)
     assert "AdvLab" in text and "python -m advcore" in text
     links = {link.proto.label for link in app.get("page_link")}
-    assert links == {"Start training", "Compare histories", "Attack an image", "Measure robustness"}
+    assert links == {"Start training", "Compare histories", "Attack an image", "Measure robustness",
+                     "See what a model draws", "Standard vs robust, side by side"}

@@ -96,3 +96,35 @@ def test_bad_target_class_and_start(trained_model_file, tmp_path):
     done = advcore("attack", "--model", trained_model_file, "--eps", "0.1", "--start", "10000", "--out",
                    tmp_path, check_rc=2)
     assert "outside the test split" in done.stderr
+
+
+def test_interpret_commands_write_their_files(tmp_path):
+    robust = ROOT / "assets" / "models" / "fmnist-fast-at" / "model.keras"
+    done = advcore("activations", robust, "--classes", "1,7", "--steps", 20, "--out", tmp_path / "act", check_rc=0)
+    assert "judge: accuracy" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "act").iterdir()) == [
+        "1_Trouser.png", "7_Sneaker.png", "activations.npy", "grid.png", "steps.gif", "summary.json"]
+    assert json.loads((tmp_path / "act" / "summary.json").read_text())["settings"]["steps"] == 20
+    done = advcore("traverse", robust, "--index", 0, "--target", 1, "--steps", 40, "--every", 2,
+                   "--out", tmp_path / "t.mp4", check_rc=0)
+    assert "21 frames" in done.stdout
+    assert len(__import__("imageio.v3", fromlist=["imread"]).imread(tmp_path / "t.mp4", index=None)) == 21
+    advcore("explain", robust, "--start", 5, "--count", 1, "--out", tmp_path / "expl", check_rc=0)
+    (folder,) = (tmp_path / "expl").iterdir()
+    assert folder.name == "5-Trouser" and len(list(folder.glob("*.png"))) == 13
+    done = advcore("ara", robust, "--count", 20, "--steps", 40, "--out", tmp_path / "ara", check_rc=0)
+    summary = json.loads((tmp_path / "ara" / "summary.json").read_text())
+    assert f"Attack ARA {summary['attack_ara']:.4f}" in done.stdout and summary["images"] == 20
+    assert len(pd.read_csv(tmp_path / "ara" / "ara.csv")) == 20
+
+
+@pytest.mark.parametrize("args, message", [
+    (["traverse", "--target", 10, "--out", "x.mp4"], "--target must be a class index in 0..9"),
+    (["traverse", "--target", 1, "--out", "x.avi"], "--out must end in .mp4 or .gif"),
+    (["activations", "--classes", "3,x", "--out", "y"], "--classes must be comma-separated class indices"),
+    (["explain", "--rho", "-1", "--out", "z"], "rho must be positive"),
+])
+def test_interpret_commands_explain_bad_options(args, message, tmp_path):
+    robust = ROOT / "assets" / "models" / "fmnist-fast-at" / "model.keras"
+    done = advcore(args[0], robust, *args[1:], check_rc=2)
+    assert message in done.stderr

@@ -208,12 +208,7 @@ class AraResult:
         return float(np.mean(self.attack > 0))
 
     def curve(self) -> pd.DataFrame:
-        """Accuracy (Attack) and better-than-random rate (BTR) against the RMSE budget r."""
-        finite = np.concatenate([self.attack, self.btr])
-        radii = np.unique(np.concatenate([[0.0], finite[np.isfinite(finite)]]))
-        return pd.DataFrame({"rmse": radii,
-                             "attack_accuracy": [float(np.mean(self.attack > r)) for r in radii],
-                             "btr_accuracy": [float(np.mean(self.btr > r)) for r in radii]})
+        return curve(self.attack, self.btr)
 
     def per_image(self) -> pd.DataFrame:
         return pd.DataFrame({"index": self.indices, "label": self.labels, "attack_rmse": self.attack,
@@ -223,6 +218,15 @@ class AraResult:
         return {"images": len(self.indices), "accuracy": self.accuracy, "attack_ara": self.attack_ara,
                 "btr_ara": self.btr_ara, "attack_not_found": int(np.sum(~np.isfinite(self.attack))),
                 "btr_not_found": int(np.sum(~np.isfinite(self.btr))), **self.settings}
+
+
+def curve(attack, btr) -> pd.DataFrame:
+    """Accuracy (Attack) and better-than-random rate (BTR) against the RMSE budget r, at every jump."""
+    attack, btr = np.asarray(attack, dtype=np.float64), np.asarray(btr, dtype=np.float64)
+    found = np.concatenate([attack, btr])
+    radii = np.unique(np.concatenate([[0.0], found[np.isfinite(found)]]))
+    return pd.DataFrame({"rmse": radii, "attack_accuracy": [float(np.mean(attack > r)) for r in radii],
+                         "btr_accuracy": [float(np.mean(btr > r)) for r in radii]})
 
 
 def area(distances, num_classes: int) -> float:

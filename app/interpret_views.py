@@ -209,13 +209,11 @@ def _profile_folder(path: str, modified: float, settings: profile.ProfileSetting
 def ara_figure(tables: dict, num_classes: int) -> go.Figure:
     """Accuracy (solid) and better-than-random rate (dotted) against the RMSE budget, per model's ARA table."""
     figure = go.Figure()
-    for label, distances in tables.items():
-        for column, dash in (("attack_rmse", "solid"), ("btr_rmse", "dot")):
-            values = np.sort(distances[column].to_numpy())
-            radii = np.unique(np.concatenate([[0.0], values[np.isfinite(values)]]))
-            above = [float(np.mean(values > r)) for r in radii]
-            figure.add_trace(go.Scatter(x=radii, y=above, mode="lines", line={"dash": dash, "shape": "hv"},
-                                        name=f"{label}: {'accuracy' if column == 'attack_rmse' else 'BTR'}"))
+    for label, table in tables.items():
+        points = explain.curve(table["attack_rmse"], table["btr_rmse"])
+        for column, dash, what in (("attack_accuracy", "solid", "accuracy"), ("btr_accuracy", "dot", "BTR")):
+            figure.add_trace(go.Scatter(x=points["rmse"], y=points[column], mode="lines", name=f"{label}: {what}",
+                                        line={"dash": dash, "shape": "hv"}))
     figure.add_hline(y=1 / num_classes, line_dash="dash", line_color="grey", annotation_text="1/K")
     figure.update_layout(title="Accuracy vs RMSE budget (ARA: the area above 1/K)", xaxis_title="RMSE",
                          yaxis={"tickformat": ".0%", "range": [0, 1.02]}, height=380,

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from advcore import alignment, images, models, preprocess, profile
+from advcore import alignment, images, models, preprocess, profile, video
 from app import image_input, interpret_views, jobs, model_widgets, state
 from app.evaluation_views import progress, status_of
 
@@ -72,8 +72,6 @@ with traversal_tab:
             a, b = right.columns(2)
             a.download_button("Video (MP4)", mp4, "traversal.mp4", "video/mp4", on_click="ignore", key="dl-mp4")
             if b.button("Make a GIF", key="make-gif"):
-                from advcore import video
-
                 b.download_button("GIF", images.encode_gif(video.traversal_frames(result, names), 0.1),
                                   "traversal.gif", "image/gif", on_click="ignore", key="dl-gif")
         st.subheader("Adversarial explanations")

@@ -79,3 +79,16 @@ def test_a_killed_worker_fails_its_job_and_a_new_worker_takes_the_next(root):
 def test_a_queued_evaluation_stops_at_once(root):
     job = eval_worker.submit(plan(ROBUST), root)  # queued, no worker started
     assert jobs.stop_evaluation(job) == "stopped" and job.status()["status"] == "stopped"
+
+
+def test_a_profile_job_stops_between_stages_and_saves_nothing(root):
+    from advcore import profile
+
+    settings = profile.ProfileSettings(count=3000, ara_steps=450)
+    folder = profile.folder_for(eval_worker.profiles_root(root), ROBUST, settings)
+    job = jobs.submit_profile(ROBUST, "fashion_mnist", settings.to_dict(), folder, root)
+    assert jobs.profile_job(folder, root).id == job.id and jobs.list_evaluations(root) == []  # not the Evaluate page's
+    wait_for(lambda: job.status()["status"] == "running" and job.progress().get("cell"), timeout=120)
+    assert jobs.stop_evaluation(job) == "stopping"
+    wait_for(lambda: job.status()["status"] == "stopped", timeout=120)
+    assert profile.load(folder) is None

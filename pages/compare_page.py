@@ -8,6 +8,7 @@ from app import attack_charts, interpret_views, jobs, model_widgets, state
 from app.evaluation_views import status_of
 
 POLL_SECONDS = 2
+VIDEO_PIXELS = 320  # the 28x28 frames are encoded 8x (224 px) plus their caption strip
 
 st.title("Compare models")
 entries = model_widgets.entries()
@@ -130,7 +131,7 @@ for column, (title, (entry, model)) in zip(columns, loaded.items()):
         st.markdown(f"**{title}**")
         result, mp4 = interpret_views.traversal(entry, model, x, target, interpret.TRAVERSAL,
                                                 f"test-{index}")
-        st.video(mp4, loop=True, autoplay=True, muted=True)
+        st.video(mp4, loop=True, autoplay=True, muted=True, width=VIDEO_PIXELS)
         st.caption(f"last frame classified {names[int(result.logits[-1, 0].argmax())]}")
         explained = interpret_views.explanation(entry, model, x, label, 0.1, 35, 5.0, f"test-{index}")
         interpret_views.explanation_grid(explained, names, columns=4)

@@ -61,7 +61,7 @@ with traversal_tab:
             settings, target = chosen
             result, mp4 = interpret_views.traversal(entry, model, x, target, settings, image.digest)
             left, right = st.columns([1, 1])
-            left.video(mp4, loop=True)
+            left.video(mp4, loop=True, width=320)
             final = int(result.logits[-1, 0].argmax())
             right.markdown(f"Last frame: classified **{names[final]}** "
                            f"(L2 distance {float(((result.images[0] - x) ** 2).sum() ** 0.5):.2f})")

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import weakref
 from typing import Literal
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from advcore import graphs
 from advcore.norms import NORMS, SCALING_NORM, SCALINGS, l1_norm, l2_norm, linf_norm
 
 LOSSES = ("ce", "margin")
@@ -400,9 +400,6 @@ def _result(x, labels, clean_logits, best: dict) -> dict:
     }
 
 
-_COMPILED: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
-
-
 def _compiled(model: keras.Model, spec: AttackSpec, loop=None):
     """One traced graph per model, loop and graph-shaping spec fields, shared by later calls.
 
@@ -410,14 +407,10 @@ def _compiled(model: keras.Model, spec: AttackSpec, loop=None):
     first_row, pool_size); the default is the spec's attack loop.
     """
     loop = loop or (_attack_until_fooled if spec.early_stop else _attack_every_step)
-    per_model = _COMPILED.setdefault(model, {})
-    key = (loop, spec._graph_key())
-    if key not in per_model:
-        image = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
-        scalar, count, row = tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int64)
-        signature = [image, tf.TensorSpec([None], tf.int64), scalar, scalar, count, count, scalar, row, row, count]
-        per_model[key] = tf.function(lambda *args: loop(model, spec, *args), input_signature=signature)
-    return per_model[key]
+    image = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
+    scalar, count, row = tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int64)
+    signature = [image, tf.TensorSpec([None], tf.int64), scalar, scalar, count, count, scalar, row, row, count]
+    return graphs.compiled(model, (loop, spec._graph_key()), lambda *args: loop(model, spec, *args), signature)
 
 
 # Early stopping keeps a pool of `batch_size` rows busy over a longer stretch of the input.
@@ -477,16 +470,23 @@ def check_labels(labels, count: int, num_classes: int, what: str = "labels") -> 
     return labels.astype(np.int64)
 
 
-def checked_inputs(model: keras.Model, x, y, spec: AttackSpec, target=None) -> tuple[np.ndarray, np.ndarray]:
-    """The images, and the labels the attack works with (true labels or targets), after every check."""
-    if not isinstance(spec, AttackSpec):
-        raise TypeError(f"spec must be an AttackSpec, got {type(spec).__name__}")
-    x = check_images(x, spec.clip_min, spec.clip_max)
+def checked_batch(model: keras.Model, x, labels, what: str = "labels", clip_min: float = 0.0,
+                  clip_max: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Images the model takes, in range, and one class index of the model per image."""
+    x = check_images(x, clip_min, clip_max)
     num_classes = int(model.outputs[0].shape[-1])
     from advcore.models import check_compatible  # the models module imports Keras layers lazily
 
     check_compatible(model, x.shape[1:], num_classes)
-    y = check_labels(y, len(x), num_classes)
+    return x, check_labels(labels, len(x), num_classes, what)
+
+
+def checked_inputs(model: keras.Model, x, y, spec: AttackSpec, target=None) -> tuple[np.ndarray, np.ndarray]:
+    """The images, and the labels the attack works with (true labels or targets), after every check."""
+    if not isinstance(spec, AttackSpec):
+        raise TypeError(f"spec must be an AttackSpec, got {type(spec).__name__}")
+    x, y = checked_batch(model, x, y, "labels", spec.clip_min, spec.clip_max)
+    num_classes = int(model.outputs[0].shape[-1])
     if spec.target == "targeted":
         _require(target is not None, "a targeted attack needs target classes (target=...)")
         return x, check_labels(np.broadcast_to(target, y.shape) if np.ndim(target) == 0 else target,

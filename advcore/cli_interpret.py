@@ -17,6 +17,12 @@ def _model_and_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="folder holding the dataset files")
 
 
+def _options(parser: argparse.ArgumentParser, rows) -> None:
+    """Adds (flag, type, default, help) rows; the help states the default."""
+    for flag, kind, default, text in rows:
+        parser.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
+
+
 def add_parsers(commands) -> None:
     activations = commands.add_parser(
         "activations", help="maximal class activations: the image of each class the model draws itself",
@@ -35,7 +41,7 @@ def add_parsers(commands) -> None:
                              ("--l2", number, "weight of the L2 penalty"), ("--tv", number, "weight of total variation"),
                              ("--record-every", positive_int, "keep a frame every N steps")):
         activations.add_argument(flag, type=kind, default=None, help=f"{text} (default: the preset's)")
-    activations.add_argument("--seed", type=int, default=0, help="seed of the noise start and jitter (default: 0)")
+    _options(activations, [("--seed", int, 0, "seed of the noise start and jitter")])
     activations.add_argument("--out", type=Path, required=True, help="output folder")
 
     traverse = commands.add_parser(
@@ -47,12 +53,11 @@ def add_parsers(commands) -> None:
     source.add_argument("--index", type=int, default=0, help="test image index (default: 0)")
     source.add_argument("--image", type=Path, default=None, help="an image file instead of a test image")
     traverse.add_argument("--target", type=int, required=True, help="the class to climb toward")
-    traverse.add_argument("--steps", type=positive_int, default=400, help="steps (default: 400)")
-    traverse.add_argument("--step-size", type=number, default=0.01, help="sign step size (default: 0.01)")
     traverse.add_argument("--norm", choices=("l2", "linf"), default=None, help="stay inside this ball (default: none)")
-    traverse.add_argument("--eps", type=number, default=0.0, help="the ball's radius, with --norm")
-    traverse.add_argument("--every", type=positive_int, default=1, help="a frame every N steps (default: 1)")
-    traverse.add_argument("--fps", type=number, default=10.0, help="frames per second (default: 10)")
+    _options(traverse, [("--steps", positive_int, 400, "steps"), ("--step-size", number, 0.01, "sign step size"),
+                        ("--eps", number, 0.0, "the ball's radius, with --norm"),
+                        ("--every", positive_int, 1, "a frame every N steps"),
+                        ("--fps", number, 10.0, "frames per second")])
     traverse.add_argument("--out", type=Path, required=True, help="output file: .mp4 or .gif")
 
     explain = commands.add_parser(
@@ -60,11 +65,9 @@ def add_parsers(commands) -> None:
         description="For each test image: explanations toward the true class, the most confident other class "
                     "and every class, inside RMSE rho; one folder per image with seed 004's file names.")
     _model_and_data(explain)
-    explain.add_argument("--start", type=int, default=0, help="first test image (default: 0)")
-    explain.add_argument("--count", type=positive_int, default=10, help="test images (default: 10)")
-    explain.add_argument("--rho", type=number, default=0.1, help="RMSE budget (default: 0.1)")
-    explain.add_argument("--steps", type=positive_int, default=35, help="steps (default: 35)")
-    explain.add_argument("--overshoot", type=number, default=5.0, help="step sizes sum to rho x this (default: 5)")
+    _options(explain, [("--start", int, 0, "first test image"), ("--count", positive_int, 10, "test images"),
+                       ("--rho", number, 0.1, "RMSE budget"), ("--steps", positive_int, 35, "steps"),
+                       ("--overshoot", number, 5.0, "step sizes sum to rho x this")])
     explain.add_argument("--out", type=Path, required=True, help="output folder")
 
     ara = commands.add_parser(
@@ -72,11 +75,9 @@ def add_parsers(commands) -> None:
         description="Minimal RMSE perturbation per image that misclassifies it (Attack) or pushes the true class "
                     "to 1/K (BTR), on a seeded sample of test images; prints both ARAs.")
     _model_and_data(ara)
-    ara.add_argument("--count", type=positive_int, default=1000, help="test images (default: 1000)")
-    ara.add_argument("--seed", type=int, default=1776, help="seed of the image sample (default: 1776)")
-    ara.add_argument("--steps", type=positive_int, default=450, help="steps per image (default: 450)")
-    ara.add_argument("--eps", type=number, default=20.0, help="total step length (default: 20)")
-    ara.add_argument("--momentum", type=number, default=0.9, help="momentum (default: 0.9)")
+    _options(ara, [("--count", positive_int, 1000, "test images"), ("--seed", int, 1776, "seed of the image sample"),
+                   ("--steps", positive_int, 450, "steps per image"), ("--eps", number, 20.0, "total step length"),
+                   ("--momentum", number, 0.9, "momentum")])
     ara.add_argument("--out", type=Path, default=None, help="folder for ara.csv, curve.csv and summary.json")
 
     profile = commands.add_parser(
@@ -84,7 +85,7 @@ def add_parsers(commands) -> None:
         description="Clean and PGD robust accuracy, Attack/BTR ARA, maximal class activations, traversals and "
                     "the judge's perceptual-alignment scores; writes profile.json, the images and ara.csv.")
     _model_and_data(profile)
-    profile.add_argument("--count", type=positive_int, default=1000, help="test images (default: 1000)")
+    _options(profile, [("--count", positive_int, 1000, "test images")])
     profile.add_argument("--out", type=Path, required=True, help="output folder")
 
 
@@ -132,7 +133,7 @@ def run_activations(args) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     np.save(args.out / "activations.npy", result.images)
     for image, c in zip(result.images, classes):
-        images.write_png(args.out / f"{c}_{dataset.class_names[c]}.png".replace("/", "-"), image)
+        images.write_png(args.out / f"{c}_{files.safe_name(dataset.class_names[c])}.png", image)
     images.write_png(args.out / "grid.png", images.grid(result.images))
     (args.out / "steps.gif").write_bytes(images.encode_gif([images.grid(frame) for frame in result.frames]))
     summary = {"model": str(args.model), "dataset": dataset.name, "classes": classes, "preset": args.preset,
@@ -140,9 +141,9 @@ def run_activations(args) -> dict:
                "final_target_logits": result.target_logits[-1].tolist()}
     judge = _judge(dataset.name)
     if judge is not None:
-        summary["alignment"] = alignment.score(judge, result.images, classes)
-        print(f"judge: accuracy {summary['alignment']['judge_accuracy']:.0%}, confidence "
-              f"{summary['alignment']['judge_confidence']:.2f}, total variation {summary['alignment']['total_variation']:.3f}")
+        score = summary["alignment"] = alignment.score(judge, result.images, classes)
+        print(f"judge: accuracy {score['judge_accuracy']:.0%}, confidence {score['judge_confidence']:.2f}, "
+              f"total variation {score['total_variation']:.3f}")
     files.write_json(args.out / "summary.json", summary)
     print(f"wrote {len(classes)} class images, grid.png and steps.gif to {args.out}")
     return summary
@@ -176,7 +177,7 @@ def run_traverse(args) -> dict:
 
 
 def run_explain(args) -> list[str]:
-    from advcore import explain
+    from advcore import explain, files
 
     model, dataset = _load(args)
     if not 0 <= args.start < len(dataset.test):
@@ -186,8 +187,8 @@ def run_explain(args) -> list[str]:
         label = int(dataset.test.y[index])
         result = explain.explain(model, dataset.test.x[index], label, rho=args.rho, steps=args.steps,
                                  overshoot=args.overshoot)
-        folder = result.write(args.out / f"{index}-{dataset.class_names[label]}".replace("/", "-"),
-                              dataset.class_names)
+        folder = args.out / files.safe_name(f"{index}-{dataset.class_names[label]}")
+        result.write(folder, dataset.class_names)
         written.append(str(folder))
         print(folder)
     return written
@@ -207,7 +208,8 @@ def run_ara(args) -> dict:
         files.write_text(args.out / "ara.csv", result.per_image().to_csv(index=False))
         files.write_text(args.out / "curve.csv", result.curve().to_csv(index=False))
         files.write_json(args.out / "summary.json", summary)
-    print(f"accuracy {summary['accuracy']:.4f}  Attack ARA {summary['attack_ara']:.4f}  BTR ARA {summary['btr_ara']:.4f}"
+    print(f"accuracy {summary['accuracy']:.4f}  Attack ARA {summary['attack_ara']:.4f}  "
+          f"BTR ARA {summary['btr_ara']:.4f}"
           f"  ({args.count} images)")
     return summary
 

@@ -14,8 +14,6 @@ crossing instead of the last iterate.
 from __future__ import annotations
 
 import dataclasses
-import re
-import weakref
 from pathlib import Path
 
 import keras
@@ -23,7 +21,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from advcore import images
+from advcore import attacks, files, graphs, images
 
 CRITERIA = ("explain", "attack", "btr")
 _TINY = 1e-8
@@ -91,33 +89,17 @@ def _descend(model, criterion: str, x, labels, eps, overshoot, steps, momentum):
     return delta, best
 
 
-_COMPILED: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
-
-
 def _compiled(model: keras.Model, criterion: str, momentum: float):
-    per_model = _COMPILED.setdefault(model, {})
-    if (criterion, momentum) not in per_model:
-        image = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
-        scalar = tf.TensorSpec([], tf.float32)
-        signature = [image, tf.TensorSpec([None], tf.int32), scalar, scalar, tf.TensorSpec([], tf.int32)]
-        per_model[(criterion, momentum)] = tf.function(
-            lambda x, labels, eps, overshoot, steps: _descend(model, criterion, x, labels, eps, overshoot, steps,
-                                                              momentum), input_signature=signature)
-    return per_model[(criterion, momentum)]
+    image = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
+    scalar = tf.TensorSpec([], tf.float32)
+    signature = [image, tf.TensorSpec([None], tf.int32), scalar, scalar, tf.TensorSpec([], tf.int32)]
+    return graphs.compiled(model, ("woods", criterion, momentum), lambda x, labels, eps, overshoot, steps: _descend(
+        model, criterion, x, labels, eps, overshoot, steps, momentum), signature)
 
 
 def _checked(model, x, labels) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(x, dtype=np.float32)
-    expected = tuple(model.inputs[0].shape[1:])
-    if x.ndim != 4 or x.shape[1:] != expected:
-        raise ValueError(f"images must have shape (n, {', '.join(map(str, expected))}), got {x.shape}")
-    if x.size and (x.min() < 0 or x.max() > 1):
-        raise ValueError("images must lie in [0, 1]")
-    labels = np.asarray(labels, dtype=np.int32).reshape(-1)
-    classes = model.outputs[0].shape[-1]
-    if len(labels) != len(x) or (len(labels) and (labels.min() < 0 or labels.max() >= classes)):
-        raise ValueError(f"need one class in 0..{classes - 1} per image")
-    return x, labels
+    x, labels = attacks.checked_batch(model, x, np.reshape(labels, -1))
+    return x, labels.astype(np.int32)
 
 
 def _check_positive(**values) -> None:
@@ -144,7 +126,7 @@ class Explanation:
         names = []
         for role, target in zip(self.roles, self.targets):
             p = f"{self.confidence[target]:.3f}"
-            name = _safe(class_names[target])
+            name = files.safe_name(class_names[target])
             names.append({"real": f"_real_was_{p}.png", "second": f"_second_{name}_was_{p}.png"}.get(
                 role, f"{target}_{name}_was_{p}.png"))
         return names
@@ -156,11 +138,6 @@ class Explanation:
         for name, picture in zip(self.file_names(class_names), self.explanations):
             images.write_png(folder / name, picture)
         return folder
-
-
-def _safe(name: str) -> str:
-    """A class name fit for a file name ("T-shirt/top" -> "T-shirt-top")."""
-    return re.sub(r"[^\w.-]+", "-", name).strip("-") or "class"
 
 
 def explain(model: keras.Model, image, label: int, *, rho: float = 0.1, steps: int = 35, overshoot: float = 5.0,
@@ -266,7 +243,7 @@ def minimal_perturbations(model: keras.Model, x, labels, criterion: str, *, eps:
         found.append(best.numpy())
         if report is not None:
             report(min(start + batch_size, len(x)), len(x))
-    return np.concatenate(found) if found else np.zeros(0, np.float32)
+    return np.concatenate(found)
 
 
 def ara(model: keras.Model, x, labels, *, indices=None, eps: float = 20.0, steps: int = 450, momentum: float = 0.9,

@@ -1,9 +1,10 @@
-"""Atomic file writes (a reader sees the old file or the new one, never half of one) and JSON reads."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of one), JSON reads, safe names."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,3 +50,8 @@ def read_json(path: str | os.PathLike, what: str = "file") -> dict:
     if not isinstance(content, dict):
         raise FileProblem(f"{what} {path}: must hold a JSON object")
     return content
+
+
+def safe_name(text: str) -> str:
+    """Text fit for a file or folder name: runs of anything but letters, digits, . and - become one -."""
+    return re.sub(r"[^\w.-]+", "-", text).strip("-") or "unnamed"

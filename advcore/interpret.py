@@ -12,13 +12,13 @@ standard model's adds noise that the model alone finds convincing.
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from advcore import attacks, graphs
 from advcore.norms import NORMS
 
 DIRECTIONS = ("rms", "sign")
@@ -165,18 +165,12 @@ def _climb(model, settings: Ascent, x, origin, targets, first_step, frames, last
     return x, frame_images.stack(), frame_logits.stack()
 
 
-_COMPILED: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
-
-
 def _compiled(model: keras.Model, settings: Ascent):
-    per_model = _COMPILED.setdefault(model, {})
-    key = settings.replace(steps=1)  # the step count is the caller's loop, not part of the graph
-    if key not in per_model:
-        image = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
-        count = tf.TensorSpec([], tf.int32)
-        signature = [image, image, tf.TensorSpec([None], tf.int32), count, count, count, tf.TensorSpec([], tf.int64)]
-        per_model[key] = tf.function(lambda *args: _climb(model, settings, *args), input_signature=signature)
-    return per_model[key]
+    image = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
+    count = tf.TensorSpec([], tf.int32)
+    signature = [image, image, tf.TensorSpec([None], tf.int32), count, count, count, tf.TensorSpec([], tf.int64)]
+    key = ("ascent", settings.replace(steps=1))  # the step count is an argument, not part of the graph
+    return graphs.compiled(model, key, lambda *args: _climb(model, settings, *args), signature)
 
 
 def ascend(model: keras.Model, start, targets, settings: Ascent, *, seed: int = 0,
@@ -186,16 +180,8 @@ def ascend(model: keras.Model, start, targets, settings: Ascent, *, seed: int = 
     The ascent runs compiled in at most `chunks` calls (one host round trip each), so a page can show
     progress and the newest frame without slowing the loop down.
     """
-    start = np.asarray(start, dtype=np.float32)
-    expected = tuple(model.inputs[0].shape[1:])
-    if start.ndim != 4 or start.shape[1:] != expected:
-        raise ValueError(f"start images must have shape (n, {', '.join(map(str, expected))}), got {start.shape}")
-    if start.min() < 0 or start.max() > 1:
-        raise ValueError("start images must lie in [0, 1]")
-    targets = np.asarray(targets, dtype=np.int32).reshape(-1)
-    classes = model.outputs[0].shape[-1]
-    if len(targets) != len(start) or targets.min() < 0 or targets.max() >= classes:
-        raise ValueError(f"need one target class in 0..{classes - 1} per start image")
+    start, targets = attacks.checked_batch(model, start, np.reshape(targets, -1), "target classes")
+    targets = targets.astype(np.int32)
     run = _compiled(model, settings)
     x, origin = tf.constant(start), tf.constant(start)
     frames, logits = [start], [model(origin, training=False).numpy().astype(np.float32)]

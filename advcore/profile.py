@@ -130,13 +130,21 @@ def save(folder: str | Path, figures: dict, pictures: dict[str, np.ndarray], ara
     return files.write_json(folder / PROFILE_FILE, figures)  # last: its presence means the profile is complete
 
 
-def load(folder: str | Path) -> tuple[dict, dict[str, np.ndarray]] | None:
+@dataclasses.dataclass(frozen=True)
+class Saved:
+    figures: dict
+    pictures: dict[str, np.ndarray]  # "activations", "traversals"
+    ara: pd.DataFrame  # the per-image minimal perturbations
+
+
+def load(folder: str | Path) -> Saved | None:
     """A saved profile, or None when there is none (or not a complete one) in `folder`."""
     folder = Path(folder)
     try:
         figures = files.read_json(folder / PROFILE_FILE, "profile")
         pictures = {name: np.load(folder / file, allow_pickle=False)
                     for name, file in (("activations", ACTIVATIONS_FILE), ("traversals", TRAVERSALS_FILE))}
+        ara = pd.read_csv(folder / ARA_FILE)
     except (files.FileProblem, OSError, ValueError):
         return None
-    return figures, pictures
+    return Saved(figures, pictures, ara)

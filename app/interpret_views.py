@@ -113,7 +113,17 @@ def activations(entry: ModelEntry, model, settings: interpret.Ascent, start: str
     return remembered(("activations", model_key(entry), settings, start, tuple(classes), seed), compute)
 
 
-def activation_downloads(result: interpret.Ascension, name: str) -> None:
+def show_activations(result: interpret.Ascension, names: list[str], judge_model, model_name: str) -> None:
+    """The class images, the judge's score of them, the logits per step, and the downloads."""
+    show_grid(result.images, [names[c] for c in result.targets])
+    if judge_model is not None:
+        st.markdown("**Perceptual alignment** (the judge, a separately trained robust model, rates these images): "
+                    + score_line(alignment.score(judge_model, result.images, result.targets)))
+    st.plotly_chart(logit_figure(result, names, "Target logit per step"), key="act-logits")
+    _activation_downloads(result, model_name)
+
+
+def _activation_downloads(result: interpret.Ascension, name: str) -> None:
     a, b, c = st.columns(3)
     a.download_button("Grid (PNG)", images.encode_png(images.grid(result.images)), f"{name}-activations.png",
                       "image/png", on_click="ignore", key="dl-act-png")
@@ -199,6 +209,17 @@ def explanation_zip(result: explain.Explanation, names: list[str], folder: str) 
 
 def profile_folder(entry: ModelEntry, settings: profile.ProfileSettings) -> Path:
     return _profile_folder(str(entry.path), entry.path.stat().st_mtime, settings, str(profiles_root(state.root())))
+
+
+def saved_profile(folder: Path) -> profile.Saved | None:
+    """The profile saved in `folder`, read once per version of its files (reruns come often)."""
+    marker = folder / profile.PROFILE_FILE
+    return _saved_profile(str(folder), marker.stat().st_mtime if marker.exists() else None)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _saved_profile(folder: str, modified: float | None) -> profile.Saved | None:
+    return profile.load(folder) if modified is not None else None
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -138,21 +138,23 @@ def _kind(job: Run) -> str | None:
         return None
 
 
+PROFILE_JOB_FILE = "job.json"  # in a profile's folder: the id of the newest job queued to compute it
+
+
 def profile_job(folder: Path, root: Path | None = None) -> Run | None:
-    """The newest job computing the profile for `folder`, if one was ever queued."""
-    for job in _worker_jobs(root):
-        try:
-            if job.config().get("folder") == str(folder):
-                return job
-        except RunError:
-            continue
-    return None
+    """The newest job computing the profile for `folder`, if one was ever queued (and not deleted)."""
+    try:
+        return Run.open(files.read_json(folder / PROFILE_JOB_FILE, "profile job")["id"],
+                        eval_worker.evaluations_root(root))
+    except (files.FileProblem, KeyError, RunError):
+        return None
 
 
 def submit_profile(model_path: Path, dataset: str, settings: dict, folder: Path, root: Path | None = None,
                    name: str = "profile") -> Run:
     """Queues a model's profile for the worker (starting it if needed); the result lands in `folder`."""
     job = eval_worker.submit_profile(model_path, dataset, settings, folder, root, name)
+    files.write_json(folder / PROFILE_JOB_FILE, {"id": job.id})
     ensure_worker(root)
     return job
 

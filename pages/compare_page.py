@@ -35,9 +35,9 @@ def gather() -> tuple[dict, list, list]:
     found, waiting, missing = {}, [], []
     for entry in picked:
         folder = interpret_views.profile_folder(entry, settings)
-        saved = profile.load(folder)
+        saved = interpret_views.saved_profile(folder)
         if saved is not None:
-            found[entry.label] = saved + (pd.read_csv(folder / profile.ARA_FILE),)
+            found[entry.label] = saved
             continue
         job = jobs.profile_job(folder, state.root())
         if job is not None and status_of(job)["status"] in ("queued", "running", "stopping"):
@@ -78,7 +78,8 @@ if waiting:
 
 if found:
     rows = []
-    for label, (figures, _, _) in found.items():
+    for label, saved in found.items():
+        figures = saved.figures
         row = {"model": label, "clean accuracy": figures["clean_accuracy"]}
         row |= {f"PGD-{settings.pgd_steps} Linf {p['eps']:g}": p["robust_accuracy"] for p in figures["curve"]
                 if p["eps"] > 0}
@@ -96,16 +97,16 @@ if found:
                "names the class a model's own maximal-activation or traversal image is meant to show; on real "
                "test images it sets the ceiling. Lower total variation means smoother, less noise-like images.")
     cells = pd.DataFrame([{"model": label, "attack": f"PGD-{settings.pgd_steps}", "norm": "linf", **point}
-                          for label, (figures, _, _) in found.items() for point in figures["curve"]])
+                          for label, saved in found.items() for point in saved.figures["curve"]])
     left, right = st.columns(2)
     left.plotly_chart(attack_charts.robustness_figure(cells), key="compare-curves")
-    right.plotly_chart(interpret_views.ara_figure({label: ara for label, (_, _, ara) in found.items()}, len(names)),
+    right.plotly_chart(interpret_views.ara_figure({label: saved.ara for label, saved in found.items()}, len(names)),
                        key="compare-ara")
     st.subheader("Maximal class activations")
-    for column, (label, (_, pictures, _)) in zip(st.columns(len(found)), found.items()):
+    for column, (label, saved) in zip(st.columns(len(found)), found.items()):
         with column:
             st.markdown(f"**{label}**")
-            interpret_views.show_grid(pictures["activations"], names, columns=5)
+            interpret_views.show_grid(saved.pictures["activations"], names, columns=5)
 
 st.subheader("The same image, side by side")
 loaded = {}

@@ -3,27 +3,15 @@
 import pandas as pd
 import streamlit as st
 
-from advcore import alignment, images, models, preprocess, profile, video
+from advcore import alignment, data, evaluate, files, images, preprocess, profile, video
 from app import image_input, interpret_views, jobs, model_widgets, state
 from app.evaluation_views import progress, status_of
 
 POLL_SECONDS = 1
 
 st.title("Interpret")
-model_widgets.upload_model()
-entries = model_widgets.entries()
-if not entries:
-    model_widgets.no_models_message()
-    st.stop()
-key = st.selectbox("Model", list(entries), format_func=lambda k: entries[k].label, key="model")
-entry = entries[key]
-st.caption(model_widgets.card_caption(entry))
+entry, model = model_widgets.choose_model()
 names, dataset = entry.class_names, entry.card.get("dataset")
-try:
-    model = model_widgets.load_model(entry)
-except (models.ModelError, OSError) as error:
-    st.error(f"Cannot load {entry.label}: {error}")
-    st.stop()
 judge = interpret_views.judge(dataset)
 if judge is None:
     st.caption("No perceptual-alignment judge for this dataset: the judge's scores are left out.")
@@ -38,20 +26,19 @@ with activations_tab:
     elif not classes:
         st.info("Choose at least one class.")
     elif st.toggle("Draw", value=True, key="act-run", help="off: change several settings, then switch on"):
-        result = interpret_views.activations(entry, model, settings, start, classes, seed)
-        interpret_views.show_grid(result.images, [names[c] for c in classes])
-        if judge is not None:
-            st.markdown("**Perceptual alignment** (the judge, a separately trained robust model, rates these "
-                        "images): " + interpret_views.score_line(alignment.score(judge, result.images, classes)))
-        st.plotly_chart(interpret_views.logit_figure(result, names, "Target logit per step"), key="act-logits")
-        interpret_views.activation_downloads(result, entry.label)
+        try:
+            result = interpret_views.activations(entry, model, settings, start, classes, seed)
+        except data.DatasetError as error:  # a mean-image start needs the training set
+            st.error(f"The {dataset} training set is not available here ({error}): start from noise.")
+        else:
+            interpret_views.show_activations(result, names, judge, entry.label)
 
 with traversal_tab:
     image = image_input.choose_image(entry)
     if image is not None:
         x = preprocess.prepare(image.pixels, tuple(entry.card["input_shape"]),
                                image_input.preprocessing(image, entry))
-        prediction = int(model(x[None], training=False).numpy().argmax())
+        prediction = int(evaluate.predict_logits(model, x[None]).argmax())
         label = image.label if image.label is not None else prediction
         st.markdown(f"The model says **{names[prediction]}**" + (f"; true class **{names[label]}**"
                                                                    if image.label is not None else ""))
@@ -84,7 +71,7 @@ with traversal_tab:
         explained = interpret_views.explanation(entry, model, x, label, float(rho), int(steps), float(overshoot),
                                                 image.digest)
         interpret_views.explanation_grid(explained, names)
-        folder = f"{image.name}-{names[label]}".replace("/", "-")
+        folder = files.safe_name(f"{image.name}-{names[label]}")
         st.download_button("Explanations (zip, seed 004's file names)",
                            interpret_views.explanation_zip(explained, names, folder), f"{folder}.zip",
                            "application/zip", on_click="ignore", key="dl-expl")
@@ -105,7 +92,7 @@ with ara_tab:
     settings = profile.ProfileSettings(count=int(count), ara_steps=int(ara_steps), ara_eps=float(ara_eps),
                                        ara_momentum=float(momentum), traversals=min(20, int(count)))
     folder = interpret_views.profile_folder(entry, settings)
-    saved = profile.load(folder)
+    saved = interpret_views.saved_profile(folder)
     if saved is None:
         job = jobs.profile_job(folder, state.root())
         live = job is not None and status_of(job)["status"] in ("queued", "running", "stopping")
@@ -120,11 +107,9 @@ with ara_tab:
                 st.caption(f"The last try {status_of(job)['status']}.")
             st.stop()
     else:
-        figures, _ = saved
-        summary = figures["ara"]
+        summary = saved.figures["ara"]
         st.dataframe(pd.DataFrame([{"accuracy": summary["accuracy"], "Attack ARA": summary["attack_ara"],
                                     "BTR ARA": summary["btr_ara"], "images": summary["images"]}]), hide_index=True)
-        table = pd.read_csv(folder / profile.ARA_FILE)
-        st.plotly_chart(interpret_views.ara_figure({entry.label: table}, len(names)), key="ara-curve")
-        st.download_button("Per-image minimal perturbations (CSV)", table.to_csv(index=False), "ara.csv", "text/csv",
+        st.plotly_chart(interpret_views.ara_figure({entry.label: saved.ara}, len(names)), key="ara-curve")
+        st.download_button("Per-image minimal perturbations (CSV)", saved.ara.to_csv(index=False), "ara.csv", "text/csv",
                            on_click="ignore", key="dl-ara")

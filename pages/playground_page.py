@@ -3,19 +3,12 @@
 import numpy as np
 import streamlit as st
 
-from advcore import evaluate, models, preprocess, trace
+from advcore import evaluate, preprocess, trace
 from app import attack_form, attack_views, image_input, model_widgets
 from app.attack_views import shown
 
 st.title("Attack playground")
-model_widgets.upload_model()
-entries = model_widgets.entries()
-if not entries:
-    model_widgets.no_models_message()
-    st.stop()
-key = st.selectbox("Model", list(entries), format_func=lambda k: entries[k].label, key="model")
-entry = entries[key]
-st.caption(model_widgets.card_caption(entry))
+entry, model = model_widgets.choose_model()
 names = entry.class_names
 shape = tuple(entry.card["input_shape"])
 
@@ -24,11 +17,6 @@ if image is None:
     st.stop()
 options = image_input.preprocessing(image, entry)
 x = preprocess.prepare(image.pixels, shape, options)
-try:
-    model = model_widgets.load_model(entry)
-except (models.ModelError, OSError) as error:  # a file replaced or removed since it was registered
-    st.error(f"Cannot load {entry.label}: {error}")
-    st.stop()
 prediction = int(evaluate.predict_logits(model, x[None]).argmax())
 
 left, right = st.columns([1, 2])

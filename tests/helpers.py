@@ -1,6 +1,9 @@
 """Small helpers shared by tests: free ports for servers, polling, image files good and bad."""
 
 import io
+import json
+import os
+import signal
 import socket
 import time
 
@@ -24,6 +27,21 @@ def wait_for(condition, timeout: float = 120, interval: float = 0.1, describe=la
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s {describe()}".rstrip())
+
+
+def worker_pid(root) -> int:
+    """The pid in the runs root's evaluation-worker record."""
+    from advcore import eval_worker
+
+    return json.loads(eval_worker.worker_file(root).read_text())["pid"]
+
+
+def kill_worker(root) -> None:
+    """Test teardown: ends the runs root's evaluation worker, if one was ever started."""
+    try:
+        os.kill(worker_pid(root), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
 
 
 def encode(image, fmt: str, **options) -> bytes:

@@ -11,7 +11,7 @@ import pytest
 from advcore import eval_worker, evaluation
 from advcore.runs import Run
 from app import jobs
-from helpers import wait_for
+from helpers import kill_worker, wait_for, worker_pid
 
 ROOT = Path(__file__).resolve().parents[1]
 ROBUST = ROOT / "assets" / "models" / "fmnist-fast-at" / "model.keras"
@@ -24,18 +24,11 @@ def plan(path, count=200, attacks=None, run=None) -> evaluation.Plan:
         "eps": {"linf": [0.05, 0.1]}, "count": count, "batch_size": 100})
 
 
-def worker_pid(root) -> int:
-    return json.loads(eval_worker.worker_file(root).read_text())["pid"]
-
-
 @pytest.fixture
 def root(tmp_path):
     root = tmp_path / "runs"
     yield root
-    try:
-        os.kill(worker_pid(root), signal.SIGKILL)
-    except (OSError, ValueError):
-        pass
+    kill_worker(root)
 
 
 def test_results_are_saved_with_the_models_run_and_the_worker_is_reused(root):

@@ -1,15 +1,12 @@
 """The Evaluate page through AppTest: the form's checks, and a real evaluation run by the worker."""
 
-import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from advcore import eval_worker
-from helpers import wait_for
+from helpers import kill_worker, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,10 +20,7 @@ def page(tmp_path, monkeypatch):
     app.run()
     app.switch_page("pages/evaluate_page.py").run()
     yield app
-    try:
-        os.kill(json.loads(eval_worker.worker_file(root).read_text())["pid"], signal.SIGKILL)
-    except (OSError, ValueError):
-        pass
+    kill_worker(root)
 
 
 def submit(app, **values):

@@ -138,12 +138,17 @@ def test_explanations_respect_rho_and_raise_their_target(robust, fashion, tmp_pa
 
 # ----------------------------------------------------------------------------- ARA
 
-def test_ara_finds_the_closed_form_distance_of_a_two_class_linear_model():
-    rng = np.random.default_rng(0)
-    weights = rng.normal(size=(16, 2)).astype(np.float32) * 0.5
+def linear_problem(classes: int, seed: int):
+    """Random weights and 40 inputs near 0.5 (the [0, 1] box never binds), labelled as the model says."""
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(size=(16, classes)).astype(np.float32) * 0.5
     x = rng.uniform(0.4, 0.6, (40, 4, 4, 1)).astype(np.float32)
     y = (x.reshape(40, -1) @ weights).argmax(axis=1)
-    exact = closed_form_rmse(weights, x, y)
+    return weights, x, y, closed_form_rmse(weights, x, y)
+
+
+def test_ara_finds_the_closed_form_distance_of_a_two_class_linear_model():
+    weights, x, y, exact = linear_problem(classes=2, seed=0)
     for criterion in ("attack", "btr"):  # with two classes, p(true) <= 1/2 is the same boundary
         found = explain.minimal_perturbations(linear_model(weights), x, y, criterion)
         assert np.all(found >= exact * (1 - 1e-4)), "no perturbation can beat the closed-form minimum"
@@ -151,11 +156,7 @@ def test_ara_finds_the_closed_form_distance_of_a_two_class_linear_model():
 
 
 def test_ara_never_beats_the_closed_form_minimum_with_more_classes():
-    rng = np.random.default_rng(1)
-    weights = rng.normal(size=(16, 4)).astype(np.float32) * 0.5
-    x = rng.uniform(0.4, 0.6, (40, 4, 4, 1)).astype(np.float32)
-    y = (x.reshape(40, -1) @ weights).argmax(axis=1)
-    exact = closed_form_rmse(weights, x, y)
+    weights, x, y, exact = linear_problem(classes=4, seed=1)
     found = explain.minimal_perturbations(linear_model(weights), x, y, "attack")
     assert np.all(found >= exact * (1 - 1e-4)) and np.all(found <= exact * 1.35)
 
@@ -204,8 +205,9 @@ def test_a_profile_is_saved_once_per_model_file_and_settings(robust, fashion, tm
     folder = profile.folder_for(tmp_path, model_file, settings)
     assert profile.load(folder) is None
     profile.save(folder, figures, pictures, table)
-    loaded, again = profile.load(folder)
-    assert loaded == figures and np.array_equal(again["activations"], pictures["activations"])
+    loaded = profile.load(folder)
+    assert loaded.figures == figures and np.array_equal(loaded.pictures["activations"], pictures["activations"])
+    np.testing.assert_allclose(loaded.ara["attack_rmse"], table["attack_rmse"], rtol=1e-6)
     assert profile.folder_for(tmp_path, model_file, dataclasses.replace(settings, count=31)) != folder
     assert profile.folder_for(tmp_path, BUNDLED / "fmnist-standard" / "model.keras", settings) != folder
     with pytest.raises(ValueError, match="unknown profile settings"):

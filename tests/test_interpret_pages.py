@@ -1,15 +1,12 @@
 """The Interpret and Compare pages through AppTest, with real models and the real background worker."""
 
-import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from advcore import eval_worker
-from helpers import wait_for
+from helpers import kill_worker, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,10 +19,7 @@ def app(tmp_path, monkeypatch):
     app = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
     app.run()
     yield app
-    try:
-        os.kill(json.loads(eval_worker.worker_file(root).read_text())["pid"], signal.SIGKILL)
-    except (OSError, ValueError):
-        pass
+    kill_worker(root)
 
 
 def ok(app) -> AppTest:
@@ -97,5 +91,10 @@ def test_compare_profiles_two_models_in_the_background_then_reads_them_back(app)
     assert table.loc[robust, "PGD-20 Linf 0.1"] > table.loc[standard, "PGD-20 Linf 0.1"] + 0.3
     assert "judge accuracy: activations" in table.columns
     assert len(app.get("plotly_chart")) == 2
-    app.run()
-    assert len(list(eval_worker.evaluations_root().glob("2*"))) == 2  # a second visit computes nothing
+    second = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)  # another visit
+    second.run()
+    second.switch_page("pages/compare_page.py").run()
+    ok(second.select_slider(key="compare-count").set_value(100).run())
+    assert second.dataframe[0].value.equals(table)  # read back at once, nothing recomputed
+    assert not [b for b in second.button if b.key == "compare-run"]
+    assert len(list(eval_worker.evaluations_root().glob("2*"))) == 2

@@ -62,18 +62,22 @@ def no_models_message() -> None:
     st.info("No models yet: train one on the Train page, or upload a `.keras` file above.")
 
 
-def choose_model() -> tuple[registry.ModelEntry, object]:
-    """The upload expander, a model picker with the model's card, and the loaded model; else stops the page."""
+def choose_model() -> registry.ModelEntry:
+    """The upload expander and a model picker with the model's card; stops the page when there is no model."""
     upload_model()
     choices = entries()
     if not choices:
         no_models_message()
         st.stop()
     key = st.selectbox("Model", list(choices), format_func=lambda k: choices[k].label, key="model")
-    entry = choices[key]
-    st.caption(card_caption(entry))
+    st.caption(card_caption(choices[key]))
+    return choices[key]
+
+
+def loaded(entry: registry.ModelEntry):
+    """The entry's model, or a message on the page (and the page stops) when it cannot be loaded."""
     try:
-        return entry, load_model(entry)
+        return load_model(entry)
     except (models.ModelError, OSError) as error:  # a file replaced or removed since it was registered
         st.error(f"Cannot load {entry.label}: {error}")
         st.stop()

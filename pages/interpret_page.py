@@ -10,7 +10,8 @@ from app.evaluation_views import progress, status_of
 POLL_SECONDS = 1
 
 st.title("Interpret")
-entry, model = model_widgets.choose_model()
+entry = model_widgets.choose_model()
+model = model_widgets.loaded(entry)
 names, dataset = entry.class_names, entry.card.get("dataset")
 judge = interpret_views.judge(dataset)
 if judge is None:

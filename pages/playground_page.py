@@ -8,7 +8,7 @@ from app import attack_form, attack_views, image_input, model_widgets
 from app.attack_views import shown
 
 st.title("Attack playground")
-entry, model = model_widgets.choose_model()
+entry = model_widgets.choose_model()
 names = entry.class_names
 shape = tuple(entry.card["input_shape"])
 
@@ -17,6 +17,7 @@ if image is None:
     st.stop()
 options = image_input.preprocessing(image, entry)
 x = preprocess.prepare(image.pixels, shape, options)
+model = model_widgets.loaded(entry)
 prediction = int(evaluate.predict_logits(model, x[None]).argmax())
 
 left, right = st.columns([1, 2])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from advcore import cli_interpret, cli_train
 from advcore.cli_args import EXIT_USAGE, Parser, UsageError, number, number_list, positive_int
+from advcore.config import WORST_OF_LOSSES
 
 EXIT_FAILURE = 1
 
@@ -42,7 +43,8 @@ def _add_data_options(parser: argparse.ArgumentParser, default_count: int, requi
     group.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
 
 
-def _add_attack_options(parser: argparse.ArgumentParser, eps_help: str, eps_type, required: bool = True) -> None:
+def _add_attack_options(parser: argparse.ArgumentParser, eps_help: str, eps_type, required: bool = True,
+                        worst_case: bool = False) -> None:
     group = parser.add_argument_group("attack")
     group.add_argument("--method", choices=("fgsm", "fgm", "pgd", "mifgsm"), default="pgd",
                        help="fgsm: one sign step; fgm: one step with --scaling; pgd: projected gradient "
@@ -62,8 +64,11 @@ def _add_attack_options(parser: argparse.ArgumentParser, eps_help: str, eps_type
                        help="random restarts; each sample keeps its best one (default: 1)")
     group.add_argument("--momentum", type=number, default=None,
                        help="momentum decay in [0, 1] (default: 1.0 for mifgsm, else none)")
-    group.add_argument("--loss", choices=("ce", "margin"), default="ce",
-                       help="ce: cross-entropy; margin: CW-style logit margin (default: ce)")
+    losses = ("ce", "margin", WORST_OF_LOSSES) if worst_case else ("ce", "margin")
+    group.add_argument("--loss", choices=losses, default="ce",
+                       help="ce: cross-entropy; margin: CW-style logit margin" + (
+                           f"; {WORST_OF_LOSSES}: both, each sample at its worst (PGD-50 with 10 restarts "
+                           "and ce+margin is the strongest evaluation)" if worst_case else "") + " (default: ce)")
     start = group.add_mutually_exclusive_group()
     start.add_argument("--random-start", dest="random_start", action="store_true", default=None,
                        help="start from a random point of the ball (default for pgd)")
@@ -92,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure clean and robust accuracy at each eps; writes curve.csv and summary.json.")
     _add_data_options(evaluate, default_count=1000, required=False)
     _add_attack_options(evaluate, "comma-separated budgets, e.g. 0,0.05,0.1 or 2/255,8/255", number_list,
-                        required=False)
+                        required=False, worst_case=True)
     evaluate.add_argument("--sanity", action="store_true",
                           help="also run the gradient-masking checks at the largest eps and report flags")
     evaluate.add_argument("--plan", type=Path, default=None,
@@ -115,10 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _spec(args, eps: float):
+def _specs(args, eps: float) -> list:
+    """The attack the flags describe, one spec per loss for ce+margin."""
+    losses = ("ce", "margin") if args.loss == WORST_OF_LOSSES else (args.loss,)
+    return [_spec(args, eps, loss) for loss in losses]
+
+
+def _spec(args, eps: float, loss: str | None = None):
     from advcore import attacks
 
-    options = {"loss": args.loss, "restarts": args.restarts, "scaling": args.scaling}
+    options = {"loss": loss or args.loss, "restarts": args.restarts, "scaling": args.scaling}
     for name in ("step_size", "momentum", "random_start"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
@@ -209,17 +220,17 @@ def _run_evaluate(args) -> dict:
         raise UsageError("the following arguments are required: --model (or --plan)")
     if not args.eps:
         raise UsageError("--eps needs at least one value")
-    specs = [_spec(args, eps) for eps in args.eps]  # validates every eps before any work
+    specs = [_specs(args, eps) for eps in args.eps]  # validates every eps before any work
     _, x, y, model = _load_inputs(args)
     curve = evaluate.robustness_curve(model, x, y, specs[-1], args.eps, batch_size=args.batch_size,
                                       seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     curve.to_csv(args.out / "curve.csv", index=False)
     summary = {"model": str(args.model), "dataset": args.dataset, "split": args.split, "count": len(x),
-               "attack": _spec_json(specs[-1]) | {"eps": list(args.eps)},
+               "attack": _spec_json(specs[-1][0]) | {"eps": list(args.eps), "loss": args.loss},
                "curve": curve.to_dict(orient="records")}
     if args.sanity:
-        flags, figures = evaluate.sanity_checks(model, x, y, norm=specs[-1].norm, eps=max(args.eps),
+        flags, figures = evaluate.sanity_checks(model, x, y, norm=specs[-1][0].norm, eps=max(args.eps),
                                                 batch_size=args.batch_size, seed=args.seed)
         summary["sanity"] = {"flags": [flag.__dict__ for flag in flags], "figures": figures}
     files.write_json(args.out / "summary.json", summary)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from advcore import attacks, data, evaluate, files, models
+from advcore.config import WORST_OF_LOSSES
 
 MAX_IMAGES = 10_000
 
@@ -42,10 +43,13 @@ class AttackRef:
 
     @property
     def norm(self) -> str:
-        return self.spec(0.0).norm
+        return self.specs(0.0)[0].norm
 
-    def spec(self, eps: float) -> attacks.AttackSpec:
-        return attacks.build(self.method, eps, **self.options)
+    def specs(self, eps: float) -> list[attacks.AttackSpec]:
+        """The attack at `eps`; loss "ce+margin" gives one per loss, for their per-sample worst case."""
+        if self.options.get("loss") == WORST_OF_LOSSES:
+            return [attacks.build(self.method, eps, **(self.options | {"loss": loss})) for loss in attacks.LOSSES]
+        return [attacks.build(self.method, eps, **self.options)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +96,7 @@ class Plan:
                 _require(grid, f"eps.{norm}: attack {attack.name!r} needs at least one {norm} eps")
                 for eps in grid:
                     _require(math.isfinite(eps) and eps >= 0, f"eps.{norm}: {eps!r} is not a budget >= 0")
-                    attack.spec(eps)
+                    attack.specs(eps)
             except ValueError as error:
                 raise PlanError(f"attack {attack.name!r}: {error}") from None
 
@@ -158,25 +162,25 @@ def run_plan(plan: Plan, out: Path, *, should_stop: Callable[[], bool] = lambda:
             current, model = model_ref, load_model(model_ref.path)
             models.check_compatible(model, dataset.input_shape, dataset.num_classes)
             clean = evaluate.predict_logits(model, x, plan.batch_size).argmax(-1) == y
-        spec, begun, robust = attack_ref.spec(eps), time.perf_counter(), []
+        specs, begun, robust = attack_ref.specs(eps), time.perf_counter(), []
         for first in range(0, len(x), step):
             if should_stop():
                 return "stopped", results
-            outcome = evaluate.robust_accuracy(model, x[first:first + step], y[first:first + step], spec,
-                                               batch_size=plan.batch_size, seed=plan.seed, first_index=first)
+            outcome = evaluate.worst_case_accuracy(model, x[first:first + step], y[first:first + step], specs,
+                                                   batch_size=plan.batch_size, seed=plan.seed, first_index=first)
             robust.append(outcome.robust)
             done += 1
             report({"done": done, "total": work, "elapsed": time.perf_counter() - started,
                     "cell": f"{model_ref.label} / {attack_ref.name} / eps {eps:g}"})
         robust = np.concatenate(robust)
-        results.rows.append({"model": model_ref.label, "attack": attack_ref.name, "norm": spec.norm, "eps": eps,
+        results.rows.append({"model": model_ref.label, "attack": attack_ref.name, "norm": attack_ref.norm, "eps": eps,
                              "clean_accuracy": float(clean.mean()), "robust_accuracy": float(robust.mean()),
                              "count": len(x), "seconds": time.perf_counter() - begun,
                              **{f"class {name}": value for name, value in per_class(robust, y, names).items()}})
-        if eps == max(plan.eps[spec.norm]):
+        if eps == max(plan.eps[attack_ref.norm]):
             _finish_curve(results, model_ref, attack_ref)
-            if plan.sanity and attack_ref == plan.attacks[-1] and max(plan.eps[spec.norm]) > 0:
-                _sanity(results, model_ref, model, x, y, plan, spec.norm)
+            if plan.sanity and attack_ref == plan.attacks[-1] and max(plan.eps[attack_ref.norm]) > 0:
+                _sanity(results, model_ref, model, x, y, plan, attack_ref.norm)
         results.save(out)
     return "finished", results
 

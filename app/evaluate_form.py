@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from advcore import data, evaluation
+from advcore.config import WORST_OF_LOSSES
 from app.attack_form import UNITS, parse_eps
 from app.registry import ModelEntry
 
@@ -28,6 +29,8 @@ def _attack_refs(names: list[str], steps: int, restarts: int, loss: str) -> list
         if method in ("pgd", "mifgsm"):
             options |= {"steps": steps, "restarts": restarts}
             label = f"{name}, {steps} steps" + (f" x {restarts} restarts" if restarts > 1 else "")
+        if loss != "ce":
+            label += f", {loss}"
         refs.append(evaluation.AttackRef(label, method, options))
     return refs
 
@@ -47,7 +50,9 @@ def evaluate_form(entries: dict[str, ModelEntry]) -> tuple[evaluation.Plan, str]
         c1, c2, c3 = st.columns(3)
         steps = c1.number_input("Steps (PGD, MI-FGSM)", value=20, step=1, key="eval.steps")
         restarts = c2.number_input("Restarts", value=1, step=1, key="eval.restarts")
-        loss = c3.radio("Loss", ("ce", "margin"), horizontal=True, key="eval.loss")
+        loss = c3.radio("Loss", ("ce", "margin", WORST_OF_LOSSES), horizontal=True, key="eval.loss",
+                        help=f"{WORST_OF_LOSSES}: each image attacked with both losses and counted at its worst; "
+                             "with 50 steps and 10 restarts, the strongest evaluation AdvLab has")
         unit = st.radio("eps units", UNITS, horizontal=True, key="eval.unit")
         g1, g2 = st.columns(2)
         linf_text = g1.text_input("Linf eps grid", _grid_text(first, "linf", "0-1"), key="eval.linf")

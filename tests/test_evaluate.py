@@ -38,6 +38,31 @@ def test_curve_falls_with_eps_and_reaches_zero(trained_model, batch):
     assert curve["robust_accuracy"].iloc[-1] < 0.02
 
 
+def test_worst_case_counts_a_sample_robust_only_if_every_attack_fails(trained_model, batch):
+    x, y = batch
+    specs = evaluate.strongest(0.05, steps=10, restarts=2)
+    assert [(s.loss, s.steps, s.restarts, s.random_start) for s in specs] == [("ce", 10, 2, True),
+                                                                              ("margin", 10, 2, True)]
+    worst = evaluate.worst_case_accuracy(trained_model, x, y, specs)
+    alone = [evaluate.robust_accuracy(trained_model, x, y, spec).robust for spec in specs]
+    np.testing.assert_array_equal(worst.robust, alone[0] & alone[1])
+    assert worst.robust_accuracy == pytest.approx(np.mean(alone[0] & alone[1]))
+    assert [o.robust_accuracy for o in worst.outcomes] == pytest.approx([a.mean() for a in alone])
+    defaults = evaluate.strongest(0.1, norm="l2")
+    assert {(s.steps, s.restarts, s.norm) for s in defaults} == {(50, 10, "l2")}
+
+
+def test_a_curve_of_several_attacks_is_their_worst_case(trained_model, batch):
+    x, y = batch
+    specs = [attacks.pgd(0.1, steps=5, loss=loss) for loss in attacks.LOSSES]
+    curve = evaluate.robustness_curve(trained_model, x, y, specs, [0.03, 0.06])
+    for eps, robust in zip(curve["eps"], curve["robust_accuracy"]):
+        assert robust == evaluate.worst_case_accuracy(
+            trained_model, x, y, [s.replace(eps=eps) for s in specs]).robust_accuracy
+        assert robust <= min(evaluate.robust_accuracy(trained_model, x, y, s.replace(eps=eps)).robust_accuracy
+                             for s in specs)
+
+
 def test_attack_matrix_has_a_row_per_model_and_a_column_per_attack(trained_model, batch):
     x, y = batch
     untrained = keras.models.clone_model(trained_model)

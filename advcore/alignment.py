@@ -17,8 +17,8 @@ import tensorflow as tf
 
 from advcore import interpret
 
-# The bundled judge of each dataset (trained by `python assets/models/build.py fmnist-judge`).
-JUDGES = {"fashion_mnist": Path(__file__).resolve().parents[1] / "assets" / "models" / "fmnist-judge" / "model.keras"}
+# The bundled judge of each dataset (trained by `python -m advcore train --config <its folder>/config.json`).
+JUDGES = {"fashion_mnist": Path(__file__).resolve().parents[1] / "assets" / "judges" / "fashion_mnist" / "model.keras"}
 
 
 def judge_path(dataset: str | None) -> Path | None:

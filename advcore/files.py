@@ -1,7 +1,9 @@
-"""Atomic file writes (a reader sees the old file or the new one, never half of one), JSON reads, safe names."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of one), JSON reads, safe names,
+content digests."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -55,3 +57,12 @@ def read_json(path: str | os.PathLike, what: str = "file") -> dict:
 def safe_name(text: str) -> str:
     """Text fit for a file or folder name: runs of anything but letters, digits, . and - become one -."""
     return re.sub(r"[^\w.-]+", "-", text).strip("-") or "unnamed"
+
+
+def digest(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's content, read in blocks."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()

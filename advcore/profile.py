@@ -60,17 +60,9 @@ class ProfileSettings:
         return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
 
 
-def file_digest(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def folder_for(cache_root: str | Path, model_path: str | Path, settings: ProfileSettings) -> Path:
     """Where the profile of this model file with these settings lives (whether or not it exists yet)."""
-    return Path(cache_root) / f"{file_digest(model_path)[:16]}-{settings.key()}"
+    return Path(cache_root) / f"{files.digest(model_path)[:16]}-{settings.key()}"
 
 
 def _other_classes(labels, classes: int) -> np.ndarray:

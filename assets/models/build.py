@@ -1,13 +1,23 @@
-"""Trains the bundled models and writes their cards: `python assets/models/build.py [name ...]`.
+"""Trains the bundled models from their committed configs, records recipes tried, and writes their cards.
 
-Each model trains as an ordinary AdvLab run (the same code path as the dashboard's Train page) in a
-scratch runs folder; its final model is copied here with a card of measured figures: clean accuracy
-on the whole test set and PGD robust accuracy on its first 1000 images.
+    python assets/models/build.py train NAME     # python -m advcore train --config NAME/config.json,
+                                                 # then the run's files become assets/models/NAME
+    python assets/models/build.py card NAME      # measures the model and writes card.json + card.md
+    python assets/models/build.py try NAME LABEL [train flags ...]
+                                                 # trains a variant of NAME's config (kept in runs/_tried),
+                                                 # measures it and adds a row to NAME/tried.csv
+    python assets/models/build.py record NAME LABEL RUN_DIR   # the same for a run trained already
+    python assets/models/build.py adopt NAME RUN_DIR          # a run trained already becomes NAME
+
+Each bundled folder is a finished run (config.json, status.json, history.csv, train.log, model.keras),
+so the History page shows it as a read-only example, plus its card. A card is measured from these
+files alone (`advcore.cards`), never typed by hand.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -17,75 +27,147 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-
-# name -> (architecture, python -m advcore train flags, how it was trained in words)
-RECIPES = {
-    "fmnist-standard": ("small_cnn", ["--mode", "vanilla", "--epochs", "5", "--lr", "0.002", "--seed", "0"],
-                        "standard (non-robust) training: 5 epochs of Adam, lr 0.002, batch 128, on all "
-                        "60,000 Fashion-MNIST training images"),
-    "fmnist-fast-at": ("small_cnn", ["--attack", "fgsm_rs", "--eps", "0.1", "--lr-schedule", "cyclic", "--lr", "0.005",
-                        "--epochs", "10", "--seed", "0"],
-                       "fast adversarial training (Wong et al. 2020): FGSM with random start, Linf eps 0.1, "
-                       "step 1.25 eps, 10 epochs, one-cycle learning rate up to 0.005, on all 60,000 "
-                       "Fashion-MNIST training images"),
-    # The perceptual-alignment judge (advcore.alignment): another architecture and seed than the models it
-    # rates, and adversarially trained, so noise that fools a rated model does not sway it.
-    "fmnist-judge": ("preact_resnet20", ["--attack", "fgsm_rs", "--eps", "0.1", "--lr-schedule", "cyclic",
-                                         "--lr", "0.005", "--epochs", "4", "--seed", "7"],
-                     "the perceptual-alignment judge: pre-activation ResNet-20, fast adversarial training "
-                     "(FGSM with random start, Linf eps 0.1), 4 epochs, one-cycle learning rate up to 0.005, "
-                     "seed 7, on all 60,000 Fashion-MNIST training images"),
-}
-ROBUST_EPS, ROBUST_STEPS, ROBUST_COUNT = 0.1, 40, 1000
+NAMES = ("standard", "fast-linf", "pgd-linf", "pgd-l2", "interleaved")
+RUN_FILES = ("config.json", "status.json", "history.csv", "train.log", "model.keras")
+TARGETED = ("fast-linf", "pgd-linf")  # the robustness target's models: headline on the whole test set
+TRY_COUNT = 1000  # test images of a tried recipe's robust accuracy (the card measures more)
+TRIED_CSV = "tried.csv"  # one row per recipe tried: its label, config, time and figures
+TRIED_DIR = ROOT / "runs" / "_tried"  # tried variants stay here, to adopt one without training it again
 
 
-def train(name: str, runs_dir: Path) -> Path:
-    architecture, flags, _ = RECIPES[name]
+def _headline(config: dict) -> tuple[str, float]:
+    """The budget a model is judged at: Linf 0.1 (the Fashion-MNIST benchmark), L2 at the L2 model's eps."""
+    attack = config.get("attack", {})
+    if config.get("mode") != "vanilla" and attack.get("norm") == "l2":
+        return "l2", float(attack["eps"])
+    return "linf", 0.1
+
+
+def train_run(name: str, runs_dir: Path, flags: list[str]) -> Path:
     env = os.environ | {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    subprocess.run([sys.executable, "-m", "advcore", "train", "--name", name, "--runs-dir", str(runs_dir),
-                    "--dataset", "fashion_mnist", "--architecture", architecture, *flags], check=True, env=env)
+    subprocess.run([sys.executable, "-m", "advcore", "train", "--config", str(HERE / name / "config.json"),
+                    "--runs-dir", str(runs_dir), *flags], check=True, env=env, cwd=ROOT)
     (run_dir,) = runs_dir.iterdir()
-    return run_dir / "model.keras"
+    return run_dir
 
 
-def card(name: str, model_path: Path) -> dict:
-    sys.path.insert(0, str(ROOT))
-    from advcore import attacks, data, evaluate, models
+def flat(content: dict, prefix: str = "") -> dict:
+    items = {}
+    for key, value in content.items():
+        if isinstance(value, dict):
+            items |= flat(value, f"{prefix}{key}.")
+        else:
+            items[f"{prefix}{key}"] = value
+    return items
 
-    dataset = data.load("fashion_mnist")
-    model = models.load(model_path)
-    subset = dataset.test.x[:ROBUST_COUNT], dataset.test.y[:ROBUST_COUNT]
-    robust = evaluate.robust_accuracy(model, *subset, attacks.pgd(ROBUST_EPS, steps=ROBUST_STEPS))
-    return {
-        "dataset": "fashion_mnist", "input_shape": list(dataset.input_shape),
-        "class_names": list(dataset.class_names), "architecture": RECIPES[name][0],
-        "trained": RECIPES[name][2],
-        "metrics": {
-            "clean accuracy (10,000 test images)": evaluate.accuracy(model, dataset.test.x, dataset.test.y),
-            f"PGD-{ROBUST_STEPS} Linf eps {ROBUST_EPS} robust accuracy ({ROBUST_COUNT} test images)":
-                robust.robust_accuracy,
-        },
-        "recipe": "python assets/models/build.py " + name,
-    }
+
+def record(name: str, label: str, run_dir: Path) -> None:
+    """Measures a trained variant at its headline budget and adds it to NAME/tried.csv."""
+    import pandas as pd
+
+    from advcore import cards, data, evaluate, files, models
+    from advcore.config import TrainConfig
+    from advcore.runs import Run
+
+    run = Run(run_dir.parent, run_dir.name)
+    config = TrainConfig.from_dict(run.config())
+    dataset = data.load(config.data.dataset)
+    model = models.load(run.model_path)
+    settings = cards.CardSettings(linf=(), l2=(), headline=_headline(run.config()), headline_count=TRY_COUNT)
+    (robust,) = cards.robustness(model, dataset, settings)
+    epochs, status = cards.per_epoch(run.history()), run.recorded_status()
+    row = {"recipe": label, "started": status["started"], "config": json.dumps(config.to_dict()),
+           "epochs": len(epochs),
+           "ended": status["status"] if status["status"] == "finished" else
+           f"{status['status']} after epoch {len(epochs)} of {status.get('total_epochs')}",
+           "minutes": round(cards.training(run)["wall_seconds"] / 60, 1),
+           "clean accuracy": f"{evaluate.accuracy(model, dataset.test.x, dataset.test.y):.1%}",
+           f"robust {robust['norm']} {robust['eps']:g} ({TRY_COUNT} images)": f"{robust['robust_accuracy']:.1%}",
+           "collapse": cards.overfitting(epochs, config.adversarial) or "no"}
+    path = HERE / name / TRIED_CSV
+    table = pd.concat([pd.read_csv(path), pd.DataFrame([row])]) if path.exists() else pd.DataFrame([row])
+    files.write_text(path, table.to_csv(index=False))
+    print(row)
+
+
+def tried_table(name: str):
+    """NAME/tried.csv with each recipe's config shown as its changes from NAME's config as it is now."""
+    import pandas as pd
+
+    from advcore.config import TrainConfig
+
+    path = HERE / name / TRIED_CSV
+    if not path.exists():
+        return None
+    table = pd.read_csv(path).sort_values("started", kind="stable").drop(columns="started")
+    current = flat(TrainConfig.from_file(HERE / name / "config.json").to_dict())
+
+    def changes(text: str) -> str:
+        variant = flat(json.loads(text))
+        return ", ".join(f"{key}={value}" for key, value in variant.items()
+                         if key != "name" and current.get(key) != value) or "(this model's config)"
+
+    table.insert(1, "changes from this model's config", table.pop("config").map(changes))
+    return table
+
+
+def adopt(name: str, run_dir: Path) -> None:
+    """The run's files become the bundled model's folder (its card is measured afterwards); the run
+    keeps its config but takes the model's name."""
+    from advcore import files
+
+    for file in RUN_FILES:
+        shutil.copyfile(run_dir / file, HERE / name / file)
+    config = files.read_json(HERE / name / "config.json", "config")
+    files.write_json(HERE / name / "config.json", config | {"name": name})
+
+
+def card(name: str) -> None:
+    from advcore import cards, files
+
+    folder = HERE / name
+    content = cards.measure(
+        folder, name=name, settings=cards.CardSettings(
+            headline=_headline(files.read_json(folder / "config.json", "config")),
+            headline_count=10_000 if name in TARGETED else 1000),
+        reproduce=[f"python -m advcore train --config assets/models/{name}/config.json",
+                   f"python assets/models/build.py train {name}   # the same, then copies the run here",
+                   f"python assets/models/build.py card {name}    # every figure of this card"],
+        tried=tried_table(name))
+    cards.write(folder, content)
+    print((folder / cards.CARD_MARKDOWN).read_text())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help=f"models to build (default: all of {', '.join(RECIPES)})")
-    args = parser.parse_args()
-    unknown = sorted(set(args.names) - set(RECIPES))
-    if unknown:
-        parser.error(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(RECIPES)}")
-    from advcore import files
-
-    for name in args.names or RECIPES:
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command in ("train", "card"):
+        commands.add_parser(command).add_argument("name", choices=NAMES)
+    tried = commands.add_parser("try")
+    tried.add_argument("name", choices=NAMES)
+    tried.add_argument("label")
+    recorded = commands.add_parser("record")
+    recorded.add_argument("name", choices=NAMES)
+    recorded.add_argument("label")
+    recorded.add_argument("run_dir", type=Path)
+    adopted = commands.add_parser("adopt")
+    adopted.add_argument("name", choices=NAMES)
+    adopted.add_argument("run_dir", type=Path)
+    args, flags = parser.parse_known_args()
+    TRIED_DIR.mkdir(parents=True, exist_ok=True)
+    if flags and args.command != "try":
+        parser.error(f"unrecognized arguments: {' '.join(flags)}")
+    if args.command == "card":
+        card(args.name)
+    elif args.command == "record":
+        record(args.name, args.label, args.run_dir.resolve())
+    elif args.command == "adopt":
+        adopt(args.name, args.run_dir.resolve())
+    elif args.command == "train":
         with tempfile.TemporaryDirectory() as scratch:
-            trained = train(name, Path(scratch))
-            target = HERE / name
-            target.mkdir(exist_ok=True)
-            shutil.copyfile(trained, target / "model.keras")
-        files.write_json(target / "card.json", card(name, target / "model.keras"))
-        print(f"{name}: {(target / 'card.json').read_text()}")
+            adopt(args.name, train_run(args.name, Path(scratch), flags))
+    else:
+        record(args.name, args.label, train_run(args.name, Path(tempfile.mkdtemp(dir=TRIED_DIR)), flags))
 
 
 if __name__ == "__main__":

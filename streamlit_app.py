@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from app import registry, state
+
 HOME = """
 # AdvLab
 
@@ -46,6 +48,15 @@ def home() -> None:
     st.page_link(EVALUATE, label="Measure robustness", icon=":material/shield:")
     st.page_link(INTERPRET, label="See what a model draws", icon=":material/visibility:")
     st.page_link(COMPARE, label="Standard vs robust, side by side", icon=":material/compare:")
+    st.subheader("Ready-made models")
+    st.caption("Trained on this project's CPU machine from the configs in `assets/models`; every figure of "
+               "their cards is measured by `python assets/models/build.py card NAME`. Their training runs "
+               "are on the History page as read-only examples.")
+    for entry in registry.list_models(state.root()):
+        card = registry.card_markdown(entry)
+        if card:
+            with st.expander(f"**{entry.label}** · {registry.card_caption(entry)}"):
+                st.markdown(card)
 
 
 st.set_page_config(page_title="AdvLab", layout="wide")

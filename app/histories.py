@@ -54,11 +54,14 @@ def read_csv(content: bytes, name: str) -> pd.DataFrame:
     return frame
 
 
-def from_runs(runs: list[Run]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+def run_label(run: Run) -> str:
+    return f"{run.name()} ({run.id[-4:]})"
+
+
+def from_runs(runs: dict[str, Run]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
     """Histories of runs by display label, and the reason for each run that could not be read."""
     histories, problems = {}, {}
-    for run in runs:
-        label = f"{run.name()} ({run.id[-4:]})"
+    for label, run in runs.items():
         try:
             history = run.history()
         except RunError as error:

@@ -52,12 +52,6 @@ def entries() -> dict[str, registry.ModelEntry]:
     return {entry.key: entry for entry in registry.list_models(state.root())}
 
 
-def card_caption(entry: registry.ModelEntry) -> str:
-    card = entry.card
-    metrics = "; ".join(f"{name}: {value:.1%}" for name, value in card.get("metrics", {}).items())
-    return " · ".join(filter(None, [f"dataset: {card.get('dataset') or 'unknown'}", card.get("trained"), metrics]))
-
-
 def no_models_message() -> None:
     st.info("No models yet: train one on the Train page, or upload a `.keras` file above.")
 
@@ -70,7 +64,11 @@ def choose_model() -> registry.ModelEntry:
         no_models_message()
         st.stop()
     key = st.selectbox("Model", list(choices), format_func=lambda k: choices[k].label, key="model")
-    st.caption(card_caption(choices[key]))
+    st.caption(registry.card_caption(choices[key]))
+    card = registry.card_markdown(choices[key])
+    if card:
+        with st.expander("Model card"):
+            st.markdown(card)
     return choices[key]
 
 

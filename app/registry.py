@@ -17,7 +17,8 @@ from advcore import data, files
 from advcore.runs import Run, RunError, list_runs, runs_root
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_DIR = PROJECT_ROOT / "assets" / "models"
+BUNDLED_DIR = PROJECT_ROOT / "assets" / "models"  # each model's folder is also its (read-only) example run
+BUNDLED_ORDER = ("standard", "pgd-linf", "fast-linf", "pgd-l2", "interleaved")  # the pages' defaults come first
 UPLOADS_ENV = "ADVLAB_UPLOADS_DIR"
 MAX_MODEL_BYTES = 50 * 2**20
 _CLASS_NAMES = {"fashion_mnist": data.FASHION_MNIST_CLASSES, "mnist": data.MNIST_CLASSES,
@@ -60,9 +61,32 @@ def _read_card(path: Path) -> dict | None:
         return None
 
 
+def _bundled_rank(name: str) -> tuple:
+    return (BUNDLED_ORDER.index(name) if name in BUNDLED_ORDER else len(BUNDLED_ORDER), name)
+
+
+def card_caption(entry: ModelEntry) -> str:
+    """One line: the dataset, how the model was trained, its headline figures."""
+    card = entry.card
+    metrics = "; ".join(f"{name}: {value:.1%}" for name, value in card.get("metrics", {}).items())
+    return " · ".join(filter(None, [f"dataset: {card.get('dataset') or 'unknown'}", card.get("trained"), metrics]))
+
+
+def card_markdown(entry: ModelEntry) -> str | None:
+    """A bundled model's card for people (card.md beside its model), or None."""
+    path = entry.path.parent / "card.md"
+    return path.read_text() if entry.source == "bundled" and path.is_file() else None
+
+
+def example_runs() -> list[Run]:
+    """The runs that trained the bundled models, in the pages' order: read-only examples for History."""
+    runs = [Run(BUNDLED_DIR, path.parent.name) for path in BUNDLED_DIR.glob("*/status.json")]
+    return sorted(runs, key=lambda run: _bundled_rank(run.id))
+
+
 def _bundled() -> list[ModelEntry]:
     entries = []
-    for card_path in sorted(BUNDLED_DIR.glob("*/card.json")):
+    for card_path in sorted(BUNDLED_DIR.glob("*/card.json"), key=lambda path: _bundled_rank(path.parent.name)):
         card = _read_card(card_path)
         if card:
             entries.append(ModelEntry(f"bundled:{card_path.parent.name}", f"{card_path.parent.name} (bundled)",

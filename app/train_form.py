@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from advcore.config import ConfigError, TrainConfig
+from advcore.config import ARCHITECTURES, ConfigError, TrainConfig
 from advcore.data import DATASETS
-from advcore.config import ARCHITECTURES
+from advcore.runs import RunError
+from app import registry
 
 PRESETS = {
     "Interleaved: 10 vanilla + 3 adversarial epochs, until stopped": {
@@ -34,8 +35,36 @@ SECTIONS = ("data", "model", "training", "attack", "schedule", "optimizer")
 KEY = "train_form."
 
 
+def values_from_config(content: dict) -> dict:
+    """The form's values for a config: the inverse of `config_from_values` on what the form shows."""
+    config = TrainConfig.from_dict(content)
+    data, attack, schedule = config.data, config.attack, config.schedule
+    return {"name": config.name, "dataset": data.dataset, "train_size": data.train_size or 0,
+            "val_size": data.val_size or DEFAULTS["val_size"], "augment": data.augment,
+            "architecture": config.model.architecture, "width": config.model.width, "mode": config.mode,
+            "weight": config.mix.weight, "fraction": config.mix.fraction, "method": attack.method, "norm": attack.norm,
+            "eps": attack.eps, "eps_unit": "[0, 1]", "steps": attack.steps or DEFAULTS["steps"],
+            "step_size": attack.step_size or 0.0, "schedule": schedule.kind,
+            "epochs": schedule.epochs or DEFAULTS["epochs"], "until_stopped": schedule.total_epochs is None,
+            "vanilla": schedule.vanilla_epochs, "adversarial": schedule.adversarial_epochs,
+            "cycles": schedule.cycles or 0, "optimizer": config.optimizer.name, "lr": config.optimizer.learning_rate,
+            "lr_schedule": config.lr_schedule.kind, "batch_size": config.batch_size, "seed": config.seed,
+            "robust_size": config.validation.robust_size}
+
+
+def presets() -> dict[str, dict]:
+    """The built-in presets, then the exact recipe of each bundled model (its committed config)."""
+    recipes = {}
+    for run in registry.example_runs():
+        try:
+            recipes[f"Recipe of the bundled model {run.id!r}"] = values_from_config(run.config())
+        except (RunError, ConfigError):
+            continue  # a damaged bundled config is simply not offered
+    return PRESETS | recipes
+
+
 def _apply_preset() -> None:
-    chosen = PRESETS.get(st.session_state[KEY + "preset"], {})
+    chosen = presets().get(st.session_state[KEY + "preset"], {})
     for field, value in (DEFAULTS | chosen).items():
         st.session_state[KEY + field] = value
 
@@ -78,7 +107,7 @@ def config_from_values(v: dict) -> dict:
 def train_form(device: str) -> TrainConfig | None:
     """Draws the form; returns a validated config when Start was pressed and every field is valid."""
     _init_state()
-    st.selectbox("Preset", ["Custom", *PRESETS], key=KEY + "preset", on_change=_apply_preset,
+    st.selectbox("Preset", ["Custom", *presets()], key=KEY + "preset", on_change=_apply_preset,
                  help="fills the form with a recipe; every field stays editable")
     st.caption(f"Training will run on: **{device}**")
     with st.form("train"):

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from advcore import data, explain, interpret, models, video  # noqa: E402
 
-MODELS = ("fmnist-standard", "fmnist-fast-at")
+MODELS = ("standard", "pgd-linf")
 
 
 def timed(work) -> tuple[float, object]:

@@ -45,7 +45,7 @@ def playground_once(model, photo: bytes, spec) -> float:
 
 def playground(repeats: int) -> None:
     photo = PHOTO.read_bytes()
-    for name in ("fmnist-standard", "fmnist-fast-at"):
+    for name in ("standard", "pgd-linf"):
         model = models.load(MODELS / name / "model.keras")
         for label, spec, target in (("FGSM", attacks.fgsm(0.1), 0.100), ("PGD-40", attacks.pgd(0.1, steps=40), 0.300)):
             playground_once(model, photo, spec)  # warm-up: traces the graph
@@ -68,7 +68,7 @@ def evaluate_page_vs_direct(count: int) -> None:
     spec = attacks.pgd(0.1, steps=20)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "runs"
-        for name in ("fmnist-standard", "fmnist-fast-at"):
+        for name in ("standard", "pgd-linf"):
             path = MODELS / name / "model.keras"
             model = models.load(path)
             evaluate.robustness_curve(model, x, y, spec, EPS)  # warm-up

@@ -12,7 +12,7 @@ VIDEO_PIXELS = 320  # the 28x28 frames are encoded 8x (224 px) plus their captio
 
 st.title("Compare models")
 entries = model_widgets.entries()
-bundled = [k for k, e in entries.items() if e.source == "bundled" and "judge" not in k]
+bundled = [k for k, e in entries.items() if e.source == "bundled"]  # the standard model, then the most robust
 chosen = st.multiselect("Models (two or more, of one dataset)", list(entries), default=bundled[:2],
                         format_func=lambda k: entries[k].label, key="compare-models")
 picked = [entries[k] for k in chosen]

@@ -3,14 +3,17 @@
 import streamlit as st
 
 from advcore.runs import list_runs
-from app import charts, histories, state
+from app import charts, histories, registry, state
 
 st.title("History")
-runs = list_runs(state.root())
-by_label = {f"{run.name()} ({run.id[-4:]})": run for run in runs}
-preselected = [label for label, run in by_label.items() if run.id == st.query_params.get("run")]
-chosen = st.multiselect("Runs", list(by_label), default=preselected or list(by_label)[:1],
-                        help="any number of runs, overlaid")
+runs = {histories.run_label(run): run for run in list_runs(state.root())}
+examples = {f"{run.id} (example run, read-only)": run for run in registry.example_runs()}
+by_label = runs | examples
+preselected = [label for label, run in runs.items() if run.id == st.query_params.get("run")]
+default = preselected or list(runs)[:1] or [label for label in examples if label.startswith("interleaved")]
+chosen = st.multiselect("Runs", list(by_label), default=default,
+                        help="any number of runs, overlaid; the example runs trained the bundled models "
+                             "(assets/models) and cannot be changed from here")
 uploads = st.file_uploader("…or history CSV files (AdvLab's history.csv or the notebook's format)",
                            type=["csv"], accept_multiple_files=True)
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from advcore.config import TrainConfig
 from advcore.runs import Run, list_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +87,19 @@ def test_presets_fill_the_form(runs_root):
     assert app.selectbox(key="train_form.lr_schedule").value == "cyclic"
 
 
+@pytest.mark.parametrize("name", ["pgd-linf", "interleaved"])
+def test_a_bundled_models_recipe_is_a_preset_that_queues_exactly_its_config(runs_root, name):
+    app = page("train")
+    app.selectbox(key="train_form.preset").select(f"Recipe of the bundled model {name!r}").run()
+    _submit(app)
+    (run,) = list_runs(runs_root)
+    bundled = TrainConfig.from_file(ROOT / "assets" / "models" / name / "config.json").to_dict()
+    queued = run.config()
+    if bundled["schedule"]["epochs"] is None:  # an interleaved schedule counts cycles, not epochs
+        queued["schedule"]["epochs"] = None
+    assert queued == bundled
+
+
 def test_run_table_shows_every_run_and_damaged_ones_with_a_reason(runs_root):
     make_run(runs_root, "good", ["vanilla", "vanilla", "adversarial"])
     broken = make_run(runs_root, "broken", ["vanilla"])
@@ -122,6 +136,21 @@ def test_history_overlays_runs_with_a_band_strip(runs_root):
     assert "first" in spec and "second" in spec and '"yaxis2"' in spec  # the per-run band strip
     summary = app.dataframe[0].value
     assert list(summary["adversarial epochs"]) == [1, 1]
+
+
+def test_a_fresh_history_page_shows_the_bundled_example_runs_read_only(runs_root):
+    app = page("history")
+    assert not app.exception
+    options = app.multiselect[0].options
+    examples = [o for o in options if o.endswith("(example run, read-only)")]
+    assert [o.split(" ")[0] for o in examples] == ["standard", "pgd-linf", "fast-linf", "pgd-l2", "interleaved"]
+    assert app.multiselect[0].value == ["interleaved (example run, read-only)"]
+    spec = app.get("plotly_chart")[0].proto.spec
+    assert '"type":"rect"' in spec.replace(" ", "") and "adversarial" in spec  # the shaded adversarial epochs
+    assert list(app.dataframe[0].value["adversarial epochs"]) == [9]
+    make_run(runs_root, "mine", ["vanilla", "adversarial"])
+    app = page("history")
+    assert app.multiselect[0].value == [o for o in app.multiselect[0].options if o.startswith("mine")]
 
 
 def test_history_imports_the_notebook_csv_and_explains_a_bad_one(runs_root):

@@ -17,7 +17,7 @@ chosen = st.multiselect("Runs", list(by_label), default=default,
 uploads = st.file_uploader("…or history CSV files (AdvLab's history.csv or the notebook's format)",
                            type=["csv"], accept_multiple_files=True)
 
-loaded, problems = histories.from_runs([by_label[label] for label in chosen])
+loaded, problems = histories.from_runs({label: by_label[label] for label in chosen})
 for upload in uploads or []:
     try:
         loaded[f"{upload.name} (uploaded)"] = histories.read_csv(upload.getvalue(), upload.name)

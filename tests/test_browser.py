@@ -140,7 +140,7 @@ def test_playground_upload_attack_and_download(page, tmp_path):
     page.get_by_role("link", name="Playground").first.click()
     page.get_by_role("heading", name="Attack playground").wait_for()
     page.get_by_label("Model", exact=True).click()
-    page.get_by_role("option", name="fmnist-standard (bundled)").click()
+    page.get_by_role("option", name="standard (bundled)").click()
     uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Image (PNG")
     uploader.locator('input[type="file"]').set_input_files(str(ROOT / "assets" / "samples" / "pullover.png"))
     verdict = page.get_by_text(re.compile(r"Pullover → \S+.*: fooled"))

@@ -60,6 +60,19 @@ def test_evaluate_writes_the_curve(trained_model_file, tmp_path):
     assert summary["sanity"]["flags"] == [] and "eps 0.1: robust accuracy" in done.stdout
 
 
+def test_evaluate_takes_the_worst_of_both_losses(trained_model_file, tmp_path):
+    advcore("evaluate", "--model", trained_model_file, "--eps", "0.05", "--count", 200, "--steps", 10,
+            "--loss", "ce+margin", "--out", tmp_path / "worst", check_rc=0)
+    alone = []
+    for loss in ("ce", "margin"):
+        advcore("evaluate", "--model", trained_model_file, "--eps", "0.05", "--count", 200, "--steps", 10,
+                "--loss", loss, "--out", tmp_path / loss, check_rc=0)
+        alone.append(pd.read_csv(tmp_path / loss / "curve.csv")["robust_accuracy"].iloc[0])
+    summary = json.loads((tmp_path / "worst" / "summary.json").read_text())
+    assert summary["attack"]["loss"] == "ce+margin"
+    assert summary["curve"][0]["robust_accuracy"] <= min(alone)
+
+
 def test_help_explains_every_option():
     done = advcore("attack", "--help", check_rc=0)
     for option in ("--model", "--dataset", "--data-dir", "--eps", "--steps", "--step-size", "--scaling",
@@ -99,7 +112,7 @@ def test_bad_target_class_and_start(trained_model_file, tmp_path):
 
 
 def test_interpret_commands_write_their_files(tmp_path):
-    robust = ROOT / "assets" / "models" / "fmnist-fast-at" / "model.keras"
+    robust = ROOT / "assets" / "models" / "pgd-linf" / "model.keras"
     done = advcore("activations", robust, "--classes", "1,7", "--steps", 20, "--out", tmp_path / "act", check_rc=0)
     assert "judge: accuracy" in done.stdout
     assert sorted(p.name for p in (tmp_path / "act").iterdir()) == [
@@ -125,6 +138,6 @@ def test_interpret_commands_write_their_files(tmp_path):
     (["explain", "--rho", "-1", "--out", "z"], "rho must be positive"),
 ])
 def test_interpret_commands_explain_bad_options(args, message, tmp_path):
-    robust = ROOT / "assets" / "models" / "fmnist-fast-at" / "model.keras"
+    robust = ROOT / "assets" / "models" / "pgd-linf" / "model.keras"
     done = advcore(args[0], robust, *args[1:], check_rc=2)
     assert message in done.stderr

@@ -14,7 +14,7 @@ from app import jobs
 from helpers import kill_worker, wait_for, worker_pid
 
 ROOT = Path(__file__).resolve().parents[1]
-ROBUST = ROOT / "assets" / "models" / "fmnist-fast-at" / "model.keras"
+ROBUST = ROOT / "assets" / "models" / "pgd-linf" / "model.keras"
 
 
 def plan(path, count=200, attacks=None, run=None) -> evaluation.Plan:

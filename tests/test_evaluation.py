@@ -11,8 +11,8 @@ import pytest
 from advcore import attacks, evaluate, evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
-STANDARD = str(ROOT / "assets" / "models" / "fmnist-standard" / "model.keras")
-ROBUST = str(ROOT / "assets" / "models" / "fmnist-fast-at" / "model.keras")
+STANDARD = str(ROOT / "assets" / "models" / "standard" / "model.keras")
+ROBUST = str(ROOT / "assets" / "models" / "pgd-linf" / "model.keras")
 
 
 def plan_dict(**changes) -> dict:
@@ -67,6 +67,20 @@ def test_run_plan_equals_the_robustness_curve(finished, fashion):
     np.testing.assert_array_equal(ours["eps"], curve["eps"])
     np.testing.assert_array_equal(ours["robust_accuracy"], curve["robust_accuracy"])
     assert reports[-1]["done"] == reports[-1]["total"] == 8  # one slice of 1000 images per cell
+
+
+def test_a_ce_and_margin_cell_is_their_per_sample_worst_case_however_sliced(tmp_path):
+    plan = evaluation.Plan.from_dict(plan_dict(
+        models=[{"label": "robust", "path": ROBUST}], eps={"linf": [0.1]}, count=1200, batch_size=100,
+        attacks=[{"name": "worst", "method": "pgd", "options": {"steps": 5, "loss": "ce+margin"}}]))
+    _, results = evaluation.run_plan(plan, tmp_path)  # two slices: 1000 + 200 images
+    from advcore import data, models
+
+    test = data.load("fashion_mnist").test
+    x, y = test.x[:1200], test.y[:1200]
+    specs = [attacks.pgd(0.1, steps=5, loss=loss) for loss in ("ce", "margin")]
+    whole = evaluate.worst_case_accuracy(models.load(ROBUST), x, y, specs, batch_size=100)
+    assert results.rows[0]["robust_accuracy"] == whole.robust_accuracy
 
 
 def test_per_class_results_add_up_and_files_are_written(finished):

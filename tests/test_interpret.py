@@ -16,7 +16,7 @@ BUNDLED = ROOT / "assets" / "models"
 
 @pytest.fixture(scope="module")
 def robust():
-    return models.load(BUNDLED / "fmnist-fast-at" / "model.keras")
+    return models.load(BUNDLED / "pgd-linf" / "model.keras")
 
 
 def linear_model(weights):
@@ -172,7 +172,7 @@ def test_misclassified_images_count_zero_and_the_area_is_exact():
 
 
 def test_ara_ranks_the_robust_model_above_the_standard_one(robust, fashion):
-    standard = models.load(BUNDLED / "fmnist-standard" / "model.keras")
+    standard = models.load(BUNDLED / "standard" / "model.keras")
     x, y = fashion.test.x[:100], fashion.test.y[:100]
     weak = explain.ara(standard, x, y, steps=150)
     strong = explain.ara(robust, x, y, steps=150)
@@ -201,7 +201,7 @@ def test_a_profile_is_saved_once_per_model_file_and_settings(robust, fashion, tm
     assert figures["curve"][1]["robust_accuracy"] <= figures["clean_accuracy"]
     assert pictures["activations"].shape == (10, 28, 28, 1) and pictures["traversals"].shape == (5, 28, 28, 1)
     assert set(figures["alignment"]) == {"activations", "traversals", "test_images"} and len(table) == 30
-    model_file = BUNDLED / "fmnist-fast-at" / "model.keras"
+    model_file = BUNDLED / "pgd-linf" / "model.keras"
     folder = profile.folder_for(tmp_path, model_file, settings)
     assert profile.load(folder) is None
     profile.save(folder, figures, pictures, table)
@@ -209,7 +209,7 @@ def test_a_profile_is_saved_once_per_model_file_and_settings(robust, fashion, tm
     assert loaded.figures == figures and np.array_equal(loaded.pictures["activations"], pictures["activations"])
     np.testing.assert_allclose(loaded.ara["attack_rmse"], table["attack_rmse"], rtol=1e-6)
     assert profile.folder_for(tmp_path, model_file, dataclasses.replace(settings, count=31)) != folder
-    assert profile.folder_for(tmp_path, BUNDLED / "fmnist-standard" / "model.keras", settings) != folder
+    assert profile.folder_for(tmp_path, BUNDLED / "standard" / "model.keras", settings) != folder
     with pytest.raises(ValueError, match="unknown profile settings"):
         profile.ProfileSettings.from_dict({"count": 10, "colour": "red"})
 

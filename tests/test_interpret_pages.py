@@ -37,7 +37,7 @@ def texts(app) -> str:
 
 def test_interpret_draws_activations_traverses_and_explains(app):
     app.switch_page("pages/interpret_page.py").run()
-    app.selectbox(key="model").set_value("bundled:fmnist-fast-at").run()
+    app.selectbox(key="model").set_value("bundled:pgd-linf").run()
     ok(app)
     assert captions(app)[:10] == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                                   "Sneaker", "Bag", "Ankle boot"]
@@ -85,8 +85,8 @@ def test_compare_profiles_two_models_in_the_background_then_reads_them_back(app)
     assert len(app.get("video")) == 2  # the side-by-side traversals do not wait for the profiles
     wait_for(lambda: ok(app.run()).dataframe and len(app.dataframe[0].value) == 2, timeout=300, interval=2)
     table = app.dataframe[0].value
-    robust, standard = "fmnist-fast-at (bundled)", "fmnist-standard (bundled)"
-    assert list(table.index) == [robust, standard]
+    robust, standard = "pgd-linf (bundled)", "standard (bundled)"
+    assert list(table.index) == [standard, robust]  # in the order picked: the defaults, standard first
     assert table.loc[robust, "Attack ARA"] > table.loc[standard, "Attack ARA"]
     assert table.loc[robust, "PGD-20 Linf 0.1"] > table.loc[standard, "PGD-20 Linf 0.1"] + 0.3
     assert "judge accuracy: activations" in table.columns

@@ -21,7 +21,7 @@ def playground(tmp_path, monkeypatch):
     app = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=90)
     app.run()
     app.switch_page("pages/playground_page.py").run()
-    app.selectbox(key="model").set_value("bundled:fmnist-standard").run()
+    app.selectbox(key="model").set_value("bundled:standard").run()
     return app
 
 

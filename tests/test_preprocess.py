@@ -59,7 +59,7 @@ def test_unknown_fit_is_refused():
 def test_bundled_standard_model_recognises_the_sample_photos():
     """The samples are test images as photos: inverted and enlarged. The default preprocessing
     (invert, since the background is light) must turn them back into recognisable inputs."""
-    model = models.load(ROOT / "assets" / "models" / "fmnist-standard" / "model.keras")
+    model = models.load(ROOT / "assets" / "models" / "standard" / "model.keras")
     expected = {"ankle-boot": 9, "pullover": 2, "trouser": 1, "shirt": 6, "sneaker": 7, "bag": 8}
     correct = 0
     for path in sorted((ROOT / "assets" / "samples").glob("*.*")):

@@ -71,7 +71,7 @@ def test_only_finished_or_stopped_runs_with_a_model_are_offered(folders):
 
 def test_bundled_models_have_complete_cards_and_load(folders):
     bundled = [entry for entry in registry.list_models(folders / "runs") if entry.source == "bundled"]
-    assert {entry.key for entry in bundled} >= {"bundled:fmnist-standard", "bundled:fmnist-fast-at"}
+    assert {entry.key for entry in bundled} >= {"bundled:standard", "bundled:pgd-linf"}
     for entry in bundled:
         assert {"dataset", "input_shape", "class_names", "trained", "metrics"} <= set(entry.card)
         model = models.load(entry.path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import weakref
 from typing import Mapping, Sequence
 
 import keras
@@ -18,21 +17,15 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from advcore import attacks, models
+from advcore import attacks, graphs, models
 from advcore.attacks import AttackSpec
-
-
-_FORWARD: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.PolymorphicFunction]" = (
-    weakref.WeakKeyDictionary())
 
 
 def predict_logits(model: keras.Model, x, batch_size: int = 500) -> np.ndarray:
     """Inference-mode logits, batched through one compiled forward pass per model."""
     x = attacks.check_images(x)
-    if model not in _FORWARD:
-        signature = [tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)]
-        _FORWARD[model] = tf.function(lambda batch: model(batch, training=False), input_signature=signature)
-    forward = _FORWARD[model]
+    forward = graphs.compiled(model, "forward", lambda batch: model(batch, training=False),
+                              [tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)])
     return np.concatenate([np.asarray(forward(x[i:i + batch_size]), np.float32)
                            for i in range(0, len(x), batch_size)])
 

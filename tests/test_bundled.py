@@ -93,6 +93,17 @@ def test_the_registry_offers_the_five_models_standard_first_and_their_example_ru
     assert [run.id for run in registry.example_runs()] == list(NAMES)
 
 
+def test_a_card_row_on_fewer_images_reads_the_first_ones_of_one_attack(trained_model, fashion):
+    settings = cards.CardSettings(linf=(0.05,), l2=(), count=100, headline=("linf", 0.05), headline_count=200,
+                                  batch_size=100)
+    rows = cards.robustness(trained_model, fashion, settings, report=lambda line: None)
+    assert [(r["count"], r["seconds"] is None) for r in rows] == [(100, True), (200, False)]
+    alone = evaluate.worst_case_accuracy(trained_model, fashion.test.x[:100], fashion.test.y[:100],
+                                         evaluate.strongest(0.05), batch_size=100)
+    assert rows[0]["robust_accuracy"] == alone.robust_accuracy
+    assert [rows[0]["ce_only"], rows[0]["margin_only"]] == [o.robust_accuracy for o in alone.outcomes]
+
+
 def test_overfitting_is_read_from_the_robust_accuracy_of_adversarial_epochs():
     def rows(robust, phase="adversarial"):
         return [{"epoch": i + 1, "phase": phase, "val_robust_accuracy": r} for i, r in enumerate(robust)]

@@ -35,11 +35,10 @@ TRIED_CSV = "tried.csv"  # one row per recipe tried: its label, config, time and
 TRIED_DIR = ROOT / "runs" / "_tried"  # tried variants stay here, to adopt one without training it again
 
 
-def _headline(config: dict) -> tuple[str, float]:
+def _headline(config) -> tuple[str, float]:
     """The budget a model is judged at: Linf 0.1 (the Fashion-MNIST benchmark), L2 at the L2 model's eps."""
-    attack = config.get("attack", {})
-    if config.get("mode") != "vanilla" and attack.get("norm") == "l2":
-        return "l2", float(attack["eps"])
+    if config.adversarial and config.attack.norm == "l2":
+        return "l2", config.attack.eps
     return "linf", 0.1
 
 
@@ -73,8 +72,9 @@ def record(name: str, label: str, run_dir: Path) -> None:
     config = TrainConfig.from_dict(run.config())
     dataset = data.load(config.data.dataset)
     model = models.load(run.model_path)
-    settings = cards.CardSettings(linf=(), l2=(), headline=_headline(run.config()), headline_count=TRY_COUNT)
-    (robust,) = cards.robustness(model, dataset, settings)
+    norm, eps = _headline(config)
+    x, y = dataset.test.x[:TRY_COUNT], dataset.test.y[:TRY_COUNT]
+    robust = evaluate.worst_case_accuracy(model, x, y, evaluate.strongest(eps, norm=norm)).robust_accuracy
     epochs, status = cards.per_epoch(run.history()), run.recorded_status()
     row = {"recipe": label, "started": status["started"], "config": json.dumps(config.to_dict()),
            "epochs": len(epochs),
@@ -82,7 +82,7 @@ def record(name: str, label: str, run_dir: Path) -> None:
            f"{status['status']} after epoch {len(epochs)} of {status.get('total_epochs')}",
            "minutes": round(cards.training(run)["wall_seconds"] / 60, 1),
            "clean accuracy": f"{evaluate.accuracy(model, dataset.test.x, dataset.test.y):.1%}",
-           f"robust {robust['norm']} {robust['eps']:g} ({TRY_COUNT} images)": f"{robust['robust_accuracy']:.1%}",
+           f"robust {norm} {eps:g} ({TRY_COUNT} images)": f"{robust:.1%}",
            "collapse": cards.overfitting(epochs, config.adversarial) or "no"}
     path = HERE / name / TRIED_CSV
     table = pd.concat([pd.read_csv(path), pd.DataFrame([row])]) if path.exists() else pd.DataFrame([row])
@@ -123,12 +123,13 @@ def adopt(name: str, run_dir: Path) -> None:
 
 
 def card(name: str) -> None:
-    from advcore import cards, files
+    from advcore import cards
+    from advcore.config import TrainConfig
 
     folder = HERE / name
     content = cards.measure(
         folder, name=name, settings=cards.CardSettings(
-            headline=_headline(files.read_json(folder / "config.json", "config")),
+            headline=_headline(TrainConfig.from_file(folder / "config.json")),
             headline_count=10_000 if name in TARGETED else 1000),
         reproduce=[f"python -m advcore train --config assets/models/{name}/config.json",
                    f"python assets/models/build.py train {name}   # the same, then copies the run here",

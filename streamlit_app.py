@@ -24,9 +24,14 @@ Train and probe adversarially robust image classifiers.
   perceptual-alignment score.
 - **Compare**: standard vs robust models side by side: robustness curves, ARA, activation grids,
   traversal videos and explanations of the same image, and one table of all the figures.
+- **Unrestricted adversarial examples**: train a class-conditional GAN on the Train page, then on the
+  Playground's "Unrestricted (GAN)" tab generate images of a class and move them through the GAN's
+  latent space until the classifier is fooled while they still look like the class.
+- **Augmentation study**: train one recipe with no augmentation, FGSM, GAN samples and unrestricted
+  examples, and compare clean, robust and GAN accuracies in one table backed by the four runs.
 
-Everything also works from a terminal: `python -m advcore train | attack | evaluate | activations |
-traverse | explain | ara | profile --help`.
+Everything also works from a terminal: `python -m advcore train | train-gan | study | attack | evaluate |
+activations | traverse | explain | ara | profile --help`.
 """
 
 
@@ -38,6 +43,7 @@ EVALUATE = st.Page("pages/evaluate_page.py", title="Evaluate", icon=":material/s
 PLAYGROUND = st.Page("pages/playground_page.py", title="Playground", icon=":material/bolt:", url_path="playground")
 INTERPRET = st.Page("pages/interpret_page.py", title="Interpret", icon=":material/visibility:", url_path="interpret")
 COMPARE = st.Page("pages/compare_page.py", title="Compare", icon=":material/compare:", url_path="compare")
+STUDY = st.Page("pages/study_page.py", title="Augmentation study", icon=":material/science:", url_path="study")
 
 
 def home() -> None:
@@ -48,6 +54,7 @@ def home() -> None:
     st.page_link(EVALUATE, label="Measure robustness", icon=":material/shield:")
     st.page_link(INTERPRET, label="See what a model draws", icon=":material/visibility:")
     st.page_link(COMPARE, label="Standard vs robust, side by side", icon=":material/compare:")
+    st.page_link(STUDY, label="Compare augmentations: none, FGSM, GAN samples, unrestricted", icon=":material/science:")
     st.subheader("Ready-made models")
     st.caption("Trained on this project's CPU machine from the configs in `assets/models`; every figure of "
                "their cards is measured by `python assets/models/build.py card NAME`. Their training runs "
@@ -61,4 +68,4 @@ def home() -> None:
 
 st.set_page_config(page_title="AdvLab", layout="wide")
 st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), TRAIN, HISTORY, PLAYGROUND, EVALUATE,
-               INTERPRET, COMPARE]).run()
+               INTERPRET, COMPARE, STUDY]).run()

@@ -52,10 +52,15 @@ def describe(content: dict) -> str:
     if not config.adversarial:
         return f"{model}, standard training: {schedule.epochs} epochs, {rate}, {data_part}"
     attack = config.attack
-    method = {"fgsm": "FGSM", "fgsm_rs": "FGSM with random start", "ll_fgsm": "least-likely-class FGSM",
-              "pgd": f"PGD-{attack.steps or 7}"}[attack.method]
-    step = attack.spec().effective_step_size
-    attack_part = f"{method}, {attack.norm.capitalize()} eps {attack.eps:g}, step {step:.3g}"
+    if attack.method == "gan":
+        attack_part = "samples of the GAN for the batch's classes"
+    elif attack.method == "unrestricted":
+        attack_part = f"unrestricted examples ({attack.steps or 20} latent steps, pixel noise up to {attack.eps:g})"
+    else:
+        method = {"fgsm": "FGSM", "fgsm_rs": "FGSM with random start", "ll_fgsm": "least-likely-class FGSM",
+                  "pgd": f"PGD-{attack.steps or 7}"}[attack.method]
+        step = attack.spec().effective_step_size
+        attack_part = f"{method}, {attack.norm.capitalize()} eps {attack.eps:g}, step {step:.3g}"
     if attack.warmup_epochs:
         attack_part += f", eps ramped up over {attack.warmup_epochs:g} epochs"
     if schedule.kind == "interleaved":

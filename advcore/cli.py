@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m advcore",
                      description="AdvLab from the terminal: attack classifiers and measure their robustness.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser,
-                                     metavar="{attack,evaluate,train,worker,activations,traverse,explain,ara,profile}")
+                                     metavar="{attack,evaluate,train,train-gan,study,worker,activations,traverse,explain,ara,profile}")
     attack = commands.add_parser(
         "attack", help="attack images and save the adversarial examples",
         description="Attack images of a dataset; writes each adversarial image as PNG, all of them as "
@@ -116,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "model.keras. Ctrl+C (or SIGTERM) finishes the batch, saves and stops; --resume "
                     "continues from the last finished epoch.")
     cli_train.add_options(train)
+    train_gan = commands.add_parser(
+        "train-gan", help="train a class-conditional GAN (AC-GAN, WGAN-GP) as a run",
+        description="Train an AC-GAN with gradient penalty as a run: config, status, history.csv (critic, "
+                    "generator, penalty and class losses), a sample grid per epoch under samples/, "
+                    "checkpoints, generator.keras and critic.keras. Ctrl+C saves and stops; --resume continues.")
+    cli_train.add_gan_options(train_gan)
+    study = commands.add_parser(
+        "study", help="train one recipe four ways (none, FGSM, GAN samples, unrestricted) and tabulate",
+        description="The augmentation study: four runs of the same classifier recipe, trained with no "
+                    "augmentation, least-likely FGSM examples, GAN samples and unrestricted examples (a "
+                    "share --mix-fraction of each batch, weighted --mix-weight; defaults 0.5 and 0.3), each "
+                    "checked per epoch on --gan-check-size GAN samples (default 500). Prints and records "
+                    "clean, PGD and GAN accuracies; --resume STUDY finishes a stopped study.")
+    cli_train.add_study_options(study)
     cli_interpret.add_parsers(commands)
     return parser
 
@@ -272,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
 
     prog = f"{parser.prog} {args.command}"
     try:
-        {"attack": _run_attack, "evaluate": _run_evaluate, "train": cli_train.run,
+        {"attack": _run_attack, "evaluate": _run_evaluate, "train": cli_train.run, "train-gan": cli_train.run_gan,
+         "study": cli_train.run_study,
          "worker": _run_worker, **cli_interpret.COMMANDS}[args.command](args)
     except (UsageError, ValueError, ModelError, ImageError, DatasetFormatError, RunError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

@@ -39,11 +39,13 @@ TRAIN_OPTIONS = (
     ("--mix-weight", "mix.weight", number, "lambda, the weight of adversarial against clean loss (default 1)"),
     ("--mix-fraction", "mix.fraction", number, "split mode: share of each batch made adversarial (default 0.5)"),
     ("--attack", "attack.method", str, "fgsm, fgsm_rs (random start, step 1.25 eps: fast training), pgd "
-                                       "(default), ll_fgsm (least-likely class, eps drawn per batch)"),
+                                       "(default), ll_fgsm (least-likely class, eps drawn per batch), gan "
+                                       "(GAN samples of the batch's classes), unrestricted (latent-space attack)"),
+    ("--generator", "generator", str, "a GAN run's folder: for --attack gan/unrestricted and the GAN checks"),
     ("--norm", "attack.norm", str, "linf (default) or l2"),
     ("--eps", "attack.eps", number, "training perturbation budget, e.g. 0.1 or 8/255 (default 0.1)"),
     ("--eps-min", "attack.eps_min", number, "ll_fgsm: lower end of the per-batch eps range (default 1e-4)"),
-    ("--attack-steps", "attack.steps", positive_int, "pgd steps (default 7)"),
+    ("--attack-steps", "attack.steps", positive_int, "pgd steps (default 7), unrestricted latent steps (default 20)"),
     ("--step-size", "attack.step_size", number, "attack step size (default by method)"),
     ("--eps-warmup", "attack.warmup_epochs", number, "ramp eps up from 0 over this many adversarial epochs"),
     ("--schedule", "schedule.kind", str, "constant (default), interleaved, or warmup"),
@@ -65,34 +67,75 @@ TRAIN_OPTIONS = (
     ("--robust-steps", "validation.steps", positive_int, "steps of the per-epoch PGD check (default 10)"),
     ("--collapse-ratio", "validation.collapse_ratio", number, "warn when robust accuracy falls below this "
                                                                "share of its best (default 0.5)"),
+    ("--gan-check-size", "validation.gan_size", int, "per epoch: accuracy on this many GAN samples and "
+                                                       "unrestricted examples (default 0: off)"),
+    ("--gan-check-steps", "validation.gan_steps", positive_int, "latent steps of those examples (default 100)"),
     ("--keep-checkpoints", "keep_checkpoints", positive_int, "per-epoch checkpoints to keep (default 5)"),
     ("--strategy", "distribute.strategy", str, "auto (default), default, mirrored, or multi_worker (TF_CONFIG)"),
 )
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
+GAN_OPTIONS = (
+    ("--name", "name", str, "a name for the run (part of its id)"),
+    ("--dataset", "data.dataset", str, "fashion_mnist, mnist, cifar10, cifar100, or a folder of class sub-folders"),
+    ("--data-dir", "data.data_dir", str, "folder with the dataset files"),
+    ("--train-size", "data.train_size", positive_int, "train on a deterministic subset of this many images"),
+    ("--architecture", "architecture", str, "auto (default: dcgan for 28x28, resnet for 32x32), dcgan or resnet"),
+    ("--width", "width", positive_int, "channel multiplier of generator and critic (default 1)"),
+    ("--z-dim", "z_dim", positive_int, "size of the latent vector z (default 128)"),
+    ("--epochs", "epochs", _epochs, "passes of the critic over the data, or until-stopped (default 20)"),
+    ("--batch-size", "batch_size", positive_int, "images per critic or generator update (default 64)"),
+    ("--critic-steps", "critic_steps", positive_int, "critic updates per generator update (default 5)"),
+    ("--gradient-penalty", "gradient_penalty", number, "weight of the WGAN-GP gradient penalty (default 10)"),
+    ("--aux-weight-critic", "aux_weight_critic", number, "weight of the critic's class loss (default 1)"),
+    ("--aux-weight-generator", "aux_weight_generator", number, "weight of the generator's class loss (default 0.1)"),
+    ("--lr", "learning_rate", number, "Adam learning rate of both networks (default 2e-4)"),
+    ("--beta1", "beta_1", number, "Adam beta_1 (default 0)"),
+    ("--beta2", "beta_2", number, "Adam beta_2 (default 0.9)"),
+    ("--seed", "seed", int, "seed of weights, data order and latents (default 0)"),
+    ("--keep-checkpoints", "keep_checkpoints", positive_int, "per-epoch checkpoints to keep (default 3)"),
+    ("--strategy", "distribute.strategy", str, "auto (default), default, mirrored, or multi_worker (TF_CONFIG)"),
+)
+
+
+def _add_run_options(parser: argparse.ArgumentParser, options) -> None:
     run = parser.add_argument_group("run")
     run.add_argument("--config", type=Path, help="a JSON config file; flags given as well override its fields")
     run.add_argument("--resume", metavar="RUN", help="continue this run from its last finished epoch")
     run.add_argument("--runs-dir", type=Path, default=None, help="the runs root (default: $ADVLAB_RUNS_DIR or ./runs)")
     run.add_argument("--cpu-devices", type=positive_int, default=None,
                      help="split the CPU into this many logical devices (tests the multi-device path)")
-    options = parser.add_argument_group("training (each sets one field of the config)")
-    for flag, field, kind, text in TRAIN_OPTIONS:
-        options.add_argument(flag, dest=field, type=kind, default=argparse.SUPPRESS, help=text)
-    options.add_argument("--stop-on-collapse", dest="validation.stop_on_collapse", action="store_true",
-                         default=argparse.SUPPRESS, help="stop when robust accuracy collapses")
-    options.add_argument("--mixed-precision", dest="distribute.mixed_precision", action="store_true",
-                         default=argparse.SUPPRESS, help="float16 compute on GPUs (weights stay float32)")
+    group = parser.add_argument_group("training (each sets one field of the config)")
+    for flag, field, kind, text in options:
+        group.add_argument(flag, dest=field, type=kind, default=argparse.SUPPRESS, help=text)
 
 
-def _train_config(args):
-    """The config file (if any) with every given flag written into its field, validated."""
-    from advcore.config import ConfigError, TrainConfig, read_file
+def add_options(parser: argparse.ArgumentParser) -> None:
+    _add_run_options(parser, TRAIN_OPTIONS)
+    parser.add_argument("--stop-on-collapse", dest="validation.stop_on_collapse", action="store_true",
+                        default=argparse.SUPPRESS, help="stop when robust accuracy collapses")
+    parser.add_argument("--mixed-precision", dest="distribute.mixed_precision", action="store_true",
+                        default=argparse.SUPPRESS, help="float16 compute on GPUs (weights stay float32)")
+
+
+def add_gan_options(parser: argparse.ArgumentParser) -> None:
+    _add_run_options(parser, GAN_OPTIONS)
+
+
+STUDY_DEFAULTS = {"mix.weight": 0.3, "mix.fraction": 0.5, "validation.gan_size": 500}  # the seed's lambda, half batches
+
+
+def add_study_options(parser: argparse.ArgumentParser) -> None:
+    _add_run_options(parser, TRAIN_OPTIONS)
+
+
+def _config_content(args, options) -> dict:
+    """The config file's content (if any) with every given flag written into its field."""
+    from advcore.config import ConfigError, read_file
 
     content = read_file(args.config) if args.config else {}
     for key, value in vars(args).items():
-        if "." in key or key in {field for _, field, _, _ in TRAIN_OPTIONS}:
+        if "." in key or key in {field for _, field, _, _ in options}:
             section = content
             *parents, leaf = key.split(".")
             for parent in parents:
@@ -100,36 +143,86 @@ def _train_config(args):
                 if not isinstance(section, dict):
                     raise ConfigError(f"{parent}: must be an object")
             section[leaf] = value
-    return TrainConfig.from_dict(content)
+    return content
 
 
-def run(args) -> dict:
+def _run(args, options, config_class, train_function) -> dict:
     from advcore import distribute
-    from advcore.config import TrainConfig
-    from advcore.run_training import train
     from advcore.runs import Run
 
     if args.cpu_devices:
         distribute.split_cpu(args.cpu_devices)
     if args.resume:
-        given = [flag for flag, field, _, _ in TRAIN_OPTIONS if field in vars(args)]
+        given = [flag for flag, field, _, _ in options if field in vars(args)]
         if given or args.config:
             raise UsageError("--resume continues a run with its own config; drop "
                              + ", ".join(given + (["--config"] if args.config else [])))
         run = Run.open(args.resume, args.runs_dir)
-        config = TrainConfig.from_dict(run.config())
+        config = config_class.from_dict(run.config())
     else:
-        config = _train_config(args)
+        config = config_class.from_dict(_config_content(args, options))
         # in a cluster only the chief writes the shared runs root; the others keep a private scratch run
         runs_dir = args.runs_dir if distribute.chief_by_tf_config() else tempfile.mkdtemp(prefix="advcore-worker-")
         run = Run.create(config.to_dict(), runs_dir, config.name)
     distribute.set_mixed_precision(config.distribute.mixed_precision)
     print(f"run {run.id} in {run.root}")
     try:
-        status = train(config, run, resume=bool(args.resume))
+        status = train_function(config, run, resume=bool(args.resume))
     finally:
         if not distribute.chief_by_tf_config():
             shutil.rmtree(run.root, ignore_errors=True)
     return {"run": run.id, "status": status}
 
 
+def run(args) -> dict:
+    from advcore.config import TrainConfig
+    from advcore.run_training import train
+
+    return _run(args, TRAIN_OPTIONS, TrainConfig, train)
+
+
+def run_gan(args) -> dict:
+    from advcore.config import GanConfig
+    from advcore.gan_training import train_gan
+
+    return _run(args, GAN_OPTIONS, GanConfig, train_gan)
+
+
+def run_study(args) -> dict:
+    """Creates the study's four runs (or takes up an earlier study's unfinished ones) and trains them
+    one after another in this process; a stop ends the study, leaving later arms unstarted."""
+    import os
+
+    from advcore import study
+    from advcore.config import TrainConfig
+    from advcore.run_training import train
+    from advcore.runs import Run, now
+
+    if args.resume:
+        record = study.read(args.resume, args.runs_dir)
+    else:
+        content = _config_content(args, TRAIN_OPTIONS)
+        for field, value in STUDY_DEFAULTS.items():
+            if field not in vars(args):
+                section, leaf = field.split(".")
+                content.setdefault(section, {}).setdefault(leaf, value)
+        base = TrainConfig.from_dict(content)
+        if base.generator is None:
+            raise UsageError("a study needs --generator: the folder of a trained GAN run")
+        record = study.create(base, base.generator, args.runs_dir, owner_pid=os.getpid())
+    print(f"study {record['id']}: runs {', '.join(record['runs'].values())}")
+    stopped = False
+    for arm in study.ARMS:
+        run = Run.open(record["runs"][arm], args.runs_dir)
+        status = run.recorded_status()["status"]
+        if status == "finished":
+            continue
+        if stopped:
+            run.update_status(status="stopped", ended=now(), reason="the study was stopped before this arm")
+            continue
+        run.update_status(pid=os.getpid())
+        print(f"--- {arm}: run {run.id}")
+        resume = bool(run.checkpoints())
+        stopped = train(TrainConfig.from_dict(run.config()), run, resume=resume) == "stopped"
+    print(study.table(record, args.runs_dir).to_string(index=False))
+    return record

@@ -17,6 +17,7 @@ from advcore import files
 
 
 VANILLA, ADVERSARIAL = "vanilla", "adversarial"
+GENERATIVE_METHODS = ("gan", "unrestricted")  # training examples drawn from a class-conditional GAN
 ARCHITECTURES = ("small_cnn", "madry_cnn", "preact_resnet20", "preact_resnet44")
 WORST_OF_LOSSES = "ce+margin"  # an evaluation's loss: per sample, the worse of cross-entropy and margin
 
@@ -62,11 +63,11 @@ class ModelConfig:
 @dataclasses.dataclass
 class AttackConfig:
     """The attack that makes the adversarial examples of adversarial epochs."""
-    method: Literal["fgsm", "fgsm_rs", "pgd", "ll_fgsm"] = "pgd"
+    method: Literal["fgsm", "fgsm_rs", "pgd", "ll_fgsm", "gan", "unrestricted"] = "pgd"
     norm: Literal["linf", "l2"] = "linf"
-    eps: float = 0.1
+    eps: float = 0.1  # unrestricted: the bound of the pixel noise added to the generated image
     eps_min: Optional[float] = None  # ll_fgsm: eps drawn per batch from [eps_min, eps]
-    steps: Optional[int] = None  # pgd only; default 7
+    steps: Optional[int] = None  # pgd: default 7; unrestricted: latent search steps, default 20
     step_size: Optional[float] = None  # default: eps (fgsm), 1.25 eps (fgsm_rs), 2.5 eps / steps (pgd)
     warmup_epochs: float = 0.0  # eps ramps linearly from 0 over this many adversarial epochs
 
@@ -84,16 +85,23 @@ class AttackConfig:
             raise ConfigError("eps_min: only the ll_fgsm method draws eps from a range")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps: must be >= 1, got {self.steps}")
-        if self.method != "pgd" and self.steps not in (None, 1):
+        if self.method not in ("pgd", "unrestricted") and self.steps not in (None, 1):
             raise ConfigError(f"steps: {self.method} takes one step; use method pgd for {self.steps}")
         if self.step_size is not None:
             _finite("step_size", self.step_size, minimum=0.0)
         _finite("warmup_epochs", self.warmup_epochs, minimum=0.0)
 
+    @property
+    def generative(self) -> bool:
+        """Whether the examples come from the GAN (`TrainConfig.generator`), not from a pixel attack."""
+        return self.method in GENERATIVE_METHODS
+
     def spec(self):
         """The AttackSpec of this config (eps may be rescaled per batch by the trainer)."""
         from advcore import attacks
 
+        if self.generative:
+            raise ValueError(f"the {self.method} method makes its examples with the GAN, not an attack spec")
         if self.method == "pgd":
             return attacks.pgd(self.eps, norm=self.norm, steps=self.steps or 7, step_size=self.step_size)
         options = {"random_start": self.method == "fgsm_rs", "step_size": self.step_size}
@@ -190,6 +198,8 @@ class ValidationConfig:
     steps: int = 10
     collapse_ratio: float = 0.5  # warn when robust accuracy falls below this share of its best
     stop_on_collapse: bool = False
+    gan_size: int = 0  # per-epoch accuracy on this many fresh GAN samples and unrestricted examples
+    gan_steps: int = 100  # latent search steps of those unrestricted examples
 
     def check(self):
         if self.robust_size < 0:
@@ -200,6 +210,10 @@ class ValidationConfig:
             raise ConfigError(f"steps: must be >= 1, got {self.steps}")
         if not 0 < self.collapse_ratio < 1:
             raise ConfigError(f"collapse_ratio: must lie in (0, 1), got {self.collapse_ratio}")
+        if self.gan_size < 0:
+            raise ConfigError(f"gan_size: must be >= 0, got {self.gan_size}")
+        if self.gan_steps < 1:
+            raise ConfigError(f"gan_steps: must be >= 1, got {self.gan_steps}")
 
 
 @dataclasses.dataclass
@@ -218,6 +232,7 @@ class TrainConfig:
     batch_size: int = 128
     seed: int = 0
     keep_checkpoints: int = 5
+    generator: Optional[str] = None  # a GAN run's folder: GAN and unrestricted examples, the GAN checks
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
@@ -236,6 +251,12 @@ class TrainConfig:
         if self.lr_schedule.kind == "cyclic" and self.schedule.total_epochs is None:
             raise ConfigError("lr_schedule.kind: a cyclic schedule needs a known number of epochs "
                               "(schedule.epochs or schedule.cycles), not 'until stopped'")
+        uses_gan = self.adversarial and self.attack.generative
+        if (uses_gan or self.validation.gan_size) and self.generator is None:
+            raise ConfigError(f"generator: {'the ' + self.attack.method + ' method' if uses_gan else 'validation.gan_size'} "
+                              "needs a trained GAN: give the folder of a GAN run")
+        if self.generator is not None and not (Path(self.generator).expanduser() / "generator.keras").is_file():
+            raise ConfigError(f"generator: no generator.keras in {self.generator} (give a GAN run's folder)")
         if self.mode == "vanilla" and self.schedule.kind != "constant":
             raise ConfigError(f"schedule.kind: a {self.schedule.kind} schedule needs an adversarial mode, "
                               "not mode 'vanilla'")
@@ -256,6 +277,61 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
         return cls.from_dict(read_file(path))
+
+
+GAN_ARCHITECTURES = ("auto", "dcgan", "resnet")
+
+
+@dataclasses.dataclass
+class GanConfig:
+    """An AC-GAN trained as WGAN-GP (seed 001): `critic_steps` critic updates per generator update,
+    each critic update on its own real batch, so an epoch is one pass of the critic over the data."""
+    kind: Literal["gan"] = "gan"
+    name: str = "gan"
+    data: DataConfig = dataclasses.field(default_factory=lambda: DataConfig(val_size=None))
+    architecture: Literal["auto", "dcgan", "resnet"] = "auto"  # auto: dcgan for 28x28, resnet for larger
+    width: int = 1
+    z_dim: int = 128
+    epochs: Optional[int] = 20  # null trains until stopped
+    batch_size: int = 64
+    critic_steps: int = 5
+    gradient_penalty: float = 10.0
+    aux_weight_critic: float = 1.0
+    aux_weight_generator: float = 0.1
+    learning_rate: float = 2e-4
+    beta_1: float = 0.0
+    beta_2: float = 0.9
+    seed: int = 0
+    keep_checkpoints: int = 3
+    distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
+
+    def check(self):
+        for name in ("width", "z_dim", "batch_size", "critic_steps", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        _positive_or_none("epochs", self.epochs)
+        for name in ("gradient_penalty", "aux_weight_critic", "aux_weight_generator"):
+            _finite(name, getattr(self, name), minimum=0.0)
+        _finite("learning_rate", self.learning_rate, minimum=0.0)
+        if self.learning_rate == 0:
+            raise ConfigError("learning_rate: must be > 0")
+        for name in ("beta_1", "beta_2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must lie in [0, 1), got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, content: dict) -> "GanConfig":
+        config = _build(cls, content, "")
+        _check_all(config, "")
+        return config
+
+
+def config_kind(content: dict) -> str:
+    """What a run's config.json trains: "gan" or "classifier"."""
+    return "gan" if content.get("kind") == "gan" else "classifier"
 
 
 def read_file(path: str | Path) -> dict:

@@ -255,6 +255,7 @@ _SPECS = {
                       _keras_download("cifar100", label_mode="fine"), ("cifar-100", "cifar100")),
 }
 DATASETS = tuple(_SPECS)
+CLASS_NAMES = {name: spec.class_names for name, spec in _SPECS.items()}
 
 
 def keras_cache_dir() -> Path:

@@ -28,7 +28,8 @@ from advcore.training import (UNTIL_STOPPED, AdversarialTrainer, current_learnin
                               training_batches)
 
 HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_robust_accuracy",
-                   "learning_rate", "eps", "seconds", "warning")
+                   "val_gan_accuracy", "val_unrestricted_accuracy", "learning_rate", "eps", "seconds", "warning")
+GAN_CHECK_SEED = 1_000_003  # the GAN checks' latents: the same for every run and epoch, never trained on
 
 
 class StopRequest:
@@ -55,16 +56,17 @@ class StopRequest:
 
 
 class EpochControl(keras.callbacks.Callback):
-    """Sets each epoch's phase, stops after the current batch when asked, and knows whether the
-    epoch that just ended ran all its batches (a stopped epoch is not recorded)."""
+    """Stops after the current batch when asked, and knows whether the epoch that just ended ran all
+    its batches (a stopped epoch is not recorded). `on_begin(epoch)` prepares each epoch."""
 
-    def __init__(self, config: TrainConfig, stop: StopRequest, steps_per_epoch: int, on_stop):
+    def __init__(self, stop: StopRequest, steps_per_epoch: int, on_stop, on_begin=None):
         super().__init__()
-        self.config, self.stop, self.steps_per_epoch, self.on_stop = config, stop, steps_per_epoch, on_stop
+        self.stop, self.steps_per_epoch, self.on_stop, self.on_begin = stop, steps_per_epoch, on_stop, on_begin
         self.batches, self.started = 0, 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.model.adversarial_phase.assign(phase(self.config, epoch) == ADVERSARIAL)
+        if self.on_begin:
+            self.on_begin(epoch)
         self.batches, self.started = 0, time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -114,6 +116,30 @@ class RobustCheck(keras.callbacks.Callback):
                 self.classifier, self.x, self.y, self.spec).robust_accuracy
 
 
+class GanCheck(keras.callbacks.Callback):
+    """Accuracy on fixed GAN samples (one latent each, classes in turn) and on unrestricted examples
+    searched from them against the current weights, after every epoch: the augmentation study's
+    columns, and the seed's plot of how fast a classifier learns the GAN's images."""
+
+    def __init__(self, control: EpochControl, classifier, gan, size: int, steps: int):
+        super().__init__()
+        from advcore.unrestricted import LatentAttack
+
+        self.control, self.classifier, self.gan = control, classifier, gan
+        self.source = np.arange(size) % gan.num_classes
+        self.z0 = gan.latents(size, GAN_CHECK_SEED)
+        self.settings = LatentAttack(steps=steps)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from advcore import unrestricted
+
+        if self.control.epoch_complete and len(self.source):
+            result = unrestricted.attack(self.gan, self.classifier, self.source, z0=self.z0, settings=self.settings,
+                                         seed=GAN_CHECK_SEED)
+            logs["val_gan_accuracy"] = float(np.mean(result.clean_predictions == self.source))
+            logs["val_unrestricted_accuracy"] = result.accuracy
+
+
 class Recorder(keras.callbacks.Callback):
     """Writes each finished epoch to the run: history row, checkpoint, latest model, status."""
 
@@ -147,6 +173,8 @@ class Recorder(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, "phase": epoch_phase, "loss": logs.get("loss"),
                "accuracy": logs.get("accuracy"), "val_loss": logs.get("val_loss"),
                "val_accuracy": logs.get("val_accuracy"), "val_robust_accuracy": robust,
+               "val_gan_accuracy": logs.get("val_gan_accuracy"),
+               "val_unrestricted_accuracy": logs.get("val_unrestricted_accuracy"),
                "learning_rate": current_learning_rate(trainer.optimizer),
                "eps": trainer.current_eps() if epoch_phase == ADVERSARIAL else 0.0,
                "seconds": time.perf_counter() - self.control.started, "warning": warning}
@@ -180,27 +208,41 @@ def _epoch_line(row: dict) -> str:
     line = (f"epoch {row['epoch']:>4} {row['phase']:<11} loss {row['loss']:.4f} acc {pct(row['accuracy'])} "
             f"val_acc {pct(row['val_accuracy'])} val_robust {pct(row['val_robust_accuracy'])} "
             f"lr {row['learning_rate']:.2e} {row['seconds']:.1f}s")
+    if row.get("val_gan_accuracy") is not None:
+        line += f" gan_acc {pct(row['val_gan_accuracy'])} unrestricted_acc {pct(row['val_unrestricted_accuracy'])}"
     return line + (f"  WARNING: {row['warning']}" if row["warning"] else "")
 
 
-def save_optimizer(trainer: AdversarialTrainer, path: Path) -> None:
-    arrays = {f"v{i:04d}": np.asarray(v) for i, v in enumerate(trainer.optimizer.variables)}
-    arrays["adversarial_steps"] = np.asarray(trainer.adversarial_steps.numpy())
+def save_optimizers(path: Path, optimizers: list, **counters) -> None:
+    """The optimizers' variables in order, and named integer counters, as one .npz file."""
+    arrays = {f"v{i:04d}": np.asarray(v) for i, v in enumerate(v for o in optimizers for v in o.variables)}
+    arrays |= {name: np.asarray(value) for name, value in counters.items()}
     with files.atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
 
 
-def load_optimizer(trainer: AdversarialTrainer, path: Path) -> None:
-    trainer.optimizer.build(trainer.classifier.trainable_variables)
+def load_optimizers(path: Path, optimizers: list, counters: tuple[str, ...] = ()) -> dict:
+    """Restores what `save_optimizers` wrote into built optimizers; returns the counters."""
+    variables = [v for o in optimizers for v in o.variables]
     with np.load(path) as saved:
-        variables = trainer.optimizer.variables
-        if len(saved.files) - 1 != len(variables):
-            raise ValueError(f"{path}: holds {len(saved.files) - 1} optimizer variables, the optimizer has "
+        stored = [name for name in saved.files if name.startswith("v")]
+        if len(stored) != len(variables):
+            raise ValueError(f"{path}: holds {len(stored)} optimizer variables, the optimizers have "
                              f"{len(variables)}; was the config changed?")
         for i, variable in enumerate(variables):
             variable.assign(saved[f"v{i:04d}"])
-        trainer.adversarial_steps.assign(int(saved["adversarial_steps"]))
+        return {name: int(saved[name]) for name in counters}
+
+
+def save_optimizer(trainer: AdversarialTrainer, path: Path) -> None:
+    save_optimizers(path, [trainer.optimizer], adversarial_steps=trainer.adversarial_steps.numpy())
+
+
+def load_optimizer(trainer: AdversarialTrainer, path: Path) -> None:
+    trainer.optimizer.build(trainer.classifier.trainable_variables)
+    counters = load_optimizers(path, [trainer.optimizer], ("adversarial_steps",))
+    trainer.adversarial_steps.assign(counters["adversarial_steps"])
 
 
 def _datasets(config: TrainConfig):
@@ -210,6 +252,20 @@ def _datasets(config: TrainConfig):
     return dataset, validation
 
 
+def _load_gan(config: TrainConfig, dataset):
+    """The config's GAN, checked against the dataset, or None when the config names none."""
+    from advcore import generative
+
+    if config.generator is None:
+        return None
+    gan = generative.load(config.generator)
+    if gan.image_shape != dataset.input_shape or gan.num_classes != dataset.num_classes:
+        raise ValueError(f"generator: the GAN in {config.generator} makes {gan.num_classes} classes of "
+                         f"{gan.image_shape} images; {dataset.name} has {dataset.num_classes} classes of "
+                         f"{dataset.input_shape}")
+    return gan
+
+
 def _robust_spec(config: TrainConfig):
     from advcore import attacks
 
@@ -217,7 +273,7 @@ def _robust_spec(config: TrainConfig):
     return attacks.pgd(eps, norm=config.attack.norm, steps=config.validation.steps)
 
 
-def _resume_point(run: Run, empty: pd.DataFrame) -> tuple[int, pd.DataFrame]:
+def resume_point(run: Run, empty: pd.DataFrame) -> tuple[int, pd.DataFrame]:
     """The last epoch with both a checkpoint and a history row (a kill can fall between the two
     writes), and the history up to it."""
     recorded = run.history()
@@ -228,11 +284,9 @@ def _resume_point(run: Run, empty: pd.DataFrame) -> tuple[int, pd.DataFrame]:
     return complete[-1], recorded[recorded["epoch"] <= complete[-1]]
 
 
-def train(config: TrainConfig, run: Run, *, resume: bool = False, echo=print) -> str:
-    """Trains until the schedule ends, the run is stopped, or robust accuracy collapses (if asked).
-
-    Returns the final status: finished or stopped. Raises (with status failed) on errors.
-    """
+def supervise(run: Run, work, echo=print) -> str:
+    """Runs `work(stop, say)` as the run's process: SIGINT/SIGTERM become a stop request, every line
+    said goes to the terminal and train.log, and an error marks the run failed (then propagates)."""
     log = open(run.log_path, "a", buffering=1)
 
     def say(line: str) -> None:
@@ -242,7 +296,7 @@ def train(config: TrainConfig, run: Run, *, resume: bool = False, echo=print) ->
     stop = StopRequest()
     previous_handlers = stop.install()
     try:
-        return _train(config, run, resume, stop, say)
+        return work(stop, say)
     except BaseException as error:
         log.write(traceback.format_exc())
         run.update_status(status="failed", ended=now(), error=f"{type(error).__name__}: {error}")
@@ -250,6 +304,40 @@ def train(config: TrainConfig, run: Run, *, resume: bool = False, echo=print) ->
     finally:
         StopRequest.restore(previous_handlers)
         log.close()
+
+
+def train(config: TrainConfig, run: Run, *, resume: bool = False, echo=print) -> str:
+    """Trains until the schedule ends, the run is stopped, or robust accuracy collapses (if asked).
+
+    Returns the final status: finished or stopped. Raises (with status failed) on errors.
+    """
+    return supervise(run, lambda stop, say: _train(config, run, resume, stop, say), echo)
+
+
+def mark_running(run: Run, strategy, resume: bool, **fields) -> None:
+    """Status running, with this process's identity, the device and (on resume) when it resumed."""
+    status = run.recorded_status()
+    run.update_status(status="running", pid=os.getpid(), pid_start=process_start_ticks(os.getpid()),
+                      device=distribute.describe(strategy), started=status.get("started", now()),
+                      error=None, **fields, **({"resumed": now()} if resume else {}))
+
+
+def stopping_notice(run: Run, stop: StopRequest, say):
+    def stopping():
+        run.update_status(status="stopping", signal=stop.signal_name)
+        say(f"{stop.signal_name}: finishing the current batch, then saving")
+    return stopping
+
+
+def finish(run: Run, stop: StopRequest, say, epochs: int, saved: Path, reason: str = "schedule complete") -> str:
+    """Ends the run as stopped (on a stop request) or finished, and says so."""
+    if stop.requested:
+        run.update_status(status="stopped", ended=now(), signal=stop.signal_name)
+        say(f"stopped after {epochs} finished epochs; model saved to {saved}")
+        return "stopped"
+    run.update_status(status="finished", ended=now(), reason=reason)
+    say(f"finished: {reason}; {epochs} epochs; model saved to {saved}")
+    return "finished"
 
 
 def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) -> str:
@@ -267,32 +355,30 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
             classifier = models.build(config.model.architecture, dataset.input_shape, dataset.num_classes,
                                       config.model.width)
         models.check_compatible(classifier, dataset.input_shape, dataset.num_classes)
-        trainer = AdversarialTrainer(classifier, config, steps_per_epoch)
+        gan = _load_gan(config, dataset)
+        trainer = AdversarialTrainer(classifier, config, steps_per_epoch, gan)
         trainer.compile(optimizer=make_optimizer(config, steps_per_epoch))
         trainer.optimizer.build(classifier.trainable_variables)
         if resume:
-            first_epoch, history = _resume_point(run, history)
+            first_epoch, history = resume_point(run, history)
         if first_epoch:
             model_path, optimizer_path = run.checkpoint_paths(first_epoch)
             classifier.set_weights(models.load(model_path, logits=False).get_weights())
             load_optimizer(trainer, optimizer_path)
             say(f"resuming {run.id} after epoch {first_epoch}")
     total = config.schedule.total_epochs or UNTIL_STOPPED
-    status = run.recorded_status()
-    run.update_status(status="running", pid=os.getpid(), pid_start=process_start_ticks(os.getpid()),
-                      device=distribute.describe(strategy), started=status.get("started", now()),
-                      steps_per_epoch=steps_per_epoch, total_epochs=config.schedule.total_epochs,
-                      error=None, **({"resumed": now()} if resume else {}))
+    mark_running(run, strategy, resume, steps_per_epoch=steps_per_epoch, total_epochs=config.schedule.total_epochs)
 
-    def stopping():
-        run.update_status(status="stopping", signal=stop.signal_name)
-        say(f"{stop.signal_name}: finishing the current batch, then saving")
+    def set_phase(epoch):
+        trainer.adversarial_phase.assign(phase(config, epoch) == ADVERSARIAL)
 
-    control = EpochControl(config, stop, steps_per_epoch, stopping)
+    control = EpochControl(stop, steps_per_epoch, stopping_notice(run, stop, say), set_phase)
     recorder = Recorder(run, config, control, history, chief, say)
     robust_x, robust_y = validation.x[:config.validation.robust_size], validation.y[:config.validation.robust_size]
     callbacks = [control, RobustCheck(control, classifier, robust_x, robust_y, _robust_spec(config)), recorder,
                  keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False)]
+    if gan is not None and config.validation.gan_size:
+        callbacks.insert(2, GanCheck(control, classifier, gan, config.validation.gan_size, config.validation.gan_steps))
     if chief:
         callbacks.insert(1, ProgressFile(run, control))
     if first_epoch < total:
@@ -303,11 +389,4 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
                     shuffle=False, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 0)
     if chief:
         models.save(classifier, run.model_path)
-    if stop.requested:
-        run.update_status(status="stopped", ended=now(), signal=stop.signal_name)
-        say(f"stopped after {len(recorder.rows)} finished epochs; model saved to {run.model_path}")
-        return "stopped"
-    reason = recorder.collapsed or "schedule complete"
-    run.update_status(status="finished", ended=now(), reason=reason)
-    say(f"finished: {reason}; {len(recorder.rows)} epochs; model saved to {run.model_path}")
-    return "finished"
+    return finish(run, stop, say, len(recorder.rows), run.model_path, recorder.collapsed or "schedule complete")

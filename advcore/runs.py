@@ -5,6 +5,7 @@
         status.json      queued | running | stopping | stopped | finished | failed, pid, times, device, error
         history.csv      one row per finished epoch
         model.keras      the latest model (final, or as saved on stop)
+                         (a GAN run: generator.keras and critic.keras, and samples/ with a grid per epoch)
         checkpoints/     epoch-NNNN.keras + epoch-NNNN.optimizer.npz, the last few epochs
         tensorboard/     TensorBoard logs
         train.log        the training process's output
@@ -106,6 +107,10 @@ class Run:
     process_log_path = property(lambda self: self.path / "process.log")
     progress_path = property(lambda self: self.path / "progress.json")
     name_path = property(lambda self: self.path / "name.txt")
+
+    def samples_path(self, epoch: int | None = None) -> Path:
+        """A GAN run's sample grid of an epoch, or its latest one."""
+        return self.path / "samples" / ("latest.png" if epoch is None else f"epoch-{epoch:04d}.png")
 
     # ------------------------------------------------------------------ creation and lookup
 

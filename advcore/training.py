@@ -16,7 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 from advcore import attacks
-from advcore.config import ADVERSARIAL, TrainConfig
+from advcore.config import ADVERSARIAL, GENERATIVE_METHODS, TrainConfig
+from advcore.generative import ConditionalGan
+from advcore.unrestricted import UNTARGETED, LatentAttack, latent_search
 UNTIL_STOPPED = 10**9  # the epoch count handed to `fit` when the user stops the run
 
 
@@ -101,12 +103,18 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, a
 class AdversarialTrainer(keras.Model):
     """Trains `classifier` in place; its own weights are the classifier's."""
 
-    def __init__(self, classifier: keras.Model, config: TrainConfig, steps_per_epoch: int, **kwargs):
+    def __init__(self, classifier: keras.Model, config: TrainConfig, steps_per_epoch: int,
+                 gan: ConditionalGan | None = None, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
         self.mode = config.mode
+        self.adversarial = config.adversarial
         self.attack_method = config.attack.method
-        self.spec = config.attack.spec() if config.adversarial else None
+        self.gan = gan
+        if self.adversarial and config.attack.generative and gan is None:
+            raise ValueError(f"the {self.attack_method} method needs the GAN of config.generator")
+        self.spec = config.attack.spec() if self.adversarial and not config.attack.generative else None
+        self.latent_settings = LatentAttack(steps=config.attack.steps or 20, noise_bound=config.attack.eps)
         self.eps, self.eps_min = config.attack.eps, config.attack.eps_min
         self.step_ratio = (self.spec.effective_step_size / self.spec.eps) if self.spec else 0.0
         self.fixed_step_size = config.attack.step_size
@@ -160,11 +168,23 @@ class AdversarialTrainer(keras.Model):
         return eps * self.warmup()
 
     def adversarial_examples(self, x, y):
+        """The batch's extra training examples, labelled y: from a pixel attack on x, or from the GAN
+        for y's classes (GAN samples, or unrestricted examples against the current weights)."""
         step = tf.cast(self.optimizer.iterations, tf.int64)
         seed = tf.stack([tf.constant(self.seed, tf.int64), step])
+        if self.gan is not None and self.attack_method in GENERATIVE_METHODS:
+            return self._generated_examples(tf.cast(y, tf.int32), seed)
         eps = self.attack_eps(seed)
         step_size = self.fixed_step_size if self.fixed_step_size is not None else eps * self.step_ratio
         return attacks.perturb(self.classifier, self.spec, x, y, eps, step_size, self.spec.steps, seed + 1)
+
+    def _generated_examples(self, labels, seed):
+        z = tf.random.stateless_normal([tf.shape(labels)[0], self.gan.z_dim], seed + 2)
+        if self.attack_method == "gan":
+            return tf.stop_gradient(self.gan.generator([z, labels], training=False))
+        untargeted = tf.fill(tf.shape(labels), UNTARGETED)
+        return latent_search(self.gan.generator, self.gan.critic, self.classifier, z, labels, untargeted,
+                             self.latent_settings, seed + 3)[1]
 
     def _adversarial_batch(self, x, y):
         """The inputs, labels and per-sample loss weights of an adversarial step."""
@@ -181,7 +201,7 @@ class AdversarialTrainer(keras.Model):
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        if self.spec is None:
+        if not self.adversarial:
             inputs, labels, weights = x, y, tf.ones_like(y, tf.float32)
         else:
             inputs, labels, weights = tf.cond(self.adversarial_phase, lambda: self._adversarial_batch(x, y),

@@ -100,16 +100,19 @@ def _band(x0: float, x1: float) -> dict:
 
 
 def run_figure(history: pd.DataFrame, columns: list[str], title: str, height: int = 260) -> go.Figure:
-    """Several metrics of one run against epochs, adversarial epochs shaded (the live view)."""
+    """Several metrics of one run against epochs, adversarial epochs shaded (the live view); a GAN
+    run's history has no phases, so nothing is shaded."""
+    phased = "phase" in history
     figure = go.Figure()
     for column in columns:
         if column in history and history[column].notna().any():
             figure.add_scatter(x=history["epoch"], y=history[column], name=column, mode="lines+markers",
-                               customdata=history[["phase"]].to_numpy(),
-                               hovertemplate=f"epoch %{{x}} (%{{customdata[0]}})<br>{column} %{{y:.4g}}<extra></extra>")
-    figure.update_layout(shapes=[_band(*_span(history, first, last, "epoch"))
-                                 for first, last in adversarial_blocks(history)], height=height,
-                         margin={"l": 10, "r": 10, "t": 60, "b": 10}, xaxis_title="epoch", legend=LEGEND,
-                         title={"text": f"{title}  (shaded: adversarial epochs)", "font": {"size": 14}, "x": 0,
-                                "y": 0.98, "yanchor": "top"})
+                               customdata=history[["phase"]].to_numpy() if phased else None,
+                               hovertemplate=f"epoch %{{x}}{' (%{customdata[0]})' if phased else ''}<br>"
+                                             f"{column} %{{y:.4g}}<extra></extra>")
+    blocks = adversarial_blocks(history) if phased else []
+    figure.update_layout(shapes=[_band(*_span(history, first, last, "epoch")) for first, last in blocks],
+                         height=height, margin={"l": 10, "r": 10, "t": 60, "b": 10}, xaxis_title="epoch",
+                         legend=LEGEND, title={"text": title + ("  (shaded: adversarial epochs)" if phased else ""),
+                                               "font": {"size": 14}, "x": 0, "y": 0.98, "yanchor": "top"})
     return figure

@@ -11,10 +11,12 @@ import io
 import numpy as np
 import pandas as pd
 
+from advcore.config import config_kind
 from advcore.runs import Run, RunError
 
 SEED_COLUMNS = ("loss", "base_loss", "val_loss", "val_base_loss", "TrainType")
 PHASES = {"vanilla": "vanilla", "adversarial": "adversarial"}
+OPTIONAL_COLUMNS = ("val_robust_accuracy", "val_gan_accuracy", "val_unrestricted_accuracy")  # empty when unchecked
 
 
 class HistoryFormatError(ValueError):
@@ -46,12 +48,24 @@ def read_csv(content: bytes, name: str) -> pd.DataFrame:
     metrics = [c for c in frame.columns if c not in ("epoch", "phase", "warning")]
     for column in ["epoch", *metrics]:
         values = pd.to_numeric(frame[column], errors="coerce")
-        if values.isna().all() and column != "val_robust_accuracy":
+        if values.isna().all() and column not in OPTIONAL_COLUMNS:
             raise HistoryFormatError(f"{name}: column {column!r} holds no numbers")
         frame[column] = values
     if frame["epoch"].isna().any():
         raise HistoryFormatError(f"{name}: some rows have no epoch number")
     return frame
+
+
+def classifier_runs(runs: list[Run]) -> list[Run]:
+    """The runs that train classifiers (a GAN run's history has other columns: the Train page shows it)."""
+    kept = []
+    for run in runs:
+        try:
+            if config_kind(run.config()) == "classifier":
+                kept.append(run)
+        except RunError:
+            kept.append(run)  # listed, so that the page says why it cannot be read
+    return kept
 
 
 def run_label(run: Run) -> str:

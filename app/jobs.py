@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from advcore import eval_worker, files
-from advcore.config import TrainConfig
+from advcore.config import GanConfig, TrainConfig, config_kind
 if TYPE_CHECKING:
     from advcore import evaluation
 from advcore.runs import (LIVE_STATUSES, Run, RunError, list_runs, now, process_alive, process_start_ticks,
@@ -39,7 +39,7 @@ def max_concurrent() -> int:
         return 1
 
 
-def submit(config: TrainConfig, root: Path | None = None) -> Run:
+def submit(config: TrainConfig | GanConfig, root: Path | None = None) -> Run:
     """Records a validated config as a queued run and starts it if a slot is free."""
     run = Run.create(config.to_dict(), runs_root(root), config.name)
     refresh(root)
@@ -87,7 +87,11 @@ def _spawn(arguments: list[str], log_path: Path) -> subprocess.Popen:
 
 
 def _launch(run: Run) -> None:
-    process = _spawn(["train", "--resume", run.id, "--runs-dir", str(run.root.resolve())], run.process_log_path)
+    try:
+        command = "train-gan" if config_kind(run.config()) == "gan" else "train"
+    except RunError:
+        command = "train"  # the process reports the damaged config in the run
+    process = _spawn([command, "--resume", run.id, "--runs-dir", str(run.root.resolve())], run.process_log_path)
     run.update_status(pid=process.pid, pid_start=process_start_ticks(process.pid), launched=now())
 
 

@@ -21,8 +21,6 @@ BUNDLED_DIR = PROJECT_ROOT / "assets" / "models"  # each model's folder is also 
 BUNDLED_ORDER = ("standard", "pgd-linf", "fast-linf", "pgd-l2", "interleaved")  # the pages' defaults come first
 UPLOADS_ENV = "ADVLAB_UPLOADS_DIR"
 MAX_MODEL_BYTES = 50 * 2**20
-_CLASS_NAMES = {"fashion_mnist": data.FASHION_MNIST_CLASSES, "mnist": data.MNIST_CLASSES,
-                "cifar10": data.CIFAR10_CLASSES, "cifar100": data.CIFAR100_CLASSES}
 _INPUT_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1), "cifar10": (32, 32, 3),
                  "cifar100": (32, 32, 3)}
 _USABLE_RUN_STATUSES = ("finished", "stopped")
@@ -104,7 +102,7 @@ def _run_card(run: Run) -> dict:
     for column in ("val_accuracy", "val_robust_accuracy"):
         if column in history and history[column].notna().any():
             metrics[f"last {column}"] = float(history[column].iloc[-1])
-    return {"dataset": dataset, "class_names": list(_CLASS_NAMES.get(dataset, ())),
+    return {"dataset": dataset, "class_names": list(data.CLASS_NAMES.get(dataset, ())),
             "architecture": config.get("model", {}).get("architecture"), "trained": trained,
             "epochs": len(history), "metrics": metrics}
 
@@ -159,9 +157,9 @@ def save_upload(content: bytes, file_name: str) -> ModelEntry:
         raise RegistryError(str(error).replace(str(path), file_name)) from None
     shape = tuple(model.inputs[0].shape[1:])
     classes = int(model.outputs[0].shape[-1])
-    dataset = next((name for name, names in _CLASS_NAMES.items()  # a guess the pages let the user change
+    dataset = next((name for name, names in data.CLASS_NAMES.items()  # a guess the pages let the user change
                     if len(names) == classes and _INPUT_SHAPES[name] == shape), None)
     card = {"file name": re.sub(r"[^\w.\- ]", "_", file_name)[:100], "dataset": dataset,
-            "input_shape": list(shape), "class_names": list(_CLASS_NAMES[dataset]) if dataset else
+            "input_shape": list(shape), "class_names": list(data.CLASS_NAMES[dataset]) if dataset else
             [f"class {i}" for i in range(classes)], "trained": "uploaded by a user", "metrics": {}}
     return _upload_entry(files.write_json(path.with_suffix(".json"), card), card)

@@ -6,10 +6,19 @@ import datetime as dt
 
 import pandas as pd
 
+from advcore.config import config_kind
 from advcore.runs import LIVE_STATUSES, Run, RunError
 
 
+def _gan_summary(config: dict) -> str:
+    epochs = config.get("epochs") or "until stopped"
+    return (f"{config.get('data', {}).get('dataset')} · GAN ({config.get('architecture')}, z {config.get('z_dim')}) · "
+            f"{config.get('critic_steps')} critic steps, GP {config.get('gradient_penalty')} · {epochs} epochs")
+
+
 def _config_summary(config: dict) -> str:
+    if config_kind(config) == "gan":
+        return _gan_summary(config)
     if config.get("mode") == "vanilla":
         training = "vanilla"
     else:
@@ -41,7 +50,7 @@ def run_row(run: Run) -> dict:
         return row
     row.update(status=status["status"], epoch=len(history), summary=_config_summary(config),
                problem=status.get("error") or "")
-    if len(history):
+    if len(history) and "val_accuracy" in history:
         row["last val acc"] = history["val_accuracy"].iloc[-1]
         row["best val acc"] = _best(history, "val_accuracy")
         row["best robust acc"] = _best(history, "val_robust_accuracy")

@@ -6,7 +6,7 @@ from advcore.runs import list_runs
 from app import charts, histories, registry, state
 
 st.title("History")
-runs = {histories.run_label(run): run for run in list_runs(state.root())}
+runs = {histories.run_label(run): run for run in histories.classifier_runs(list_runs(state.root()))}
 examples = {f"{run.id} (example run, read-only)": run for run in registry.example_runs()}
 by_label = runs | examples
 preselected = [label for label, run in runs.items() if run.id == st.query_params.get("run")]

@@ -4,44 +4,48 @@ import numpy as np
 import streamlit as st
 
 from advcore import evaluate, preprocess, trace
-from app import attack_form, attack_views, image_input, model_widgets
+from app import attack_form, attack_views, image_input, model_widgets, unrestricted_views
 from app.attack_views import shown
 
 st.title("Attack playground")
 entry = model_widgets.choose_model()
 names = entry.class_names
 shape = tuple(entry.card["input_shape"])
-
-image = image_input.choose_image(entry)
-if image is None:
-    st.stop()
-options = image_input.preprocessing(image, entry)
-x = preprocess.prepare(image.pixels, shape, options)
 model = model_widgets.loaded(entry)
-prediction = int(evaluate.predict_logits(model, x[None]).argmax())
 
-left, right = st.columns([1, 2])
-left.image(shown(x), caption=f"what the model sees: {shape[1]}x{shape[0]}x{shape[2]}, values "
-                              f"{x.min():.2f}..{x.max():.2f}; predicted {names[prediction]}")
-with right:
-    if image.label is None:
-        label = names.index(st.selectbox("True class (for an untargeted attack)", names, index=prediction,
-                                         key=f"label-{image.digest}",
-                                         help="defaults to the model's prediction"))
-    else:
-        label = image.label
-        st.markdown(f"True class: **{names[label]}**")
-    with st.expander("The exact tensor"):
-        st.code(f"shape (1, {', '.join(map(str, shape))}), float32, min {x.min():.4f}, max {x.max():.4f}, "
-                f"mean {x.mean():.4f}")
-        if shape[2] == 1:
-            st.dataframe(np.round(x[..., 0], 3), height=200)
+pixel_tab, unrestricted_tab = st.tabs(["Attack an image", "Unrestricted (GAN)"])
+with unrestricted_tab:  # drawn first: the image tab may stop the script
+    unrestricted_views.unrestricted_tab(entry, model)
+with pixel_tab:
+    image = image_input.choose_image(entry)
+    if image is None:
+        st.stop()
+    options = image_input.preprocessing(image, entry)
+    x = preprocess.prepare(image.pixels, shape, options)
+    prediction = int(evaluate.predict_logits(model, x[None]).argmax())
 
-st.subheader("Attack")
-choice = attack_form.attack_controls(entry.card.get("dataset"), names, shape)
-if choice is None:
-    st.stop()
-st.caption(choice.description)
-outcome = trace.trace(model, x[None], [label], choice.spec, target=choice.target, seed=choice.seed,
-                      first_index=image.index)
-attack_views.show_result(model, x, outcome, choice, names, label, image.name)
+    left, right = st.columns([1, 2])
+    left.image(shown(x), caption=f"what the model sees: {shape[1]}x{shape[0]}x{shape[2]}, values "
+                                  f"{x.min():.2f}..{x.max():.2f}; predicted {names[prediction]}")
+    with right:
+        if image.label is None:
+            label = names.index(st.selectbox("True class (for an untargeted attack)", names, index=prediction,
+                                             key=f"label-{image.digest}",
+                                             help="defaults to the model's prediction"))
+        else:
+            label = image.label
+            st.markdown(f"True class: **{names[label]}**")
+        with st.expander("The exact tensor"):
+            st.code(f"shape (1, {', '.join(map(str, shape))}), float32, min {x.min():.4f}, max {x.max():.4f}, "
+                    f"mean {x.mean():.4f}")
+            if shape[2] == 1:
+                st.dataframe(np.round(x[..., 0], 3), height=200)
+
+    st.subheader("Attack")
+    choice = attack_form.attack_controls(entry.card.get("dataset"), names, shape)
+    if choice is None:
+        st.stop()
+    st.caption(choice.description)
+    outcome = trace.trace(model, x[None], [label], choice.spec, target=choice.target, seed=choice.seed,
+                          first_index=image.index)
+    attack_views.show_result(model, x, outcome, choice, names, label, image.name)

@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from advcore.config import ADVERSARIAL, TrainConfig, phase
+from advcore.config import ADVERSARIAL, GanConfig, TrainConfig, config_kind, phase
 from advcore.runs import LIVE_STATUSES, RunError, list_runs
 from app import charts, jobs, run_views, state
 from app.device import training_device
+from app.gan_form import gan_form
 from app.train_form import train_form
 
 STATUS_SECONDS, CHARTS_SECONDS, TABLE_SECONDS = 3, 15, 10  # each poll costs the server a script rerun
@@ -14,7 +15,10 @@ st.title("Train")
 left, right = st.columns([5, 6], gap="large")
 
 with left:
-    config = train_form(training_device())
+    what = st.radio("What to train", ["A classifier", "A GAN"], horizontal=True, key="what-to-train",
+                    help="a GAN (class-conditional) makes the images of GAN augmentation and of the "
+                         "Playground's unrestricted adversarial examples")
+    config = train_form(training_device()) if what == "A classifier" else gan_form(training_device())
     if config is not None:
         run = jobs.submit(config, state.root())
         state.select_run(run.id)
@@ -25,9 +29,11 @@ with left:
 
 
 def _load(run):
-    """The run's status, config and history, or None after showing why they cannot be read."""
+    """The run's status, config (classifier or GAN) and history, or None after showing why they cannot be read."""
     try:
-        return run.status(), TrainConfig.from_dict(run.config()), run.history()
+        content = run.config()
+        config = GanConfig.from_dict(content) if config_kind(content) == "gan" else TrainConfig.from_dict(content)
+        return run.status(), config, run.history()
     except (RunError, ValueError) as error:
         st.error(f"Run {run.id} is damaged: {error}")
         return None
@@ -42,10 +48,10 @@ def live_status(run) -> None:
     where = run_views.progress(run, status, history)
     running = status["status"] in LIVE_STATUSES
     colour = {"finished": "green", "stopped": "orange", "failed": "red"}.get(status["status"], "blue")
-    epoch_phase = phase(config, max(where["epoch"] - 1, 0))
+    epoch_phase = phase(config, max(where["epoch"] - 1, 0)) if isinstance(config, TrainConfig) else None
     st.markdown(f"Status: :{colour}-badge[{status['status']}]"
                 + (f" · epoch phase: :{'red' if epoch_phase == ADVERSARIAL else 'gray'}-badge[{epoch_phase}]"
-                   if running else "") + f" · {status.get('device', 'device not known yet')}")
+                   if running and epoch_phase else "") + f" · {status.get('device', 'device not known yet')}")
     c1, c2, c3 = st.columns(3)
     c1.metric("Epoch", f"{where['epoch']} / {where['total'] or '∞'}")
     c2.metric("Elapsed", run_views.duration(where["elapsed"]))
@@ -68,10 +74,22 @@ def live_charts(run) -> None:
         history = run.history()
     except RunError:
         return  # the status view above says why
-    if len(history):
-        st.plotly_chart(charts.run_figure(history, ["loss", "val_loss"], "loss"), key="live-loss")
-        st.plotly_chart(charts.run_figure(history, ["accuracy", "val_accuracy", "val_robust_accuracy"],
-                                          "accuracy"), key="live-accuracy")
+    if not len(history):
+        return
+    if "critic_loss" in history:  # a GAN run: its losses, its class accuracy and its latest samples
+        st.plotly_chart(charts.run_figure(history, ["critic_loss", "generator_loss", "wasserstein",
+                                                    "gradient_penalty"], "GAN losses"), key="live-gan-loss")
+        st.plotly_chart(charts.run_figure(history, ["aux_accuracy_real", "aux_accuracy_fake"],
+                                          "auxiliary classifier accuracy"), key="live-gan-aux")
+        grid = run.samples_path()
+        if grid.is_file():
+            st.image(grid.read_bytes(), caption=f"samples after epoch {int(history['epoch'].iloc[-1])}: one row "
+                                                "per class, the same latents in each column", width=480)
+        return
+    st.plotly_chart(charts.run_figure(history, ["loss", "val_loss"], "loss"), key="live-loss")
+    st.plotly_chart(charts.run_figure(history, ["accuracy", "val_accuracy", "val_robust_accuracy",
+                                                "val_gan_accuracy", "val_unrestricted_accuracy"],
+                                      "accuracy"), key="live-accuracy")
 
 
 with right:

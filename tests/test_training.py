@@ -176,12 +176,13 @@ def test_damaged_run_files_give_reasons(tmp_path):
 
 def test_flags_override_the_config_file(tmp_path):
     from advcore.cli import build_parser
-    from advcore.cli_train import _train_config
+    from advcore.cli_train import TRAIN_OPTIONS, _config_content
+    from advcore.config import TrainConfig
 
     path = tmp_path / "base.json"
     path.write_text('{"name": "base", "attack": {"method": "pgd", "eps": 0.1, "steps": 5}, "batch_size": 64}')
     args = build_parser().parse_args(["train", "--config", str(path), "--eps", "8/255", "--epochs", "until-stopped"])
-    config = _train_config(args)
+    config = TrainConfig.from_dict(_config_content(args, TRAIN_OPTIONS))
     assert config.attack.eps == pytest.approx(8 / 255) and config.attack.steps == 5
     assert config.batch_size == 64 and config.name == "base" and config.schedule.epochs is None
 

@@ -24,6 +24,11 @@ def set_mixed_precision(enabled: bool) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16" if enabled else "float32")
 
 
+def per_replica(loss):
+    """Each replica's share of a loss: gradients are summed across replicas."""
+    return loss / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)
+
+
 def _tf_config() -> dict:
     try:
         config = json.loads(os.environ.get("TF_CONFIG", "{}"))

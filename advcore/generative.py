@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from advcore import files, models
+from advcore import distribute, files, models
 from advcore.config import GanConfig
 
 GENERATOR_FILE, CRITIC_FILE = "generator.keras", "critic.keras"
@@ -186,8 +186,13 @@ class ACGANTrainer(keras.Model):
     def optimizers(self) -> list[keras.optimizers.Optimizer]:
         return [self.critic_optimizer, self.generator_optimizer]
 
-    def call(self, inputs, training=False):
-        return self.generator(inputs, training=training)
+    def call(self, images, training=False):
+        """The critic's (score, class logits): what Keras calls the trainer on, with a real batch."""
+        return self.critic(images, training=training)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Both networks are built from their Inputs; nothing is left for Keras to build (its build by
+        a first batch fails under MultiWorkerMirroredStrategy, as for the classifier's trainer)."""
 
     def _fakes(self, count, seed):
         z = tf.random.stateless_normal([count, self.z_dim], seed)
@@ -206,8 +211,10 @@ class ACGANTrainer(keras.Model):
             aux_loss_fake = _cross_entropy(fake_labels, aux_fake)
             loss = -wasserstein + config.gradient_penalty * penalty + config.aux_weight_critic * (
                 aux_loss_real + aux_loss_fake)
+            share = distribute.per_replica(loss)
         variables = self.critic.trainable_variables
-        self.critic_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        gradients = tape.gradient(share, variables)
+        self.critic_optimizer.apply_gradients(zip(gradients, variables))
         for name, value in (("critic_loss", loss), ("wasserstein", wasserstein), ("gradient_penalty", penalty),
                             ("aux_loss_real", aux_loss_real), ("aux_loss_fake", aux_loss_fake)):
             self.trackers[name].update_state(value)
@@ -218,20 +225,25 @@ class ACGANTrainer(keras.Model):
             fake, labels = self._fakes(count, seed)
             score, aux = self.critic(fake, training=True)
             loss = -tf.reduce_mean(score) + self.config.aux_weight_generator * _cross_entropy(labels, aux)
+            share = distribute.per_replica(loss)
         variables = self.generator.trainable_variables
-        self.generator_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        gradients = tape.gradient(share, variables)
+        self.generator_optimizer.apply_gradients(zip(gradients, variables))
         self.trackers["generator_loss"].update_state(loss)
         self.trackers["aux_accuracy_fake"].update_state(labels, aux)
 
     def train_step(self, data):
         x, y = data
-        steps, batch = self.config.critic_steps, self.config.batch_size
+        steps = self.config.critic_steps
+        chunk = tf.shape(x)[0] // steps  # this replica's share of one real batch
         step = tf.cast(self.generator_optimizer.iterations, tf.int64)
+        replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
         for i in range(steps):  # unrolled: critic_steps is small and fixed
-            seed = tf.stack([tf.constant(self.config.seed, tf.int64), step * (steps + 1) * 4 + i * 4])
-            self._critic_update(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch], seed)
-        seed = tf.stack([tf.constant(self.config.seed, tf.int64), step * (steps + 1) * 4 + steps * 4])
-        self._generator_update(batch, seed)
+            seed = tf.stack([tf.constant(self.config.seed, tf.int64) + 7919 * replica,
+                             step * (steps + 1) * 4 + i * 4])
+            self._critic_update(x[i * chunk:(i + 1) * chunk], y[i * chunk:(i + 1) * chunk], seed)
+        seed = tf.stack([tf.constant(self.config.seed, tf.int64) + 7919 * replica, step * (steps + 1) * 4 + steps * 4])
+        self._generator_update(chunk, seed)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
 
@@ -252,7 +264,9 @@ def real_batches(x: np.ndarray, y: np.ndarray, config: GanConfig, first_epoch: i
     return tf.data.Dataset.range(first_epoch, UNTIL_STOPPED).flat_map(epoch_batches).prefetch(tf.data.AUTOTUNE)
 
 
-def steps_per_epoch(count: int, config: GanConfig) -> int:
+def steps_per_epoch(count: int, config: GanConfig, replicas: int = 1) -> int:
+    if config.batch_size % replicas:
+        raise ValueError(f"batch_size {config.batch_size} must divide evenly among the {replicas} replicas")
     steps = count // (config.batch_size * config.critic_steps)
     if steps < 1:
         raise ValueError(f"{count} training images are fewer than one step's "

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from advcore import attacks
+from advcore import attacks, distribute
 from advcore.config import ADVERSARIAL, GENERATIVE_METHODS, TrainConfig
 from advcore.generative import ConditionalGan
 from advcore.unrestricted import UNTARGETED, LatentAttack, latent_search
@@ -214,7 +214,7 @@ class AdversarialTrainer(keras.Model):
             loss = tf.reduce_sum(weights * per_sample) / tf.reduce_sum(weights)
             if self.classifier.losses:
                 loss += tf.add_n(self.classifier.losses)
-            scaled = self.optimizer.scale_loss(_per_replica(loss))
+            scaled = self.optimizer.scale_loss(distribute.per_replica(loss))
         variables = self.classifier.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         self.loss_tracker.update_state(loss, sample_weight=tf.reduce_sum(weights))
@@ -228,8 +228,3 @@ class AdversarialTrainer(keras.Model):
         self.loss_tracker.update_state(loss, sample_weight=tf.shape(y)[0])
         self.accuracy_tracker.update_state(y, logits)
         return self._step_logs()
-
-
-def _per_replica(loss):
-    """Each replica's share of the loss: gradients are summed across replicas."""
-    return loss / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)

@@ -7,7 +7,7 @@ import streamlit as st
 from advcore.config import ARCHITECTURES, ConfigError, TrainConfig
 from advcore.data import DATASETS
 from advcore.runs import RunError
-from app import registry
+from app import generators, registry, state
 
 PRESETS = {
     "Interleaved: 10 vanilla + 3 adversarial epochs, until stopped": {
@@ -30,7 +30,7 @@ DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "val_siz
             "method": "pgd", "norm": "linf", "eps": 0.1, "eps_unit": "[0, 1]", "steps": 7, "step_size": 0.0,
             "schedule": "constant", "epochs": 10, "until_stopped": False, "vanilla": 10, "adversarial": 3,
             "cycles": 0, "optimizer": "adam", "lr": 1e-3, "lr_schedule": "constant", "batch_size": 128,
-            "seed": 0, "augment": "none", "robust_size": 500}
+            "seed": 0, "augment": "none", "robust_size": 500, "generator": "", "gan_size": 0}
 SECTIONS = ("data", "model", "training", "attack", "schedule", "optimizer")
 KEY = "train_form."
 
@@ -49,7 +49,13 @@ def values_from_config(content: dict) -> dict:
             "vanilla": schedule.vanilla_epochs, "adversarial": schedule.adversarial_epochs,
             "cycles": schedule.cycles or 0, "optimizer": config.optimizer.name, "lr": config.optimizer.learning_rate,
             "lr_schedule": config.lr_schedule.kind, "batch_size": config.batch_size, "seed": config.seed,
-            "robust_size": config.validation.robust_size}
+            "robust_size": config.validation.robust_size, "generator": config.generator or "",
+            "gan_size": config.validation.gan_size}
+
+
+def generator_choices() -> dict[str, str]:
+    """The folders of the GANs on offer, with their labels."""
+    return {str(entry.folder): entry.label for entry in generators.list_generators(state.root())}
 
 
 def presets() -> dict[str, dict]:
@@ -78,7 +84,7 @@ def _section_of(message: str) -> str:
     field = message.split(":", 1)[0]
     first = field.split(".", 1)[0]
     return {"mix": "training", "mode": "training", "lr_schedule": "optimizer", "batch_size": "optimizer",
-            "seed": "optimizer", "validation": "training", "name": "data"}.get(first, first)
+            "seed": "optimizer", "validation": "training", "name": "data", "generator": "attack"}.get(first, first)
 
 
 def config_from_values(v: dict) -> dict:
@@ -94,13 +100,14 @@ def config_from_values(v: dict) -> dict:
                  "augment": v["augment"]},
         "model": {"architecture": v["architecture"], "width": v["width"]},
         "attack": {"method": v["method"], "norm": v["norm"], "eps": eps,
-                   "steps": v["steps"] if v["method"] == "pgd" else None,
+                   "steps": v["steps"] if v["method"] in ("pgd", "unrestricted") else None,
                    "step_size": v["step_size"] or None},
         "mix": {"weight": v["weight"], "fraction": v["fraction"]},
         "schedule": schedule,
         "optimizer": {"name": v["optimizer"], "learning_rate": v["lr"]},
         "lr_schedule": {"kind": v["lr_schedule"]},
-        "validation": {"robust_size": v["robust_size"]},
+        "validation": {"robust_size": v["robust_size"], "gan_size": v["gan_size"]},
+        "generator": v["generator"] or None,
     }
 
 
@@ -137,15 +144,23 @@ def train_form(device: str) -> TrainConfig | None:
         notes["training"] = st.empty()
         st.markdown("**Attack**")
         c1, c2, c3, c4 = st.columns(4)
-        c1.selectbox("Method", ["pgd", "fgsm_rs", "fgsm", "ll_fgsm"], key=KEY + "method",
+        c1.selectbox("Method", ["pgd", "fgsm_rs", "fgsm", "ll_fgsm", "gan", "unrestricted"], key=KEY + "method",
                      help="fgsm_rs: random start and step 1.25 eps (fast training); ll_fgsm: least-likely "
-                          "class, eps drawn per batch up to eps")
+                          "class, eps drawn per batch up to eps; gan: GAN samples of the batch's classes; "
+                          "unrestricted: latent-space examples against the current weights (eps bounds their "
+                          "pixel noise, steps are latent steps)")
         c2.selectbox("Norm", ["linf", "l2"], key=KEY + "norm")
         c3.number_input("eps", 0.0, 100.0, step=0.01, format="%.4f", key=KEY + "eps")
         c4.radio("eps unit", ["[0, 1]", "/255"], key=KEY + "eps_unit", horizontal=True)
         c1, c2 = st.columns(2)
-        c1.number_input("PGD steps", 1, 1000, key=KEY + "steps")
+        c1.number_input("PGD steps (unrestricted: latent steps)", 1, 1000, key=KEY + "steps")
         c2.number_input("Step size (0 = by method)", 0.0, 100.0, step=0.001, format="%.4f", key=KEY + "step_size")
+        c1, c2 = st.columns(2)
+        gans = generator_choices()
+        c1.selectbox("GAN (for gan / unrestricted, and the GAN checks)", ["", *gans], key=KEY + "generator",
+                     format_func=lambda folder: gans.get(folder, folder) if folder else "none")
+        c2.number_input("GAN-check images per epoch (0 = off)", 0, 10_000, step=100, key=KEY + "gan_size",
+                        help="accuracy on GAN samples and on unrestricted examples searched from them, each epoch")
         notes["attack"] = st.empty()
         st.markdown("**Schedule**")
         c1, c2, c3 = st.columns(3)

@@ -190,3 +190,12 @@ def test_a_stopped_gan_run_keeps_its_epochs_and_continues(tmp_path):
     assert process.wait(timeout=120) == 0, run.log_tail()
     after = check_gan_run(run, len(run.history()))
     pd.testing.assert_frame_equal(after.iloc[:len(before)], before)
+
+
+def test_a_gan_run_trains_on_two_devices(tmp_path):
+    runs_dir = tmp_path / "runs"
+    process = start(runs_dir, *TINY, "--epochs", "1", "--cpu-devices", "2", "--strategy", "mirrored")
+    assert process.wait(timeout=300) == 0
+    run = list_runs(runs_dir)[0]
+    check_gan_run(run, 1)
+    assert "2 replicas" in run.status()["device"], run.status()["device"]

@@ -57,6 +57,7 @@ def study_table(record: dict) -> None:
     table = study.table(record, state.root())
     table.insert(2, "open", ["train?run=" + run_id if run_id else None for run_id in table["run"]])
     st.markdown(f"**{record.get('name', record['id'])}** · `{record['id']}` · GAN `{record.get('generator')}`")
-    st.dataframe(table, hide_index=True, key=f"study-{record['id']}", column_config={
+    st.dataframe(table, hide_index=True, key=f"study-{record['id']}",
+                 column_order=[column for column in table.columns if column != "run"], column_config={
         column: st.column_config.NumberColumn(format="percent") for column in PERCENT_COLUMNS} | {
         "open": st.column_config.LinkColumn("open", display_text="on the Train page")})

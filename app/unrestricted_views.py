@@ -56,14 +56,18 @@ def _settings_form(names: list[str]) -> dict | None:
             "count": int(count), "steps": int(steps), "noise": float(noise), "seed": int(seed)}
 
 
-def _captioned(result: unrestricted.UnrestrictedResult, names: list[str]):
+def _show_pairs(result: unrestricted.UnrestrictedResult, names: list[str]) -> None:
+    """Each starting sample above its example, with the classifier's and the GAN's verdicts."""
     factor = max(1, SHOWN_SIZE // result.clean.shape[1])
-    clean = [images.enlarge(x, factor) for x in result.clean]
-    adversarial = [images.enlarge(x, factor) for x in result.adversarial]
-    clean_captions = [f"GAN sample · classifier: {names[p]}" for p in result.clean_predictions]
-    adversarial_captions = [f"{'fooled' if ok else 'not fooled'} · classifier: {names[p]} · GAN sees: {names[a]}"
-                            for ok, p, a in zip(result.success, result.predictions, result.aux_predictions)]
-    return clean, clean_captions, adversarial, adversarial_captions
+    per_row = 8
+    for first in range(0, len(result.clean), per_row):
+        for column, i in zip(st.columns(per_row), range(first, min(first + per_row, len(result.clean)))):
+            column.image(images.enlarge(result.clean[i], factor),
+                         caption=f"start · classifier: {names[result.clean_predictions[i]]}")
+            verdict = "fooled" if result.success[i] else "not fooled"
+            column.image(images.enlarge(result.adversarial[i], factor),
+                         caption=f"{verdict} · classifier: {names[result.predictions[i]]} · "
+                                 f"GAN sees: {names[result.aux_predictions[i]]}")
 
 
 def unrestricted_tab(entry: registry.ModelEntry, model) -> None:
@@ -87,15 +91,13 @@ def unrestricted_tab(entry: registry.ModelEntry, model) -> None:
     _, asked, result = stored
     source = names[asked["source"]]
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Fooled (and still a " + source + " to the GAN)", f"{result.success_rate:.0%}")
+    c1.metric("Fooled", f"{result.success_rate:.0%}",
+              help=f"the classifier is wrong while the GAN's own classifier still sees a {source}")
     c2.metric("Classifier right on the GAN samples", f"{np.mean(result.clean_predictions == result.source):.0%}")
     c3.metric("Mean latent drift (RMS)", f"{np.mean(result.z_distance):.3f}")
     c4.metric("Seconds", f"{result.seconds:.1f}")
-    clean, clean_captions, adversarial, adversarial_captions = _captioned(result, names)
-    st.markdown("**GAN samples** (the starting points)")
-    st.image(clean, caption=clean_captions)
-    st.markdown("**Unrestricted adversarial examples**")
-    st.image(adversarial, caption=adversarial_captions)
+    st.markdown("**GAN samples** (the starting points, top) and **unrestricted adversarial examples** (below each)")
+    _show_pairs(result, names)
     both = images.grid(np.concatenate([result.clean, result.adversarial]), columns=len(result.clean))
     c1, c2 = st.columns(2)
     c1.download_button("Download the images (PNG: samples above, examples below)", images.encode_png(both),

@@ -98,10 +98,11 @@ GAN_OPTIONS = (
 )
 
 
-def _add_run_options(parser: argparse.ArgumentParser, options) -> None:
+def _add_run_options(parser: argparse.ArgumentParser, options, resume_help: str = "continue this run from its "
+                     "last finished epoch", resume_name: str = "RUN") -> None:
     run = parser.add_argument_group("run")
     run.add_argument("--config", type=Path, help="a JSON config file; flags given as well override its fields")
-    run.add_argument("--resume", metavar="RUN", help="continue this run from its last finished epoch")
+    run.add_argument("--resume", metavar=resume_name, help=resume_help)
     run.add_argument("--runs-dir", type=Path, default=None, help="the runs root (default: $ADVLAB_RUNS_DIR or ./runs)")
     run.add_argument("--cpu-devices", type=positive_int, default=None,
                      help="split the CPU into this many logical devices (tests the multi-device path)")
@@ -110,23 +111,28 @@ def _add_run_options(parser: argparse.ArgumentParser, options) -> None:
         group.add_argument(flag, dest=field, type=kind, default=argparse.SUPPRESS, help=text)
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    _add_run_options(parser, TRAIN_OPTIONS)
-    parser.add_argument("--stop-on-collapse", dest="validation.stop_on_collapse", action="store_true",
-                        default=argparse.SUPPRESS, help="stop when robust accuracy collapses")
+def _add_mixed_precision(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mixed-precision", dest="distribute.mixed_precision", action="store_true",
                         default=argparse.SUPPRESS, help="float16 compute on GPUs (weights stay float32)")
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    _add_run_options(parser, TRAIN_OPTIONS)
+    parser.add_argument("--stop-on-collapse", dest="validation.stop_on_collapse", action="store_true",
+                        default=argparse.SUPPRESS, help="stop when robust accuracy collapses")
+    _add_mixed_precision(parser)
+
+
 def add_gan_options(parser: argparse.ArgumentParser) -> None:
     _add_run_options(parser, GAN_OPTIONS)
+    _add_mixed_precision(parser)
 
 
 STUDY_DEFAULTS = {"mix.weight": 0.3, "mix.fraction": 0.5, "validation.gan_size": 500}  # the seed's lambda, half batches
 
 
 def add_study_options(parser: argparse.ArgumentParser) -> None:
-    _add_run_options(parser, TRAIN_OPTIONS)
+    _add_run_options(parser, TRAIN_OPTIONS, "finish this study: its unfinished arms, in order", "STUDY")
 
 
 def _config_content(args, options) -> dict:
@@ -202,13 +208,13 @@ def run_study(args) -> dict:
         record = study.read(args.resume, args.runs_dir)
     else:
         content = _config_content(args, TRAIN_OPTIONS)
+        if not content.get("generator"):
+            raise UsageError("a study needs --generator: the folder of a trained GAN run")
         for field, value in STUDY_DEFAULTS.items():
             if field not in vars(args):
                 section, leaf = field.split(".")
                 content.setdefault(section, {}).setdefault(leaf, value)
         base = TrainConfig.from_dict(content)
-        if base.generator is None:
-            raise UsageError("a study needs --generator: the folder of a trained GAN run")
         record = study.create(base, base.generator, args.runs_dir, owner_pid=os.getpid())
     print(f"study {record['id']}: runs {', '.join(record['runs'].values())}")
     stopped = False

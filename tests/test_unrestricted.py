@@ -153,3 +153,15 @@ def test_the_study_command_trains_four_runs_and_tabulates_them(tmp_path):
         history = Run.open(run_id, tmp_path).history()
         assert table.set_index("arm").loc[arm, "clean accuracy"] == pytest.approx(history["val_accuracy"].iloc[-1])
     assert "unrestricted accuracy" in done.stdout
+
+
+def test_a_study_without_a_gan_or_a_gan_run_without_data_is_refused(tmp_path, capsys):
+    from advcore.cli import main
+
+    assert main(["study", "--runs-dir", str(tmp_path), "--epochs", "1"]) == 2
+    assert "a study needs --generator" in capsys.readouterr().err
+    assert main(["train-gan", "--runs-dir", str(tmp_path), "--train-size", "100", "--epochs", "1"]) == 2
+    assert "fewer than one step's 5 x 64" in capsys.readouterr().err
+    assert main(["train", "--runs-dir", str(tmp_path), "--attack", "gan", "--mode", "split",
+                 "--generator", str(tmp_path)]) == 2
+    assert "generator: no generator.keras in" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from advcore import files
 
 VANILLA, ADVERSARIAL = "vanilla", "adversarial"
 GENERATIVE_METHODS = ("gan", "unrestricted")  # training examples drawn from a class-conditional GAN
+UNTIL_STOPPED = 10**9  # the epoch count handed to `fit` when the user stops the run
 ARCHITECTURES = ("small_cnn", "madry_cnn", "preact_resnet20", "preact_resnet44")
 WORST_OF_LOSSES = "ce+margin"  # an evaluation's loss: per sample, the worse of cross-entropy and margin
 

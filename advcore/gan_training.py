@@ -16,11 +16,10 @@ import numpy as np
 import pandas as pd
 
 from advcore import data, distribute, generative, images, models
-from advcore.config import GanConfig
+from advcore.config import UNTIL_STOPPED, GanConfig
 from advcore.run_training import (EpochControl, ProgressFile, finish, load_optimizers, mark_running,
                                   resume_point, save_optimizers, stopping_notice, supervise)
 from advcore.runs import Run
-from advcore.training import UNTIL_STOPPED
 
 HISTORY_COLUMNS = ("epoch", "critic_loss", "generator_loss", "wasserstein", "gradient_penalty", "aux_loss_real",
                    "aux_loss_fake", "aux_accuracy_real", "aux_accuracy_fake", "seconds")

@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from advcore import distribute, files, models
-from advcore.config import GanConfig
+from advcore import data, distribute, files, images, models
+from advcore.config import UNTIL_STOPPED, GanConfig
 
 GENERATOR_FILE, CRITIC_FILE = "generator.keras", "critic.keras"
 
@@ -250,8 +250,6 @@ class ACGANTrainer(keras.Model):
 def real_batches(x: np.ndarray, y: np.ndarray, config: GanConfig, first_epoch: int = 0) -> tf.data.Dataset:
     """Endless batches of critic_steps x batch_size real images, reshuffled per (seed, epoch);
     every batch is full, as the critic steps slice it."""
-    from advcore.training import UNTIL_STOPPED
-
     images, labels = tf.constant(x), tf.constant(y.astype(np.int32))
     size = config.batch_size * config.critic_steps
 
@@ -312,8 +310,6 @@ class ConditionalGan:
 
 def sample_grid(gan: ConditionalGan, z: np.ndarray, rows: int | None = None) -> np.ndarray:
     """One row per class (the first `rows`), the same latents across each column: an image grid."""
-    from advcore import images
-
     classes = min(rows or gan.num_classes, gan.num_classes)
     labels = np.repeat(np.arange(classes), len(z))
     pictures = gan.generate(np.tile(z, (classes, 1)), labels)
@@ -332,8 +328,6 @@ class GanError(ValueError):
 def load(folder: str | Path) -> ConditionalGan:
     """A GAN run's folder (or a bundled generator's): generator.keras, critic.keras and config.json,
     loaded with safe_mode (no code in the files runs)."""
-    from advcore import data
-
     folder = Path(folder).expanduser()
     try:
         config = GanConfig.from_dict(files.read_json(folder / "config.json", "GAN config"))

@@ -21,10 +21,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from advcore import data, distribute, evaluate, files, models
-from advcore.config import ADVERSARIAL, TrainConfig, phase
+from advcore import data, distribute, evaluate, files, generative, models, unrestricted
+from advcore.config import ADVERSARIAL, UNTIL_STOPPED, TrainConfig, phase
 from advcore.runs import Run, now, process_start_ticks
-from advcore.training import (UNTIL_STOPPED, AdversarialTrainer, current_learning_rate, make_optimizer,
+from advcore.training import (AdversarialTrainer, current_learning_rate, make_optimizer,
                               training_batches)
 
 HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_robust_accuracy",
@@ -123,16 +123,12 @@ class GanCheck(keras.callbacks.Callback):
 
     def __init__(self, control: EpochControl, classifier, gan, size: int, steps: int):
         super().__init__()
-        from advcore.unrestricted import LatentAttack
-
         self.control, self.classifier, self.gan = control, classifier, gan
         self.source = np.arange(size) % gan.num_classes
         self.z0 = gan.latents(size, GAN_CHECK_SEED)
-        self.settings = LatentAttack(steps=steps)
+        self.settings = unrestricted.LatentAttack(steps=steps)
 
     def on_epoch_end(self, epoch, logs=None):
-        from advcore import unrestricted
-
         if self.control.epoch_complete and len(self.source):
             result = unrestricted.attack(self.gan, self.classifier, self.source, z0=self.z0, settings=self.settings,
                                          seed=GAN_CHECK_SEED)
@@ -254,8 +250,6 @@ def _datasets(config: TrainConfig):
 
 def _load_gan(config: TrainConfig, dataset):
     """The config's GAN, checked against the dataset, or None when the config names none."""
-    from advcore import generative
-
     if config.generator is None:
         return None
     gan = generative.load(config.generator)

@@ -16,10 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 from advcore import attacks, distribute
-from advcore.config import ADVERSARIAL, GENERATIVE_METHODS, TrainConfig
+from advcore.config import ADVERSARIAL, GENERATIVE_METHODS, UNTIL_STOPPED, TrainConfig
 from advcore.generative import ConditionalGan
 from advcore.unrestricted import UNTARGETED, LatentAttack, latent_search
-UNTIL_STOPPED = 10**9  # the epoch count handed to `fit` when the user stops the run
 
 
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):

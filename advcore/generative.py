@@ -238,26 +238,28 @@ class ACGANTrainer(keras.Model):
         chunk = tf.shape(x)[0] // steps  # this replica's share of one real batch
         step = tf.cast(self.generator_optimizer.iterations, tf.int64)
         replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
+
+        def seed(update):  # each update of each step on each replica draws its own numbers
+            return tf.stack([tf.constant(self.config.seed, tf.int64) + 7919 * replica,
+                             step * (steps + 1) * 4 + update * 4])
+
         for i in range(steps):  # unrolled: critic_steps is small and fixed
-            seed = tf.stack([tf.constant(self.config.seed, tf.int64) + 7919 * replica,
-                             step * (steps + 1) * 4 + i * 4])
-            self._critic_update(x[i * chunk:(i + 1) * chunk], y[i * chunk:(i + 1) * chunk], seed)
-        seed = tf.stack([tf.constant(self.config.seed, tf.int64) + 7919 * replica, step * (steps + 1) * 4 + steps * 4])
-        self._generator_update(chunk, seed)
+            self._critic_update(x[i * chunk:(i + 1) * chunk], y[i * chunk:(i + 1) * chunk], seed(i))
+        self._generator_update(chunk, seed(steps))
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
 
 def real_batches(x: np.ndarray, y: np.ndarray, config: GanConfig, first_epoch: int = 0) -> tf.data.Dataset:
     """Endless batches of critic_steps x batch_size real images, reshuffled per (seed, epoch);
     every batch is full, as the critic steps slice it."""
-    images, labels = tf.constant(x), tf.constant(y.astype(np.int32))
+    pictures, labels = tf.constant(x), tf.constant(y.astype(np.int32))
     size = config.batch_size * config.critic_steps
 
     def epoch_batches(epoch):
         order = tf.random.experimental.stateless_shuffle(
             tf.range(len(x), dtype=tf.int64), seed=tf.stack([tf.constant(config.seed, tf.int64), epoch]))
         return (tf.data.Dataset.from_tensor_slices(order).batch(size, drop_remainder=True)
-                .map(lambda i: (tf.gather(images, i), tf.gather(labels, i))))
+                .map(lambda i: (tf.gather(pictures, i), tf.gather(labels, i))))
 
     return tf.data.Dataset.range(first_epoch, UNTIL_STOPPED).flat_map(epoch_batches).prefetch(tf.data.AUTOTUNE)
 
@@ -298,14 +300,17 @@ class ConditionalGan:
         return np.random.default_rng(seed).standard_normal((count, self.z_dim)).astype(np.float32)
 
     def generate(self, z, labels, batch_size: int = 500) -> np.ndarray:
+        """G(z, label) for each row, in batches, as float32 images in [0, 1]."""
         z, labels = np.asarray(z, np.float32), np.asarray(labels, np.int32)
-        return np.concatenate([np.asarray(self.generator([z[i:i + batch_size], labels[i:i + batch_size]],
-                                                         training=False))
-                               for i in range(0, len(z), batch_size)]) if len(z) else np.zeros(
-            (0,) + self.image_shape, np.float32)
+        parts = [np.asarray(self.generator([z[i:i + batch_size], labels[i:i + batch_size]], training=False))
+                 for i in range(0, len(z), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, *self.image_shape), np.float32)
 
-    def aux_logits(self, images) -> np.ndarray:
-        return np.asarray(self.critic(np.asarray(images, np.float32), training=False)[1])
+    def aux_logits(self, pictures, batch_size: int = 500) -> np.ndarray:
+        """The critic's class logits: what the GAN thinks each picture shows."""
+        pictures = np.asarray(pictures, np.float32)
+        return np.concatenate([np.asarray(self.critic(pictures[i:i + batch_size], training=False)[1])
+                               for i in range(0, len(pictures), batch_size)])
 
 
 def sample_grid(gan: ConditionalGan, z: np.ndarray, rows: int | None = None) -> np.ndarray:

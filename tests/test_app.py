@@ -14,7 +14,8 @@ def test_home_page_renders_and_links_the_pages():
     assert "AdvLab" in text and "python -m advcore" in text
     links = {link.proto.label for link in app.get("page_link")}
     assert links == {"Start training", "Compare histories", "Attack an image", "Measure robustness",
-                     "See what a model draws", "Standard vs robust, side by side"}
+                     "See what a model draws", "Standard vs robust, side by side",
+                     "Compare augmentations: none, FGSM, GAN samples, unrestricted"}
 
 
 def test_home_page_lists_the_bundled_models_with_their_cards():

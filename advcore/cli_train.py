@@ -31,8 +31,10 @@ TRAIN_OPTIONS = (
     ("--train-size", "data.train_size", positive_int, "train on a deterministic subset of this many images"),
     ("--val-size", "data.val_size", positive_int, "validation images, from the test split (default 1000)"),
     ("--augment", "data.augment", str, "none (default), crop (random shifts), or crop_flip (also mirrors)"),
-    ("--architecture", "model.architecture", str, "small_cnn (default), madry_cnn, preact_resnet20, preact_resnet44"),
+    ("--architecture", "model.architecture", str, "small_cnn (default), madry_cnn, preact_resnet20, preact_resnet44, woods_resnet44 "
+                                                      "(seed 004's CIFAR ResNet)"),
     ("--width", "model.width", positive_int, "width multiplier of the architecture (default 1)"),
+    ("--activation", "model.activation", str, "relu (default) or half_huber (seed 004's smooth ReLU; woods_resnet44)"),
     ("--init-model", "model.path", str, "start from this .keras model instead of a fresh one"),
     ("--mode", "mode", str, "per-step training in adversarial epochs: adversarial (default), double "
                             "(clean + adversarial batch), split (a share of the batch adversarial), or vanilla"),

@@ -19,7 +19,8 @@ from advcore import files
 VANILLA, ADVERSARIAL = "vanilla", "adversarial"
 GENERATIVE_METHODS = ("gan", "unrestricted")  # training examples drawn from a class-conditional GAN
 UNTIL_STOPPED = 10**9  # the epoch count handed to `fit` when the user stops the run
-ARCHITECTURES = ("small_cnn", "madry_cnn", "preact_resnet20", "preact_resnet44")
+ARCHITECTURES = ("small_cnn", "madry_cnn", "preact_resnet20", "preact_resnet44", "woods_resnet44")
+ACTIVATIONS = ("relu", "half_huber")  # half_huber: seed 004's smooth ReLU (woods_resnet44 only)
 WORST_OF_LOSSES = "ce+margin"  # an evaluation's loss: per sample, the worse of cross-entropy and margin
 
 
@@ -49,6 +50,7 @@ class DataConfig:
 class ModelConfig:
     architecture: str = "small_cnn"
     width: int = 1
+    activation: Literal["relu", "half_huber"] = "relu"
     path: Optional[str] = None  # start from a user's .keras model instead of a fresh one
 
     def check(self):
@@ -59,6 +61,9 @@ class ModelConfig:
                               f"{', '.join(ARCHITECTURES)} or give path")
         if self.width < 1:
             raise ConfigError(f"width: must be >= 1, got {self.width}")
+        if self.activation != "relu" and (self.path is not None or self.architecture != "woods_resnet44"):
+            raise ConfigError(f"activation: {self.activation} is built into woods_resnet44 only, not "
+                              f"{self.path or self.architecture}")
 
 
 @dataclasses.dataclass

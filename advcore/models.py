@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from advcore import files
-from advcore.config import ARCHITECTURES
+from advcore.config import ACTIVATIONS, ARCHITECTURES
 
 
 
@@ -74,14 +74,64 @@ def preact_resnet(input_shape=(32, 32, 3), num_classes=10, depth=20, width=1) ->
     return keras.Model(inputs, logits, name=f"preact_resnet{depth}")
 
 
-def build(architecture: str, input_shape, num_classes: int, width: int = 1) -> keras.Model:
+@keras.saving.register_keras_serializable(package="advcore")
+class HalfHuberReLU(keras.layers.Layer):
+    """0 below 0, x^2 on [0, 0.5], x - 0.25 above (seed 004): ReLU's shape with a continuous
+    derivative (0 -> 2x -> 1), so input gradients (and the Lipschitz penalty) do not jump at 0."""
+
+    def call(self, x):
+        return keras.ops.where(x < 0.5, keras.ops.square(keras.ops.relu(x)), x - 0.25)
+
+
+def _activation(kind: str):
+    return HalfHuberReLU() if kind == "half_huber" else keras.layers.ReLU()
+
+
+def _woods_block(x, filters: int, stride: int, activation: str):
+    """BN-act-conv3x3, BN-act-conv3x3 (zero-initialised, so each block starts as the identity);
+    a 3x3 conv shortcut from the pre-activation where the shape changes."""
+    pre = _activation(activation)(keras.layers.BatchNormalization()(x))
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(pre)
+    else:
+        shortcut = x
+    y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(pre)
+    y = _activation(activation)(keras.layers.BatchNormalization()(y))
+    y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="zeros")(y)
+    return keras.layers.Add()([shortcut, y])
+
+
+def woods_resnet(input_shape=(32, 32, 3), num_classes=10, depth=44, width=1, activation="relu") -> keras.Model:
+    """The pre-activation ResNet of seed 004 (Woods et al.): 3 stages of (depth-2)/6 blocks with
+    16/32/64 channels, 3x3-conv shortcuts, zero-initialised last conv per branch, a 1x1-conv head
+    averaged over the image; `activation` relu or half_huber."""
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"ResNet depth must be 6n+2 with n >= 1 (20, 32, 44, 56, ...), got {depth}")
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(16 * width, 3, padding="same", use_bias=False)(inputs)
+    for stage, filters in enumerate((16 * width, 32 * width, 64 * width)):
+        for block in range((depth - 2) // 6):
+            x = _woods_block(x, filters, 2 if stage > 0 and block == 0 else 1, activation)
+    x = _activation(activation)(keras.layers.BatchNormalization()(x))
+    x = keras.layers.Conv2D(num_classes, 1, dtype="float32", name="head")(x)
+    logits = keras.layers.GlobalAveragePooling2D(dtype="float32", name="logits")(x)
+    suffix = "_hh" if activation == "half_huber" else ""
+    return keras.Model(inputs, logits, name=f"woods_resnet{depth}{suffix}")
+
+
+def build(architecture: str, input_shape, num_classes: int, width: int = 1, activation: str = "relu") -> keras.Model:
     if width < 1:
         raise ValueError(f"width must be a positive integer, got {width}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}: choose one of {', '.join(ACTIVATIONS)}")
+    if activation != "relu" and architecture != "woods_resnet44":
+        raise ValueError(f"the {activation} activation is built into woods_resnet44 only, not {architecture}")
     builders = {
         "small_cnn": lambda: small_cnn(input_shape, num_classes, width),
         "madry_cnn": lambda: madry_cnn(input_shape, num_classes, width),
         "preact_resnet20": lambda: preact_resnet(input_shape, num_classes, 20, width),
         "preact_resnet44": lambda: preact_resnet(input_shape, num_classes, 44, width),
+        "woods_resnet44": lambda: woods_resnet(input_shape, num_classes, 44, width, activation),
     }
     if architecture not in builders:
         raise ValueError(f"unknown architecture {architecture!r}: choose one of {', '.join(ARCHITECTURES)}")

@@ -347,7 +347,7 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
             classifier = models.load(config.model.path)
         else:
             classifier = models.build(config.model.architecture, dataset.input_shape, dataset.num_classes,
-                                      config.model.width)
+                                      config.model.width, config.model.activation)
         models.check_compatible(classifier, dataset.input_shape, dataset.num_classes)
         gan = _load_gan(config, dataset)
         trainer = AdversarialTrainer(classifier, config, steps_per_epoch, gan)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from advcore.config import ARCHITECTURES, ConfigError, TrainConfig
+from advcore.config import ACTIVATIONS, ARCHITECTURES, ConfigError, TrainConfig
 from advcore.data import DATASETS
 from advcore.runs import RunError
 from app import generators, registry, state
@@ -30,7 +30,7 @@ DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "val_siz
             "method": "pgd", "norm": "linf", "eps": 0.1, "eps_unit": "[0, 1]", "steps": 7, "step_size": 0.0,
             "schedule": "constant", "epochs": 10, "until_stopped": False, "vanilla": 10, "adversarial": 3,
             "cycles": 0, "optimizer": "adam", "lr": 1e-3, "lr_schedule": "constant", "batch_size": 128,
-            "seed": 0, "augment": "none", "robust_size": 500, "generator": "", "gan_size": 0}
+            "seed": 0, "augment": "none", "robust_size": 500, "generator": "", "gan_size": 0, "activation": "relu"}
 SECTIONS = ("data", "model", "training", "attack", "schedule", "optimizer")
 KEY = "train_form."
 
@@ -50,7 +50,7 @@ def values_from_config(content: dict) -> dict:
             "cycles": schedule.cycles or 0, "optimizer": config.optimizer.name, "lr": config.optimizer.learning_rate,
             "lr_schedule": config.lr_schedule.kind, "batch_size": config.batch_size, "seed": config.seed,
             "robust_size": config.validation.robust_size, "generator": config.generator or "",
-            "gan_size": config.validation.gan_size}
+            "gan_size": config.validation.gan_size, "activation": config.model.activation}
 
 
 def generator_choices() -> dict[str, str]:
@@ -98,7 +98,7 @@ def config_from_values(v: dict) -> dict:
         "name": v["name"], "mode": v["mode"], "batch_size": v["batch_size"], "seed": v["seed"],
         "data": {"dataset": v["dataset"], "train_size": v["train_size"] or None, "val_size": v["val_size"],
                  "augment": v["augment"]},
-        "model": {"architecture": v["architecture"], "width": v["width"]},
+        "model": {"architecture": v["architecture"], "width": v["width"], "activation": v["activation"]},
         "attack": {"method": v["method"], "norm": v["norm"], "eps": eps,
                    "steps": v["steps"] if v["method"] in ("pgd", "unrestricted") else None,
                    "step_size": v["step_size"] or None},
@@ -127,10 +127,13 @@ def train_form(device: str) -> TrainConfig | None:
         c3.number_input("Validation images", 100, 10_000, step=100, key=KEY + "val_size")
         notes["data"] = st.empty()
         st.markdown("**Model**")
-        c1, c2, c3 = st.columns(3)
-        c1.selectbox("Architecture", ARCHITECTURES, key=KEY + "architecture")
+        c1, c2, c3, c4 = st.columns(4)
+        c1.selectbox("Architecture", ARCHITECTURES, key=KEY + "architecture",
+                     help="woods_resnet44: seed 004's pre-activation ResNet-44 for CIFAR")
         c2.number_input("Width", 1, 8, key=KEY + "width")
-        c3.selectbox("Augmentation", ["none", "crop", "crop_flip"], key=KEY + "augment")
+        c3.selectbox("Activation", ACTIVATIONS, key=KEY + "activation",
+                     help="half_huber: seed 004's smooth ReLU (woods_resnet44 only)")
+        c4.selectbox("Augmentation", ["none", "crop", "crop_flip"], key=KEY + "augment")
         notes["model"] = st.empty()
         st.markdown("**Training mode**")
         c1, c2, c3 = st.columns(3)

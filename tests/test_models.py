@@ -32,11 +32,53 @@ def test_preact_resnet_has_depth_weighted_layers_on_the_main_path(depth):
     assert len(main_path) + 1 == depth  # plus the classifier layer
 
 
+def test_half_huber_relu_value_and_derivative_at_the_joins():
+    import tensorflow as tf
+
+    layer = models.HalfHuberReLU()
+    x = tf.constant([-1.0, -1e-6, 0.0, 1e-6, 0.25, 0.5 - 1e-6, 0.5, 0.5 + 1e-6, 2.0])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+    slope = tape.gradient(y, x).numpy()
+    np.testing.assert_allclose(y.numpy(), [0, 0, 0, 1e-12, 0.0625, (0.5 - 1e-6) ** 2, 0.25, 0.25 + 1e-6, 1.75],
+                               atol=1e-7)
+    np.testing.assert_allclose(slope, [0, 0, 0, 2e-6, 0.5, 1 - 2e-6, 1, 1, 1], atol=1e-5)  # continuous
+
+
+def test_woods_resnet44_is_the_seeds_network():
+    """Seed 004: 44 weighted layers (stem, 21 blocks x 2 convs, 1x1-conv head), 3x3-conv shortcuts
+    where the shape changes, every block's last conv zero-initialised, logits from the head."""
+    model = models.build("woods_resnet44", (32, 32, 3), 10, activation="half_huber")
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    zeroed = [c for c in convs if not np.any(c.get_weights()[0])]  # each branch's last conv
+    shortcuts = [c for c in convs[1:] if _feeds_an_add_directly(model, c) and c not in zeroed]  # not the stem
+    assert len(zeroed) == 21 and len(shortcuts) == 2 and len(convs) - len(shortcuts) == 44
+    assert all(c.kernel_size == (3, 3) and c.strides == (2, 2) for c in shortcuts)
+    assert convs[-1].kernel_size == (1, 1) and convs[-1].filters == 10
+    assert any(isinstance(layer, models.HalfHuberReLU) for layer in model.layers)
+    out = model(np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype(np.float32), training=False)
+    assert out.shape == (2, 10)
+
+
+def _feeds_an_add_directly(model, layer) -> bool:
+    return any(isinstance(other, keras.layers.Add) and layer.output in other.input for other in model.layers)
+
+
+def test_a_half_huber_model_file_loads_in_safe_mode(tmp_path):
+    model = models.build("woods_resnet44", (32, 32, 3), 10, activation="half_huber")
+    loaded = models.load(models.save(model, tmp_path / "hh.keras"))
+    x = np.random.default_rng(1).uniform(size=(2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded(x, training=False), model(x, training=False), atol=1e-5)
+
+
 def test_bad_depth_and_architecture_are_refused():
     with pytest.raises(ValueError, match="6n\\+2"):
         models.preact_resnet(depth=21)
     with pytest.raises(ValueError, match="unknown architecture"):
         models.build("vgg", (28, 28, 1), 10)
+    with pytest.raises(ValueError, match="half_huber activation is built into woods_resnet44 only"):
+        models.build("small_cnn", (28, 28, 1), 10, activation="half_huber")
 
 
 def test_save_and_load_round_trip(tmp_path):

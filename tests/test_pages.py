@@ -48,6 +48,7 @@ def page(name: str) -> AppTest:
     ({"lr_schedule": "cyclic", "until_stopped": True}, "lr_schedule.kind: a cyclic schedule"),
     ({"schedule": "warmup", "vanilla": 10, "epochs": 5}, "schedule.epochs: warm-up of 10 vanilla epochs"),
     ({"mode": "vanilla", "schedule": "interleaved"}, "schedule.kind: a interleaved schedule needs"),
+    ({"activation": "half_huber"}, "model.activation: half_huber is built into woods_resnet44 only"),
 ])
 def test_invalid_form_values_are_explained_and_start_nothing(runs_root, values, message):
     app = page("train")

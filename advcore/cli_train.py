@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -199,8 +200,6 @@ def run_gan(args) -> dict:
 def run_study(args) -> dict:
     """Creates the study's four runs (or takes up an earlier study's unfinished ones) and trains them
     one after another in this process; a stop ends the study, leaving later arms unstarted."""
-    import os
-
     from advcore import study
     from advcore.config import TrainConfig
     from advcore.run_training import train

@@ -231,8 +231,25 @@ class DistributeConfig:
         """Both fields are checked by their types; the devices are checked when training starts."""
 
 
+class _Config:
+    """JSON in and out, for the top-level configs: read, checked field by field, written back."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, content: dict):
+        config = _build(cls, content, "")
+        _check_all(config, "")
+        return config
+
+    @classmethod
+    def from_file(cls, path: str | Path):
+        return cls.from_dict(read_file(path))
+
+
 @dataclasses.dataclass
-class TrainConfig:
+class TrainConfig(_Config):
     name: str = "run"
     mode: Literal["vanilla", "adversarial", "double", "split"] = "adversarial"
     batch_size: int = 128
@@ -261,8 +278,8 @@ class TrainConfig:
         if (uses_gan or self.validation.gan_size) and self.generator is None:
             raise ConfigError(f"generator: {'the ' + self.attack.method + ' method' if uses_gan else 'validation.gan_size'} "
                               "needs a trained GAN: give the folder of a GAN run")
-        if self.generator is not None and not (Path(self.generator).expanduser() / "generator.keras").is_file():
-            raise ConfigError(f"generator: no generator.keras in {self.generator} (give a GAN run's folder)")
+        if self.generator is not None and not (Path(self.generator).expanduser() / GENERATOR_FILE).is_file():
+            raise ConfigError(f"generator: no {GENERATOR_FILE} in {self.generator} (give a GAN run's folder)")
         if self.mode == "vanilla" and self.schedule.kind != "constant":
             raise ConfigError(f"schedule.kind: a {self.schedule.kind} schedule needs an adversarial mode, "
                               "not mode 'vanilla'")
@@ -271,25 +288,12 @@ class TrainConfig:
     def adversarial(self) -> bool:
         return self.mode != "vanilla"
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, content: dict) -> "TrainConfig":
-        config = _build(cls, content, "")
-        _check_all(config, "")
-        return config
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> "TrainConfig":
-        return cls.from_dict(read_file(path))
-
-
-GAN_ARCHITECTURES = ("auto", "dcgan", "resnet")
+GENERATOR_FILE, CRITIC_FILE = "generator.keras", "critic.keras"  # in a GAN run's folder
 
 
 @dataclasses.dataclass
-class GanConfig:
+class GanConfig(_Config):
     """An AC-GAN trained as WGAN-GP (seed 001): `critic_steps` critic updates per generator update,
     each critic update on its own real batch, so an epoch is one pass of the critic over the data."""
     kind: Literal["gan"] = "gan"
@@ -324,15 +328,6 @@ class GanConfig:
         for name in ("beta_1", "beta_2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must lie in [0, 1), got {getattr(self, name)}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, content: dict) -> "GanConfig":
-        config = _build(cls, content, "")
-        _check_all(config, "")
-        return config
 
 
 def config_kind(content: dict) -> str:

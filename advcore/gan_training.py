@@ -66,7 +66,7 @@ class GanRecorder(keras.callbacks.Callback):
                   f"{row['aux_accuracy_real']:.1%} fake {row['aux_accuracy_fake']:.1%} {row['seconds']:.1f}s")
 
     def _write_samples(self, epoch: int) -> None:
-        gan = generative.ConditionalGan(self.model.generator, self.model.critic, self.class_names, "")
+        gan = generative.ConditionalGan(self.model.generator, self.model.critic, self.class_names)
         picture = generative.sample_grid(gan, self.grid_latents, rows=GRID_ROWS)
         self.run.samples_path().parent.mkdir(exist_ok=True)
         for path in (self.run.samples_path(epoch), self.run.samples_path()):

@@ -16,9 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from advcore import data, distribute, files, images, models
-from advcore.config import UNTIL_STOPPED, GanConfig
-
-GENERATOR_FILE, CRITIC_FILE = "generator.keras", "critic.keras"
+from advcore.config import CRITIC_FILE, GENERATOR_FILE, UNTIL_STOPPED, GanConfig
 
 
 # ----------------------------------------------------------------------------- models
@@ -282,7 +280,6 @@ class ConditionalGan:
     generator: keras.Model
     critic: keras.Model
     class_names: tuple[str, ...]
-    dataset: str
 
     @property
     def z_dim(self) -> int:
@@ -350,4 +347,4 @@ def load(folder: str | Path) -> ConditionalGan:
     generator, critic = loaded
     classes = critic.outputs[1].shape[-1]
     names = data.CLASS_NAMES.get(config.data.dataset, tuple(str(i) for i in range(classes)))
-    return ConditionalGan(generator, critic, tuple(names), config.data.dataset)
+    return ConditionalGan(generator, critic, tuple(names))

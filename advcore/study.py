@@ -101,7 +101,7 @@ def table(record: dict, root: str | os.PathLike | None = None) -> pd.DataFrame:
             run = Run.open(check_run_id(run_id), root)
             history = run.history()
             row |= {"status": run.status()["status"], "epochs": len(history)}
-        except (RunError, TypeError):
+        except RunError:
             row["status"] = "missing"
             rows.append(row)
             continue

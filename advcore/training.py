@@ -113,7 +113,8 @@ class AdversarialTrainer(keras.Model):
         if self.adversarial and config.attack.generative and gan is None:
             raise ValueError(f"the {self.attack_method} method needs the GAN of config.generator")
         self.spec = config.attack.spec() if self.adversarial and not config.attack.generative else None
-        self.latent_settings = LatentAttack(steps=config.attack.steps or 20, noise_bound=config.attack.eps)
+        self.latent_settings = (LatentAttack(steps=config.attack.steps or 20, noise_bound=config.attack.eps)
+                                if self.attack_method == "unrestricted" else None)
         self.eps, self.eps_min = config.attack.eps, config.attack.eps_min
         self.step_ratio = (self.spec.effective_step_size / self.spec.eps) if self.spec else 0.0
         self.fixed_step_size = config.attack.step_size

@@ -1,4 +1,6 @@
-"""The GANs the pages can use: bundled generators and GAN runs with a saved generator."""
+"""The GANs the pages can use: bundled generators and GAN runs with a saved generator.
+
+Listing reads config files only; TensorFlow is imported when a GAN is first loaded."""
 
 from __future__ import annotations
 
@@ -7,8 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from advcore import generative
-from advcore.config import config_kind
+from advcore.config import GENERATOR_FILE, config_kind
 from advcore.runs import Run, RunError, list_runs
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -22,32 +23,37 @@ class GeneratorEntry:
     dataset: str
 
 
-def _dataset(folder: Path) -> str | None:
-    try:
-        return Run(folder.parent, folder.name).config().get("data", {}).get("dataset")
-    except RunError:
-        return None
+def _dataset(config: dict) -> str:
+    return config.get("data", {}).get("dataset") or "unknown"
 
 
 def list_generators(root: Path | None = None) -> list[GeneratorEntry]:
     """Bundled generators first, then GAN runs (newest first) that have saved a generator."""
-    entries = [GeneratorEntry(f"{folder.name} (bundled)", folder, _dataset(folder) or "unknown")
-               for folder in sorted(BUNDLED_DIR.glob("*")) if (folder / generative.GENERATOR_FILE).is_file()]
-    for run in list_runs(root):
+    bundled = [(Run(BUNDLED_DIR, folder.name), True) for folder in sorted(BUNDLED_DIR.glob("*"))]
+    entries = []
+    for run, is_bundled in bundled + [(run, False) for run in list_runs(root)]:
+        if not (run.path / GENERATOR_FILE).is_file():
+            continue
         try:
-            if config_kind(run.config()) == "gan" and (run.path / generative.GENERATOR_FILE).is_file():
-                entries.append(GeneratorEntry(f"{run.name()} (GAN run {run.id[-4:]}, {run.status()['status']})",
-                                              run.path, _dataset(run.path) or "unknown"))
+            config = run.config()
+            if config_kind(config) != "gan":
+                continue
+            label = (f"{run.id} (bundled)" if is_bundled else
+                     f"{run.name()} (GAN run {run.id[-4:]}, {run.status()['status']})")
         except RunError:
             continue
+        entries.append(GeneratorEntry(label, run.path, _dataset(config)))
     return entries
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the GAN...")
-def _load(folder: str, modified: float) -> generative.ConditionalGan:
+def _load(folder: str, modified: float):
+    from advcore import generative  # TensorFlow: only once a GAN is really needed
+
     return generative.load(folder)
 
 
-def load(entry: GeneratorEntry) -> generative.ConditionalGan:
-    """The entry's GAN, loaded once per saved version (a running GAN run saves a new one each epoch)."""
-    return _load(str(entry.folder), (entry.folder / generative.GENERATOR_FILE).stat().st_mtime)
+def load(entry: GeneratorEntry):
+    """The entry's ConditionalGan, loaded once per saved version (a running GAN run saves a new one
+    each epoch)."""
+    return _load(str(entry.folder), (entry.folder / GENERATOR_FILE).stat().st_mtime)

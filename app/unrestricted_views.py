@@ -13,15 +13,19 @@ ANY_CLASS = "any other class (untargeted)"
 SHOWN_SIZE = 112  # pixels on screen per image
 
 
-def _gan_for(entry: registry.ModelEntry) -> generative.ConditionalGan | None:
-    """The GAN the user picks among those of the model's dataset, or None after saying why there is none."""
+def _gan_entry(entry: registry.ModelEntry) -> generators.GeneratorEntry | None:
+    """The GAN the user picks among those of the model's dataset, or None after saying there is none."""
     dataset = entry.card.get("dataset")
     choices = [g for g in generators.list_generators(state.root()) if g.dataset == dataset]
     if not choices:
         st.info(f"No GAN for {dataset or 'this model'}'s data yet: train one on the Train page "
                 "(What to train: a GAN).")
         return None
-    picked = st.selectbox("GAN", choices, format_func=lambda g: g.label, key="gan-choice")
+    return st.selectbox("GAN", choices, format_func=lambda g: g.label, key="gan-choice")
+
+
+def _load_gan(picked: generators.GeneratorEntry, entry: registry.ModelEntry) -> generative.ConditionalGan | None:
+    """The picked GAN, or None after saying why it cannot serve this model."""
     try:
         gan = generators.load(picked)
     except generative.GanError as error:
@@ -75,11 +79,12 @@ def unrestricted_tab(entry: registry.ModelEntry, model) -> None:
     st.caption("Unrestricted adversarial examples (seed 001): not a small perturbation of a given image, but a "
                "new image of the class, found by moving the GAN's latent z until the classifier is wrong while "
                "the GAN's auxiliary classifier still sees the class and z stays near its start.")
-    gan = _gan_for(entry)
-    if gan is None:
+    picked = _gan_entry(entry)
+    if picked is None:
         return
     asked = _settings_form(names)
-    if asked is not None:
+    gan = _load_gan(picked, entry) if asked is not None else None  # the files are read only when asked
+    if gan is not None:
         settings = unrestricted.LatentAttack(steps=asked["steps"], noise_bound=asked["noise"])
         with st.spinner(f"Searching the latent space ({asked['steps']} steps)..."):
             result = unrestricted.attack(gan, model, np.full(asked["count"], asked["source"]), target=asked["target"],

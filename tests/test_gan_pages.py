@@ -1,7 +1,10 @@
 """The GAN parts of the pages through AppTest: the GAN form and live samples on Train, the
 Playground's unrestricted tab, the Augmentation study page; and the app launching a real GAN run."""
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +138,12 @@ def test_the_classifier_form_trains_with_unrestricted_examples_of_a_chosen_gan(r
     config = run.config()
     assert config["attack"]["method"] == "unrestricted" and config["attack"]["steps"] == 15
     assert config["generator"] == str(BUNDLED_GAN) and config["validation"]["gan_size"] == 200
+
+
+def test_the_train_and_study_pages_list_gans_without_importing_tensorflow():
+    code = ("import sys, app.train_form, app.gan_form, app.study_views, app.generators; "
+            "assert app.generators.list_generators(), 'no GAN listed'; "
+            "assert 'tensorflow' not in sys.modules, 'TensorFlow imported'")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env=os.environ | {"PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]

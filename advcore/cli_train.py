@@ -33,9 +33,11 @@ TRAIN_OPTIONS = (
     ("--val-size", "data.val_size", positive_int, "validation images, from the test split (default 1000)"),
     ("--augment", "data.augment", str, "none (default), crop (random shifts), or crop_flip (also mirrors)"),
     ("--architecture", "model.architecture", str, "small_cnn (default), madry_cnn, preact_resnet20, preact_resnet44, woods_resnet44 "
-                                                      "(seed 004's CIFAR ResNet)"),
+                                                      "(seed 004's CIFAR ResNet), densenet_bc (seed 001's)"),
     ("--width", "model.width", positive_int, "width multiplier of the architecture (default 1)"),
     ("--activation", "model.activation", str, "relu (default) or half_huber (seed 004's smooth ReLU; woods_resnet44)"),
+    ("--depth", "model.depth", positive_int, "densenet_bc: layers, 6n+4 (default 100)"),
+    ("--growth", "model.growth", positive_int, "densenet_bc: growth rate k (default 12)"),
     ("--init-model", "model.path", str, "start from this .keras model instead of a fresh one"),
     ("--mode", "mode", str, "per-step training in adversarial epochs: adversarial (default), double "
                             "(clean + adversarial batch), split (a share of the batch adversarial), or vanilla"),
@@ -43,14 +45,23 @@ TRAIN_OPTIONS = (
     ("--mix-fraction", "mix.fraction", number, "split mode: share of each batch made adversarial (default 0.5)"),
     ("--attack", "attack.method", str, "fgsm, fgsm_rs (random start, step 1.25 eps: fast training), pgd "
                                        "(default), ll_fgsm (least-likely class, eps drawn per batch), gan "
-                                       "(GAN samples of the batch's classes), unrestricted (latent-space attack)"),
+                                       "(GAN samples of the batch's classes), unrestricted (latent-space attack), "
+                                       "rmse_ball (seed 004: eps in RMSE, e.g. 0.01), l2_min (seed 004: the smallest "
+                                       "misclassifying perturbation within RMSE eps, e.g. 0.1)"),
     ("--generator", "generator", str, "a GAN run's folder: for --attack gan/unrestricted and the GAN checks"),
     ("--norm", "attack.norm", str, "linf (default) or l2"),
     ("--eps", "attack.eps", number, "training perturbation budget, e.g. 0.1 or 8/255 (default 0.1)"),
     ("--eps-min", "attack.eps_min", number, "ll_fgsm: lower end of the per-batch eps range (default 1e-4)"),
-    ("--attack-steps", "attack.steps", positive_int, "pgd steps (default 7), unrestricted latent steps (default 20)"),
+    ("--attack-steps", "attack.steps", positive_int, "pgd, rmse_ball, l2_min steps (default 7), unrestricted latent "
+                                                      "steps (default 20)"),
     ("--step-size", "attack.step_size", number, "attack step size (default by method)"),
     ("--eps-warmup", "attack.warmup_epochs", number, "ramp eps up from 0 over this many adversarial epochs"),
+    ("--lipschitz-zeta", "lipschitz.zeta", number, "Lipschitz penalty: share of samples whose margin (not a random "
+                                                    "logit) is smoothed (default 0.2)"),
+    ("--psi-0", "lipschitz.psi_0", number, "Lipschitz penalty: psi at r = 0 (default 220)"),
+    ("--psi-rate", "lipschitz.psi_rate", number, "Lipschitz penalty: psi = psi_0 exp(rate r) (default 0.02)"),
+    ("--psi-loss-target", "lipschitz.loss_target", number, "Lipschitz penalty: class loss psi steers toward "
+                                                           "(default 1.5)"),
     ("--schedule", "schedule.kind", str, "constant (default), interleaved, or warmup"),
     ("--epochs", "schedule.epochs", _epochs, "epochs, or until-stopped (default 10)"),
     ("--vanilla-epochs", "schedule.vanilla_epochs", int, "vanilla epochs per cycle (interleaved) or first (warmup)"),
@@ -119,10 +130,18 @@ def _add_mixed_precision(parser: argparse.ArgumentParser) -> None:
                         default=argparse.SUPPRESS, help="float16 compute on GPUs (weights stay float32)")
 
 
+ROBUST_ADDITIONS = {"model.activation": "half_huber", "lipschitz.enabled": True}  # and half batches, if adversarial
+
+
 def add_options(parser: argparse.ArgumentParser) -> None:
     _add_run_options(parser, TRAIN_OPTIONS)
     parser.add_argument("--stop-on-collapse", dest="validation.stop_on_collapse", action="store_true",
                         default=argparse.SUPPRESS, help="stop when robust accuracy collapses")
+    parser.add_argument("--lipschitz", dest="lipschitz.enabled", action="store_true", default=argparse.SUPPRESS,
+                        help="seed 004's Lipschitz penalty by double backprop, with the adaptive psi")
+    parser.add_argument("--robust-additions", action="store_true", default=False,
+                        help="seed 004's robust additions: --activation half_huber --lipschitz, and in an "
+                             "adversarial mode --mode split --mix-fraction 0.5 (half of each batch perturbed)")
     _add_mixed_precision(parser)
 
 
@@ -140,19 +159,34 @@ def add_study_options(parser: argparse.ArgumentParser) -> None:
 
 def _config_content(args, options) -> dict:
     """The config file's content (if any) with every given flag written into its field."""
-    from advcore.config import ConfigError, read_file
+    from advcore.config import read_file
 
     content = read_file(args.config) if args.config else {}
-    for key, value in vars(args).items():
-        if "." in key or key in {field for _, field, _, _ in options}:
-            section = content
-            *parents, leaf = key.split(".")
-            for parent in parents:
-                section = section.setdefault(parent, {})
-                if not isinstance(section, dict):
-                    raise ConfigError(f"{parent}: must be an object")
-            section[leaf] = value
+    _set_fields(content, _given_fields(args, options))
+    if getattr(args, "robust_additions", False):
+        _set_fields(content, ROBUST_ADDITIONS)
+        if content.get("mode", "adversarial") != "vanilla":
+            _set_fields(content, {"mode": "split", "mix.fraction": 0.5})
     return content
+
+
+def _given_fields(args, options) -> dict:
+    """The config fields set by flags: {dotted field name: value}."""
+    names = {field for _, field, _, _ in options}
+    return {key: value for key, value in vars(args).items() if "." in key or key in names}
+
+
+def _set_fields(content: dict, fields: dict) -> None:
+    from advcore.config import ConfigError
+
+    for key, value in fields.items():
+        section = content
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            section = section.setdefault(parent, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{parent}: must be an object")
+        section[leaf] = value
 
 
 def _run(args, options, config_class, train_function) -> dict:
@@ -162,7 +196,9 @@ def _run(args, options, config_class, train_function) -> dict:
     if args.cpu_devices:
         distribute.split_cpu(args.cpu_devices)
     if args.resume:
-        given = [flag for flag, field, _, _ in options if field in vars(args)]
+        flags = {field: flag for flag, field, _, _ in options}
+        given = [flags.get(field, field) for field in _given_fields(args, options)]
+        given += ["--robust-additions"] if getattr(args, "robust_additions", False) else []
         if given or args.config:
             raise UsageError("--resume continues a run with its own config; drop "
                              + ", ".join(given + (["--config"] if args.config else [])))

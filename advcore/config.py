@@ -18,8 +18,9 @@ from advcore import files
 
 VANILLA, ADVERSARIAL = "vanilla", "adversarial"
 GENERATIVE_METHODS = ("gan", "unrestricted")  # training examples drawn from a class-conditional GAN
+RMSE_METHODS = ("rmse_ball", "l2_min")  # seed 004's attacks: eps is an RMSE, the norm is L2
 UNTIL_STOPPED = 10**9  # the epoch count handed to `fit` when the user stops the run
-ARCHITECTURES = ("small_cnn", "madry_cnn", "preact_resnet20", "preact_resnet44", "woods_resnet44")
+ARCHITECTURES = ("small_cnn", "madry_cnn", "preact_resnet20", "preact_resnet44", "woods_resnet44", "densenet_bc")
 ACTIVATIONS = ("relu", "half_huber")  # half_huber: seed 004's smooth ReLU (woods_resnet44 only)
 WORST_OF_LOSSES = "ce+margin"  # an evaluation's loss: per sample, the worse of cross-entropy and margin
 
@@ -51,6 +52,8 @@ class ModelConfig:
     architecture: str = "small_cnn"
     width: int = 1
     activation: Literal["relu", "half_huber"] = "relu"
+    depth: Optional[int] = None  # densenet_bc: 6n+4 layers, default 100
+    growth: Optional[int] = None  # densenet_bc: channels each layer adds, default 12
     path: Optional[str] = None  # start from a user's .keras model instead of a fresh one
 
     def check(self):
@@ -64,16 +67,26 @@ class ModelConfig:
         if self.activation != "relu" and (self.path is not None or self.architecture != "woods_resnet44"):
             raise ConfigError(f"activation: {self.activation} is built into woods_resnet44 only, not "
                               f"{self.path or self.architecture}")
+        densenet = self.path is None and self.architecture == "densenet_bc"
+        for name in ("depth", "growth"):
+            if getattr(self, name) is not None and not densenet:
+                raise ConfigError(f"{name}: only the densenet_bc architecture has a {name} setting")
+        if densenet and self.width != 1:
+            raise ConfigError("width: densenet_bc is widened by its growth rate, not width")
+        if self.depth is not None and (self.depth < 10 or (self.depth - 4) % 6):
+            raise ConfigError(f"depth: DenseNet-BC depth must be 6n+4 with n >= 1 (10, 40, 100, ...), got {self.depth}")
+        if self.growth is not None and self.growth < 1:
+            raise ConfigError(f"growth: must be >= 1, got {self.growth}")
 
 
 @dataclasses.dataclass
 class AttackConfig:
     """The attack that makes the adversarial examples of adversarial epochs."""
-    method: Literal["fgsm", "fgsm_rs", "pgd", "ll_fgsm", "gan", "unrestricted"] = "pgd"
-    norm: Literal["linf", "l2"] = "linf"
+    method: Literal["fgsm", "fgsm_rs", "pgd", "ll_fgsm", "gan", "unrestricted", "rmse_ball", "l2_min"] = "pgd"
+    norm: Literal["linf", "l2"] = "linf"  # rmse_ball and l2_min measure in RMSE (a scaled L2) whatever this says
     eps: float = 0.1  # unrestricted: the bound of the pixel noise added to the generated image
     eps_min: Optional[float] = None  # ll_fgsm: eps drawn per batch from [eps_min, eps]
-    steps: Optional[int] = None  # pgd: default 7; unrestricted: latent search steps, default 20
+    steps: Optional[int] = None  # pgd, rmse_ball, l2_min: default 7; unrestricted: latent search steps, default 20
     step_size: Optional[float] = None  # default: eps (fgsm), 1.25 eps (fgsm_rs), 2.5 eps / steps (pgd)
     warmup_epochs: float = 0.0  # eps ramps linearly from 0 over this many adversarial epochs
 
@@ -91,9 +104,11 @@ class AttackConfig:
             raise ConfigError("eps_min: only the ll_fgsm method draws eps from a range")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps: must be >= 1, got {self.steps}")
-        if self.method not in ("pgd", "unrestricted") and self.steps not in (None, 1):
+        if self.method not in ("pgd", "unrestricted", *RMSE_METHODS) and self.steps not in (None, 1):
             raise ConfigError(f"steps: {self.method} takes one step; use method pgd for {self.steps}")
         if self.step_size is not None:
+            if self.method in RMSE_METHODS:
+                raise ConfigError(f"step_size: {self.method} sets its own steps (linearly decreasing, adding up to eps)")
             _finite("step_size", self.step_size, minimum=0.0)
         _finite("warmup_epochs", self.warmup_epochs, minimum=0.0)
 
@@ -106,8 +121,8 @@ class AttackConfig:
         """The AttackSpec of this config (eps may be rescaled per batch by the trainer)."""
         from advcore import attacks
 
-        if self.generative:
-            raise ValueError(f"the {self.method} method makes its examples with the GAN, not an attack spec")
+        if self.generative or self.method in RMSE_METHODS:
+            raise ValueError(f"the {self.method} method is not an AttackSpec attack")
         if self.method == "pgd":
             return attacks.pgd(self.eps, norm=self.norm, steps=self.steps or 7, step_size=self.step_size)
         options = {"random_start": self.method == "fgsm_rs", "step_size": self.step_size}
@@ -125,6 +140,31 @@ class MixConfig:
         _finite("weight", self.weight, minimum=0.0)
         if not 0 < self.fraction <= 1:
             raise ConfigError(f"fraction: must lie in (0, 1], got {self.fraction}")
+
+
+@dataclasses.dataclass
+class LipschitzConfig:
+    """Seed 004's Lipschitz penalty: psi * mean(|ds/dx|^2) added to the loss, by double backprop,
+    where s is per sample a random logit or (with probability `zeta`) the margin logit_true -
+    max_other. psi = psi_0 * exp(psi_rate * r) adapts: after every step r grows by
+    clamp(-ln(loss / loss_target), -max_decrease, max_increase), floored at 0, so psi rises while
+    the class loss is under its target and eases off slowly when it is over."""
+    enabled: bool = False
+    zeta: float = 0.2
+    psi_0: float = 220.0
+    psi_rate: float = 0.02
+    loss_target: float = 1.5
+    max_increase: float = 1.0
+    max_decrease: float = 0.01
+
+    def check(self):
+        if not 0 <= self.zeta <= 1:
+            raise ConfigError(f"zeta: must lie in [0, 1], got {self.zeta}")
+        for name in ("psi_0", "psi_rate", "max_increase", "max_decrease"):
+            _finite(name, getattr(self, name), minimum=0.0)
+        _finite("loss_target", self.loss_target, minimum=0.0)
+        if self.loss_target == 0:
+            raise ConfigError("loss_target: must be > 0")
 
 
 @dataclasses.dataclass
@@ -260,6 +300,7 @@ class TrainConfig(_Config):
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
     mix: MixConfig = dataclasses.field(default_factory=MixConfig)
+    lipschitz: LipschitzConfig = dataclasses.field(default_factory=LipschitzConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     lr_schedule: LRScheduleConfig = dataclasses.field(default_factory=LRScheduleConfig)

@@ -1,14 +1,10 @@
 """Adversarial explanations and the accuracy-robustness area (ARA) of Woods et al. 2019 (seed 004).
 
-Both rest on one routine over a perturbation delta measured in RMSE (root mean square over all
-pixels and channels, in [0, 1] pixel units). delta starts at 0; step sizes decrease linearly and
-add up to `eps * overshoot`; each step follows the loss gradient normalised to unit RMSE (optionally
-with momentum) while a criterion holds, and otherwise steps back toward 0. For an explanation the
-criterion is "inside the budget", so delta hovers near the RMSE ball's edge while the target's
-confidence rises; for ARA it is "not yet fooled", so delta hovers at the decision boundary and the
-smallest fooling delta seen is the image's minimal perturbation. Unlike the seed, images are kept
-in [0, 1] after every step, an explanation ends projected into its ball, and ARA keeps the smallest
-crossing instead of the last iterate.
+Both run `rmse_descent`: an explanation with the "explain" criterion (delta hovers near the RMSE
+ball's edge while the target's confidence rises), ARA with "attack" and "btr" (delta hovers at the
+decision boundary and the smallest fooling delta seen is the image's minimal perturbation). Unlike
+the seed, an explanation ends projected into its ball, and ARA keeps the smallest crossing instead
+of the last iterate.
 """
 
 from __future__ import annotations
@@ -21,80 +17,22 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from advcore import attacks, files, graphs, images
+from advcore import attacks, files, graphs, images, rmse_descent
+from advcore.rmse_descent import rmse
 
-CRITERIA = ("explain", "attack", "btr")
 _TINY = 1e-8
-
-
-def rmse(delta) -> np.ndarray:
-    delta = np.asarray(delta, dtype=np.float32)
-    return np.sqrt(np.mean(np.square(delta), axis=tuple(range(1, delta.ndim))))
-
-
-def _rms(t: tf.Tensor) -> tf.Tensor:
-    return tf.sqrt(tf.reduce_mean(tf.square(t), axis=[1, 2, 3], keepdims=True))
-
-
-def _descend(model, criterion: str, x, labels, eps, overshoot, steps, momentum):
-    """Runs the routine; returns the last delta and, per image, the smallest RMSE at which it was fooled.
-
-    An image is done once it is fooled unperturbed, or once the steps left are too short to bring
-    delta back below its best crossing; done images stop moving and the loop ends when all are done.
-    """
-    count = tf.shape(x)[0]
-    classes = tf.cast(model.outputs[0].shape[-1], tf.float32)
-    steps_f = tf.cast(steps, tf.float32)
-    total = eps * overshoot
-
-    def fooled(logits):
-        if criterion == "attack":
-            return tf.argmax(logits, axis=1, output_type=tf.int32) != labels
-        probability = tf.gather(tf.nn.softmax(logits), labels, batch_dims=1)
-        return probability <= 1.0 / classes
-
-    def body(step, delta, velocity, best, done):
-        with tf.GradientTape() as tape:
-            tape.watch(delta)
-            logits = tf.cast(model(x + delta, training=False), tf.float32)
-            loss = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        grad = tape.gradient(loss, delta)
-        size = _rms(delta)[:, 0, 0, 0]
-        if criterion == "explain":
-            follow = size < eps
-            grad = -grad  # toward the target class
-        else:
-            crossed = fooled(logits)
-            best = tf.where(crossed, tf.minimum(best, size), best)
-            follow = ~crossed
-        step_f = tf.cast(step, tf.float32)
-        step_size = total * (steps_f - step_f) / (steps_f * (steps_f + 1) / 2)
-        direction = tf.where(follow[:, None, None, None], grad, -delta)
-        direction /= _TINY + _rms(direction)
-        if momentum > 0:
-            velocity = momentum * velocity + (1 - momentum) * direction
-            direction = velocity
-        moved = tf.clip_by_value(x + delta + step_size * direction, 0.0, 1.0) - x
-        if criterion != "explain":
-            left = total * (steps_f - step_f) * (steps_f - step_f + 1) / (steps_f * (steps_f + 1))
-            done = done | (best <= 0) | (size - left >= best)
-        delta = tf.where(done[:, None, None, None], delta, moved)
-        return step + 1, delta, velocity, best, done
-
-    start = (tf.constant(0), tf.zeros_like(x), tf.zeros_like(x), tf.fill([count], np.inf), tf.zeros([count], tf.bool))
-    _, delta, _, best, _ = tf.while_loop(lambda step, *state: (step < steps) & ~tf.reduce_all(state[-1]), body, start)
-    if criterion != "explain":  # the last step's result has not been looked at yet
-        logits = tf.cast(model(x + delta, training=False), tf.float32)
-        best = tf.where(fooled(logits), tf.minimum(best, _rms(delta)[:, 0, 0, 0]), best)
-    return delta, best
 
 
 def _compiled(model: keras.Model, criterion: str, momentum: float):
     image = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
     scalar = tf.TensorSpec([], tf.float32)
     signature = [image, tf.TensorSpec([None], tf.int32), scalar, scalar, tf.TensorSpec([], tf.int32)]
-    return graphs.compiled(model, ("woods", criterion, momentum), lambda x, labels, eps, overshoot, steps: _descend(
-        model, criterion, x, labels, eps, overshoot, steps, momentum), signature)
+
+    def run(x, labels, eps, overshoot, steps):
+        delta, _, best = rmse_descent.descend(model, criterion, x, labels, eps, overshoot, steps, momentum)
+        return delta, best
+
+    return graphs.compiled(model, ("woods", criterion, momentum), run, signature)
 
 
 def _checked(model, x, labels) -> tuple[np.ndarray, np.ndarray]:

@@ -119,7 +119,36 @@ def woods_resnet(input_shape=(32, 32, 3), num_classes=10, depth=44, width=1, act
     return keras.Model(inputs, logits, name=f"woods_resnet{depth}{suffix}")
 
 
-def build(architecture: str, input_shape, num_classes: int, width: int = 1, activation: str = "relu") -> keras.Model:
+def _bn_relu_conv(x, filters: int, kernel: int):
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    return keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False)(x)
+
+
+def densenet_bc(input_shape=(32, 32, 3), num_classes=10, depth=100, growth=12, compression=0.5) -> keras.Model:
+    """DenseNet-BC (Huang et al.), seed 001's CIFAR classifier: 3 dense blocks of (depth-4)/6
+    bottleneck layers (BN-ReLU-conv1x1 to 4k, BN-ReLU-conv3x3 to k, concatenated), transitions that
+    halve the channels and the resolution, global average pooling, a dense head."""
+    if depth < 10 or (depth - 4) % 6:
+        raise ValueError(f"DenseNet-BC depth must be 6n+4 with n >= 1 (10, 40, 100, 190, ...), got {depth}")
+    if growth < 1:
+        raise ValueError(f"DenseNet growth rate must be >= 1, got {growth}")
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(2 * growth, 3, padding="same", use_bias=False)(inputs)
+    for block in range(3):
+        for _ in range((depth - 4) // 6):
+            y = _bn_relu_conv(_bn_relu_conv(x, 4 * growth, 1), growth, 3)
+            x = keras.layers.Concatenate()([x, y])
+        if block < 2:
+            x = keras.layers.AveragePooling2D(2)(_bn_relu_conv(x, int(x.shape[-1] * compression), 1))
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
+    return keras.Model(inputs, logits, name=f"densenet_bc{depth}_k{growth}")
+
+
+def build(architecture: str, input_shape, num_classes: int, width: int = 1, activation: str = "relu",
+          depth: int | None = None, growth: int | None = None) -> keras.Model:
+    """A fresh classifier; `depth` and `growth` are densenet_bc's (default 100 and 12)."""
     if width < 1:
         raise ValueError(f"width must be a positive integer, got {width}")
     if activation not in ACTIVATIONS:
@@ -132,6 +161,7 @@ def build(architecture: str, input_shape, num_classes: int, width: int = 1, acti
         "preact_resnet20": lambda: preact_resnet(input_shape, num_classes, 20, width),
         "preact_resnet44": lambda: preact_resnet(input_shape, num_classes, 44, width),
         "woods_resnet44": lambda: woods_resnet(input_shape, num_classes, 44, width, activation),
+        "densenet_bc": lambda: densenet_bc(input_shape, num_classes, depth or 100, growth or 12),
     }
     if architecture not in builders:
         raise ValueError(f"unknown architecture {architecture!r}: choose one of {', '.join(ARCHITECTURES)}")

@@ -22,13 +22,14 @@ import numpy as np
 import pandas as pd
 
 from advcore import data, distribute, evaluate, files, generative, models, unrestricted
-from advcore.config import ADVERSARIAL, UNTIL_STOPPED, TrainConfig, phase
+from advcore.config import ADVERSARIAL, RMSE_METHODS, UNTIL_STOPPED, TrainConfig, phase
 from advcore.runs import Run, now, process_start_ticks
 from advcore.training import (AdversarialTrainer, current_learning_rate, make_optimizer,
                               training_batches)
 
 HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_robust_accuracy",
-                   "val_gan_accuracy", "val_unrestricted_accuracy", "learning_rate", "eps", "seconds", "warning")
+                   "val_gan_accuracy", "val_unrestricted_accuracy", "lipschitz_penalty", "psi", "learning_rate", "eps",
+                   "seconds", "warning")
 GAN_CHECK_SEED = 1_000_003  # the GAN checks' latents: the same for every run and epoch, never trained on
 
 
@@ -171,6 +172,7 @@ class Recorder(keras.callbacks.Callback):
                "val_accuracy": logs.get("val_accuracy"), "val_robust_accuracy": robust,
                "val_gan_accuracy": logs.get("val_gan_accuracy"),
                "val_unrestricted_accuracy": logs.get("val_unrestricted_accuracy"),
+               "lipschitz_penalty": logs.get("lipschitz_penalty"), "psi": trainer.current_psi(),
                "learning_rate": current_learning_rate(trainer.optimizer),
                "eps": trainer.current_eps() if epoch_phase == ADVERSARIAL else 0.0,
                "seconds": time.perf_counter() - self.control.started, "warning": warning}
@@ -204,6 +206,8 @@ def _epoch_line(row: dict) -> str:
     line = (f"epoch {row['epoch']:>4} {row['phase']:<11} loss {row['loss']:.4f} acc {pct(row['accuracy'])} "
             f"val_acc {pct(row['val_accuracy'])} val_robust {pct(row['val_robust_accuracy'])} "
             f"lr {row['learning_rate']:.2e} {row['seconds']:.1f}s")
+    if row.get("psi") is not None:
+        line += f" psi {row['psi']:.1f} penalty {row['lipschitz_penalty']:.3g}"
     if row.get("val_gan_accuracy") is not None:
         line += f" gan_acc {pct(row['val_gan_accuracy'])} unrestricted_acc {pct(row['val_unrestricted_accuracy'])}"
     return line + (f"  WARNING: {row['warning']}" if row["warning"] else "")
@@ -219,7 +223,7 @@ def save_optimizers(path: Path, optimizers: list, **counters) -> None:
 
 
 def load_optimizers(path: Path, optimizers: list, counters: tuple[str, ...] = ()) -> dict:
-    """Restores what `save_optimizers` wrote into built optimizers; returns the counters."""
+    """Restores what `save_optimizers` wrote into built optimizers; returns the counters (numbers)."""
     variables = [v for o in optimizers for v in o.variables]
     with np.load(path) as saved:
         stored = [name for name in saved.files if name.startswith("v")]
@@ -228,17 +232,21 @@ def load_optimizers(path: Path, optimizers: list, counters: tuple[str, ...] = ()
                              f"{len(variables)}; was the config changed?")
         for i, variable in enumerate(variables):
             variable.assign(saved[f"v{i:04d}"])
-        return {name: int(saved[name]) for name in counters}
+        return {name: saved[name].item() for name in counters if name in saved.files}
+
+
+_TRAINER_STATE = ("adversarial_steps", "psi_integral")  # trainer variables a checkpoint keeps
 
 
 def save_optimizer(trainer: AdversarialTrainer, path: Path) -> None:
-    save_optimizers(path, [trainer.optimizer], adversarial_steps=trainer.adversarial_steps.numpy())
+    save_optimizers(path, [trainer.optimizer], **{name: getattr(trainer, name).numpy() for name in _TRAINER_STATE})
 
 
 def load_optimizer(trainer: AdversarialTrainer, path: Path) -> None:
+    """Restores the optimizer and the trainer's counters (checkpoints older than psi lack its r: 0)."""
     trainer.optimizer.build(trainer.classifier.trainable_variables)
-    counters = load_optimizers(path, [trainer.optimizer], ("adversarial_steps",))
-    trainer.adversarial_steps.assign(counters["adversarial_steps"])
+    for name, value in load_optimizers(path, [trainer.optimizer], _TRAINER_STATE).items():
+        getattr(trainer, name).assign(value)
 
 
 def _datasets(config: TrainConfig):
@@ -260,10 +268,14 @@ def _load_gan(config: TrainConfig, dataset):
     return gan
 
 
-def _robust_spec(config: TrainConfig):
+def _robust_spec(config: TrainConfig, input_shape):
+    """PGD in the training attack's norm and eps; RMSE eps (rmse_ball, l2_min) become the equal L2
+    radius, eps * sqrt(pixels)."""
     from advcore import attacks
 
     eps = config.validation.eps if config.validation.eps is not None else config.attack.eps
+    if config.attack.method in RMSE_METHODS:
+        return attacks.pgd(eps * math.sqrt(math.prod(input_shape)), norm="l2", steps=config.validation.steps)
     return attacks.pgd(eps, norm=config.attack.norm, steps=config.validation.steps)
 
 
@@ -347,7 +359,8 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
             classifier = models.load(config.model.path)
         else:
             classifier = models.build(config.model.architecture, dataset.input_shape, dataset.num_classes,
-                                      config.model.width, config.model.activation)
+                                      config.model.width, config.model.activation, config.model.depth,
+                                      config.model.growth)
         models.check_compatible(classifier, dataset.input_shape, dataset.num_classes)
         gan = _load_gan(config, dataset)
         trainer = AdversarialTrainer(classifier, config, steps_per_epoch, gan)
@@ -369,7 +382,8 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
     control = EpochControl(stop, steps_per_epoch, stopping_notice(run, stop, say), set_phase)
     recorder = Recorder(run, config, control, history, chief, say)
     robust_x, robust_y = validation.x[:config.validation.robust_size], validation.y[:config.validation.robust_size]
-    callbacks = [control, RobustCheck(control, classifier, robust_x, robust_y, _robust_spec(config)), recorder,
+    robust_check = RobustCheck(control, classifier, robust_x, robust_y, _robust_spec(config, dataset.input_shape))
+    callbacks = [control, robust_check, recorder,
                  keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False)]
     if gan is not None and config.validation.gan_size:
         callbacks.insert(2, GanCheck(control, classifier, gan, config.validation.gan_size, config.validation.gan_steps))

@@ -6,7 +6,8 @@ result cut from the weight gradient) and trains on them alone (`adversarial`), o
 plus them (`double`), or on the batch with a share replaced by them (`split`); the clean and
 adversarial parts are weighted by lambda as `(n_c L_c + lambda n_a L_a) / (n_c + lambda n_a)`.
 Which epochs are adversarial is a schedule (constant, interleaved, warm-up) set per epoch by a
-callback, so a schedule switch costs no retracing.
+callback, so a schedule switch costs no retracing. With `config.lipschitz` every step (vanilla or
+adversarial) also pays seed 004's Lipschitz penalty, whose weight psi adapts to the class loss.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from advcore import attacks, distribute
-from advcore.config import ADVERSARIAL, GENERATIVE_METHODS, UNTIL_STOPPED, TrainConfig
+from advcore import attacks, distribute, lipschitz, rmse_descent
+from advcore.config import ADVERSARIAL, GENERATIVE_METHODS, RMSE_METHODS, UNTIL_STOPPED, TrainConfig
 from advcore.generative import ConditionalGan
 from advcore.unrestricted import UNTARGETED, LatentAttack, latent_search
 
@@ -112,7 +113,9 @@ class AdversarialTrainer(keras.Model):
         self.gan = gan
         if self.adversarial and config.attack.generative and gan is None:
             raise ValueError(f"the {self.attack_method} method needs the GAN of config.generator")
-        self.spec = config.attack.spec() if self.adversarial and not config.attack.generative else None
+        pixel_attack = self.adversarial and not config.attack.generative and self.attack_method not in RMSE_METHODS
+        self.spec = config.attack.spec() if pixel_attack else None
+        self.rmse_steps = config.attack.steps or 7
         self.latent_settings = (LatentAttack(steps=config.attack.steps or 20, noise_bound=config.attack.eps)
                                 if self.attack_method == "unrestricted" else None)
         self.eps, self.eps_min = config.attack.eps, config.attack.eps_min
@@ -124,12 +127,20 @@ class AdversarialTrainer(keras.Model):
         self.adversarial_phase = tf.Variable(False, trainable=False, name="adversarial_phase")
         self.adversarial_steps = tf.Variable(0, trainable=False, dtype=tf.int64, name="adversarial_steps",
                                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.lipschitz = config.lipschitz if config.lipschitz.enabled else None
+        self.psi_integral = tf.Variable(0.0, trainable=False, name="psi_integral",  # r of the adaptive psi
+                                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.penalty_tracker = keras.metrics.Mean(name="lipschitz_penalty")
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.accuracy_tracker]
+        return [self.loss_tracker, self.accuracy_tracker] + ([self.penalty_tracker] if self.lipschitz else [])
+
+    def current_psi(self) -> float | None:
+        """The Lipschitz penalty's weight now (None without the penalty), for the history."""
+        return float(lipschitz.psi(self.psi_integral, self.lipschitz)) if self.lipschitz else None
 
     def call(self, x, training=False):
         return self.classifier(x, training=training)
@@ -175,6 +186,10 @@ class AdversarialTrainer(keras.Model):
         if self.gan is not None and self.attack_method in GENERATIVE_METHODS:
             return self._generated_examples(tf.cast(y, tf.int32), seed)
         eps = self.attack_eps(seed)
+        if self.attack_method == "rmse_ball":
+            return rmse_descent.ball_examples(self.classifier, x, y, eps, self.rmse_steps)
+        if self.attack_method == "l2_min":
+            return rmse_descent.l2_min_examples(self.classifier, x, y, eps, self.rmse_steps)
         step_size = self.fixed_step_size if self.fixed_step_size is not None else eps * self.step_ratio
         return attacks.perturb(self.classifier, self.spec, x, y, eps, step_size, self.spec.steps, seed + 1)
 
@@ -209,17 +224,39 @@ class AdversarialTrainer(keras.Model):
             # counted outside the cond: a replicated variable must not be updated inside control flow
             self.adversarial_steps.assign_add(tf.cast(self.adversarial_phase, tf.int64))
         with tf.GradientTape() as tape:
-            logits = self.classifier(inputs, training=True)
+            if self.lipschitz:
+                logits, penalty = lipschitz.penalised_forward(self.classifier, inputs, labels, self._step_seed(),
+                                                              self.lipschitz.zeta)
+            else:
+                logits = self.classifier(inputs, training=True)
             per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, tf.cast(logits, tf.float32))
             loss = tf.reduce_sum(weights * per_sample) / tf.reduce_sum(weights)
-            if self.classifier.losses:
-                loss += tf.add_n(self.classifier.losses)
-            scaled = self.optimizer.scale_loss(distribute.per_replica(loss))
+            total = loss + tf.add_n(self.classifier.losses) if self.classifier.losses else loss
+            if self.lipschitz:
+                total += self._adapted_psi(loss) * penalty
+            scaled = self.optimizer.scale_loss(distribute.per_replica(total))
         variables = self.classifier.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         self.loss_tracker.update_state(loss, sample_weight=tf.reduce_sum(weights))
         self.accuracy_tracker.update_state(labels, logits)
+        if self.lipschitz:
+            self.penalty_tracker.update_state(penalty)
         return self._step_logs()
+
+    def _step_seed(self):
+        """The penalty's draws: their own per step and per replica."""
+        replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
+        step = tf.cast(self.optimizer.iterations, tf.int64)
+        return tf.stack([tf.constant(self.seed, tf.int64) + 7919 * (replica + 1), step])
+
+    def _adapted_psi(self, class_loss):
+        """Moves r by this step's class loss (averaged over replicas, as one global batch) and returns
+        the psi it gives; the class loss is the one without the penalty, as in the seed."""
+        context = tf.distribute.get_replica_context()
+        global_loss = context.all_reduce(tf.distribute.ReduceOp.MEAN, tf.stop_gradient(class_loss))
+        integral = lipschitz.next_integral(self.psi_integral, global_loss, self.lipschitz)
+        self.psi_integral.assign(integral)
+        return lipschitz.psi(integral, self.lipschitz)
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from advcore.config import ACTIVATIONS, ARCHITECTURES, ConfigError, TrainConfig
+from advcore.config import (ACTIVATIONS, ARCHITECTURES, RMSE_METHODS, ConfigError, TrainConfig, config_kind,
+                            read_file)
 from advcore.data import DATASETS
 from advcore.runs import RunError
 from app import generators, registry, state
@@ -30,9 +31,13 @@ DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "val_siz
             "method": "pgd", "norm": "linf", "eps": 0.1, "eps_unit": "[0, 1]", "steps": 7, "step_size": 0.0,
             "schedule": "constant", "epochs": 10, "until_stopped": False, "vanilla": 10, "adversarial": 3,
             "cycles": 0, "optimizer": "adam", "lr": 1e-3, "lr_schedule": "constant", "batch_size": 128,
-            "seed": 0, "augment": "none", "robust_size": 500, "generator": "", "gan_size": 0, "activation": "relu"}
+            "seed": 0, "augment": "none", "robust_size": 500, "generator": "", "gan_size": 0, "activation": "relu",
+            "depth": 100, "growth": 12, "lipschitz": False, "zeta": 0.2, "weight_decay": 0.0, "milestones": "", "robust_eps": 0.0}
+METHODS = ("pgd", "fgsm_rs", "fgsm", "ll_fgsm", "gan", "unrestricted", "rmse_ball", "l2_min")
+STEPPED_METHODS = ("pgd", "unrestricted", *RMSE_METHODS)  # the methods whose steps the form sets
 SECTIONS = ("data", "model", "training", "attack", "schedule", "optimizer")
 KEY = "train_form."
+RECIPES_DIR = registry.PROJECT_ROOT / "assets" / "recipes"
 
 
 def values_from_config(content: dict) -> dict:
@@ -50,7 +55,12 @@ def values_from_config(content: dict) -> dict:
             "cycles": schedule.cycles or 0, "optimizer": config.optimizer.name, "lr": config.optimizer.learning_rate,
             "lr_schedule": config.lr_schedule.kind, "batch_size": config.batch_size, "seed": config.seed,
             "robust_size": config.validation.robust_size, "generator": config.generator or "",
-            "gan_size": config.validation.gan_size, "activation": config.model.activation}
+            "gan_size": config.validation.gan_size, "activation": config.model.activation,
+            "depth": config.model.depth or DEFAULTS["depth"], "growth": config.model.growth or DEFAULTS["growth"],
+            "lipschitz": config.lipschitz.enabled, "zeta": config.lipschitz.zeta,
+            "weight_decay": config.optimizer.weight_decay,
+            "milestones": ",".join(map(str, config.lr_schedule.milestones)),
+            "robust_eps": config.validation.eps or 0.0}
 
 
 def generator_choices() -> dict[str, str]:
@@ -59,8 +69,17 @@ def generator_choices() -> dict[str, str]:
 
 
 def presets() -> dict[str, dict]:
-    """The built-in presets, then the exact recipe of each bundled model (its committed config)."""
+    """The built-in presets, the committed GPU recipes (assets/recipes) and the exact recipe of each
+    bundled model (its committed config). A recipe that needs a GAN is offered on the command line
+    only, where the GAN's folder is given."""
     recipes = {}
+    for path in sorted(RECIPES_DIR.glob("*.json")):
+        try:
+            content = read_file(path)
+            if config_kind(content) == "classifier":
+                recipes[f"Recipe {path.stem} (GPU, seed settings)"] = values_from_config(content)
+        except ConfigError:
+            continue
     for run in registry.example_runs():
         try:
             recipes[f"Recipe of the bundled model {run.id!r}"] = values_from_config(run.config())
@@ -84,7 +103,14 @@ def _section_of(message: str) -> str:
     field = message.split(":", 1)[0]
     first = field.split(".", 1)[0]
     return {"mix": "training", "mode": "training", "lr_schedule": "optimizer", "batch_size": "optimizer",
-            "seed": "optimizer", "validation": "training", "name": "data", "generator": "attack"}.get(first, first)
+            "seed": "optimizer", "validation": "training", "name": "data", "generator": "attack",
+            "lipschitz": "training"}.get(first, first)
+
+
+def _milestones(text: str) -> list:
+    """The epochs typed as "170, 195"; anything that is not an integer is passed on for the check."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    return [int(part) if part.lstrip("-").isdigit() else part for part in parts]
 
 
 def config_from_values(v: dict) -> dict:
@@ -98,15 +124,17 @@ def config_from_values(v: dict) -> dict:
         "name": v["name"], "mode": v["mode"], "batch_size": v["batch_size"], "seed": v["seed"],
         "data": {"dataset": v["dataset"], "train_size": v["train_size"] or None, "val_size": v["val_size"],
                  "augment": v["augment"]},
-        "model": {"architecture": v["architecture"], "width": v["width"], "activation": v["activation"]},
+        "model": {"architecture": v["architecture"], "width": v["width"], "activation": v["activation"],
+                  **({"depth": v["depth"], "growth": v["growth"]} if v["architecture"] == "densenet_bc" else {})},
         "attack": {"method": v["method"], "norm": v["norm"], "eps": eps,
-                   "steps": v["steps"] if v["method"] in ("pgd", "unrestricted") else None,
+                   "steps": v["steps"] if v["method"] in STEPPED_METHODS else None,
                    "step_size": v["step_size"] or None},
         "mix": {"weight": v["weight"], "fraction": v["fraction"]},
+        "lipschitz": {"enabled": v["lipschitz"], "zeta": v["zeta"]},
         "schedule": schedule,
-        "optimizer": {"name": v["optimizer"], "learning_rate": v["lr"]},
-        "lr_schedule": {"kind": v["lr_schedule"]},
-        "validation": {"robust_size": v["robust_size"], "gan_size": v["gan_size"]},
+        "optimizer": {"name": v["optimizer"], "learning_rate": v["lr"], "weight_decay": v["weight_decay"]},
+        "lr_schedule": {"kind": v["lr_schedule"], "milestones": _milestones(v["milestones"])},
+        "validation": {"robust_size": v["robust_size"], "eps": v["robust_eps"] or None, "gan_size": v["gan_size"]},
         "generator": v["generator"] or None,
     }
 
@@ -129,11 +157,16 @@ def train_form(device: str) -> TrainConfig | None:
         st.markdown("**Model**")
         c1, c2, c3, c4 = st.columns(4)
         c1.selectbox("Architecture", ARCHITECTURES, key=KEY + "architecture",
-                     help="woods_resnet44: seed 004's pre-activation ResNet-44 for CIFAR")
+                     help="woods_resnet44: seed 004's pre-activation ResNet-44 for CIFAR; densenet_bc: seed "
+                          "001's DenseNet-BC")
         c2.number_input("Width", 1, 8, key=KEY + "width")
         c3.selectbox("Activation", ACTIVATIONS, key=KEY + "activation",
                      help="half_huber: seed 004's smooth ReLU (woods_resnet44 only)")
-        c4.selectbox("Augmentation", ["none", "crop", "crop_flip"], key=KEY + "augment")
+        c4.selectbox("Augmentation", ["none", "crop", "crop_flip"], key=KEY + "augment",
+                     help="crop: random shifts (zero padding); crop_flip: also mirrors (CIFAR)")
+        c1, c2, _, _ = st.columns(4)
+        c1.number_input("DenseNet depth (densenet_bc)", 10, 400, step=6, key=KEY + "depth")
+        c2.number_input("DenseNet growth (densenet_bc)", 1, 64, key=KEY + "growth")
         notes["model"] = st.empty()
         st.markdown("**Training mode**")
         c1, c2, c3 = st.columns(3)
@@ -142,21 +175,30 @@ def train_form(device: str) -> TrainConfig | None:
                           "batch; split: a share of each batch adversarial")
         c2.number_input("Adversarial weight (lambda)", 0.0, 100.0, step=0.1, key=KEY + "weight")
         c3.number_input("Adversarial share (split)", 0.05, 1.0, step=0.05, key=KEY + "fraction")
-        st.number_input("Robust-accuracy check images per epoch (0 = off)", 0, 10_000, step=100,
+        c1, c2, c3, c4 = st.columns(4)
+        c1.number_input("Robust-accuracy check images per epoch (0 = off)", 0, 10_000, step=100,
                         key=KEY + "robust_size")
+        c4.number_input("Robust check eps (0 = training eps)", 0.0, 100.0, step=0.01, format="%.4f",
+                        key=KEY + "robust_eps", help="PGD-10 in the attack's norm; an RMSE for rmse_ball and l2_min")
+        c2.checkbox("Lipschitz penalty (adaptive psi)", key=KEY + "lipschitz",
+                    help="seed 004: psi * mean |ds/dx|^2 by double backprop, s a random logit or the margin; "
+                         "with half_huber and split 0.5 these are the seed's robust additions")
+        c3.number_input("Margin share zeta", 0.0, 1.0, step=0.05, key=KEY + "zeta",
+                        help="share of samples whose margin, not a random logit, is smoothed")
         notes["training"] = st.empty()
         st.markdown("**Attack**")
         c1, c2, c3, c4 = st.columns(4)
-        c1.selectbox("Method", ["pgd", "fgsm_rs", "fgsm", "ll_fgsm", "gan", "unrestricted"], key=KEY + "method",
+        c1.selectbox("Method", METHODS, key=KEY + "method",
                      help="fgsm_rs: random start and step 1.25 eps (fast training); ll_fgsm: least-likely "
                           "class, eps drawn per batch up to eps; gan: GAN samples of the batch's classes; "
                           "unrestricted: latent-space examples against the current weights (eps bounds their "
-                          "pixel noise, steps are latent steps)")
+                          "pixel noise, steps are latent steps); rmse_ball (seed 004, eps 0.01) and l2_min "
+                          "(smallest flip within eps 0.1): eps is an RMSE, steps shrink linearly")
         c2.selectbox("Norm", ["linf", "l2"], key=KEY + "norm")
         c3.number_input("eps", 0.0, 100.0, step=0.01, format="%.4f", key=KEY + "eps")
         c4.radio("eps unit", ["[0, 1]", "/255"], key=KEY + "eps_unit", horizontal=True)
         c1, c2 = st.columns(2)
-        c1.number_input("PGD steps (unrestricted: latent steps)", 1, 1000, key=KEY + "steps")
+        c1.number_input("Steps (pgd, rmse_ball, l2_min; unrestricted: latent steps)", 1, 1000, key=KEY + "steps")
         c2.number_input("Step size (0 = by method)", 0.0, 100.0, step=0.001, format="%.4f", key=KEY + "step_size")
         c1, c2 = st.columns(2)
         gans = generator_choices()
@@ -178,12 +220,16 @@ def train_form(device: str) -> TrainConfig | None:
         c3.number_input("Cycles (0 = until stopped)", 0, 100_000, key=KEY + "cycles")
         notes["schedule"] = st.empty()
         st.markdown("**Optimiser**")
-        c1, c2, c3, c4, c5 = st.columns(5)
+        c1, c2, c3, c4 = st.columns(4)
         c1.selectbox("Optimiser", ["adam", "sgd"], key=KEY + "optimizer")
         c2.number_input("Learning rate", 1e-6, 10.0, step=1e-4, format="%.5f", key=KEY + "lr")
-        c3.selectbox("LR schedule", ["constant", "cyclic"], key=KEY + "lr_schedule")
+        c3.number_input("Weight decay (decoupled)", 0.0, 1.0, step=1e-4, format="%.5f", key=KEY + "weight_decay")
         c4.number_input("Batch size", 1, 8192, key=KEY + "batch_size")
-        c5.number_input("Seed", 0, 2**31 - 1, key=KEY + "seed")
+        c1, c2, c3 = st.columns(3)
+        c1.selectbox("LR schedule", ["constant", "step", "cyclic"], key=KEY + "lr_schedule",
+                     help="step: times 0.1 at each milestone epoch; cyclic: one cycle up and down")
+        c2.text_input("Milestones (step)", key=KEY + "milestones", placeholder="e.g. 170, 195")
+        c3.number_input("Seed", 0, 2**31 - 1, key=KEY + "seed")
         notes["optimizer"] = st.empty()
         submitted = st.form_submit_button("Start training", type="primary")
     if not submitted:

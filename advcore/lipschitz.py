@@ -16,7 +16,7 @@ from advcore.config import LipschitzConfig
 def smoothed_output(logits, labels, seed, zeta: float):
     """Per sample, the output whose input gradient is penalised: a random logit, or (probability
     zeta) the true-vs-best-other margin. The draws depend on `seed` alone."""
-    logits = tf.cast(logits, tf.float32)
+    logits = _at_least_float32(logits)
     count, classes = tf.shape(logits)[0], tf.shape(logits)[1]
     chosen = tf.random.stateless_uniform([count], seed, 0, classes, dtype=tf.int32)
     random_logit = tf.gather(logits, chosen, batch_dims=1)
@@ -32,7 +32,12 @@ def penalised_forward(model, x, labels, seed, zeta: float, training: bool = True
         logits = model(x, training=training)
         smoothed = tf.reduce_sum(smoothed_output(logits, labels, seed, zeta))
     gradient = input_tape.gradient(smoothed, x)
-    return logits, tf.reduce_mean(tf.square(tf.cast(gradient, tf.float32)))
+    return logits, tf.reduce_mean(tf.square(_at_least_float32(gradient)))
+
+
+def _at_least_float32(t):
+    """float16 (mixed precision) values in float32; float32 and float64 as they are."""
+    return tf.cast(t, tf.float32) if t.dtype.size < 4 else t
 
 
 def next_integral(integral, loss, config: LipschitzConfig):

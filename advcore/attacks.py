@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from advcore import graphs
+from advcore import graphs, precision
 from advcore.norms import NORMS, SCALING_NORM, SCALINGS, l1_norm, l2_norm, linf_norm
 
 LOSSES = ("ce", "margin")
@@ -189,12 +189,13 @@ def is_success(logits: tf.Tensor, labels: tf.Tensor, targeted: bool) -> tf.Tenso
 
 def input_gradient(model, spec: AttackSpec, x, labels):
     """Gradient of the summed objective w.r.t. the input; the weights get no gradient."""
-    with tf.GradientTape() as tape:
+    half = precision.computes_in_half(model)
+    with tf.GradientTape(persistent=half) as tape:
         tape.watch(x)
         logits = model(x, training=False)
         value = objective(logits, labels, spec.loss, spec.targeted)
         total = tf.reduce_sum(value)
-    return tape.gradient(total, x, unconnected_gradients=tf.UnconnectedGradients.ZERO), logits, value
+    return precision.input_gradient(tape, total, logits, x, half), logits, value
 
 
 def _step(spec: AttackSpec, x_adv, x0, grad, velocity, eps, step_size, momentum, box=None):

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from advcore import precision
+
 CRITERIA = ("explain", "ball", "attack", "btr")
 _TINY = 1e-8
 
@@ -50,6 +52,7 @@ def descend(model, criterion: str, x, labels, eps, overshoot, steps, momentum: f
     steps_f = tf.cast(steps, tf.float32)
     total = eps * overshoot
     looks_for_crossing = criterion in ("attack", "btr")
+    half = precision.computes_in_half(model)
 
     def fooled(logits):
         if criterion == "attack":
@@ -62,11 +65,11 @@ def descend(model, criterion: str, x, labels, eps, overshoot, steps, momentum: f
         return tf.where(improved, size, best), tf.where(improved[:, None, None, None], delta, best_delta)
 
     def body(step, delta, velocity, best, best_delta, done):
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=half) as tape:
             tape.watch(delta)
             logits = tf.cast(model(x + delta, training=False), tf.float32)
-            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-        grad = tape.gradient(loss, delta)
+            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        grad = precision.input_gradient(tape, loss, logits, delta, half)
         size = rms(delta)[:, 0, 0, 0]
         if looks_for_crossing:
             best, best_delta = keep_best(logits, delta, size, best, best_delta)

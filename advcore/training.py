@@ -65,20 +65,26 @@ def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
 
 # ----------------------------------------------------------------------------- data
 
-def _augment(image, seed, pad: int, flip: bool):
-    """A random shift of up to `pad` pixels (zero padding), and a horizontal flip if asked."""
-    size = tf.shape(image)
-    padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
-    image = tf.image.stateless_random_crop(padded, size, seed)
+def _augment(images, seed, pad: int, flip: bool):
+    """Each image of the batch shifted by up to `pad` pixels (zero padding) and, if asked, mirrored
+    with probability 1/2: two gathers per batch (a mirror reverses the column indices), not one
+    crop per image."""
+    count, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    offsets = tf.random.stateless_uniform([count, 2], seed, 0, 2 * pad + 1, dtype=tf.int32)
+    columns = offsets[:, 1:] + tf.range(width)
     if flip:
-        image = tf.image.stateless_random_flip_left_right(image, seed + 1)
-    return image
+        mirrored = tf.random.stateless_uniform([count], seed + 1) < 0.5
+        columns = tf.where(mirrored[:, None], tf.reverse(columns, [1]), columns)
+    rows = tf.gather(padded, offsets[:, :1] + tf.range(height), axis=1, batch_dims=1)
+    return tf.gather(rows, columns, axis=2, batch_dims=1)
 
 
 def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment: str = "none",
                      first_epoch: int = 0) -> tf.data.Dataset:
     """An endless stream of batches whose order (and augmentation) depends on (seed, epoch) alone,
-    so a resumed run sees exactly the batches the uninterrupted run would have seen."""
+    so a resumed run sees exactly the batches the uninterrupted run would have seen. The images
+    stay in memory (the cache); batches are gathered, then augmented in parallel and prefetched."""
     images, labels = tf.constant(x), tf.constant(y)
     count = len(x)
     pad = 4 if x.shape[1] >= 32 else 2
@@ -86,13 +92,13 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, a
     def epoch_batches(epoch):
         order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64),
                                                          seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-        stream = tf.data.Dataset.from_tensor_slices(order)
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
         if augment == "none":
-            return stream.batch(batch_size).map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
-        return stream.map(
-            lambda i: (_augment(images[i], tf.stack([epoch * 1_000_003 + seed, i]), pad, augment == "crop_flip"),
-                       labels[i]),
-            num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+            return batches.map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
+        return batches.enumerate().map(
+            lambda b, i: (_augment(tf.gather(images, i), tf.stack([epoch * 1_000_003 + seed, b]), pad,
+                                   augment == "crop_flip"), tf.gather(labels, i)),
+            num_parallel_calls=tf.data.AUTOTUNE)
 
     return (tf.data.Dataset.range(first_epoch, UNTIL_STOPPED).flat_map(epoch_batches)
             .prefetch(tf.data.AUTOTUNE))

@@ -1,10 +1,11 @@
 """Attack properties (reference.md section 3) for every attack and both norms, plus exact cases."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from advcore import attacks
+from advcore import attacks, models
 
 LINF_EPS, L2_EPS = 0.1, 1.5
 
@@ -306,3 +307,41 @@ def test_attacking_in_slices_with_offsets_equals_attacking_whole(trained_model, 
     whole = attacks.attack(trained_model, x, y, spec, seed=2)
     parts = [attacks.attack(trained_model, x[i:i + 5], y[i:i + 5], spec, seed=2, first_index=i) for i in (0, 5, 10)]
     np.testing.assert_allclose(np.concatenate([p.x_adv for p in parts]), whole.x_adv, atol=1e-6)
+
+
+def test_attack_gradients_survive_mixed_precision(trained_model, fashion):
+    """Confident images have loss gradients too small for float16: taken naively through a
+    mixed_float16 copy of the model most are zero; AdvLab's stay those of the float32 model."""
+    from advcore import precision, rmse_descent
+
+    weights = trained_model.get_weights()
+    weights[-2], weights[-1] = weights[-2] * 30, weights[-1] * 30  # very confident logits
+    confident = models.small_cnn()
+    confident.set_weights(weights)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        half = models.small_cnn()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    half.set_weights(weights)
+    assert precision.computes_in_half(half) and not precision.computes_in_half(confident)
+    x, y = tf.constant(fashion.test.x[:64]), tf.constant(fashion.test.y[:64])
+    spec = attacks.fgsm(0.1)
+    exact = attacks.input_gradient(confident, spec, x, y)[0].numpy()
+    ours = attacks.input_gradient(half, spec, x, y)[0].numpy()
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(attacks.objective(half(x), y, "ce", False))
+    naive = tape.gradient(total, x).numpy()
+
+    def zero_rows(gradient):
+        return int(np.sum(np.all(gradient == 0, axis=(1, 2, 3))))
+    assert zero_rows(naive) > zero_rows(exact) + 10
+    assert zero_rows(ours) <= zero_rows(exact)
+    moving = exact != 0
+    assert np.mean(np.sign(ours[moving]) == np.sign(exact[moving])) > 0.98
+    assert np.linalg.norm(ours - exact) < 0.05 * np.linalg.norm(exact)
+    # seed 004's training attack takes the same path: float16 moves the images float32 moves
+    moved = rmse_descent.ball_examples(half, x, y, 0.01, 3).numpy() - fashion.test.x[:64]
+    reference = rmse_descent.ball_examples(confident, x, y, 0.01, 3).numpy() - fashion.test.x[:64]
+    assert zero_rows(moved) <= zero_rows(reference)

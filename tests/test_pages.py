@@ -101,6 +101,33 @@ def test_a_bundled_models_recipe_is_a_preset_that_queues_exactly_its_config(runs
     assert queued == bundled
 
 
+@pytest.mark.parametrize("recipe", ["resnet44_cifar10_all", "resnet44_cifar10_standard", "densenet_bc_cifar100_fgsm"])
+def test_a_gpu_recipe_is_a_preset_that_queues_exactly_its_config(runs_root, recipe):
+    app = page("train")
+    app.selectbox(key="train_form.preset").select(f"Recipe {recipe} (GPU, seed settings)").run()
+    _submit(app)
+    (run,) = list_runs(runs_root)
+    committed = TrainConfig.from_file(ROOT / "assets" / "recipes" / f"{recipe}.json").to_dict()
+    queued = run.config()
+    if committed["mode"] == "vanilla":  # a vanilla run has no attack: the form's attack fields do not matter
+        queued["attack"] = committed["attack"]
+    assert queued == committed
+
+
+def test_seed_004_options_queue_from_the_form(runs_root):
+    app = page("train")
+    app.selectbox(key="train_form.architecture").select("woods_resnet44")
+    app.selectbox(key="train_form.activation").select("half_huber")
+    app.selectbox(key="train_form.mode").select("split")
+    app.selectbox(key="train_form.method").select("l2_min")
+    [w for w in app.main.get("checkbox") if w.key == "train_form.lipschitz"][0].check()
+    _submit(app)
+    (run,) = list_runs(runs_root)
+    config = TrainConfig.from_dict(run.config())
+    assert (config.attack.method, config.attack.steps, config.model.activation) == ("l2_min", 7, "half_huber")
+    assert config.lipschitz.enabled and config.lipschitz.zeta == 0.2 and config.mode == "split"
+
+
 def test_run_table_shows_every_run_and_damaged_ones_with_a_reason(runs_root):
     make_run(runs_root, "good", ["vanilla", "vanilla", "adversarial"])
     broken = make_run(runs_root, "broken", ["vanilla"])

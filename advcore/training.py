@@ -236,10 +236,9 @@ class AdversarialTrainer(keras.Model):
             else:
                 logits = self.classifier(inputs, training=True)
             per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, tf.cast(logits, tf.float32))
-            loss = tf.reduce_sum(weights * per_sample) / tf.reduce_sum(weights)
-            total = loss + tf.add_n(self.classifier.losses) if self.classifier.losses else loss
-            if self.lipschitz:
-                total += self._adapted_psi(loss) * penalty
+            class_loss = tf.reduce_sum(weights * per_sample) / tf.reduce_sum(weights)
+            loss = class_loss + tf.add_n(self.classifier.losses) if self.classifier.losses else class_loss
+            total = loss + self._adapted_psi(class_loss) * penalty if self.lipschitz else loss
             scaled = self.optimizer.scale_loss(distribute.per_replica(total))
         variables = self.classifier.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))

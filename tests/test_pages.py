@@ -154,6 +154,19 @@ def test_selected_run_shows_status_curves_and_shading(runs_root):
     assert '"type":"rect"' in figure.replace(" ", "") and "adversarial" in figure
 
 
+def test_a_lipschitz_run_shows_its_psi_curve(runs_root):
+    run = make_run(runs_root, "smoothed", ["vanilla", "vanilla"])
+    history = run.history()
+    history["psi"], history["lipschitz_penalty"] = [220.0, 231.5], [1e-4, 2e-4]
+    run.write_history(history)
+    app = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+    app.query_params["run"] = run.id
+    app.run()
+    app.switch_page("pages/train_page.py").run()
+    charts = [chart.proto.spec for chart in app.get("plotly_chart")]
+    assert len(charts) == 3 and "Lipschitz penalty weight psi" in charts[2] and '"name":"psi"' in charts[2]
+
+
 def test_history_overlays_runs_with_a_band_strip(runs_root):
     make_run(runs_root, "first", ["vanilla", "adversarial", "vanilla"])
     make_run(runs_root, "second", ["vanilla", "vanilla", "adversarial"])

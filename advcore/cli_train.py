@@ -137,6 +137,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     _add_run_options(parser, TRAIN_OPTIONS)
     parser.add_argument("--stop-on-collapse", dest="validation.stop_on_collapse", action="store_true",
                         default=argparse.SUPPRESS, help="stop when robust accuracy collapses")
+    parser.add_argument("--no-nesterov", dest="optimizer.nesterov", action="store_false", default=argparse.SUPPRESS,
+                        help="sgd: plain momentum instead of Nesterov's")
     parser.add_argument("--lipschitz", dest="lipschitz.enabled", action="store_true", default=argparse.SUPPRESS,
                         help="seed 004's Lipschitz penalty by double backprop, with the adaptive psi")
     parser.add_argument("--robust-additions", action="store_true", default=False,

@@ -206,7 +206,8 @@ class OptimizerConfig:
     name: Literal["adam", "sgd"] = "adam"
     learning_rate: float = 1e-3
     momentum: float = 0.9  # sgd only
-    weight_decay: float = 0.0
+    nesterov: bool = True  # sgd only; seed 004 used plain momentum
+    weight_decay: float = 0.0  # decoupled: w -= learning_rate * weight_decay * w each step
 
     def check(self):
         _finite("learning_rate", self.learning_rate, minimum=0.0)

@@ -54,7 +54,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
     rate = learning_rate(config, steps_per_epoch)
     decay = options.weight_decay or None
     if options.name == "sgd":
-        return keras.optimizers.SGD(rate, momentum=options.momentum, nesterov=True, weight_decay=decay)
+        return keras.optimizers.SGD(rate, momentum=options.momentum, nesterov=options.nesterov, weight_decay=decay)
     return keras.optimizers.Adam(rate, weight_decay=decay)
 
 

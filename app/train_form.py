@@ -32,7 +32,7 @@ DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "val_siz
             "schedule": "constant", "epochs": 10, "until_stopped": False, "vanilla": 10, "adversarial": 3,
             "cycles": 0, "optimizer": "adam", "lr": 1e-3, "lr_schedule": "constant", "batch_size": 128,
             "seed": 0, "augment": "none", "robust_size": 500, "generator": "", "gan_size": 0, "activation": "relu",
-            "depth": 100, "growth": 12, "lipschitz": False, "zeta": 0.2, "weight_decay": 0.0, "milestones": "", "robust_eps": 0.0}
+            "depth": 100, "growth": 12, "lipschitz": False, "zeta": 0.2, "weight_decay": 0.0, "milestones": "", "robust_eps": 0.0, "nesterov": True}
 METHODS = ("pgd", "fgsm_rs", "fgsm", "ll_fgsm", "gan", "unrestricted", "rmse_ball", "l2_min")
 STEPPED_METHODS = ("pgd", "unrestricted", *RMSE_METHODS)  # the methods whose steps the form sets
 SECTIONS = ("data", "model", "training", "attack", "schedule", "optimizer")
@@ -60,7 +60,7 @@ def values_from_config(content: dict) -> dict:
             "lipschitz": config.lipschitz.enabled, "zeta": config.lipschitz.zeta,
             "weight_decay": config.optimizer.weight_decay,
             "milestones": ",".join(map(str, config.lr_schedule.milestones)),
-            "robust_eps": config.validation.eps or 0.0}
+            "robust_eps": config.validation.eps or 0.0, "nesterov": config.optimizer.nesterov}
 
 
 def generator_choices() -> dict[str, str]:
@@ -132,7 +132,8 @@ def config_from_values(v: dict) -> dict:
         "mix": {"weight": v["weight"], "fraction": v["fraction"]},
         "lipschitz": {"enabled": v["lipschitz"], "zeta": v["zeta"]},
         "schedule": schedule,
-        "optimizer": {"name": v["optimizer"], "learning_rate": v["lr"], "weight_decay": v["weight_decay"]},
+        "optimizer": {"name": v["optimizer"], "learning_rate": v["lr"], "weight_decay": v["weight_decay"],
+                      "nesterov": v["nesterov"]},
         "lr_schedule": {"kind": v["lr_schedule"], "milestones": _milestones(v["milestones"])},
         "validation": {"robust_size": v["robust_size"], "eps": v["robust_eps"] or None, "gan_size": v["gan_size"]},
         "generator": v["generator"] or None,
@@ -225,11 +226,12 @@ def train_form(device: str) -> TrainConfig | None:
         c2.number_input("Learning rate", 1e-6, 10.0, step=1e-4, format="%.5f", key=KEY + "lr")
         c3.number_input("Weight decay (decoupled)", 0.0, 1.0, step=1e-4, format="%.5f", key=KEY + "weight_decay")
         c4.number_input("Batch size", 1, 8192, key=KEY + "batch_size")
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3, c4 = st.columns(4)
         c1.selectbox("LR schedule", ["constant", "step", "cyclic"], key=KEY + "lr_schedule",
                      help="step: times 0.1 at each milestone epoch; cyclic: one cycle up and down")
         c2.text_input("Milestones (step)", key=KEY + "milestones", placeholder="e.g. 170, 195")
-        c3.number_input("Seed", 0, 2**31 - 1, key=KEY + "seed")
+        c3.checkbox("Nesterov momentum (sgd)", key=KEY + "nesterov")
+        c4.number_input("Seed", 0, 2**31 - 1, key=KEY + "seed")
         notes["optimizer"] = st.empty()
         submitted = st.form_submit_button("Start training", type="primary")
     if not submitted:

@@ -249,8 +249,9 @@ def test_the_four_seed_recipes_are_the_seeds_four_networks():
     assert (every.mode, every.mix.fraction, every.attack.method, every.attack.eps) == ("split", 0.5, "l2_min", 0.1)
     assert every.lipschitz.enabled and every.model.activation == "half_huber"
     for config in configs.values():
-        assert (config.optimizer.name, config.optimizer.learning_rate, config.schedule.epochs,
-                config.lr_schedule.milestones) == ("sgd", 0.1, 200, [170, 195])
+        assert (config.optimizer.name, config.optimizer.learning_rate, config.optimizer.nesterov, config.schedule.epochs,
+                config.lr_schedule.milestones) == ("sgd", 0.1, False, 200, [170, 195])
+        assert not make_optimizer(config, 10).nesterov
 
 
 def _flags(*argv) -> dict:

@@ -108,7 +108,8 @@ class AttackConfig:
             raise ConfigError(f"steps: {self.method} takes one step; use method pgd for {self.steps}")
         if self.step_size is not None:
             if self.method in RMSE_METHODS:
-                raise ConfigError(f"step_size: {self.method} sets its own steps (linearly decreasing, adding up to eps)")
+                raise ConfigError(f"step_size: {self.method} sets its own steps (linearly decreasing, "
+                                  "adding up to eps)")
             _finite("step_size", self.step_size, minimum=0.0)
         _finite("warmup_epochs", self.warmup_epochs, minimum=0.0)
 

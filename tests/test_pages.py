@@ -49,6 +49,8 @@ def page(name: str) -> AppTest:
     ({"schedule": "warmup", "vanilla": 10, "epochs": 5}, "schedule.epochs: warm-up of 10 vanilla epochs"),
     ({"mode": "vanilla", "schedule": "interleaved"}, "schedule.kind: a interleaved schedule needs"),
     ({"activation": "half_huber"}, "model.activation: half_huber is built into woods_resnet44 only"),
+    ({"lr_schedule": "step", "milestones": "170, x"}, "lr_schedule.milestones[1]: must be an integer, got 'x'"),
+    ({"method": "rmse_ball", "step_size": 0.01}, "attack.step_size: rmse_ball sets its own steps"),
 ])
 def test_invalid_form_values_are_explained_and_start_nothing(runs_root, values, message):
     app = page("train")
@@ -61,6 +63,8 @@ def test_invalid_form_values_are_explained_and_start_nothing(runs_root, values, 
 
 
 def _kind(value, key):
+    if key == "milestones":
+        return "text_input"
     if isinstance(value, bool):
         return "checkbox"
     return "selectbox" if isinstance(value, str) else "number_input"

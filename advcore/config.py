@@ -22,6 +22,14 @@ RMSE_METHODS = ("rmse_ball", "l2_min")  # seed 004's attacks: eps is an RMSE, th
 UNTIL_STOPPED = 10**9  # the epoch count handed to `fit` when the user stops the run
 ARCHITECTURES = ("small_cnn", "madry_cnn", "preact_resnet20", "preact_resnet44", "woods_resnet44", "densenet_bc")
 ACTIVATIONS = ("relu", "half_huber")  # half_huber: seed 004's smooth ReLU (woods_resnet44 only)
+DENSENET_DEPTH, DENSENET_GROWTH = 100, 12  # densenet_bc's defaults: DenseNet-BC-100 (k = 12), as in seed 001
+
+
+def densenet_depth_problem(depth: int) -> str | None:
+    """Why a DenseNet-BC cannot have this depth (3 blocks of 2 layers each, plus 4), if it cannot."""
+    if depth < 10 or (depth - 4) % 6:
+        return f"DenseNet-BC depth must be 6n+4 with n >= 1 (10, 40, 100, ...), got {depth}"
+    return None
 WORST_OF_LOSSES = "ce+margin"  # an evaluation's loss: per sample, the worse of cross-entropy and margin
 
 
@@ -52,8 +60,8 @@ class ModelConfig:
     architecture: str = "small_cnn"
     width: int = 1
     activation: Literal["relu", "half_huber"] = "relu"
-    depth: Optional[int] = None  # densenet_bc: 6n+4 layers, default 100
-    growth: Optional[int] = None  # densenet_bc: channels each layer adds, default 12
+    depth: Optional[int] = None  # densenet_bc: 6n+4 layers, default DENSENET_DEPTH
+    growth: Optional[int] = None  # densenet_bc: channels each layer adds, default DENSENET_GROWTH
     path: Optional[str] = None  # start from a user's .keras model instead of a fresh one
 
     def check(self):
@@ -73,8 +81,8 @@ class ModelConfig:
                 raise ConfigError(f"{name}: only the densenet_bc architecture has a {name} setting")
         if densenet and self.width != 1:
             raise ConfigError("width: densenet_bc is widened by its growth rate, not width")
-        if self.depth is not None and (self.depth < 10 or (self.depth - 4) % 6):
-            raise ConfigError(f"depth: DenseNet-BC depth must be 6n+4 with n >= 1 (10, 40, 100, ...), got {self.depth}")
+        if self.depth is not None and (problem := densenet_depth_problem(self.depth)):
+            raise ConfigError(f"depth: {problem}")
         if self.growth is not None and self.growth < 1:
             raise ConfigError(f"growth: must be >= 1, got {self.growth}")
 
@@ -319,8 +327,8 @@ class TrainConfig(_Config):
                               "(schedule.epochs or schedule.cycles), not 'until stopped'")
         uses_gan = self.adversarial and self.attack.generative
         if (uses_gan or self.validation.gan_size) and self.generator is None:
-            raise ConfigError(f"generator: {'the ' + self.attack.method + ' method' if uses_gan else 'validation.gan_size'} "
-                              "needs a trained GAN: give the folder of a GAN run")
+            user = f"the {self.attack.method} method" if uses_gan else "validation.gan_size"
+            raise ConfigError(f"generator: {user} needs a trained GAN: give the folder of a GAN run")
         if self.generator is not None and not (Path(self.generator).expanduser() / GENERATOR_FILE).is_file():
             raise ConfigError(f"generator: no {GENERATOR_FILE} in {self.generator} (give a GAN run's folder)")
         if self.mode == "vanilla" and self.schedule.kind != "constant":

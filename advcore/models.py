@@ -13,7 +13,8 @@ import keras
 import numpy as np
 
 from advcore import files
-from advcore.config import ACTIVATIONS, ARCHITECTURES
+from advcore.config import (ACTIVATIONS, ARCHITECTURES, DENSENET_DEPTH, DENSENET_GROWTH,
+                            densenet_depth_problem)
 
 
 
@@ -124,12 +125,13 @@ def _bn_relu_conv(x, filters: int, kernel: int):
     return keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False)(x)
 
 
-def densenet_bc(input_shape=(32, 32, 3), num_classes=10, depth=100, growth=12, compression=0.5) -> keras.Model:
+def densenet_bc(input_shape=(32, 32, 3), num_classes=10, depth=DENSENET_DEPTH, growth=DENSENET_GROWTH,
+                compression=0.5) -> keras.Model:
     """DenseNet-BC (Huang et al.), seed 001's CIFAR classifier: 3 dense blocks of (depth-4)/6
     bottleneck layers (BN-ReLU-conv1x1 to 4k, BN-ReLU-conv3x3 to k, concatenated), transitions that
     halve the channels and the resolution, global average pooling, a dense head."""
-    if depth < 10 or (depth - 4) % 6:
-        raise ValueError(f"DenseNet-BC depth must be 6n+4 with n >= 1 (10, 40, 100, 190, ...), got {depth}")
+    if problem := densenet_depth_problem(depth):
+        raise ValueError(problem)
     if growth < 1:
         raise ValueError(f"DenseNet growth rate must be >= 1, got {growth}")
     inputs = keras.Input(input_shape)
@@ -148,7 +150,7 @@ def densenet_bc(input_shape=(32, 32, 3), num_classes=10, depth=100, growth=12, c
 
 def build(architecture: str, input_shape, num_classes: int, width: int = 1, activation: str = "relu",
           depth: int | None = None, growth: int | None = None) -> keras.Model:
-    """A fresh classifier; `depth` and `growth` are densenet_bc's (default 100 and 12)."""
+    """A fresh classifier; `depth` and `growth` are densenet_bc's (None: its defaults)."""
     if width < 1:
         raise ValueError(f"width must be a positive integer, got {width}")
     if activation not in ACTIVATIONS:
@@ -161,7 +163,8 @@ def build(architecture: str, input_shape, num_classes: int, width: int = 1, acti
         "preact_resnet20": lambda: preact_resnet(input_shape, num_classes, 20, width),
         "preact_resnet44": lambda: preact_resnet(input_shape, num_classes, 44, width),
         "woods_resnet44": lambda: woods_resnet(input_shape, num_classes, 44, width, activation),
-        "densenet_bc": lambda: densenet_bc(input_shape, num_classes, depth or 100, growth or 12),
+        "densenet_bc": lambda: densenet_bc(input_shape, num_classes, depth or DENSENET_DEPTH,
+                                           growth or DENSENET_GROWTH),
     }
     if architecture not in builders:
         raise ValueError(f"unknown architecture {architecture!r}: choose one of {', '.join(ARCHITECTURES)}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from advcore.config import (ACTIVATIONS, ARCHITECTURES, RMSE_METHODS, ConfigError, TrainConfig, config_kind,
-                            read_file)
+from advcore.config import (ACTIVATIONS, ARCHITECTURES, DENSENET_DEPTH, DENSENET_GROWTH, RMSE_METHODS,
+                            ConfigError, TrainConfig, config_kind, read_file)
 from advcore.data import DATASETS
 from advcore.runs import RunError
 from app import generators, registry, state
@@ -32,7 +32,8 @@ DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "val_siz
             "schedule": "constant", "epochs": 10, "until_stopped": False, "vanilla": 10, "adversarial": 3,
             "cycles": 0, "optimizer": "adam", "lr": 1e-3, "lr_schedule": "constant", "batch_size": 128,
             "seed": 0, "augment": "none", "robust_size": 500, "generator": "", "gan_size": 0, "activation": "relu",
-            "depth": 100, "growth": 12, "lipschitz": False, "zeta": 0.2, "weight_decay": 0.0, "milestones": "",
+            "depth": DENSENET_DEPTH, "growth": DENSENET_GROWTH, "lipschitz": False, "zeta": 0.2, "weight_decay": 0.0,
+            "milestones": "",
             "robust_eps": 0.0, "nesterov": True}
 METHODS = ("pgd", "fgsm_rs", "fgsm", "ll_fgsm", "gan", "unrestricted", "rmse_ball", "l2_min")
 STEPPED_METHODS = ("pgd", "unrestricted", *RMSE_METHODS)  # the methods whose steps the form sets

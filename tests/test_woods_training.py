@@ -181,6 +181,10 @@ def test_a_few_steps_of_each_option_lower_its_loss_on_cifar_format_data(cifar_fo
     batches = training_batches(cifar_format.train.x, cifar_format.train.y, 64, 0, "crop_flip")
     history = trainer.fit(batches, steps_per_epoch=5, epochs=3, shuffle=False, verbose=0).history
     assert history["loss"][-1] < history["loss"][0], history
+    if config.adversarial:  # the steps trained on the option's examples, not on clean images
+        x, y = tf.constant(cifar_format.train.x[:64]), tf.constant(cifar_format.train.y[:64])
+        moved = explain.rmse(trainer.adversarial_examples(x, y).numpy() - x.numpy())
+        assert moved.max() > 0 and moved.max() <= config.attack.eps + 1e-6
     if config.lipschitz.enabled:
         assert all(p > 0 for p in history["lipschitz_penalty"])
         assert trainer.current_psi() >= 220.0

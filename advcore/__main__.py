@@ -1,5 +1,5 @@
 import sys
 
-from advcore.cli import main
+from advcore.cli.main import main
 
 sys.exit(main())

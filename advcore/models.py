@@ -12,10 +12,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from advcore import files
-from advcore.config import (ACTIVATIONS, ARCHITECTURES, DENSENET_DEPTH, DENSENET_GROWTH,
-                            densenet_depth_problem)
-
+from advcore.architectures import ACTIVATIONS, ARCHITECTURES, DENSENET_DEPTH, DENSENET_GROWTH, densenet_depth_problem
+from advcore.storage import files
 
 
 class ModelError(ValueError):

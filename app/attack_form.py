@@ -7,8 +7,9 @@ import dataclasses
 
 import streamlit as st
 
-from advcore import attacks, data
-from advcore.cli_args import number
+from advcore import attacks
+from advcore.cli.parsing import number
+from advcore.storage import data
 
 # label -> (method, fixed options); every choice of the course assignment and the usual iterative ones
 METHODS = {

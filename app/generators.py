@@ -9,8 +9,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from advcore.config import GENERATOR_FILE, config_kind
-from advcore.runs import Run, RunError, list_runs
+from advcore.storage.runs import Run, RunError, list_runs
+from advcore.training.config import GENERATOR_FILE, config_kind
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_DIR = PROJECT_ROOT / "assets" / "generators"  # each folder a finished GAN run
@@ -48,9 +48,9 @@ def list_generators(root: Path | None = None) -> list[GeneratorEntry]:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the GAN...")
 def _load(folder: str, modified: float):
-    from advcore import generative  # TensorFlow: only once a GAN is really needed
+    from advcore.generative import acgan  # TensorFlow: only once a GAN is really needed
 
-    return generative.load(folder)
+    return acgan.load(folder)
 
 
 def load(entry: GeneratorEntry):

@@ -11,8 +11,8 @@ import io
 import numpy as np
 import pandas as pd
 
-from advcore.config import config_kind
-from advcore.runs import Run, RunError
+from advcore.storage.runs import Run, RunError
+from advcore.training.config import config_kind
 
 SEED_COLUMNS = ("loss", "base_loss", "val_loss", "val_base_loss", "TrainType")
 PHASES = {"vanilla": "vanilla", "adversarial": "adversarial"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from advcore import data, images, preprocess
+from advcore.storage import data, images, preprocess
 from app import model_widgets
 from app.registry import ModelEntry
 

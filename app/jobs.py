@@ -17,12 +17,15 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from advcore import eval_worker, files
-from advcore.config import GanConfig, TrainConfig, config_kind
+from advcore.evaluation import worker
+from advcore.storage import files
+from advcore.training.config import GanConfig, TrainConfig, config_kind
+
 if TYPE_CHECKING:
-    from advcore import evaluation
-from advcore.runs import (LIVE_STATUSES, Run, RunError, list_runs, now, process_alive, process_start_ticks,
-                          runs_root)
+    from advcore.evaluation import plans
+
+from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, list_runs, now, process_alive, process_start_ticks,
+                                  runs_root)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MAX_RUNS_ENV = "ADVLAB_MAX_RUNS"
@@ -119,20 +122,20 @@ def delete(run: Run) -> None:
 
 # ----------------------------------------------------------------------------- evaluations
 
-def submit_evaluation(plan: evaluation.Plan, root: Path | None = None, name: str = "evaluation") -> Run:
+def submit_evaluation(plan: plans.Plan, root: Path | None = None, name: str = "evaluation") -> Run:
     """Queues a checked plan for the evaluation worker, starting the worker if none runs."""
-    job = eval_worker.submit(plan, root, name)
+    job = worker.submit(plan, root, name)
     ensure_worker(root)
     return job
 
 
 def list_evaluations(root: Path | None = None) -> list[Run]:
     """The Evaluate page's jobs (the worker's profile jobs are the Compare page's)."""
-    return [job for job in _worker_jobs(root) if _kind(job) != eval_worker.PROFILE]
+    return [job for job in _worker_jobs(root) if _kind(job) != worker.PROFILE]
 
 
 def _worker_jobs(root: Path | None) -> list[Run]:
-    return list_runs(eval_worker.evaluations_root(root))
+    return list_runs(worker.evaluations_root(root))
 
 
 def _kind(job: Run) -> str | None:
@@ -149,7 +152,7 @@ def profile_job(folder: Path, root: Path | None = None) -> Run | None:
     """The newest job computing the profile for `folder`, if one was ever queued (and not deleted)."""
     try:
         return Run.open(files.read_json(folder / PROFILE_JOB_FILE, "profile job")["id"],
-                        eval_worker.evaluations_root(root))
+                        worker.evaluations_root(root))
     except (files.FileProblem, KeyError, RunError):
         return None
 
@@ -157,7 +160,7 @@ def profile_job(folder: Path, root: Path | None = None) -> Run | None:
 def submit_profile(model_path: Path, dataset: str, settings: dict, folder: Path, root: Path | None = None,
                    name: str = "profile") -> Run:
     """Queues a model's profile for the worker (starting it if needed); the result lands in `folder`."""
-    job = eval_worker.submit_profile(model_path, dataset, settings, folder, root, name)
+    job = worker.submit_profile(model_path, dataset, settings, folder, root, name)
     files.write_json(folder / PROFILE_JOB_FILE, {"id": job.id})
     ensure_worker(root)
     return job
@@ -169,15 +172,15 @@ def ensure_worker(root: Path | None = None) -> None:
         waiting = any(_safe_status(job)["status"] == "queued" for job in _worker_jobs(root))
         _reap()
         try:
-            worker = files.read_json(eval_worker.worker_file(root), "worker record")
-            alive = process_alive(worker["pid"], worker.get("pid_start"))
+            record = files.read_json(worker.worker_file(root), "worker record")
+            alive = process_alive(record["pid"], record.get("pid_start"))
         except (files.FileProblem, KeyError):
             alive = False
         if waiting and not alive:
-            evaluations = eval_worker.evaluations_root(root)
+            evaluations = worker.evaluations_root(root)
             process = _spawn(["worker", "--runs-dir", str(runs_root(root).resolve())], evaluations / "worker.log")
-            files.write_json(eval_worker.worker_file(root), {"pid": process.pid, "starting": now(),
-                                                             "pid_start": process_start_ticks(process.pid)})
+            files.write_json(worker.worker_file(root), {"pid": process.pid, "starting": now(),
+                                                        "pid_start": process_start_ticks(process.pid)})
 
 
 def stop_evaluation(job: Run) -> str:

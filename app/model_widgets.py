@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from advcore import data, models
+from advcore import models
+from advcore.storage import data
 from app import registry, state
 
 MODEL_UPLOAD_TYPES = ["keras"]

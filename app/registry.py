@@ -13,8 +13,8 @@ import os
 import re
 from pathlib import Path
 
-from advcore import data, files
-from advcore.runs import Run, RunError, list_runs, runs_root
+from advcore.storage import data, files
+from advcore.storage.runs import Run, RunError, list_runs, runs_root
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_DIR = PROJECT_ROOT / "assets" / "models"  # each model's folder is also its (read-only) example run

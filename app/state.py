@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from advcore.runs import Run, RunError, runs_root
+from advcore.storage.runs import Run, RunError, runs_root
 
 
 def root():

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from advcore.runs import Run  # noqa: E402
+from advcore.storage.runs import Run  # noqa: E402
 
 PHASES = (["vanilla"] * 10 + ["adversarial"] * 3)
 
@@ -81,7 +81,7 @@ def watch_cost(root: Path, seconds: float) -> float | None:
         return None
     from playwright.sync_api import sync_playwright
 
-    from advcore.config import TrainConfig
+    from advcore.training.config import TrainConfig
     from app import jobs
 
     with socket.socket() as probe:

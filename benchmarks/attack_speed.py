@@ -24,7 +24,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from advcore import attacks, data, evaluate, models  # noqa: E402
+from advcore import attacks, models  # noqa: E402
+from advcore.evaluation import robustness
+from advcore.storage import data
 
 EPS, STEPS, STEP_SIZE, BATCH, COUNT = 0.1, 20, 0.01, 500, 2000
 
@@ -134,14 +136,14 @@ def main() -> None:
     model = standard_model(dataset)
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores, devices: "
           f"{[d.device_type for d in tf.config.list_physical_devices()]}; small CNN, clean accuracy "
-          f"{evaluate.accuracy(model, x, y):.1%} on {COUNT} test images; PGD-Linf eps {EPS}, "
+          f"{robustness.accuracy(model, x, y):.1%} on {COUNT} test images; PGD-Linf eps {EPS}, "
           f"{STEPS} x {STEP_SIZE}, batch {BATCH}\n")
 
     spec = attacks.pgd(EPS, steps=STEPS, step_size=STEP_SIZE)
     times = interleaved_times({
         "reference": forward_backward(model, x, y),
         "full": lambda: attacks.attack(model, x, y, spec, batch_size=BATCH),
-        "early": lambda: evaluate.robust_accuracy(model, x, y, spec, batch_size=BATCH)})
+        "early": lambda: robustness.robust_accuracy(model, x, y, spec, batch_size=BATCH)})
     report(f"{STEPS} forward+backward passes (reference)", times["reference"].min())
     report("AdvLab PGD-20 (every sample, every step)", times["full"].min())
     # conservative: the attack also carries a clean and a final forward pass per batch
@@ -150,8 +152,8 @@ def main() -> None:
     report("AdvLab robust-accuracy evaluation (early stop)", times["early"].min())
     print(f"{'  speed-up over attacking every sample every step':<58} "
           f"{np.median(times['full'] / times['early']):>9.2f} x  (target >= 3; median of 5 rounds)")
-    evaluation_full = evaluate.robust_accuracy(model, x, y, spec, batch_size=BATCH, early_stop=False)
-    evaluation_fast = evaluate.robust_accuracy(model, x, y, spec, batch_size=BATCH)
+    evaluation_full = robustness.robust_accuracy(model, x, y, spec, batch_size=BATCH, early_stop=False)
+    evaluation_fast = robustness.robust_accuracy(model, x, y, spec, batch_size=BATCH)
     print(f"{'  robust accuracy: early stop / full attack':<58} {evaluation_fast.robust_accuracy:>9.1%} / "
           f"{evaluation_full.robust_accuracy:.1%}  (early stop must not be higher)\n")
 

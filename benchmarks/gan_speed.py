@@ -24,8 +24,10 @@ sys.path.insert(0, str(ROOT))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from advcore import data, files, generative, models, unrestricted  # noqa: E402
-from advcore.config import GanConfig  # noqa: E402
+from advcore import models  # noqa: E402
+from advcore.generative import acgan, unrestricted
+from advcore.storage import data, files
+from advcore.training.config import GanConfig  # noqa: E402
 
 GAN_FOLDER = ROOT / "assets" / "generators" / "fashion_mnist"
 STANDARD = ROOT / "assets" / "models" / "standard" / "model.keras"
@@ -35,11 +37,11 @@ def gan_epoch_seconds() -> tuple[float, int]:
     config = GanConfig.from_dict(files.read_json(GAN_FOLDER / "config.json") | {"epochs": 1})
     dataset = data.load("fashion_mnist")
     keras.utils.set_random_seed(0)
-    generator, critic = generative.build(config, dataset.input_shape, dataset.num_classes)
-    trainer = generative.ACGANTrainer(generator, critic, config, dataset.num_classes)
+    generator, critic = acgan.build(config, dataset.input_shape, dataset.num_classes)
+    trainer = acgan.ACGANTrainer(generator, critic, config, dataset.num_classes)
     trainer.compile()
-    steps = generative.steps_per_epoch(len(dataset.train), config)
-    batches = generative.real_batches(dataset.train.x, dataset.train.y, config)
+    steps = acgan.steps_per_epoch(len(dataset.train), config)
+    batches = acgan.real_batches(dataset.train.x, dataset.train.y, config)
     trainer.fit(batches, steps_per_epoch=5, epochs=1, verbose=0)  # tracing, kept out of the timing
     started = time.perf_counter()
     trainer.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
@@ -47,7 +49,7 @@ def gan_epoch_seconds() -> tuple[float, int]:
 
 
 def main() -> None:
-    gan = generative.load(GAN_FOLDER)
+    gan = acgan.load(GAN_FOLDER)
     classifier = models.load(STANDARD)
     if "--skip-epoch" not in sys.argv:
         seconds, steps = gan_epoch_seconds()

@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from advcore import data, explain, interpret, models, video  # noqa: E402
+from advcore import models  # noqa: E402
+from advcore.interpret import explain, gradient_ascent, video
+from advcore.storage import data
 
 MODELS = ("standard", "pgd-linf")
 
@@ -38,8 +40,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000)
     args = parser.parse_args()
     dataset = data.load("fashion_mnist")
-    ascent, start = interpret.ACTIVATION_PRESETS["advlab"]
-    frames = interpret.TRAVERSAL.replace(steps=199)
+    ascent, start = gradient_ascent.ACTIVATION_PRESETS["advlab"]
+    frames = gradient_ascent.TRAVERSAL.replace(steps=199)
     indices = explain.sample_indices(args.images, len(dataset.test))
     print(f"{'model':<18} {'activations 10x500 (first / again)':>36} {'200-frame traversal + MP4':>27} "
           f"{f'ARA on {args.images} images':>20}")
@@ -47,12 +49,12 @@ def main() -> None:
         model = models.load(ROOT / "assets" / "models" / name / "model.keras")
 
         def activations():
-            return interpret.maximal_activations(model, range(10), ascent, start=start, images=dataset.train.x[:5000])
+            return gradient_ascent.maximal_activations(model, range(10), ascent, start=start, images=dataset.train.x[:5000])
 
         first, _ = timed(activations)
         again, _ = timed(activations)
         traversal, mp4 = timed(lambda: video.encode_mp4(video.traversal_frames(
-            interpret.traverse(model, dataset.test.x[0], 2, frames), dataset.class_names)))
+            gradient_ascent.traverse(model, dataset.test.x[0], 2, frames), dataset.class_names)))
         ara_seconds, result = timed(lambda: explain.ara(model, dataset.test.x[indices], dataset.test.y[indices]))
         print(f"{name:<18} {first:>17.2f} s / {again:>6.2f} s {traversal:>25.2f} s {ara_seconds:>18.1f} s"
               f"   (Attack ARA {result.attack_ara:.4f}, BTR ARA {result.btr_ara:.4f}, MP4 {len(mp4) // 1024} KiB)")

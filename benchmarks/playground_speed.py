@@ -4,7 +4,7 @@
 
 1. One uploaded photo end to end, as the Playground computes it: decode the file, preprocess it,
    run the traced attack, softmax the logits (FGSM, and PGD-40). Median of `--repeats` runs.
-2. A PGD-20 robustness curve over 5 eps on `--images` test images: through `advcore.evaluate`
+2. A PGD-20 robustness curve over 5 eps on `--images` test images: through `advcore.evaluation.robustness`
    directly, and as the Evaluate page runs it (submitted as a job, run by the warm worker process,
    timed from submission until its status reads finished). Each is warmed up with the same work.
 """
@@ -25,7 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from advcore import attacks, data, eval_worker, evaluate, evaluation, images, models, preprocess, trace  # noqa: E402
+from advcore import attacks, models  # noqa: E402
+from advcore.attacks import trace
+from advcore.evaluation import plans, robustness, worker
+from advcore.storage import data, images, preprocess
 from app import attack_charts, jobs  # noqa: E402
 
 MODELS = ROOT / "assets" / "models"
@@ -71,11 +74,11 @@ def evaluate_page_vs_direct(count: int) -> None:
         for name in ("standard", "pgd-linf"):
             path = MODELS / name / "model.keras"
             model = models.load(path)
-            evaluate.robustness_curve(model, x, y, spec, EPS)  # warm-up
+            robustness.robustness_curve(model, x, y, spec, EPS)  # warm-up
             start = time.perf_counter()
-            evaluate.robustness_curve(model, x, y, spec, EPS)
+            robustness.robustness_curve(model, x, y, spec, EPS)
             direct = time.perf_counter() - start
-            plan = evaluation.Plan.from_dict({
+            plan = plans.Plan.from_dict({
                 "models": [{"label": name, "path": str(path)}],
                 "attacks": [{"name": "PGD-20", "method": "pgd", "options": {"steps": 20}}],
                 "eps": {"linf": EPS}, "count": count, "batch_size": 500})
@@ -83,9 +86,9 @@ def evaluate_page_vs_direct(count: int) -> None:
             start = time.perf_counter()
             _wait_finished(jobs.submit_evaluation(plan, root, "timed"))
             page = time.perf_counter() - start
-            print(f"evaluate {name:16s} PGD-20 x {len(EPS)} eps on {count} images: advcore.evaluate "
+            print(f"evaluate {name:16s} PGD-20 x {len(EPS)} eps on {count} images: advcore.evaluation.robustness "
                   f"{direct:6.2f} s, Evaluate page job {page:6.2f} s = {page / direct:.2f}x (target <= 1.2x)")
-        os.kill(json.loads(eval_worker.worker_file(root).read_text())["pid"], signal.SIGTERM)
+        os.kill(json.loads(worker.worker_file(root).read_text())["pid"], signal.SIGTERM)
 
 
 def main() -> None:

@@ -22,9 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from advcore import data, models  # noqa: E402
-from advcore.config import TrainConfig  # noqa: E402
-from advcore.training import AdversarialTrainer, training_batches  # noqa: E402
+from advcore import models  # noqa: E402
+from advcore.storage import data
+from advcore.training.config import TrainConfig  # noqa: E402
+from advcore.training.trainer import AdversarialTrainer, training_batches  # noqa: E402
 
 BATCH, EPS = 128, 0.1
 

@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from advcore import models  # noqa: E402
-from advcore.config import TrainConfig  # noqa: E402
-from advcore.training import AdversarialTrainer, make_optimizer, training_batches  # noqa: E402
+from advcore.training.config import TrainConfig  # noqa: E402
+from advcore.training.trainer import AdversarialTrainer, make_optimizer, training_batches  # noqa: E402
 
 BATCH = 128
 HALF_HUBER = {"model": {"architecture": "woods_resnet44", "activation": "half_huber"}}
@@ -35,7 +35,7 @@ OPTIONS = {
     "l2_min, 7 steps": {"attack": {"method": "l2_min", "eps": 0.1}},
     "half-Huber ReLU only": {"mode": "vanilla", **HALF_HUBER},
     "Lipschitz penalty (double backprop), half-Huber": {"mode": "vanilla", "lipschitz": {"enabled": True},
-                                                         **HALF_HUBER},
+                                                        **HALF_HUBER},
     "all: l2_min on half the batch + Lipschitz + half-Huber": {
         "mode": "split", "attack": {"method": "l2_min", "eps": 0.1}, "lipschitz": {"enabled": True}, **HALF_HUBER},
     "densenet_bc (depth 100, k 12), plain": {"mode": "vanilla", "model": {"architecture": "densenet_bc"}},

@@ -3,9 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from advcore import data, interpret, models, profile
-from app import attack_charts, interpret_views, jobs, model_widgets, state
-from app.evaluation_views import status_of
+from advcore import models
+from advcore.evaluation import profile
+from advcore.interpret import gradient_ascent
+from advcore.storage import data
+from app import attack_charts, jobs, model_widgets, state
+from app.evaluate.evaluation_views import status_of
+from app.interpret import interpret_views
 
 POLL_SECONDS = 2
 VIDEO_PIXELS = 320  # the 28x28 frames are encoded 8x (224 px) plus their caption strip
@@ -51,7 +55,7 @@ def pending(waiting) -> None:
     for label, job in waiting:
         where = job.progress()
         st.progress(where.get("done", 0) / 100, text=f"{label}: {where.get('cell', 'queued')} "
-                                                       f"({status_of(job)['status']})")
+                    f"({status_of(job)['status']})")
 
 
 found, waiting, missing = gather()
@@ -130,7 +134,7 @@ columns = st.columns(len(loaded))
 for column, (title, (entry, model)) in zip(columns, loaded.items()):
     with column:
         st.markdown(f"**{title}**")
-        result, mp4 = interpret_views.traversal(entry, model, x, target, interpret.TRAVERSAL,
+        result, mp4 = interpret_views.traversal(entry, model, x, target, gradient_ascent.TRAVERSAL,
                                                 f"test-{index}")
         st.video(mp4, loop=True, autoplay=True, muted=True, width=VIDEO_PIXELS)
         st.caption(f"last frame classified {names[int(result.logits[-1, 0].argmax())]}")

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from app import evaluate_form, evaluation_views, jobs, model_widgets, state
+from app import jobs, model_widgets, state
+from app.evaluate import evaluate_form, evaluation_views
 
 POLL_SECONDS = 1
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from advcore.runs import list_runs
+from advcore.storage.runs import list_runs
 from app import charts, histories, registry, state
 
 st.title("History")

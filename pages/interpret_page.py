@@ -3,9 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-from advcore import alignment, data, evaluate, files, images, preprocess, profile, video
-from app import image_input, interpret_views, jobs, model_widgets, state
-from app.evaluation_views import progress, status_of
+from advcore.evaluation import profile, robustness
+from advcore.interpret import alignment, video
+from advcore.storage import data, files, images, preprocess
+from app import image_input, jobs, model_widgets, state
+from app.evaluate.evaluation_views import progress, status_of
+from app.interpret import interpret_views
 
 POLL_SECONDS = 1
 
@@ -39,10 +42,10 @@ with traversal_tab:
     if image is not None:
         x = preprocess.prepare(image.pixels, tuple(entry.card["input_shape"]),
                                image_input.preprocessing(image, entry))
-        prediction = int(evaluate.predict_logits(model, x[None]).argmax())
+        prediction = int(robustness.predict_logits(model, x[None]).argmax())
         label = image.label if image.label is not None else prediction
         st.markdown(f"The model says **{names[prediction]}**" + (f"; true class **{names[label]}**"
-                                                                   if image.label is not None else ""))
+                                                                 if image.label is not None else ""))
         st.subheader("Class traversal")
         chosen = interpret_views.traversal_controls(names, label)
         if chosen is not None:

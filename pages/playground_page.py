@@ -3,9 +3,12 @@
 import numpy as np
 import streamlit as st
 
-from advcore import evaluate, preprocess, trace
-from app import attack_form, attack_views, image_input, model_widgets, unrestricted_views
-from app.attack_views import shown
+from advcore.attacks import trace
+from advcore.evaluation import robustness
+from advcore.storage import preprocess
+from app import attack_form, image_input, model_widgets
+from app.playground import attack_views, unrestricted_views
+from app.playground.attack_views import shown
 
 st.title("Attack playground")
 entry = model_widgets.choose_model()
@@ -22,11 +25,11 @@ with pixel_tab:
         st.stop()
     options = image_input.preprocessing(image, entry)
     x = preprocess.prepare(image.pixels, shape, options)
-    prediction = int(evaluate.predict_logits(model, x[None]).argmax())
+    prediction = int(robustness.predict_logits(model, x[None]).argmax())
 
     left, right = st.columns([1, 2])
     left.image(shown(x), caption=f"what the model sees: {shape[1]}x{shape[0]}x{shape[2]}, values "
-                                  f"{x.min():.2f}..{x.max():.2f}; predicted {names[prediction]}")
+               f"{x.min():.2f}..{x.max():.2f}; predicted {names[prediction]}")
     with right:
         if image.label is None:
             label = names.index(st.selectbox("True class (for an untargeted attack)", names, index=prediction,

@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from advcore import study
-from app import jobs, state, study_views
+from advcore.generative import study
+from app import jobs, state
+from app.study import study_views
 
 TABLE_SECONDS = 10
 

@@ -2,12 +2,13 @@
 
 import streamlit as st
 
-from advcore.config import ADVERSARIAL, GanConfig, TrainConfig, config_kind, phase
-from advcore.runs import LIVE_STATUSES, RunError, list_runs
-from app import charts, jobs, run_views, state
+from advcore.storage.runs import LIVE_STATUSES, RunError, list_runs
+from advcore.training.config import ADVERSARIAL, GanConfig, TrainConfig, config_kind, phase
+from app import charts, jobs, state
 from app.device import training_device
-from app.gan_form import gan_form
-from app.train_form import train_form
+from app.train import run_views
+from app.train.gan_form import gan_form
+from app.train.train_form import train_form
 
 STATUS_SECONDS, CHARTS_SECONDS, TABLE_SECONDS = 3, 15, 10  # each poll costs the server a script rerun
 

@@ -8,7 +8,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from advcore import data, models  # noqa: E402
+from advcore import models  # noqa: E402
+from advcore.storage import data
 
 
 @pytest.fixture(scope="session")

@@ -31,9 +31,9 @@ def wait_for(condition, timeout: float = 120, interval: float = 0.1, describe=la
 
 def worker_pid(root) -> int:
     """The pid in the runs root's evaluation-worker record."""
-    from advcore import eval_worker
+    from advcore.evaluation import worker
 
-    return json.loads(eval_worker.worker_file(root).read_text())["pid"]
+    return json.loads(worker.worker_file(root).read_text())["pid"]
 
 
 def kill_worker(root) -> None:

@@ -24,7 +24,7 @@ CASES = {
     "pgd_early_stop": (lambda e: attacks.pgd(e, steps=10, early_stop=True), False),
     "pgd_targeted": (lambda e: attacks.pgd(e, steps=10, target="targeted"), True),
     "pgd_l2_targeted_margin": (lambda e: attacks.pgd(e, norm="l2", steps=10, target="targeted",
-                                                      loss="margin"), True),
+                                                     loss="margin"), True),
     "least_likely": (lambda e: attacks.pgd(e, steps=10, target="least_likely"), False),
     "mifgsm_linf": (lambda e: attacks.mifgsm(e), False),
     "mifgsm_l2": (lambda e: attacks.mifgsm(e, norm="l2"), False),
@@ -312,7 +312,7 @@ def test_attacking_in_slices_with_offsets_equals_attacking_whole(trained_model, 
 def test_attack_gradients_survive_mixed_precision(trained_model, fashion):
     """Confident images have loss gradients too small for float16: taken naively through a
     mixed_float16 copy of the model most are zero; AdvLab's stay those of the float32 model."""
-    from advcore import precision, rmse_descent
+    from advcore.attacks import precision, rmse_descent
 
     weights = trained_model.get_weights()
     weights[-2], weights[-1] = weights[-2] * 30, weights[-1] * 30  # very confident logits

@@ -11,11 +11,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import free_port, wait_for
 from playwright import sync_api as playwright
 
-from helpers import free_port, wait_for
-
-from advcore.runs import list_runs
+from advcore.storage.runs import list_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's, installed by tests/setup.sh
@@ -135,7 +134,7 @@ def test_a_killed_run_shows_failed_with_its_log(page, server):
 
 
 def test_playground_upload_attack_and_download(page, tmp_path):
-    from advcore import images
+    from advcore.storage import images
 
     page.get_by_role("link", name="Playground").first.click()
     page.get_by_role("heading", name="Attack playground").wait_for()

@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from advcore import cards, config, evaluate, files, models
-from advcore.runs import Run
+from advcore import models
+from advcore.evaluation import cards, robustness
+from advcore.storage import files
+from advcore.storage.runs import Run
+from advcore.training import config, trainer
 from app import registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,12 +81,12 @@ def test_a_quick_remeasurement_agrees_with_the_card(name, fashion):
     card = card_of(name)
     model = models.load(BUNDLED / name / "model.keras")
     x, y = fashion.test.x[:RECHECK], fashion.test.y[:RECHECK]
-    clean = evaluate.accuracy(model, x, y)
+    clean = robustness.accuracy(model, x, y)
     assert within_sampling_error(clean, card["clean_accuracy"]["value"], RECHECK), (clean, card["clean_accuracy"])
     norm, eps = ("l2", 1.5) if name == "pgd-l2" else ("linf", 0.1)
     row = next(r for r in card["robustness"]["rows"] if (r["norm"], r["eps"]) == (norm, eps))
     # The card's attack, fewer restarts: never weaker than the card by more than sampling error.
-    robust = evaluate.worst_case_accuracy(model, x, y, evaluate.strongest(eps, norm=norm, restarts=2)).robust_accuracy
+    robust = robustness.worst_case_accuracy(model, x, y, robustness.strongest(eps, norm=norm, restarts=2)).robust_accuracy
     assert within_sampling_error(robust, row["robust_accuracy"], RECHECK), (robust, row)
 
 
@@ -96,10 +99,10 @@ def test_the_registry_offers_the_five_models_standard_first_and_their_example_ru
 def test_a_card_row_on_fewer_images_reads_the_first_ones_of_one_attack(trained_model, fashion):
     settings = cards.CardSettings(linf=(0.05,), l2=(), count=100, headline=("linf", 0.05), headline_count=200,
                                   batch_size=100)
-    rows = cards.robustness(trained_model, fashion, settings, report=lambda line: None)
+    rows = cards.robustness_rows(trained_model, fashion, settings, report=lambda line: None)
     assert [(r["count"], r["seconds"] is None) for r in rows] == [(100, True), (200, False)]
-    alone = evaluate.worst_case_accuracy(trained_model, fashion.test.x[:100], fashion.test.y[:100],
-                                         evaluate.strongest(0.05), batch_size=100)
+    alone = robustness.worst_case_accuracy(trained_model, fashion.test.x[:100], fashion.test.y[:100],
+                                           robustness.strongest(0.05), batch_size=100)
     assert rows[0]["robust_accuracy"] == alone.robust_accuracy
     assert [rows[0]["ce_only"], rows[0]["margin_only"]] == [o.robust_accuracy for o in alone.outcomes]
 
@@ -121,4 +124,4 @@ def test_a_recipe_reads_as_one_sentence():
     assert text.startswith("small_cnn (width x2), adversarial training on adversarial batches: PGD-10, Linf eps 0.1")
     assert "step 0.025" in text and "12 epochs" in text
     assert cards.describe(content | {"mode": "vanilla"}).startswith("small_cnn (width x2), standard training: 12 epochs")
-    assert np.isclose(config.TrainConfig.from_dict(content).attack.spec().effective_step_size, 0.025)
+    assert np.isclose(trainer.pixel_attack(config.TrainConfig.from_dict(content).attack).effective_step_size, 0.025)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from advcore import images
+from advcore.storage import images
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def test_attack_writes_pngs_array_and_summary(trained_model_file, fashion, tmp_p
     assert summary["attack"]["eps"] == pytest.approx(8 / 255) and summary["count"] == 6
     adversarial = np.load(out / "adversarial.npy")
     assert adversarial.shape == (6, 28, 28, 1)
-    full = __import__("advcore.data", fromlist=["load"]).load()
+    full = __import__("advcore.storage.data", fromlist=["load"]).load()
     clean = full.test.x[10:16]
     assert np.abs(adversarial - clean).max() <= 8 / 255 + 1e-6
     for sample, image in zip(summary["samples"], adversarial):
@@ -63,11 +63,13 @@ def test_evaluate_writes_the_curve(trained_model_file, tmp_path):
 def test_evaluate_takes_the_worst_of_both_losses(trained_model_file, tmp_path):
     advcore("evaluate", "--model", trained_model_file, "--eps", "0.05", "--count", 200, "--steps", 10,
             "--loss", "ce+margin", "--out", tmp_path, check_rc=0)
-    from advcore import attacks, data, evaluate, models
+    from advcore import attacks, models
+    from advcore.evaluation import robustness
+    from advcore.storage import data
 
     test = data.load("fashion_mnist").test
-    worst = evaluate.worst_case_accuracy(models.load(trained_model_file), test.x[:200], test.y[:200],
-                                         [attacks.pgd(0.05, steps=10, loss=loss) for loss in ("ce", "margin")])
+    worst = robustness.worst_case_accuracy(models.load(trained_model_file), test.x[:200], test.y[:200],
+                                           [attacks.pgd(0.05, steps=10, loss=loss) for loss in ("ce", "margin")])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["attack"]["loss"] == "ce+margin"
     assert summary["curve"][0]["robust_accuracy"] == worst.robust_accuracy

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from advcore import data, images
+from advcore.storage import data, images
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:

@@ -7,18 +7,18 @@ import signal
 from pathlib import Path
 
 import pytest
-
-from advcore import eval_worker, evaluation
-from advcore.runs import Run
-from app import jobs
 from helpers import kill_worker, wait_for, worker_pid
+
+from advcore.evaluation import plans, worker
+from advcore.storage.runs import Run
+from app import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 ROBUST = ROOT / "assets" / "models" / "pgd-linf" / "model.keras"
 
 
-def plan(path, count=200, attacks=None, run=None) -> evaluation.Plan:
-    return evaluation.Plan.from_dict({
+def plan(path, count=200, attacks=None, run=None) -> plans.Plan:
+    return plans.Plan.from_dict({
         "models": [{"label": "robust", "path": str(path), "run": run}],
         "attacks": attacks or [{"name": "fgsm", "method": "fgsm", "options": {}}],
         "eps": {"linf": [0.05, 0.1]}, "count": count, "batch_size": 100})
@@ -70,15 +70,15 @@ def test_a_killed_worker_fails_its_job_and_a_new_worker_takes_the_next(root):
 
 
 def test_a_queued_evaluation_stops_at_once(root):
-    job = eval_worker.submit(plan(ROBUST), root)  # queued, no worker started
+    job = worker.submit(plan(ROBUST), root)  # queued, no worker started
     assert jobs.stop_evaluation(job) == "stopped" and job.status()["status"] == "stopped"
 
 
 def test_a_profile_job_stops_between_stages_and_saves_nothing(root):
-    from advcore import profile
+    from advcore.evaluation import profile
 
     settings = profile.ProfileSettings(count=3000, ara_steps=450)
-    folder = profile.folder_for(eval_worker.profiles_root(root), ROBUST, settings)
+    folder = profile.folder_for(worker.profiles_root(root), ROBUST, settings)
     job = jobs.submit_profile(ROBUST, "fashion_mnist", settings.to_dict(), folder, root)
     assert jobs.profile_job(folder, root).id == job.id and jobs.list_evaluations(root) == []  # not the Evaluate page's
     wait_for(lambda: job.status()["status"] == "running" and job.progress().get("cell"), timeout=120)

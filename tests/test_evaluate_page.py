@@ -3,10 +3,10 @@
 from pathlib import Path
 
 import pytest
+from helpers import kill_worker, wait_for
 from streamlit.testing.v1 import AppTest
 
-from advcore import eval_worker
-from helpers import kill_worker, wait_for
+from advcore.evaluation import worker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def submit(app, **values):
 def test_bad_values_are_explained_and_nothing_is_queued(page, values, message):
     errors = submit(page, **values)
     assert len(errors) == 1 and message in errors[0], errors
-    assert not eval_worker.evaluations_root().exists() or not list(eval_worker.evaluations_root().glob("2*"))
+    assert not worker.evaluations_root().exists() or not list(worker.evaluations_root().glob("2*"))
 
 
 def test_an_evaluation_runs_in_the_background_and_shows_curves_matrix_and_downloads(page):

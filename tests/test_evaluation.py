@@ -1,4 +1,4 @@
-"""Evaluation plans: checked before any work, measured cell by cell, equal to advcore.evaluate."""
+"""Evaluation plans: checked before any work, measured cell by cell, equal to advcore.evaluation.robustness."""
 
 import json
 import subprocess
@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from advcore import attacks, evaluate, evaluation
+from advcore import attacks
+from advcore.evaluation import plans, robustness
 
 ROOT = Path(__file__).resolve().parents[1]
 STANDARD = str(ROOT / "assets" / "models" / "standard" / "model.keras")
@@ -34,35 +35,36 @@ def plan_dict(**changes) -> dict:
     ({"eps": {"linf": ["lots"]}}, "the plan is malformed: could not convert string to float: 'lots'"),
 ])
 def test_bad_plans_are_refused_before_any_work(changes, message):
-    with pytest.raises(evaluation.PlanError, match=message.replace("(", r"\(")):
-        evaluation.Plan.from_dict(plan_dict(**changes))
+    with pytest.raises(plans.PlanError, match=message.replace("(", r"\(")):
+        plans.Plan.from_dict(plan_dict(**changes))
 
 
 def test_a_plan_without_eps_is_refused():
     content = plan_dict()
     del content["eps"]
-    with pytest.raises(evaluation.PlanError, match="the plan has no 'eps'"):
-        evaluation.Plan.from_dict(content)
+    with pytest.raises(plans.PlanError, match="the plan has no 'eps'"):
+        plans.Plan.from_dict(content)
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, fashion):
     out = tmp_path_factory.mktemp("evaluation")
-    plan = evaluation.Plan.from_dict(plan_dict(count=1000, batch_size=100))
+    plan = plans.Plan.from_dict(plan_dict(count=1000, batch_size=100))
     reports = []
-    outcome, results = evaluation.run_plan(plan, out, report=reports.append)
+    outcome, results = plans.run_plan(plan, out, report=reports.append)
     return plan, out, outcome, results, reports
 
 
 def test_run_plan_equals_the_robustness_curve(finished, fashion):
     plan, out, outcome, results, reports = finished
     assert outcome == "finished" and len(results.rows) == len(plan.cells()) == 2 * (3 + 1)
-    from advcore import data, models
+    from advcore import models
+    from advcore.storage import data
 
     test = data.load("fashion_mnist").test
     model = models.load(STANDARD)
-    curve = evaluate.robustness_curve(model, test.x[:1000], test.y[:1000], attacks.pgd(0.1, steps=5), [0, 0.05, 0.1],
-                                      batch_size=100)
+    curve = robustness.robustness_curve(model, test.x[:1000], test.y[:1000], attacks.pgd(0.1, steps=5), [0, 0.05, 0.1],
+                                        batch_size=100)
     ours = results.frame().query("model == 'standard' and attack == 'pgd'")
     np.testing.assert_array_equal(ours["eps"], curve["eps"])
     np.testing.assert_array_equal(ours["robust_accuracy"], curve["robust_accuracy"])
@@ -70,16 +72,17 @@ def test_run_plan_equals_the_robustness_curve(finished, fashion):
 
 
 def test_a_ce_and_margin_cell_is_their_per_sample_worst_case_however_sliced(tmp_path):
-    plan = evaluation.Plan.from_dict(plan_dict(
+    plan = plans.Plan.from_dict(plan_dict(
         models=[{"label": "robust", "path": ROBUST}], eps={"linf": [0.1]}, count=1200, batch_size=100,
         attacks=[{"name": "worst", "method": "pgd", "options": {"steps": 5, "loss": "ce+margin"}}]))
-    _, results = evaluation.run_plan(plan, tmp_path)  # two slices: 1000 + 200 images
-    from advcore import data, models
+    _, results = plans.run_plan(plan, tmp_path)  # two slices: 1000 + 200 images
+    from advcore import models
+    from advcore.storage import data
 
     test = data.load("fashion_mnist").test
     x, y = test.x[:1200], test.y[:1200]
     specs = [attacks.pgd(0.1, steps=5, loss=loss) for loss in ("ce", "margin")]
-    whole = evaluate.worst_case_accuracy(models.load(ROBUST), x, y, specs, batch_size=100)
+    whole = robustness.worst_case_accuracy(models.load(ROBUST), x, y, specs, batch_size=100)
     assert results.rows[0]["robust_accuracy"] == whole.robust_accuracy
     assert whole.robust_accuracy < whole.outcomes[0].robust_accuracy  # the margin attack fools images CE left
 
@@ -88,7 +91,7 @@ def test_per_class_results_add_up_and_files_are_written(finished):
     plan, out, _, results, _ = finished
     frame = results.frame()
     classes = [c for c in frame.columns if c.startswith("class ")]
-    from advcore import data
+    from advcore.storage import data
 
     counts = np.bincount(data.load("fashion_mnist").test.y[:1000], minlength=10)
     weighted = (frame[classes].to_numpy() * counts).sum(axis=1) / counts.sum()
@@ -102,19 +105,19 @@ def test_per_class_results_add_up_and_files_are_written(finished):
 
 
 def test_a_stop_keeps_the_finished_cells(tmp_path):
-    plan = evaluation.Plan.from_dict(plan_dict(count=200, models=plan_dict()["models"][:1]))
+    plan = plans.Plan.from_dict(plan_dict(count=200, models=plan_dict()["models"][:1]))
     calls = []
-    outcome, results = evaluation.run_plan(plan, tmp_path, should_stop=lambda: calls.append(1) or len(calls) > 2)
+    outcome, results = plans.run_plan(plan, tmp_path, should_stop=lambda: calls.append(1) or len(calls) > 2)
     assert outcome == "stopped" and len(results.rows) == 2
     assert len(json.loads((tmp_path / "results.json").read_text())["cells"]) == 2
 
 
 def test_masking_flags_come_from_a_rising_curve(tmp_path):
-    results = evaluation.Results(evaluation.Plan.from_dict(plan_dict()), ["a", "b"])
+    results = plans.Results(plans.Plan.from_dict(plan_dict()), ["a", "b"])
     for eps, accuracy in ((0.0, 0.9), (0.05, 0.3), (0.1, 0.6)):
         results.rows.append({"model": "m", "attack": "pgd", "norm": "linf", "eps": eps, "robust_accuracy": accuracy,
                              "count": 1000})
-    evaluation._finish_curve(results, evaluation.ModelRef("m", "p"), evaluation.AttackRef("pgd", "pgd", {}))
+    plans._finish_curve(results, plans.ModelRef("m", "p"), plans.AttackRef("pgd", "pgd", {}))
     assert [flag["code"] for flag in results.flags] == ["accuracy_rises_with_eps"]
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from advcore import attacks, evaluate
+from advcore import attacks
+from advcore.evaluation import robustness
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -26,7 +27,7 @@ def test_robust_accuracy_agrees_with_foolbox(trained_model, fashion, norm, eps, 
     peer = getattr(foolbox.attacks, peer_attack)(abs_stepsize=step, steps=20, random_start=True)
     _, _, fooled = peer(peer_model, tf.constant(x), tf.constant(y), epsilons=eps)
     theirs = 1 - float(np.mean(fooled.numpy()))
-    ours = evaluate.robust_accuracy(trained_model, x, y,
-                                    attacks.pgd(eps, norm=norm, steps=20, step_size=step)).robust_accuracy
+    ours = robustness.robust_accuracy(trained_model, x, y,
+                                      attacks.pgd(eps, norm=norm, steps=20, step_size=step)).robust_accuracy
     assert abs(ours - theirs) <= 0.01, (ours, theirs)
     assert ours <= theirs + 0.01

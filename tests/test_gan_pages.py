@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import wait_for
 from streamlit.testing.v1 import AppTest
 
-from helpers import wait_for
-
-from advcore import images, study
-from advcore.config import GanConfig
-from advcore.gan_training import HISTORY_COLUMNS
-from advcore.runs import Run, list_runs
+from advcore.generative import study
+from advcore.generative.gan_training import HISTORY_COLUMNS
+from advcore.storage import images
+from advcore.storage.runs import Run, list_runs
+from advcore.training.config import GanConfig
 from app import jobs
 
 ROOT = Path(__file__).resolve().parents[1]

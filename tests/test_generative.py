@@ -11,12 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-
 from helpers import wait_for
 
-from advcore import generative
-from advcore.config import ConfigError, GanConfig
-from advcore.runs import list_runs
+from advcore.generative import acgan
+from advcore.storage.runs import list_runs
+from advcore.training.config import ConfigError, GanConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_GAN = ROOT / "assets" / "generators" / "fashion_mnist"
@@ -40,7 +39,7 @@ def test_gradient_penalty_of_a_linear_critic_is_closed_form():
     weights = rng.normal(size=(4 * 4 * 1,)).astype(np.float32)
     critic = linear_critic((4, 4, 1), weights)
     real, fake = rng.uniform(size=(2, 8, 4, 4, 1)).astype(np.float32)
-    penalty = generative.gradient_penalty(critic, real, fake, tf.constant([1, 2], tf.int64))
+    penalty = acgan.gradient_penalty(critic, real, fake, tf.constant([1, 2], tf.int64))
     np.testing.assert_allclose(float(penalty), (np.linalg.norm(weights) - 1) ** 2, rtol=1e-5)
 
 
@@ -52,14 +51,14 @@ def test_gradient_penalty_is_taken_at_the_interpolates():
     real = np.zeros((64, 2, 2, 1), np.float32)
     fake = np.full((64, 2, 2, 1), 0.25, np.float32)  # ||fake|| = 0.5: the norm at share u is u / 2
     seed = tf.constant([7, 9], tf.int64)
-    penalty = float(generative.gradient_penalty(critic, real, fake, seed))
+    penalty = float(acgan.gradient_penalty(critic, real, fake, seed))
     share = tf.random.stateless_uniform([64, 1, 1, 1], seed).numpy().reshape(-1)
     np.testing.assert_allclose(penalty, np.mean((share / 2 - 1) ** 2), rtol=1e-5)
 
 
 def test_the_penalty_pushes_critic_gradient_norms_toward_one():
     keras.utils.set_random_seed(0)
-    critic = generative.dcgan_critic((28, 28, 1), 10)
+    critic = acgan.dcgan_critic((28, 28, 1), 10)
     rng = np.random.default_rng(1)
     real, fake = rng.uniform(size=(2, 32, 28, 28, 1)).astype(np.float32)
     optimizer = keras.optimizers.Adam(1e-3)
@@ -74,7 +73,7 @@ def test_the_penalty_pushes_critic_gradient_norms_toward_one():
     before = np.abs(norms() - 1).mean()
     for step in range(60):
         with tf.GradientTape() as tape:
-            loss = generative.gradient_penalty(critic, real, fake, tf.constant([0, step], tf.int64))
+            loss = acgan.gradient_penalty(critic, real, fake, tf.constant([0, step], tf.int64))
         optimizer.apply_gradients(zip(tape.gradient(loss, critic.trainable_variables), critic.trainable_variables))
     after = np.abs(norms() - 1).mean()
     assert before > 0.5 and after < 0.1, (before, after)
@@ -84,8 +83,8 @@ def test_a_few_gan_steps_lower_the_auxiliary_loss(fashion):
     config = GanConfig.from_dict({"z_dim": 16, "batch_size": 32, "critic_steps": 2, "seed": 0})
     x, y = fashion.train.x[:1280], fashion.train.y[:1280]
     keras.utils.set_random_seed(0)
-    generator, critic = generative.build(config, (28, 28, 1), 10)
-    trainer = generative.ACGANTrainer(generator, critic, config, 10)
+    generator, critic = acgan.build(config, (28, 28, 1), 10)
+    trainer = acgan.ACGANTrainer(generator, critic, config, 10)
     trainer.compile()
 
     def aux_loss():
@@ -93,7 +92,7 @@ def test_a_few_gan_steps_lower_the_auxiliary_loss(fashion):
             y[:500], critic(x[:500], training=False)[1])))
 
     before = aux_loss()
-    trainer.fit(generative.real_batches(x, y, config), steps_per_epoch=20, epochs=1, verbose=0)
+    trainer.fit(acgan.real_batches(x, y, config), steps_per_epoch=20, epochs=1, verbose=0)
     assert aux_loss() < 0.8 * before
     images = generator([np.zeros((3, 16), np.float32), np.array([0, 1, 2])], training=False).numpy()
     assert images.shape == (3, 28, 28, 1) and images.min() >= 0 and images.max() <= 1
@@ -102,11 +101,11 @@ def test_a_few_gan_steps_lower_the_auxiliary_loss(fashion):
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
 def test_both_architecture_pairs_fit_their_images(shape):
     config = GanConfig.from_dict({"z_dim": 8})
-    generator, critic = generative.build(config, shape, 10)
+    generator, critic = acgan.build(config, shape, 10)
     images = generator([np.zeros((2, 8), np.float32), np.array([3, 4])], training=False)
     score, logits = critic(images)
     assert images.shape == (2, *shape) and score.shape == (2, 1) and logits.shape == (2, 10)
-    assert generative.resolve_architecture("auto", shape) == ("dcgan" if shape[0] == 28 else "resnet")
+    assert acgan.resolve_architecture("auto", shape) == ("dcgan" if shape[0] == 28 else "resnet")
 
 
 @pytest.mark.parametrize("content, message", [
@@ -122,7 +121,7 @@ def test_gan_config_errors_name_their_field(content, message):
 
 
 def test_bundled_generator_loads_and_makes_each_class():
-    gan = generative.load(BUNDLED_GAN)
+    gan = acgan.load(BUNDLED_GAN)
     assert gan.image_shape == (28, 28, 1) and gan.num_classes == 10 and gan.class_names[0] == "T-shirt/top"
     labels = np.repeat(np.arange(10), 20)
     aux = gan.aux_logits(gan.generate(gan.latents(200, 0), labels)).argmax(-1)
@@ -130,8 +129,8 @@ def test_bundled_generator_loads_and_makes_each_class():
 
 
 def test_a_folder_without_a_gan_is_refused_with_the_reason(tmp_path):
-    with pytest.raises(generative.GanError, match="not a GAN run"):
-        generative.load(tmp_path)
+    with pytest.raises(acgan.GanError, match="not a GAN run"):
+        acgan.load(tmp_path)
 
 
 # ----------------------------------------------------------------------------- GAN runs as processes
@@ -148,7 +147,7 @@ def check_gan_run(run, epochs: int) -> pd.DataFrame:
     assert list(history["epoch"]) == list(range(1, epochs + 1))
     for epoch in range(1, epochs + 1):
         assert run.samples_path(epoch).is_file()
-    generative.load(run.path)
+    acgan.load(run.path)
     return history
 
 

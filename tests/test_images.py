@@ -5,11 +5,10 @@ import io
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from helpers import BAD_IMAGES, encode
 from PIL import Image
 
-from advcore import images
-from helpers import BAD_IMAGES, encode
-
+from advcore.storage import images
 
 GRADIENT = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (20, 1))  # 20 x 32
 

@@ -8,7 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from advcore import alignment, explain, images, interpret, models, profile, video
+from advcore import models
+from advcore.evaluation import profile
+from advcore.interpret import alignment, explain, gradient_ascent, video
+from advcore.storage import images
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "assets" / "models"
@@ -41,8 +44,8 @@ def closed_form_rmse(weights, x, y):
 def test_small_steps_raise_the_target_logit_monotonically():
     keras.utils.set_random_seed(3)
     model = models.small_cnn()
-    settings = interpret.Ascent(steps=60, step_size=0.002, record_every=1)
-    result = interpret.maximal_activations(model, range(10), settings, start="noise", seed=1)
+    settings = gradient_ascent.Ascent(steps=60, step_size=0.002, record_every=1)
+    result = gradient_ascent.maximal_activations(model, range(10), settings, start="noise", seed=1)
     logits = result.target_logits
     assert result.frames.shape == (61, 10, 28, 28, 1)
     assert np.all(np.diff(logits, axis=0) >= -1e-4), "a step lowered a target logit"
@@ -50,41 +53,41 @@ def test_small_steps_raise_the_target_logit_monotonically():
 
 
 def test_frames_are_recorded_every_n_steps_and_at_the_last_step(trained_model):
-    settings = interpret.Ascent(steps=25, step_size=0.01, record_every=10)
-    result = interpret.maximal_activations(trained_model, [0, 3], settings)
+    settings = gradient_ascent.Ascent(steps=25, step_size=0.01, record_every=10)
+    result = gradient_ascent.maximal_activations(trained_model, [0, 3], settings)
     assert result.steps == [0, 10, 20, 25] and result.frames.shape[:2] == (4, 2)
-    again = interpret.maximal_activations(trained_model, [0, 3], settings.replace(record_every=5))
+    again = gradient_ascent.maximal_activations(trained_model, [0, 3], settings.replace(record_every=5))
     np.testing.assert_allclose(again.images, result.images, atol=1e-5)  # chunking does not change the path
 
 
 def test_penalties_jitter_and_blur_keep_images_valid_and_smoother(trained_model):
-    plain = interpret.Ascent(steps=100, step_size=0.05)
+    plain = gradient_ascent.Ascent(steps=100, step_size=0.05)
     smooth = plain.replace(blur_every=5, tv=4.0, jitter_every=7)
-    rough = interpret.maximal_activations(trained_model, range(10), plain).images
-    soft = interpret.maximal_activations(trained_model, range(10), smooth).images
+    rough = gradient_ascent.maximal_activations(trained_model, range(10), plain).images
+    soft = gradient_ascent.maximal_activations(trained_model, range(10), smooth).images
     assert rough.min() >= 0 and rough.max() <= 1 and soft.min() >= 0 and soft.max() <= 1
-    assert interpret.total_variation(soft).numpy().mean() < 0.7 * interpret.total_variation(rough).numpy().mean()
+    assert gradient_ascent.total_variation(soft).numpy().mean() < 0.7 * gradient_ascent.total_variation(rough).numpy().mean()
 
 
 def test_blur_keeps_a_flat_image_and_total_variation_has_its_closed_form():
     flat = np.full((1, 5, 5, 1), 0.3, np.float32)
-    np.testing.assert_allclose(interpret.blur(flat).numpy(), flat, atol=1e-6)
+    np.testing.assert_allclose(gradient_ascent.blur(flat).numpy(), flat, atol=1e-6)
     stripes = np.zeros((1, 4, 4, 1), np.float32)
     stripes[:, :, ::2] = 1.0  # columns alternate: every horizontal neighbour differs by 1, no vertical one
-    assert interpret.total_variation(stripes).numpy()[0] == pytest.approx(1.0)
+    assert gradient_ascent.total_variation(stripes).numpy()[0] == pytest.approx(1.0)
 
 
 def test_starts_and_bad_settings_are_explained(trained_model, fashion):
-    mean = interpret.starting_images("mean", (28, 28, 1), 3, images=fashion.train.x[:100])
+    mean = gradient_ascent.starting_images("mean", (28, 28, 1), 3, images=fashion.train.x[:100])
     assert mean.shape == (3, 28, 28, 1) and np.all(mean[0] == mean[2])
     with pytest.raises(ValueError, match="needs images"):
-        interpret.starting_images("mean", (28, 28, 1), 3)
+        gradient_ascent.starting_images("mean", (28, 28, 1), 3)
     for bad, message in (({"steps": 0}, "steps"), ({"direction": "up"}, "direction"), ({"norm": "l2"}, "eps > 0"),
                          ({"tv": -1.0}, "tv")):
         with pytest.raises(ValueError, match=message):
-            interpret.Ascent(**bad)
+            gradient_ascent.Ascent(**bad)
     with pytest.raises(ValueError, match="target class"):
-        interpret.maximal_activations(trained_model, [10], interpret.Ascent(steps=1))
+        gradient_ascent.maximal_activations(trained_model, [10], gradient_ascent.Ascent(steps=1))
 
 
 # ----------------------------------------------------------------------------- class traversal
@@ -92,7 +95,7 @@ def test_starts_and_bad_settings_are_explained(trained_model, fashion):
 def test_traversal_reaches_the_target_on_a_robust_model_and_stays_in_range(robust, fashion):
     image, label = fashion.test.x[0], int(fashion.test.y[0])
     target = (label + 3) % 10
-    result = interpret.traverse(robust, image, target)
+    result = gradient_ascent.traverse(robust, image, target)
     assert result.frames.shape[0] == 401 and result.steps[-1] == 400
     assert result.frames.min() >= 0 and result.frames.max() <= 1
     assert int(result.logits[-1, 0].argmax()) == target
@@ -102,14 +105,14 @@ def test_traversal_reaches_the_target_on_a_robust_model_and_stays_in_range(robus
 @pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.5)])
 def test_a_traversal_budget_holds(robust, fashion, norm, eps):
     image = fashion.test.x[1]
-    settings = interpret.TRAVERSAL.replace(steps=60, norm=norm, eps=eps, record_every=20)
-    delta = interpret.traverse(robust, image, 4, settings).frames[:, 0] - image
+    settings = gradient_ascent.TRAVERSAL.replace(steps=60, norm=norm, eps=eps, record_every=20)
+    delta = gradient_ascent.traverse(robust, image, 4, settings).frames[:, 0] - image
     size = np.abs(delta).max(axis=(1, 2, 3)) if norm == "linf" else np.sqrt((delta ** 2).sum(axis=(1, 2, 3)))
     assert size.max() <= eps * (1 + 1e-5)
 
 
 def test_traversal_video_and_gif_have_the_frames_asked_for(robust, fashion, tmp_path):
-    result = interpret.traverse(robust, fashion.test.x[2], 1, interpret.TRAVERSAL.replace(steps=30))
+    result = gradient_ascent.traverse(robust, fashion.test.x[2], 1, gradient_ascent.TRAVERSAL.replace(steps=30))
     frames = video.traversal_frames(result, fashion.class_names)
     assert len(frames) == 31 and frames[0].shape == (28 * 8 + video.CAPTION_HEIGHT, 28 * 8, 3)
     mp4 = iio.imread(video.encode_mp4(frames), index=None, extension=".mp4")
@@ -218,7 +221,7 @@ def test_attack_graphs_see_no_training_mode(robust):
     """The ascent runs the model with training=False: a Dropout layer stays off, so steps are repeatable."""
     inputs = keras.Input((28, 28, 1))
     noisy = keras.Model(inputs, robust(keras.layers.Dropout(0.5)(inputs)))
-    settings = interpret.Ascent(steps=5, step_size=0.01)
-    first = interpret.maximal_activations(noisy, [1], settings).images
-    second = interpret.maximal_activations(noisy, [1], settings).images
+    settings = gradient_ascent.Ascent(steps=5, step_size=0.01)
+    first = gradient_ascent.maximal_activations(noisy, [1], settings).images
+    second = gradient_ascent.maximal_activations(noisy, [1], settings).images
     np.testing.assert_array_equal(first, second)

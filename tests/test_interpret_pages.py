@@ -3,10 +3,10 @@
 from pathlib import Path
 
 import pytest
+from helpers import kill_worker, wait_for
 from streamlit.testing.v1 import AppTest
 
-from advcore import eval_worker
-from helpers import kill_worker, wait_for
+from advcore.evaluation import worker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,9 +78,9 @@ def test_interpret_computes_ara_in_the_background(app):
 def test_compare_profiles_two_models_in_the_background_then_reads_them_back(app):
     app.switch_page("pages/compare_page.py").run()
     app.select_slider(key="compare-count").set_value(100).run()
-    assert not eval_worker.evaluations_root().exists()  # nothing is computed before the user asks
+    assert not worker.evaluations_root().exists()  # nothing is computed before the user asks
     ok(app.button(key="compare-run").click().run())
-    jobs = list(eval_worker.evaluations_root().glob("2*"))
+    jobs = list(worker.evaluations_root().glob("2*"))
     assert len(jobs) == 2  # one profile job per model
     assert len(app.get("video")) == 2  # the side-by-side traversals do not wait for the profiles
     wait_for(lambda: ok(app.run()).dataframe and len(app.dataframe[0].value) == 2, timeout=300, interval=2)
@@ -97,4 +97,4 @@ def test_compare_profiles_two_models_in_the_background_then_reads_them_back(app)
     ok(second.select_slider(key="compare-count").set_value(100).run())
     assert second.dataframe[0].value.equals(table)  # read back at once, nothing recomputed
     assert not [b for b in second.button if b.key == "compare-run"]
-    assert len(list(eval_worker.evaluations_root().glob("2*"))) == 2
+    assert len(list(worker.evaluations_root().glob("2*"))) == 2

@@ -4,11 +4,11 @@ import os
 import signal
 
 import pytest
-
-from advcore.config import TrainConfig
-from advcore.runs import RunError
-from app import jobs
 from helpers import wait_for
+
+from advcore.storage.runs import RunError
+from advcore.training.config import TrainConfig
+from app import jobs
 
 
 def tiny(name: str, epochs=1) -> TrainConfig:

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from advcore.config import TrainConfig
-from advcore.runs import Run, list_runs
+from advcore.storage.runs import Run, list_runs
+from advcore.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_CSV = (b",loss,base_loss,val_loss,val_base_loss,TrainType\n"

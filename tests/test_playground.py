@@ -5,10 +5,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import BAD_IMAGES, encode
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-
-from helpers import BAD_IMAGES, encode
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted(p for p in (ROOT / "assets" / "samples").iterdir() if p.suffix != ".py")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from advcore import images, models, preprocess
+from advcore import models
+from advcore.storage import images, preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)

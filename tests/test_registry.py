@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from advcore import models
-from advcore.runs import Run
+from advcore.storage.runs import Run
 from app import registry
 
 

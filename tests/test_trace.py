@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from advcore import attacks, trace
+from advcore import attacks
+from advcore.attacks import trace
 
 SPECS = {
     "fgsm": (attacks.fgsm(0.05), None),

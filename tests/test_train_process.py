@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import free_port, wait_for
 
 from advcore import models
-from advcore.runs import Run, list_runs
+from advcore.storage.runs import Run, list_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--train-size", "1280", "--val-size", "200", "--robust-val-size", "100", "--robust-steps", "2",

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from advcore import attacks, evaluate, models
-from advcore.config import ConfigError, TrainConfig, phase
-from advcore.run_training import train
-from advcore.runs import Run, RunError, check_run_id
-from advcore.training import AdversarialTrainer
+from advcore import attacks, models
+from advcore.evaluation import robustness
+from advcore.storage.runs import Run, RunError, check_run_id
+from advcore.training.config import ConfigError, TrainConfig, phase
+from advcore.training.runner import train
+from advcore.training.trainer import AdversarialTrainer
 
 
 def tiny_config(**changes) -> TrainConfig:
@@ -114,7 +115,7 @@ def test_pgd_training_buys_robustness(tmp_path, fashion):
         train(config, run, echo=lambda line: None)
         model = models.load(run.model_path)
         x, y = fashion.test.x[:500], fashion.test.y[:500]
-        results[mode] = evaluate.robust_accuracy(model, x, y, attacks.pgd(0.1, steps=20)).robust_accuracy
+        results[mode] = robustness.robust_accuracy(model, x, y, attacks.pgd(0.1, steps=20)).robust_accuracy
     assert results["adversarial"] > results["vanilla"] + 0.2, results  # measured: 0.57 vs 0.25
 
 
@@ -175,9 +176,9 @@ def test_damaged_run_files_give_reasons(tmp_path):
 
 
 def test_flags_override_the_config_file(tmp_path):
-    from advcore.cli import build_parser
-    from advcore.cli_train import TRAIN_OPTIONS, _config_content
-    from advcore.config import TrainConfig
+    from advcore.cli.main import build_parser
+    from advcore.cli.train_commands import TRAIN_OPTIONS, _config_content
+    from advcore.training.config import TrainConfig
 
     path = tmp_path / "base.json"
     path.write_text('{"name": "base", "attack": {"method": "pgd", "eps": 0.1, "steps": 5}, "batch_size": 64}')
@@ -188,7 +189,7 @@ def test_flags_override_the_config_file(tmp_path):
 
 
 def test_learning_rate_schedules():
-    from advcore.training import learning_rate
+    from advcore.training.trainer import learning_rate
 
     cyclic = learning_rate(tiny_config(**{"lr_schedule.kind": "cyclic", "schedule.epochs": 10,
                                           "optimizer.learning_rate": 0.2}), steps_per_epoch=10)
@@ -200,7 +201,7 @@ def test_learning_rate_schedules():
 
 
 def test_batches_depend_on_seed_and_epoch_alone(fashion):
-    from advcore.training import training_batches
+    from advcore.training.trainer import training_batches
 
     x, y = fashion.train.x[:300], fashion.train.y[:300]
     first = [b[1].numpy() for b in training_batches(x, y, 100, seed=5).take(6)]
@@ -227,7 +228,7 @@ def test_eps_warmup_ramps_over_adversarial_steps():
 
 
 def test_collapse_of_robust_accuracy_is_flagged():
-    from advcore.run_training import Recorder
+    from advcore.training.runner import Recorder
 
     config = tiny_config(**{"validation.collapse_ratio": 0.5})
     history = __import__("pandas").DataFrame([
@@ -242,7 +243,7 @@ def test_collapse_of_robust_accuracy_is_flagged():
 @pytest.mark.parametrize("content, message", [
     (None, "cannot be read"), ("{half", "not valid JSON"), ("[1, 2]", "must hold a JSON object")])
 def test_unreadable_config_files_are_explained(tmp_path, content, message):
-    from advcore.config import read_file
+    from advcore.training.config import read_file
 
     path = tmp_path / "c.json"
     if content is not None:

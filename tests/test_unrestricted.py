@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from advcore import generative, models, study, unrestricted
-from advcore.config import ConfigError, TrainConfig
-from advcore.runs import Run
+from advcore import models
+from advcore.generative import acgan, study, unrestricted
+from advcore.storage.runs import Run
+from advcore.training.config import ConfigError, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_GAN = ROOT / "assets" / "generators" / "fashion_mnist"
@@ -20,7 +21,7 @@ STANDARD = ROOT / "assets" / "models" / "standard" / "model.keras"
 
 @pytest.fixture(scope="module")
 def gan():
-    return generative.load(BUNDLED_GAN)
+    return acgan.load(BUNDLED_GAN)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +157,7 @@ def test_the_study_command_trains_four_runs_and_tabulates_them(tmp_path):
 
 
 def test_a_study_without_a_gan_or_a_gan_run_without_data_is_refused(tmp_path, capsys):
-    from advcore.cli import main
+    from advcore.cli.main import main
 
     assert main(["study", "--runs-dir", str(tmp_path), "--epochs", "1"]) == 2
     assert "a study needs --generator" in capsys.readouterr().err

@@ -10,10 +10,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from advcore import attacks, cli_train, data, explain, lipschitz, models, rmse_descent, run_training
-from advcore.config import ConfigError, GanConfig, LipschitzConfig, TrainConfig, config_kind, read_file
-from advcore.runs import Run
-from advcore.training import AdversarialTrainer, make_optimizer, training_batches
+from advcore import attacks, models
+from advcore.attacks import rmse_descent
+from advcore.cli import train_commands
+from advcore.interpret import explain
+from advcore.storage import data
+from advcore.storage.runs import Run
+from advcore.training import lipschitz, runner
+from advcore.training.config import ConfigError, GanConfig, LipschitzConfig, TrainConfig, config_kind, read_file
+from advcore.training.trainer import AdversarialTrainer, make_optimizer, training_batches
 
 RECIPES = Path(__file__).resolve().parents[1] / "assets" / "recipes"
 
@@ -195,13 +200,13 @@ def test_a_lipschitz_run_logs_psi_and_its_checkpoint_keeps_r(tmp_path):
                                     "data": {"train_size": 640, "val_size": 100}, "validation": {"robust_size": 0},
                                     "schedule": {"epochs": 2}})
     run = Run.create(config.to_dict(), tmp_path)
-    assert run_training.train(config, run, echo=lambda line: None) == "finished"
+    assert runner.train(config, run, echo=lambda line: None) == "finished"
     history = run.history()
     assert (history["psi"] >= 220).all() and history["psi"].iloc[1] > 220  # the loss fell under 1.5: psi rose
     assert (history["lipschitz_penalty"] > 0).all()
     restored = AdversarialTrainer(models.build("small_cnn", (28, 28, 1), 10), config, 10)
     restored.compile(optimizer=make_optimizer(config, 10))
-    run_training.load_optimizer(restored, run.checkpoint_paths(2)[1])
+    runner.load_optimizer(restored, run.checkpoint_paths(2)[1])
     assert restored.current_psi() == pytest.approx(history["psi"].iloc[1], rel=1e-5)
 
 
@@ -262,8 +267,8 @@ def _flags(*argv) -> dict:
     import argparse
 
     parser = argparse.ArgumentParser()
-    cli_train.add_options(parser)
-    return cli_train._config_content(parser.parse_args(list(argv)), cli_train.TRAIN_OPTIONS)
+    train_commands.add_options(parser)
+    return train_commands._config_content(parser.parse_args(list(argv)), train_commands.TRAIN_OPTIONS)
 
 
 def test_robust_additions_flag_sets_the_seeds_three_additions():

@@ -11,7 +11,7 @@
 
 Each bundled folder is a finished run (config.json, status.json, history.csv, train.log, model.keras),
 so the History page shows it as a read-only example, plus its card. A card is measured from these
-files alone (`advcore.cards`), never typed by hand.
+files alone (`advcore.evaluation.cards`), never typed by hand.
 """
 
 from __future__ import annotations
@@ -64,9 +64,11 @@ def record(name: str, label: str, run_dir: Path) -> None:
     """Measures a trained variant at its headline budget and adds it to NAME/tried.csv."""
     import pandas as pd
 
-    from advcore import cards, data, evaluate, files, models
-    from advcore.config import TrainConfig
-    from advcore.runs import Run
+    from advcore import models
+    from advcore.evaluation import cards, robustness
+    from advcore.storage import data, files
+    from advcore.storage.runs import Run
+    from advcore.training.config import TrainConfig
 
     run = Run(run_dir.parent, run_dir.name)
     config = TrainConfig.from_dict(run.config())
@@ -74,14 +76,14 @@ def record(name: str, label: str, run_dir: Path) -> None:
     model = models.load(run.model_path)
     norm, eps = _headline(config)
     x, y = dataset.test.x[:TRY_COUNT], dataset.test.y[:TRY_COUNT]
-    robust = evaluate.worst_case_accuracy(model, x, y, evaluate.strongest(eps, norm=norm)).robust_accuracy
+    robust = robustness.worst_case_accuracy(model, x, y, robustness.strongest(eps, norm=norm)).robust_accuracy
     epochs, status = cards.per_epoch(run.history()), run.recorded_status()
     row = {"recipe": label, "started": status["started"], "config": json.dumps(config.to_dict()),
            "epochs": len(epochs),
            "ended": status["status"] if status["status"] == "finished" else
            f"{status['status']} after epoch {len(epochs)} of {status.get('total_epochs')}",
            "minutes": round(cards.training(run)["wall_seconds"] / 60, 1),
-           "clean accuracy": f"{evaluate.accuracy(model, dataset.test.x, dataset.test.y):.1%}",
+           "clean accuracy": f"{robustness.accuracy(model, dataset.test.x, dataset.test.y):.1%}",
            f"robust {norm} {eps:g} ({TRY_COUNT} images)": f"{robust:.1%}",
            "collapse": cards.overfitting(epochs, config.adversarial) or "no"}
     path = HERE / name / TRIED_CSV
@@ -94,7 +96,7 @@ def tried_table(name: str):
     """NAME/tried.csv with each recipe's config shown as its changes from NAME's config as it is now."""
     import pandas as pd
 
-    from advcore.config import TrainConfig
+    from advcore.training.config import TrainConfig
 
     path = HERE / name / TRIED_CSV
     if not path.exists():
@@ -114,7 +116,7 @@ def tried_table(name: str):
 def adopt(name: str, run_dir: Path) -> None:
     """The run's files become the bundled model's folder (its card is measured afterwards); the run
     keeps its config but takes the model's name."""
-    from advcore import files
+    from advcore.storage import files
 
     for file in RUN_FILES:
         shutil.copyfile(run_dir / file, HERE / name / file)
@@ -123,8 +125,8 @@ def adopt(name: str, run_dir: Path) -> None:
 
 
 def card(name: str) -> None:
-    from advcore import cards
-    from advcore.config import TrainConfig
+    from advcore.evaluation import cards
+    from advcore.training.config import TrainConfig
 
     folder = HERE / name
     content = cards.measure(

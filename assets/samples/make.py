@@ -21,7 +21,7 @@ SIZE = 168
 
 
 def photo_like(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    from advcore import preprocess
+    from advcore.storage import preprocess
 
     large = preprocess.resize(image, SIZE, SIZE)
     paper = 0.93 - 0.75 * large + rng.normal(0, 0.015, large.shape)  # dark garment on off-white paper
@@ -29,7 +29,7 @@ def photo_like(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def main() -> None:
-    from advcore import data
+    from advcore.storage import data
 
     test = data.load("fashion_mnist").test
     rng = np.random.default_rng(0)

@@ -1,0 +1,43 @@
+"""What an attack maximises: per-sample objectives on logits, success, and their input gradient."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from advcore.attacks import precision
+from advcore.attacks.spec import AttackSpec
+
+
+def margin(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """logit[label] - max of the other logits: positive iff the label is the prediction."""
+    onehot = tf.one_hot(labels, tf.shape(logits)[-1], on_value=True, off_value=False)
+    label_logit = tf.reduce_max(tf.where(onehot, logits, -np.inf), axis=-1)
+    other_logit = tf.reduce_max(tf.where(onehot, -np.inf, logits), axis=-1)
+    return label_logit - other_logit
+
+
+def objective(logits: tf.Tensor, labels: tf.Tensor, loss: str, targeted: bool) -> tf.Tensor:
+    """Per-sample value the attack maximises (away from the label, or toward the target)."""
+    logits = tf.cast(logits, tf.float32)
+    if loss == "ce":
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+        return -ce if targeted else ce
+    m = margin(logits, labels)
+    return m if targeted else -m
+
+
+def is_success(logits: tf.Tensor, labels: tf.Tensor, targeted: bool) -> tf.Tensor:
+    prediction = tf.argmax(logits, axis=-1, output_type=labels.dtype)
+    return tf.equal(prediction, labels) if targeted else tf.not_equal(prediction, labels)
+
+
+def input_gradient(model, spec: AttackSpec, x, labels):
+    """Gradient of the summed objective w.r.t. the input; the weights get no gradient."""
+    half = precision.computes_in_half(model)
+    with tf.GradientTape(persistent=half) as tape:
+        tape.watch(x)
+        logits = model(x, training=False)
+        value = objective(logits, labels, spec.loss, spec.targeted)
+        total = tf.reduce_sum(value)
+    return precision.input_gradient(tape, total, logits, x, half), logits, value

@@ -1,0 +1,302 @@
+"""`python -m advcore`: the terminal face of AdvLab (attack, evaluate, train, interpret).
+
+Bad options end with one line on stderr and exit code 2; a dataset that cannot be found ends with
+the list of places tried and exit code 1. TensorFlow is imported only after the options are valid,
+so `--help` and option errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from advcore.cli import interpret_commands, train_commands
+from advcore.cli.parsing import EXIT_USAGE, Parser, UsageError, number, number_list, positive_int
+from advcore.training.config import WORST_OF_LOSSES
+
+EXIT_FAILURE = 1
+
+
+def _add_data_options(parser: argparse.ArgumentParser, default_count: int, required: bool = True) -> None:
+    group = parser.add_argument_group("model and data")
+    group.add_argument("--model", required=required, type=Path,
+                       help="the classifier: a Keras 3 .keras file (loaded with safe_mode; a softmax "
+                            "output is unwrapped to its logits)")
+    group.add_argument("--dataset", default="fashion_mnist",
+                       help="fashion_mnist (default), mnist, cifar10, cifar100, or the path of a folder "
+                            "with one sub-folder of images per class")
+    group.add_argument("--data-dir", type=Path, default=None,
+                       help="folder holding the dataset files (default: $ADVLAB_DATA_DIR, the Keras "
+                            "cache, system dataset folders, then a download)")
+    group.add_argument("--split", choices=("test", "train"), default="test",
+                       help="which split to take images from (default: test)")
+    group.add_argument("--start", type=int, default=0,
+                       help="index of the first image of the split to use (default: 0)")
+    group.add_argument("--count", type=positive_int, default=default_count,
+                       help=f"how many consecutive images to use (default: {default_count})")
+    group.add_argument("--batch-size", type=positive_int, default=500,
+                       help="images attacked at once; bounds memory (default: 500)")
+    group.add_argument("--seed", type=int, default=0,
+                       help="seed of the random starts; the same seed gives the same result (default: 0)")
+    group.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
+
+
+def _add_attack_options(parser: argparse.ArgumentParser, eps_help: str, eps_type, required: bool = True,
+                        worst_case: bool = False) -> None:
+    group = parser.add_argument_group("attack")
+    group.add_argument("--method", choices=("fgsm", "fgm", "pgd", "mifgsm"), default="pgd",
+                       help="fgsm: one sign step; fgm: one step with --scaling; pgd: projected gradient "
+                            "descent with random start; mifgsm: momentum iterative FGSM (default: pgd)")
+    group.add_argument("--norm", choices=("linf", "l2"), default="linf",
+                       help="the threat model's norm ball (default: linf; fgm picks it from --scaling)")
+    group.add_argument("--eps", type=eps_type, required=required, help=eps_help)
+    group.add_argument("--steps", type=positive_int, default=None,
+                       help="gradient steps (default: 1 for fgsm/fgm, 40 for pgd, 10 for mifgsm)")
+    group.add_argument("--step-size", type=number, default=None,
+                       help="size of each step (default: eps for one step, 1.25 eps with a random start, "
+                            "2.5 eps/steps for pgd, eps/steps for mifgsm)")
+    group.add_argument("--scaling", choices=("sign", "l2", "max", "raw"), default=None,
+                       help="how the gradient becomes a step: its sign, unit L2 norm, unit max |value|, "
+                            "or raw times --step-size (default: the norm's steepest ascent)")
+    group.add_argument("--restarts", type=positive_int, default=1,
+                       help="random restarts; each sample keeps its best one (default: 1)")
+    group.add_argument("--momentum", type=number, default=None,
+                       help="momentum decay in [0, 1] (default: 1.0 for mifgsm, else none)")
+    losses = ("ce", "margin", WORST_OF_LOSSES) if worst_case else ("ce", "margin")
+    group.add_argument("--loss", choices=losses, default="ce",
+                       help="ce: cross-entropy; margin: CW-style logit margin" + (
+                           f"; {WORST_OF_LOSSES}: both, each sample at its worst (PGD-50 with 10 restarts "
+                           "and ce+margin is the strongest evaluation)" if worst_case else "") + " (default: ce)")
+    start = group.add_mutually_exclusive_group()
+    start.add_argument("--random-start", dest="random_start", action="store_true", default=None,
+                       help="start from a random point of the ball (default for pgd)")
+    start.add_argument("--no-random-start", dest="random_start", action="store_false",
+                       help="start from the clean image")
+    target = group.add_mutually_exclusive_group()
+    target.add_argument("--target", type=int, default=None,
+                        help="targeted attack toward this class index (default: untargeted)")
+    target.add_argument("--least-likely", action="store_true",
+                        help="targeted attack toward each image's least likely class")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="python -m advcore",
+                    description="AdvLab from the terminal: attack classifiers and measure their robustness.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser,
+                                     metavar="{attack,evaluate,train,train-gan,study,worker,activations,traverse,explain,ara,profile}")
+    attack = commands.add_parser(
+        "attack", help="attack images and save the adversarial examples",
+        description="Attack images of a dataset; writes each adversarial image as PNG, all of them as "
+                    "exact float32 adversarial.npy, and summary.json with per-image results.")
+    _add_data_options(attack, default_count=16)
+    _add_attack_options(attack, "perturbation budget in [0,1] pixel units, e.g. 0.1 or 8/255", number)
+    evaluate_parser = commands.add_parser(
+        "evaluate", help="robust accuracy over a list of eps (a robustness curve)",
+        description="Measure clean and robust accuracy at each eps; writes curve.csv and summary.json.")
+    _add_data_options(evaluate_parser, default_count=1000, required=False)
+    _add_attack_options(evaluate_parser, "comma-separated budgets, e.g. 0,0.05,0.1 or 2/255,8/255", number_list,
+                        required=False, worst_case=True)
+    evaluate_parser.add_argument("--sanity", action="store_true",
+                                 help="also run the gradient-masking checks at the largest eps and report flags")
+    evaluate_parser.add_argument("--plan", type=Path, default=None,
+                                 help="instead of --model/--eps: a JSON evaluation plan (several models, attacks and "
+                                 "eps grids, as the Evaluate page downloads it); writes results.json and results.csv")
+    worker = commands.add_parser(
+        "worker", help="run queued evaluations (the dashboard starts this itself)",
+        description="Run the evaluations queued under <runs root>/_evaluations one after another, keeping "
+                    "TensorFlow and models loaded; exit after --idle-exit seconds without work.")
+    worker.add_argument("--runs-dir", type=Path, default=None, help="the runs root (default: $ADVLAB_RUNS_DIR or ./runs)")
+    worker.add_argument("--idle-exit", type=number, default=300.0,
+                        help="seconds without work before the worker exits (default: 300)")
+    train = commands.add_parser(
+        "train", help="train a classifier (vanilla, adversarial, interleaved) as a run",
+        description="Train as a run under the runs root: config, status, history.csv, checkpoints and "
+                    "model.keras. Ctrl+C (or SIGTERM) finishes the batch, saves and stops; --resume "
+                    "continues from the last finished epoch.")
+    train_commands.add_options(train)
+    train_gan = commands.add_parser(
+        "train-gan", help="train a class-conditional GAN (AC-GAN, WGAN-GP) as a run",
+        description="Train an AC-GAN with gradient penalty as a run: config, status, history.csv (critic, "
+                    "generator, penalty and class losses), a sample grid per epoch under samples/, "
+                    "checkpoints, generator.keras and critic.keras. Ctrl+C saves and stops; --resume continues.")
+    train_commands.add_gan_options(train_gan)
+    study = commands.add_parser(
+        "study", help="train one recipe four ways (none, FGSM, GAN samples, unrestricted) and tabulate",
+        description="The augmentation study: four runs of the same classifier recipe, trained with no "
+                    "augmentation, least-likely FGSM examples, GAN samples and unrestricted examples (a "
+                    "share --mix-fraction of each batch, weighted --mix-weight; defaults 0.5 and 0.3), each "
+                    "checked per epoch on --gan-check-size GAN samples (default 500). Prints and records "
+                    "clean, PGD and GAN accuracies; --resume STUDY finishes a stopped study.")
+    train_commands.add_study_options(study)
+    interpret_commands.add_parsers(commands)
+    return parser
+
+
+def _specs(args, eps: float) -> list:
+    """The attack the flags describe, one spec per loss for ce+margin."""
+    losses = ("ce", "margin") if args.loss == WORST_OF_LOSSES else (args.loss,)
+    return [_spec(args, eps, loss) for loss in losses]
+
+
+def _spec(args, eps: float, loss: str | None = None):
+    from advcore import attacks
+
+    options = {"loss": loss or args.loss, "restarts": args.restarts, "scaling": args.scaling}
+    for name in ("step_size", "momentum", "random_start"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if args.target is not None:
+        options["target"] = "targeted"
+    elif args.least_likely:
+        options["target"] = "least_likely"
+    return attacks.build(args.method, eps, norm=args.norm, steps=args.steps, **options)
+
+
+def _load_inputs(args):
+    from advcore import models
+    from advcore.storage import data
+
+    dataset = data.load(args.dataset, data_dir=args.data_dir)
+    split = dataset.test if args.split == "test" else dataset.train
+    if not 0 <= args.start < len(split):
+        raise UsageError(f"--start {args.start} is outside the {args.split} split (0..{len(split) - 1})")
+    stop = min(args.start + args.count, len(split))
+    model = models.load(args.model)
+    models.check_compatible(model, dataset.input_shape, dataset.num_classes)
+    if args.target is not None and not 0 <= args.target < dataset.num_classes:
+        raise UsageError(f"--target {args.target} is not a class of {dataset.name} (0..{dataset.num_classes - 1})")
+    return dataset, split.x[args.start:stop], split.y[args.start:stop], model
+
+
+def _run_attack(args) -> dict:
+    import numpy as np
+
+    from advcore import attacks
+    from advcore.storage import files, images
+
+    spec = _spec(args, args.eps)
+    dataset, x, y, model = _load_inputs(args)
+    result = attacks.attack(model, x, y, spec, target=args.target, batch_size=args.batch_size, seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    np.save(args.out / "adversarial.npy", result.x_adv)
+    names = dataset.class_names
+    samples = []
+    for i, index in enumerate(range(args.start, args.start + len(x))):
+        file = f"{index:05d}_{names[y[i]]}_as_{names[result.predictions[i]]}.png".replace("/", "-")
+        images.write_png(args.out / file, result.x_adv[i])
+        samples.append({"index": index, "label": int(y[i]), "attack_label": int(result.labels[i]),
+                        "clean_prediction": int(result.clean_predictions[i]),
+                        "adversarial_prediction": int(result.predictions[i]),
+                        "success": bool(result.success[i]), "loss": float(result.loss[i]),
+                        "linf": float(result.linf[i]), "l2": float(result.l2[i]), "png": file})
+    summary = {"model": str(args.model), "dataset": dataset.name, "split": args.split,
+               "attack": _spec_json(spec), "seed": args.seed, "count": len(x),
+               "clean_accuracy": float(np.mean(result.clean_predictions == y)),
+               "adversarial_accuracy": float(np.mean(result.predictions == y)),
+               "success_rate": result.success_rate, "class_names": list(names), "samples": samples}
+    files.write_json(args.out / "summary.json", summary)
+    print(f"attacked {len(x)} images: clean accuracy {summary['clean_accuracy']:.1%}, "
+          f"after attack {summary['adversarial_accuracy']:.1%}, success {summary['success_rate']:.1%}; "
+          f"wrote {args.out}")
+    return summary
+
+
+def _spec_json(spec) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(spec) | {"step_size": spec.effective_step_size, "scaling": spec.effective_scaling}
+
+
+def _run_plan(args) -> dict:
+    from advcore.evaluation import plans
+    from advcore.storage import files
+
+    plan = plans.Plan.from_dict(files.read_json(args.plan, "plan file"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    _, results = plans.run_plan(plan, args.out, report=lambda p: print(
+        f"[{p['done']}/{p['total']}] {p['cell']}", flush=True))
+    for row in results.rows:
+        print(f"{row['model']} / {row['attack']} / eps {row['eps']:.4g}: robust accuracy "
+              f"{row['robust_accuracy']:.1%} (clean {row['clean_accuracy']:.1%})")
+    for flag in results.flags:
+        print(f"warning [{flag['model']} / {flag['attack']} / {flag['code']}]: {flag['message']}")
+    print(f"wrote {args.out / 'results.json'} and results.csv")
+    return results.to_dict()
+
+
+def _run_evaluate(args) -> dict:
+    from advcore.evaluation import robustness
+    from advcore.storage import files
+
+    if args.plan is not None:
+        if args.model is not None or args.eps is not None:
+            raise UsageError("--plan names the models and eps itself: leave out --model and --eps")
+        return _run_plan(args)
+    if args.model is None:
+        raise UsageError("the following arguments are required: --model (or --plan)")
+    if not args.eps:
+        raise UsageError("--eps needs at least one value")
+    specs = [_specs(args, eps) for eps in args.eps]  # validates every eps before any work
+    _, x, y, model = _load_inputs(args)
+    curve = robustness.robustness_curve(model, x, y, specs[-1], args.eps, batch_size=args.batch_size,
+                                        seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    curve.to_csv(args.out / "curve.csv", index=False)
+    summary = {"model": str(args.model), "dataset": args.dataset, "split": args.split, "count": len(x),
+               "attack": _spec_json(specs[-1][0]) | {"eps": list(args.eps), "loss": args.loss},
+               "curve": curve.to_dict(orient="records")}
+    if args.sanity:
+        flags, figures = robustness.sanity_checks(model, x, y, norm=specs[-1][0].norm, eps=max(args.eps),
+                                                  batch_size=args.batch_size, seed=args.seed)
+        summary["sanity"] = {"flags": [flag.__dict__ for flag in flags], "figures": figures}
+    files.write_json(args.out / "summary.json", summary)
+    for row in curve.itertuples():
+        print(f"eps {row.eps:.4g}: robust accuracy {row.robust_accuracy:.1%} "
+              f"(clean {row.clean_accuracy:.1%}, {row.seconds:.1f} s)")
+    for flag in summary.get("sanity", {}).get("flags", []):
+        print(f"warning [{flag['code']}]: {flag['message']}")
+    return summary
+
+
+def _run_worker(args) -> None:
+    from advcore.evaluation import worker
+
+    worker.work(args.runs_dir, idle_exit=args.idle_exit)
+
+
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow's C++ start-up notices ignore TF_CPP_MIN_LOG_LEVEL; keep them off the terminal."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _import_tensorflow_quietly()
+    from advcore.models import ModelError
+    from advcore.storage.data import DatasetFormatError, DatasetNotFoundError
+    from advcore.storage.images import ImageError
+    from advcore.storage.runs import RunError
+
+    prog = f"{parser.prog} {args.command}"
+    try:
+        {"attack": _run_attack, "evaluate": _run_evaluate, "train": train_commands.run, "train-gan": train_commands.run_gan,
+         "study": train_commands.run_study,
+         "worker": _run_worker, **interpret_commands.COMMANDS}[args.command](args)
+    except (UsageError, ValueError, ModelError, ImageError, DatasetFormatError, RunError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatasetNotFoundError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0

@@ -1,0 +1,273 @@
+"""`python -m advcore train`: every config field as a flag, a config file, resume."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from advcore.cli.parsing import UsageError, number, positive_int
+
+
+def _epochs(text: str) -> int | None:
+    if text.strip().lower() in ("until-stopped", "none", "null", "inf"):
+        return None
+    return positive_int(text)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r} (use e.g. 10,15)") from None
+
+
+# flag, config field, type, help (defaults come from the config file, else from advcore.training.config)
+TRAIN_OPTIONS = (
+    ("--name", "name", str, "a name for the run (part of its id)"),
+    ("--dataset", "data.dataset", str, "fashion_mnist, mnist, cifar10, cifar100, or a folder of class sub-folders"),
+    ("--data-dir", "data.data_dir", str, "folder with the dataset files"),
+    ("--train-size", "data.train_size", positive_int, "train on a deterministic subset of this many images"),
+    ("--val-size", "data.val_size", positive_int, "validation images, from the test split (default 1000)"),
+    ("--augment", "data.augment", str, "none (default), crop (random shifts), or crop_flip (also mirrors)"),
+    ("--architecture", "model.architecture", str, "small_cnn (default), madry_cnn, preact_resnet20, preact_resnet44, woods_resnet44 "
+     "(seed 004's CIFAR ResNet), densenet_bc (seed 001's)"),
+    ("--width", "model.width", positive_int, "width multiplier of the architecture (default 1)"),
+    ("--activation", "model.activation", str, "relu (default) or half_huber (seed 004's smooth ReLU; woods_resnet44)"),
+    ("--depth", "model.depth", positive_int, "densenet_bc: layers, 6n+4 (default 100)"),
+    ("--growth", "model.growth", positive_int, "densenet_bc: growth rate k (default 12)"),
+    ("--init-model", "model.path", str, "start from this .keras model instead of a fresh one"),
+    ("--mode", "mode", str, "per-step training in adversarial epochs: adversarial (default), double "
+                            "(clean + adversarial batch), split (a share of the batch adversarial), or vanilla"),
+    ("--mix-weight", "mix.weight", number, "lambda, the weight of adversarial against clean loss (default 1)"),
+    ("--mix-fraction", "mix.fraction", number, "split mode: share of each batch made adversarial (default 0.5)"),
+    ("--attack", "attack.method", str, "fgsm, fgsm_rs (random start, step 1.25 eps: fast training), pgd "
+                                       "(default), ll_fgsm (least-likely class, eps drawn per batch), gan "
+                                       "(GAN samples of the batch's classes), unrestricted (latent-space attack), "
+                                       "rmse_ball (seed 004: eps in RMSE, e.g. 0.01), l2_min (seed 004: the smallest "
+                                       "misclassifying perturbation within RMSE eps, e.g. 0.1)"),
+    ("--generator", "generator", str, "a GAN run's folder: for --attack gan/unrestricted and the GAN checks"),
+    ("--norm", "attack.norm", str, "linf (default) or l2"),
+    ("--eps", "attack.eps", number, "training perturbation budget, e.g. 0.1 or 8/255 (default 0.1)"),
+    ("--eps-min", "attack.eps_min", number, "ll_fgsm: lower end of the per-batch eps range (default 1e-4)"),
+    ("--attack-steps", "attack.steps", positive_int, "pgd, rmse_ball, l2_min steps (default 7), unrestricted latent "
+     "steps (default 20)"),
+    ("--step-size", "attack.step_size", number, "attack step size (default by method)"),
+    ("--eps-warmup", "attack.warmup_epochs", number, "ramp eps up from 0 over this many adversarial epochs"),
+    ("--lipschitz-zeta", "lipschitz.zeta", number, "Lipschitz penalty: share of samples whose margin (not a random "
+     "logit) is smoothed (default 0.2)"),
+    ("--psi-0", "lipschitz.psi_0", number, "Lipschitz penalty: psi at r = 0 (default 220)"),
+    ("--psi-rate", "lipschitz.psi_rate", number, "Lipschitz penalty: psi = psi_0 exp(rate r) (default 0.02)"),
+    ("--psi-loss-target", "lipschitz.loss_target", number, "Lipschitz penalty: class loss psi steers toward "
+                                                           "(default 1.5)"),
+    ("--schedule", "schedule.kind", str, "constant (default), interleaved, or warmup"),
+    ("--epochs", "schedule.epochs", _epochs, "epochs, or until-stopped (default 10)"),
+    ("--vanilla-epochs", "schedule.vanilla_epochs", int, "vanilla epochs per cycle (interleaved) or first (warmup)"),
+    ("--adversarial-epochs", "schedule.adversarial_epochs", positive_int, "adversarial epochs per interleaved cycle"),
+    ("--cycles", "schedule.cycles", _epochs, "interleaved cycles, or until-stopped (the default)"),
+    ("--optimizer", "optimizer.name", str, "adam (default) or sgd"),
+    ("--lr", "optimizer.learning_rate", number, "learning rate (peak rate for cyclic; default 1e-3)"),
+    ("--momentum", "optimizer.momentum", number, "sgd momentum (default 0.9)"),
+    ("--weight-decay", "optimizer.weight_decay", number, "decoupled weight decay (default 0)"),
+    ("--lr-schedule", "lr_schedule.kind", str, "constant (default), step, or cyclic (one cycle)"),
+    ("--lr-milestones", "lr_schedule.milestones", _int_list, "step schedule: epochs to multiply the rate at"),
+    ("--lr-factor", "lr_schedule.factor", number, "step schedule: the multiplier (default 0.1)"),
+    ("--batch-size", "batch_size", positive_int, "batch size (default 128)"),
+    ("--seed", "seed", int, "seed of weights, data order and attacks (default 0)"),
+    ("--robust-val-size", "validation.robust_size", int, "images of the per-epoch PGD check (default 500, 0: off)"),
+    ("--robust-eps", "validation.eps", number, "eps of the per-epoch PGD check (default: the training eps)"),
+    ("--robust-steps", "validation.steps", positive_int, "steps of the per-epoch PGD check (default 10)"),
+    ("--collapse-ratio", "validation.collapse_ratio", number, "warn when robust accuracy falls below this "
+     "share of its best (default 0.5)"),
+    ("--gan-check-size", "validation.gan_size", int, "per epoch: accuracy on this many GAN samples and "
+     "unrestricted examples (default 0: off)"),
+    ("--gan-check-steps", "validation.gan_steps", positive_int, "latent steps of those examples (default 100)"),
+    ("--keep-checkpoints", "keep_checkpoints", positive_int, "per-epoch checkpoints to keep (default 5)"),
+    ("--strategy", "distribute.strategy", str, "auto (default), default, mirrored, or multi_worker (TF_CONFIG)"),
+)
+
+
+GAN_OPTIONS = (
+    ("--name", "name", str, "a name for the run (part of its id)"),
+    ("--dataset", "data.dataset", str, "fashion_mnist, mnist, cifar10, cifar100, or a folder of class sub-folders"),
+    ("--data-dir", "data.data_dir", str, "folder with the dataset files"),
+    ("--train-size", "data.train_size", positive_int, "train on a deterministic subset of this many images"),
+    ("--architecture", "architecture", str, "auto (default: dcgan for 28x28, resnet for 32x32), dcgan or resnet"),
+    ("--width", "width", positive_int, "channel multiplier of generator and critic (default 1)"),
+    ("--z-dim", "z_dim", positive_int, "size of the latent vector z (default 128)"),
+    ("--epochs", "epochs", _epochs, "passes of the critic over the data, or until-stopped (default 20)"),
+    ("--batch-size", "batch_size", positive_int, "images per critic or generator update (default 64)"),
+    ("--critic-steps", "critic_steps", positive_int, "critic updates per generator update (default 5)"),
+    ("--gradient-penalty", "gradient_penalty", number, "weight of the WGAN-GP gradient penalty (default 10)"),
+    ("--aux-weight-critic", "aux_weight_critic", number, "weight of the critic's class loss (default 1)"),
+    ("--aux-weight-generator", "aux_weight_generator", number, "weight of the generator's class loss (default 0.1)"),
+    ("--lr", "learning_rate", number, "Adam learning rate of both networks (default 2e-4)"),
+    ("--beta1", "beta_1", number, "Adam beta_1 (default 0)"),
+    ("--beta2", "beta_2", number, "Adam beta_2 (default 0.9)"),
+    ("--seed", "seed", int, "seed of weights, data order and latents (default 0)"),
+    ("--keep-checkpoints", "keep_checkpoints", positive_int, "per-epoch checkpoints to keep (default 3)"),
+    ("--strategy", "distribute.strategy", str, "auto (default), default, mirrored, or multi_worker (TF_CONFIG)"),
+)
+
+
+def _add_run_options(parser: argparse.ArgumentParser, options, resume_help: str = "continue this run from its "
+                     "last finished epoch", resume_name: str = "RUN") -> None:
+    run = parser.add_argument_group("run")
+    run.add_argument("--config", type=Path, help="a JSON config file; flags given as well override its fields")
+    run.add_argument("--resume", metavar=resume_name, help=resume_help)
+    run.add_argument("--runs-dir", type=Path, default=None, help="the runs root (default: $ADVLAB_RUNS_DIR or ./runs)")
+    run.add_argument("--cpu-devices", type=positive_int, default=None,
+                     help="split the CPU into this many logical devices (tests the multi-device path)")
+    group = parser.add_argument_group("training (each sets one field of the config)")
+    for flag, field, kind, text in options:
+        group.add_argument(flag, dest=field, type=kind, default=argparse.SUPPRESS, help=text)
+
+
+def _add_mixed_precision(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mixed-precision", dest="distribute.mixed_precision", action="store_true",
+                        default=argparse.SUPPRESS, help="float16 compute on GPUs (weights stay float32)")
+
+
+ROBUST_ADDITIONS = {"model.activation": "half_huber", "lipschitz.enabled": True}  # and half batches, if adversarial
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    _add_run_options(parser, TRAIN_OPTIONS)
+    parser.add_argument("--stop-on-collapse", dest="validation.stop_on_collapse", action="store_true",
+                        default=argparse.SUPPRESS, help="stop when robust accuracy collapses")
+    parser.add_argument("--no-nesterov", dest="optimizer.nesterov", action="store_false", default=argparse.SUPPRESS,
+                        help="sgd: plain momentum instead of Nesterov's")
+    parser.add_argument("--lipschitz", dest="lipschitz.enabled", action="store_true", default=argparse.SUPPRESS,
+                        help="seed 004's Lipschitz penalty by double backprop, with the adaptive psi")
+    parser.add_argument("--robust-additions", action="store_true", default=False,
+                        help="seed 004's robust additions: --activation half_huber --lipschitz, and in an "
+                             "adversarial mode --mode split --mix-fraction 0.5 (half of each batch perturbed)")
+    _add_mixed_precision(parser)
+
+
+def add_gan_options(parser: argparse.ArgumentParser) -> None:
+    _add_run_options(parser, GAN_OPTIONS)
+    _add_mixed_precision(parser)
+
+
+STUDY_DEFAULTS = {"mix.weight": 0.3, "mix.fraction": 0.5, "validation.gan_size": 500}  # the seed's lambda, half batches
+
+
+def add_study_options(parser: argparse.ArgumentParser) -> None:
+    _add_run_options(parser, TRAIN_OPTIONS, "finish this study: its unfinished arms, in order", "STUDY")
+
+
+def _config_content(args, options) -> dict:
+    """The config file's content (if any) with every given flag written into its field."""
+    from advcore.training.config import read_file
+
+    content = read_file(args.config) if args.config else {}
+    _set_fields(content, _given_fields(args, options))
+    if getattr(args, "robust_additions", False):
+        _set_fields(content, ROBUST_ADDITIONS)
+        if content.get("mode", "adversarial") != "vanilla":
+            _set_fields(content, {"mode": "split", "mix.fraction": 0.5})
+    return content
+
+
+def _given_fields(args, options) -> dict:
+    """The config fields set by flags: {dotted field name: value}."""
+    names = {field for _, field, _, _ in options}
+    return {key: value for key, value in vars(args).items() if "." in key or key in names}
+
+
+def _set_fields(content: dict, fields: dict) -> None:
+    from advcore.training.config import ConfigError
+
+    for key, value in fields.items():
+        section = content
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            section = section.setdefault(parent, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{parent}: must be an object")
+        section[leaf] = value
+
+
+def _run(args, options, config_class, train_function) -> dict:
+    from advcore.storage.runs import Run
+    from advcore.training import distribute
+
+    if args.cpu_devices:
+        distribute.split_cpu(args.cpu_devices)
+    if args.resume:
+        flags = {field: flag for flag, field, _, _ in options}
+        given = [flags.get(field, field) for field in _given_fields(args, options)]
+        given += ["--robust-additions"] if getattr(args, "robust_additions", False) else []
+        if given or args.config:
+            raise UsageError("--resume continues a run with its own config; drop "
+                             + ", ".join(given + (["--config"] if args.config else [])))
+        run = Run.open(args.resume, args.runs_dir)
+        config = config_class.from_dict(run.config())
+    else:
+        config = config_class.from_dict(_config_content(args, options))
+        # in a cluster only the chief writes the shared runs root; the others keep a private scratch run
+        runs_dir = args.runs_dir if distribute.chief_by_tf_config() else tempfile.mkdtemp(prefix="advcore-worker-")
+        run = Run.create(config.to_dict(), runs_dir, config.name)
+    distribute.set_mixed_precision(config.distribute.mixed_precision)
+    print(f"run {run.id} in {run.root}")
+    try:
+        status = train_function(config, run, resume=bool(args.resume))
+    finally:
+        if not distribute.chief_by_tf_config():
+            shutil.rmtree(run.root, ignore_errors=True)
+    return {"run": run.id, "status": status}
+
+
+def run(args) -> dict:
+    from advcore.training.config import TrainConfig
+    from advcore.training.runner import train
+
+    return _run(args, TRAIN_OPTIONS, TrainConfig, train)
+
+
+def run_gan(args) -> dict:
+    from advcore.generative.gan_training import train_gan
+    from advcore.training.config import GanConfig
+
+    return _run(args, GAN_OPTIONS, GanConfig, train_gan)
+
+
+def run_study(args) -> dict:
+    """Creates the study's four runs (or takes up an earlier study's unfinished ones) and trains them
+    one after another in this process; a stop ends the study, leaving later arms unstarted."""
+    from advcore.generative import study
+    from advcore.storage.runs import Run, now
+    from advcore.training.config import TrainConfig
+    from advcore.training.runner import train
+
+    if args.resume:
+        record = study.read(args.resume, args.runs_dir)
+    else:
+        content = _config_content(args, TRAIN_OPTIONS)
+        if not content.get("generator"):
+            raise UsageError("a study needs --generator: the folder of a trained GAN run")
+        for field, value in STUDY_DEFAULTS.items():
+            if field not in vars(args):
+                section, leaf = field.split(".")
+                content.setdefault(section, {}).setdefault(leaf, value)
+        base = TrainConfig.from_dict(content)
+        record = study.create(base, base.generator, args.runs_dir, owner_pid=os.getpid())
+    print(f"study {record['id']}: runs {', '.join(record['runs'].values())}")
+    stopped = False
+    for arm in study.ARMS:
+        run = Run.open(record["runs"][arm], args.runs_dir)
+        status = run.recorded_status()["status"]
+        if status == "finished":
+            continue
+        if stopped:
+            run.update_status(status="stopped", ended=now(), reason="the study was stopped before this arm")
+            continue
+        run.update_status(pid=os.getpid())
+        print(f"--- {arm}: run {run.id}")
+        resume = bool(run.checkpoints())
+        stopped = train(TrainConfig.from_dict(run.config()), run, resume=resume) == "stopped"
+    print(study.table(record, args.runs_dir).to_string(index=False))
+    return record

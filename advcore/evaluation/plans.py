@@ -1,0 +1,202 @@
+"""Evaluation plans: several models under several attacks over eps grids, with per-class results.
+
+A plan is plain JSON (the Evaluate page writes one, `python -m advcore evaluate --plan` reads one).
+`run_plan` measures one cell (model, attack, eps) at a time, in slices of images so it can report
+progress and stop between slices; slicing does not change results (random starts depend on each
+image's index). It writes `results.json` and `results.csv` after every cell, so a stopped or
+crashed evaluation keeps everything it finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from advcore import attacks, models
+from advcore.evaluation import robustness
+from advcore.storage import data, files
+from advcore.training.config import WORST_OF_LOSSES
+
+MAX_IMAGES = 10_000
+
+
+class PlanError(ValueError):
+    """A plan that cannot run, with the offending field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRef:
+    label: str
+    path: str
+    run: str | None = None  # the run whose folder also keeps this model's results
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackRef:
+    name: str
+    method: str
+    options: dict  # keyword arguments of `attacks.build` besides eps
+
+    @property
+    def norm(self) -> str:
+        return self.specs(0.0)[0].norm
+
+    def specs(self, eps: float) -> list[attacks.AttackSpec]:
+        """The attack at `eps`; loss "ce+margin" gives one per loss, for their per-sample worst case."""
+        if self.options.get("loss") == WORST_OF_LOSSES:
+            return [attacks.build(self.method, eps, **(self.options | {"loss": loss})) for loss in attacks.LOSSES]
+        return [attacks.build(self.method, eps, **self.options)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    models: tuple[ModelRef, ...]
+    attacks: tuple[AttackRef, ...]
+    eps: dict  # norm -> list of budgets
+    dataset: str = "fashion_mnist"
+    count: int = 1000
+    seed: int = 0
+    batch_size: int = 500
+    sanity: bool = False
+
+    @classmethod
+    def from_dict(cls, content: dict) -> "Plan":
+        """A checked plan: every attack is built at every eps of its norm before any work."""
+        try:
+            plan = cls(models=tuple(ModelRef(**m) for m in content["models"]),
+                       attacks=tuple(AttackRef(**a) for a in content["attacks"]),
+                       eps={norm: [float(e) for e in values] for norm, values in content["eps"].items()},
+                       **{k: content[k] for k in ("dataset", "count", "seed", "batch_size", "sanity") if k in content})
+        except KeyError as missing:
+            raise PlanError(f"the plan has no {missing.args[0]!r}") from None
+        except (TypeError, AttributeError, ValueError) as error:
+            raise PlanError(f"the plan is malformed: {error}") from None
+        plan.check()
+        return plan
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"models": [dataclasses.asdict(m) for m in self.models],
+                                           "attacks": [dataclasses.asdict(a) for a in self.attacks]}
+
+    def check(self) -> None:
+        _require(self.models, "models: choose at least one model")
+        _require(self.attacks, "attacks: choose at least one attack")
+        _require(len({a.name for a in self.attacks}) == len(self.attacks), "attacks: two attacks have one name")
+        _require(isinstance(self.count, int) and 1 <= self.count <= MAX_IMAGES,
+                 f"count: evaluate 1..{MAX_IMAGES} images, got {self.count!r}")
+        _require(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size: must be >= 1")
+        for attack in self.attacks:
+            try:
+                norm = attack.norm
+                grid = self.eps.get(norm) or []
+                _require(grid, f"eps.{norm}: attack {attack.name!r} needs at least one {norm} eps")
+                for eps in grid:
+                    _require(math.isfinite(eps) and eps >= 0, f"eps.{norm}: {eps!r} is not a budget >= 0")
+                    attack.specs(eps)
+            except ValueError as error:
+                raise PlanError(f"attack {attack.name!r}: {error}") from None
+
+    def cells(self) -> list[tuple[ModelRef, AttackRef, float]]:
+        return [(m, a, eps) for m in self.models for a in self.attacks for eps in sorted(self.eps[a.norm])]
+
+
+def _require(condition, message: str) -> None:
+    if not condition:
+        raise PlanError(message)
+
+
+def slice_size(batch_size: int) -> int:
+    """Images per slice: enough to keep the early-stopping pool full, few enough to report often."""
+    return max(4 * batch_size, 1000)
+
+
+@dataclasses.dataclass
+class Results:
+    """Everything measured so far; `frame()` is one row per cell with per-class columns."""
+
+    plan: Plan
+    class_names: list[str]
+    rows: list[dict] = dataclasses.field(default_factory=list)
+    flags: list[dict] = dataclasses.field(default_factory=list)
+    sanity: dict = dataclasses.field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+    def to_dict(self) -> dict:
+        return {"plan": self.plan.to_dict(), "class_names": self.class_names, "cells": self.rows,
+                "flags": self.flags, "sanity": self.sanity}
+
+    def save(self, folder: Path) -> None:
+        files.write_json(folder / "results.json", self.to_dict())
+        with files.atomic_path(folder / "results.csv") as tmp:
+            self.frame().to_csv(tmp, index=False)
+
+
+def per_class(correct: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
+    return {name: float(correct[labels == c].mean()) if (labels == c).any() else None
+            for c, name in enumerate(class_names)}
+
+
+def run_plan(plan: Plan, out: Path, *, should_stop: Callable[[], bool] = lambda: False,
+             report: Callable[[dict], None] = lambda progress: None,
+             load_model: Callable[[str], object] = models.load,
+             load_dataset: Callable[[str], data.Dataset] = data.load) -> tuple[str, Results]:
+    """Runs the plan, saving results into `out` after every cell; returns ("finished" | "stopped", results).
+
+    A long-lived caller passes caching loaders, so repeated plans skip reading models and data.
+    """
+    dataset = load_dataset(plan.dataset)
+    x, y = dataset.test.x[:plan.count], dataset.test.y[:plan.count]
+    names = list(dataset.class_names)
+    results = Results(plan, names)
+    cells, step = plan.cells(), slice_size(plan.batch_size)
+    work = len(cells) * math.ceil(len(x) / step)
+    done, started, current = 0, time.perf_counter(), None
+    for model_ref, attack_ref, eps in cells:  # model by model
+        if model_ref != current:
+            current, model = model_ref, load_model(model_ref.path)
+            models.check_compatible(model, dataset.input_shape, dataset.num_classes)
+            clean = robustness.predict_logits(model, x, plan.batch_size).argmax(-1) == y
+        specs, begun, robust = attack_ref.specs(eps), time.perf_counter(), []
+        for first in range(0, len(x), step):
+            if should_stop():
+                return "stopped", results
+            outcome = robustness.worst_case_accuracy(model, x[first:first + step], y[first:first + step], specs,
+                                                     batch_size=plan.batch_size, seed=plan.seed, first_index=first)
+            robust.append(outcome.robust)
+            done += 1
+            report({"done": done, "total": work, "elapsed": time.perf_counter() - started,
+                    "cell": f"{model_ref.label} / {attack_ref.name} / eps {eps:g}"})
+        robust = np.concatenate(robust)
+        results.rows.append({"model": model_ref.label, "attack": attack_ref.name, "norm": attack_ref.norm, "eps": eps,
+                             "clean_accuracy": float(clean.mean()), "robust_accuracy": float(robust.mean()),
+                             "count": len(x), "seconds": time.perf_counter() - begun,
+                             **{f"class {name}": value for name, value in per_class(robust, y, names).items()}})
+        if eps == max(plan.eps[attack_ref.norm]):
+            _finish_curve(results, model_ref, attack_ref)
+            if plan.sanity and attack_ref == plan.attacks[-1] and max(plan.eps[attack_ref.norm]) > 0:
+                _sanity(results, model_ref, model, x, y, plan, attack_ref.norm)
+        results.save(out)
+    return "finished", results
+
+
+def _finish_curve(results: Results, model_ref: ModelRef, attack_ref: AttackRef) -> None:
+    frame = results.frame()
+    curve = frame[(frame["model"] == model_ref.label) & (frame["attack"] == attack_ref.name)]
+    for flag in robustness.check_curve(curve, tolerance=max(0.005, 1.5 / curve["count"].iloc[0])):
+        results.flags.append({"model": model_ref.label, "attack": attack_ref.name, **dataclasses.asdict(flag)})
+
+
+def _sanity(results: Results, model_ref: ModelRef, model, x, y, plan: Plan, norm: str) -> None:
+    flags, figures = robustness.sanity_checks(model, x, y, norm=norm, eps=max(plan.eps[norm]),
+                                              batch_size=plan.batch_size, seed=plan.seed)
+    results.sanity[model_ref.label] = figures
+    results.flags += [{"model": model_ref.label, "attack": "sanity checks", **dataclasses.asdict(flag)}
+                      for flag in flags]

@@ -1,0 +1,181 @@
+"""The evaluation worker: one long-lived process that runs queued evaluations and model profiles in turn.
+
+Evaluations are jobs in `<runs root>/_evaluations/<id>/` (the run store's layout: config.json holds
+the plan, status.json the state). The worker keeps TensorFlow and recently used models loaded, so
+an evaluation costs its attacks and not a process start-up (datasets stay loaded too); it exits after `idle_exit` seconds
+without work. A job is claimed by creating its `claimed` file exclusively, so two workers never run
+the same job. A job whose status turns `stopping` ends after its current slice of images, keeping
+every finished cell. Each model that is a run's model also gets its results in the run's folder
+(`evaluations/<job id>.json`). A profile job (`advcore.evaluation.profile`) writes into the profile cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from advcore.storage import files
+from advcore.storage.runs import Run, RunError, list_runs, now, process_start_ticks, runs_root
+
+if TYPE_CHECKING:  # TensorFlow is imported by the worker only, not by pages that merely queue jobs
+    from advcore.evaluation import plans
+
+EVALUATIONS_DIR = "_evaluations"  # not a valid run id, so the run list never shows it
+PROFILES_DIR = "_profiles"  # the cache of model profiles (advcore.evaluation.profile), one folder per model file and settings
+PROFILE = "profile"  # the `kind` of a profile job's config; an evaluation's config is its plan
+MODEL_CACHE = 4
+
+
+def evaluations_root(root=None) -> Path:
+    return runs_root(root) / EVALUATIONS_DIR
+
+
+def profiles_root(root=None) -> Path:
+    return runs_root(root) / PROFILES_DIR
+
+
+def worker_file(root=None) -> Path:
+    return evaluations_root(root) / "worker.json"
+
+
+def submit(plan: plans.Plan, root=None, name: str = "evaluation") -> Run:
+    return _queue(plan.to_dict(), root, name)
+
+
+def submit_profile(model_path, dataset: str, settings: dict, folder, root=None, name: str = "profile") -> Run:
+    """Queues the profile of one model file, to be saved in `folder` (see `advcore.evaluation.profile.folder_for`)."""
+    return _queue({"kind": PROFILE, "model": str(model_path), "dataset": dataset, "settings": settings,
+                   "folder": str(folder)}, root, name)
+
+
+def _queue(config: dict, root, name: str) -> Run:
+    job = Run.create(config, evaluations_root(root), name)
+    job.rename(name)
+    return job
+
+
+def _claim(job: Run) -> bool:
+    try:
+        os.close(os.open(job.path / "claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+def _next_job(root) -> Run | None:
+    for job in reversed(list_runs(evaluations_root(root))):  # oldest first
+        try:
+            queued = job.recorded_status()["status"] == "queued"
+        except RunError:
+            continue
+        if queued and _claim(job):
+            return job
+    return None
+
+
+class _Models:
+    """The last few models used, reloaded when their file changes."""
+
+    def __init__(self):
+        self.cache: dict[str, tuple[float, object]] = {}
+
+    def __call__(self, path: str):
+        from advcore import models
+
+        modified = Path(path).stat().st_mtime
+        if self.cache.get(path, (None,))[0] != modified:
+            self.cache[path] = (modified, models.load(path))
+            while len(self.cache) > MODEL_CACHE:
+                self.cache.pop(next(iter(self.cache)))
+        return self.cache[path][1]
+
+
+class _Stopped(Exception):
+    """A profile job was asked to stop; raised between its stages."""
+
+
+def run_job(job: Run, root, load_model, load_dataset) -> str:
+    job.update_status(status="running", pid=os.getpid(), pid_start=process_start_ticks(os.getpid()), started=now())
+    try:
+        config = job.config()
+        run = _run_profile if config.get("kind") == PROFILE else _run_evaluation
+        outcome = run(config, job, root, load_model, load_dataset)
+    except Exception as error:  # the job fails; the worker goes on with the next one
+        with open(job.log_path, "a") as log:
+            log.write(traceback.format_exc())
+        job.update_status(status="failed", ended=now(), error=f"{type(error).__name__}: {error}")
+        return "failed"
+    job.update_status(status=outcome, ended=now())
+    return outcome
+
+
+def _stopping(job: Run) -> bool:
+    return job.recorded_status()["status"] == "stopping"
+
+
+def _run_evaluation(config: dict, job: Run, root, load_model, load_dataset) -> str:
+    from advcore.evaluation import plans
+
+    plan = plans.Plan.from_dict(config)
+    outcome, results = plans.run_plan(
+        plan, job.path, load_model=load_model, load_dataset=load_dataset, should_stop=lambda: _stopping(job),
+        report=lambda progress: files.write_json(job.progress_path, progress))
+    _save_to_runs(results, job, root)
+    return outcome
+
+
+def _run_profile(config: dict, job: Run, root, load_model, load_dataset) -> str:
+    """Computes a model's profile into its cache folder; stops between stages when asked to."""
+    from advcore.evaluation import profile
+    from advcore.interpret import alignment
+
+    settings = profile.ProfileSettings.from_dict(config["settings"])
+    judge = alignment.judge_path(config["dataset"])
+    began = time.monotonic()
+
+    def report(stage: str, fraction: float) -> None:
+        if _stopping(job):
+            raise _Stopped
+        files.write_json(job.progress_path, {"done": round(100 * fraction), "total": 100, "unit": "%",
+                                             "cell": stage, "elapsed": time.monotonic() - began})
+
+    try:
+        figures, pictures, table = profile.compute(load_model(config["model"]), load_dataset(config["dataset"]),
+                                                   settings, judge=load_model(str(judge)) if judge else None,
+                                                   report=report)
+    except _Stopped:
+        return "stopped"
+    profile.save(config["folder"], figures, pictures, table)
+    return "finished"
+
+
+def _save_to_runs(results: plans.Results, job: Run, root) -> None:
+    for model in results.plan.models:
+        if model.run:
+            try:
+                run = Run.open(model.run, runs_root(root))
+            except RunError:
+                continue  # the run was deleted meanwhile
+            files.write_json(run.path / "evaluations" / f"{job.id}.json", results.to_dict() | {
+                "cells": [row for row in results.rows if row["model"] == model.label],
+                "flags": [flag for flag in results.flags if flag["model"] == model.label]})
+
+
+def work(root=None, idle_exit: float = 300.0, poll: float = 0.05) -> None:
+    files.write_json(worker_file(root), {"pid": os.getpid(), "pid_start": process_start_ticks(os.getpid()),
+                                         "started": now()})
+    from advcore.storage import data
+
+    load_model, load_dataset = _Models(), functools.lru_cache(maxsize=2)(data.load)
+    idle_since = time.monotonic()
+    while time.monotonic() - idle_since < idle_exit:
+        job = _next_job(root)
+        if job is None:
+            time.sleep(poll)
+            continue
+        print(f"{now()} {job.id}: {run_job(job, root, load_model, load_dataset)}", flush=True)
+        idle_since = time.monotonic()

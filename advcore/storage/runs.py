@@ -1,0 +1,246 @@
+"""The run store: one directory per training run, written atomically, read by anyone.
+
+    <root>/<run id>/
+        config.json      the validated configuration
+        status.json      queued | running | stopping | stopped | finished | failed, pid, times, device, error
+        history.csv      one row per finished epoch
+        model.keras      the latest model (final, or as saved on stop)
+                         (a GAN run: generator.keras and critic.keras, and samples/ with a grid per epoch)
+        checkpoints/     epoch-NNNN.keras + epoch-NNNN.optimizer.npz, the last few epochs
+        tensorboard/     TensorBoard logs
+        train.log        the training process's output
+
+A run whose process died without saying so (SIGKILL, a crash of the machine) is reported as failed
+by `Run.status()`, so no reader ever sees a run stuck at running.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import socket
+from pathlib import Path
+
+import pandas as pd
+
+from advcore.storage import files
+
+RUNS_ENV = "ADVLAB_RUNS_DIR"
+STATUSES = ("queued", "running", "stopping", "stopped", "finished", "failed")
+LIVE_STATUSES = ("queued", "running", "stopping")  # a process may own the run (a queued one once launched)
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+class RunError(Exception):
+    """A run that does not exist, a hostile run id, or a damaged run file; the message says which."""
+
+
+def runs_root(root: str | os.PathLike | None = None) -> Path:
+    return Path(root if root is not None else os.environ.get(RUNS_ENV, "runs")).expanduser()
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id is one plain path component: it can never name anything outside the runs root."""
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
+        raise RunError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-' "
+                       "(128 at most, no '..', starting with a letter or digit)")
+    return run_id
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")[:60] or "run"
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name; [] if gone, None without /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return [] if Path("/proc/self").exists() else None
+    except OSError:
+        return None
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When a process started (clock ticks since boot), to tell it from a later one with its pid."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def process_alive(pid: int, start_ticks: int | None = None) -> bool:
+    """Whether the process runs: not gone, not a zombie, and not a newer process reusing the pid."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    fields = _proc_stat(pid)
+    if fields is None:  # no /proc to ask (not Linux): the signal check is all there is
+        return True
+    return bool(fields) and fields[0] != "Z" and (start_ticks is None or int(fields[19]) == start_ticks)
+
+
+class Run:
+    def __init__(self, root: Path, run_id: str):
+        self.root = root
+        self.id = check_run_id(run_id)
+        self.path = root / run_id
+
+    def __repr__(self) -> str:
+        return f"Run({self.path})"
+
+    config_path = property(lambda self: self.path / "config.json")
+    status_path = property(lambda self: self.path / "status.json")
+    history_path = property(lambda self: self.path / "history.csv")
+    model_path = property(lambda self: self.path / "model.keras")
+    checkpoint_dir = property(lambda self: self.path / "checkpoints")
+    tensorboard_dir = property(lambda self: self.path / "tensorboard")
+    log_path = property(lambda self: self.path / "train.log")
+    process_log_path = property(lambda self: self.path / "process.log")
+    progress_path = property(lambda self: self.path / "progress.json")
+    name_path = property(lambda self: self.path / "name.txt")
+
+    def samples_path(self, epoch: int | None = None) -> Path:
+        """A GAN run's sample grid of an epoch, or its latest one."""
+        return self.path / "samples" / ("latest.png" if epoch is None else f"epoch-{epoch:04d}.png")
+
+    # ------------------------------------------------------------------ creation and lookup
+
+    @classmethod
+    def create(cls, config: dict, root: str | os.PathLike | None = None, name: str | None = None) -> "Run":
+        root = runs_root(root)
+        root.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        run = cls(root, f"{stamp}-{_slug(name or config.get('name', 'run'))}-{secrets.token_hex(2)}")
+        run.path.mkdir()
+        files.write_json(run.config_path, config)
+        files.write_json(run.status_path, {"status": "queued", "created": now(), "host": socket.gethostname()})
+        return run
+
+    @classmethod
+    def open(cls, run_id: str, root: str | os.PathLike | None = None) -> "Run":
+        run = cls(runs_root(root), run_id)
+        if not run.path.is_dir():
+            raise RunError(f"no run {run_id!r} in {run.root}")
+        return run
+
+    # ------------------------------------------------------------------ reading
+
+    def _read_json(self, path: Path) -> dict:
+        try:
+            content = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise RunError(f"run {self.id}: {path.name} is missing") from None
+        except (OSError, json.JSONDecodeError) as error:
+            raise RunError(f"run {self.id}: {path.name} is damaged ({error})") from None
+        if not isinstance(content, dict):
+            raise RunError(f"run {self.id}: {path.name} is damaged (not a JSON object)")
+        return content
+
+    def config(self) -> dict:
+        return self._read_json(self.config_path)
+
+    def recorded_status(self) -> dict:
+        status = self._read_json(self.status_path)
+        if status.get("status") not in STATUSES:
+            raise RunError(f"run {self.id}: status.json has unknown status {status.get('status')!r}")
+        return status
+
+    def status(self) -> dict:
+        """The recorded status, with a live status whose process has died reported as failed."""
+        status = self.recorded_status()
+        if status["status"] in LIVE_STATUSES and "pid" in status and status.get("host") == socket.gethostname():
+            if not process_alive(status["pid"], status.get("pid_start")):
+                status = status | {"status": "failed",
+                                   "error": f"the training process (pid {status['pid']}) ended without "
+                                            f"reporting; last recorded status was {status['status']}"}
+        return status
+
+    def history(self) -> pd.DataFrame:
+        if not self.history_path.exists():
+            return pd.DataFrame()
+        try:
+            return pd.read_csv(self.history_path)
+        except (OSError, ValueError) as error:
+            raise RunError(f"run {self.id}: history.csv is damaged ({error})") from None
+
+    def progress(self) -> dict:
+        """Where the running epoch is: {epoch, batch, steps_per_epoch, time}, or {} if unknown."""
+        try:
+            return self._read_json(self.progress_path)
+        except RunError:
+            return {}
+
+    def name(self) -> str:
+        """The name shown for the run: as renamed by the user, else the config's."""
+        try:
+            return self.name_path.read_text().strip() or self.id
+        except OSError:
+            pass
+        try:
+            return str(self.config().get("name", self.id))
+        except RunError:
+            return self.id
+
+    def rename(self, name: str) -> None:
+        name = name.strip()
+        if not name or len(name) > 100 or any(ch in name for ch in "\n\r\t"):
+            raise RunError("a run name needs 1 to 100 characters on one line")
+        files.write_text(self.name_path, name + "\n")
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the training log, then of the process's own output when the app launched it."""
+        parts = []
+        for path in (self.log_path, self.process_log_path):
+            try:
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+            except OSError:
+                continue
+            if tail:
+                parts.append(f"--- {path.name} ---\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+    def checkpoints(self) -> list[int]:
+        """Epochs (1-based) with a complete checkpoint: the model and the optimizer state."""
+        epochs = []
+        for model in self.checkpoint_dir.glob("epoch-*.keras"):
+            match = re.fullmatch(r"epoch-(\d+)", model.stem)
+            if match and model.with_suffix(".optimizer.npz").exists():
+                epochs.append(int(match.group(1)))
+        return sorted(epochs)
+
+    def checkpoint_paths(self, epoch: int) -> tuple[Path, Path]:
+        stem = self.checkpoint_dir / f"epoch-{epoch:04d}"
+        return stem.with_suffix(".keras"), stem.with_suffix(".optimizer.npz")
+
+    # ------------------------------------------------------------------ writing (the training process)
+
+    def update_status(self, **fields) -> dict:
+        try:
+            status = self.recorded_status()
+        except RunError:
+            status = {}
+        status |= fields | {"updated": now()}
+        files.write_json(self.status_path, status)
+        return status
+
+    def write_history(self, history: pd.DataFrame) -> None:
+        with files.atomic_path(self.history_path) as tmp:
+            history.to_csv(tmp, index=False)
+
+
+def list_runs(root: str | os.PathLike | None = None) -> list[Run]:
+    """Every run directory under the root, newest first (ids start with their UTC time)."""
+    root = runs_root(root)
+    if not root.is_dir():
+        return []
+    return [Run(root, path.name) for path in sorted(root.iterdir(), reverse=True)
+            if path.is_dir() and _RUN_ID.fullmatch(path.name) and ".." not in path.name]

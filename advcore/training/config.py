@@ -1,0 +1,455 @@
+"""Training configuration: nested dataclasses read from JSON, validated before any work.
+
+Every error names the field (`attack.eps: ...`), so a config typed by hand or sent by the app fails
+at once with a message the user can act on. Unknown fields are refused rather than ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Literal, Optional
+
+from advcore.architectures import ARCHITECTURES, densenet_depth_problem
+from advcore.storage import files
+
+VANILLA, ADVERSARIAL = "vanilla", "adversarial"
+GENERATIVE_METHODS = ("gan", "unrestricted")  # training examples drawn from a class-conditional GAN
+RMSE_METHODS = ("rmse_ball", "l2_min")  # seed 004's attacks: eps is an RMSE, the norm is L2
+UNTIL_STOPPED = 10**9  # the epoch count handed to `fit` when the user stops the run
+WORST_OF_LOSSES = "ce+margin"  # an evaluation's loss: per sample, the worse of cross-entropy and margin
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message starts with the field's dotted name."""
+
+
+@dataclasses.dataclass
+class DataConfig:
+    dataset: str = "fashion_mnist"  # a built-in name or a folder of class sub-folders
+    data_dir: Optional[str] = None
+    train_size: Optional[int] = None  # a deterministic subset of the training split
+    val_size: Optional[int] = 1000  # validation images, taken from the test split
+    augment: Literal["none", "crop", "crop_flip"] = "none"
+
+    def check(self):
+        from advcore.storage.data import DATASETS  # numpy only; keeps this module free of heavy imports
+
+        if self.dataset not in DATASETS and not Path(self.dataset).expanduser().is_dir():
+            raise ConfigError(f"dataset: unknown {self.dataset!r}; choose one of {', '.join(DATASETS)} or give "
+                              "the path of a folder with one sub-folder of images per class")
+        _positive_or_none("train_size", self.train_size)
+        _positive_or_none("val_size", self.val_size)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    architecture: str = "small_cnn"
+    width: int = 1
+    activation: Literal["relu", "half_huber"] = "relu"
+    depth: Optional[int] = None  # densenet_bc: 6n+4 layers, default DENSENET_DEPTH
+    growth: Optional[int] = None  # densenet_bc: channels each layer adds, default DENSENET_GROWTH
+    path: Optional[str] = None  # start from a user's .keras model instead of a fresh one
+
+    def check(self):
+        if self.path is not None and not Path(self.path).expanduser().is_file():
+            raise ConfigError(f"path: no model file at {self.path}")
+        if self.path is None and self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"architecture: unknown {self.architecture!r}; choose one of "
+                              f"{', '.join(ARCHITECTURES)} or give path")
+        if self.width < 1:
+            raise ConfigError(f"width: must be >= 1, got {self.width}")
+        if self.activation != "relu" and (self.path is not None or self.architecture != "woods_resnet44"):
+            raise ConfigError(f"activation: {self.activation} is built into woods_resnet44 only, not "
+                              f"{self.path or self.architecture}")
+        densenet = self.path is None and self.architecture == "densenet_bc"
+        for name in ("depth", "growth"):
+            if getattr(self, name) is not None and not densenet:
+                raise ConfigError(f"{name}: only the densenet_bc architecture has a {name} setting")
+        if densenet and self.width != 1:
+            raise ConfigError("width: densenet_bc is widened by its growth rate, not width")
+        if self.depth is not None and (problem := densenet_depth_problem(self.depth)):
+            raise ConfigError(f"depth: {problem}")
+        if self.growth is not None and self.growth < 1:
+            raise ConfigError(f"growth: must be >= 1, got {self.growth}")
+
+
+@dataclasses.dataclass
+class AttackConfig:
+    """The attack that makes the adversarial examples of adversarial epochs."""
+    method: Literal["fgsm", "fgsm_rs", "pgd", "ll_fgsm", "gan", "unrestricted", "rmse_ball", "l2_min"] = "pgd"
+    norm: Literal["linf", "l2"] = "linf"  # rmse_ball and l2_min measure in RMSE (a scaled L2) whatever this says
+    eps: float = 0.1  # unrestricted: the bound of the pixel noise added to the generated image
+    eps_min: Optional[float] = None  # ll_fgsm: eps drawn per batch from [eps_min, eps]
+    steps: Optional[int] = None  # pgd, rmse_ball, l2_min: default 7; unrestricted: latent search steps, default 20
+    step_size: Optional[float] = None  # default: eps (fgsm), 1.25 eps (fgsm_rs), 2.5 eps / steps (pgd)
+    warmup_epochs: float = 0.0  # eps ramps linearly from 0 over this many adversarial epochs
+
+    def check(self):
+        _finite("eps", self.eps, minimum=0.0)
+        if self.eps == 0:
+            raise ConfigError("eps: must be > 0 for adversarial training")
+        if self.method == "ll_fgsm":
+            if self.eps_min is None:
+                self.eps_min = 1e-4
+            _finite("eps_min", self.eps_min, minimum=0.0)
+            if self.eps_min > self.eps:
+                raise ConfigError(f"eps_min: must not exceed eps ({self.eps}), got {self.eps_min}")
+        elif self.eps_min is not None:
+            raise ConfigError("eps_min: only the ll_fgsm method draws eps from a range")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps: must be >= 1, got {self.steps}")
+        if self.method not in ("pgd", "unrestricted", *RMSE_METHODS) and self.steps not in (None, 1):
+            raise ConfigError(f"steps: {self.method} takes one step; use method pgd for {self.steps}")
+        if self.step_size is not None:
+            if self.method in RMSE_METHODS:
+                raise ConfigError(f"step_size: {self.method} sets its own steps (linearly decreasing, "
+                                  "adding up to eps)")
+            _finite("step_size", self.step_size, minimum=0.0)
+        _finite("warmup_epochs", self.warmup_epochs, minimum=0.0)
+
+    @property
+    def generative(self) -> bool:
+        """Whether the examples come from the GAN (`TrainConfig.generator`), not from a pixel attack."""
+        return self.method in GENERATIVE_METHODS
+
+
+@dataclasses.dataclass
+class MixConfig:
+    weight: float = 1.0  # lambda: weight of the adversarial loss against the clean loss
+    fraction: float = 0.5  # split mode: share of each batch replaced by adversarial examples
+
+    def check(self):
+        _finite("weight", self.weight, minimum=0.0)
+        if not 0 < self.fraction <= 1:
+            raise ConfigError(f"fraction: must lie in (0, 1], got {self.fraction}")
+
+
+@dataclasses.dataclass
+class LipschitzConfig:
+    """Seed 004's Lipschitz penalty: psi * mean(|ds/dx|^2) added to the loss, by double backprop,
+    where s is per sample a random logit or (with probability `zeta`) the margin logit_true -
+    max_other. psi = psi_0 * exp(psi_rate * r) adapts: after every step r grows by
+    clamp(-ln(loss / loss_target), -max_decrease, max_increase), floored at 0, so psi rises while
+    the class loss is under its target and eases off slowly when it is over."""
+    enabled: bool = False
+    zeta: float = 0.2
+    psi_0: float = 220.0
+    psi_rate: float = 0.02
+    loss_target: float = 1.5
+    max_increase: float = 1.0
+    max_decrease: float = 0.01
+
+    def check(self):
+        if not 0 <= self.zeta <= 1:
+            raise ConfigError(f"zeta: must lie in [0, 1], got {self.zeta}")
+        for name in ("psi_0", "psi_rate", "max_increase", "max_decrease"):
+            _finite(name, getattr(self, name), minimum=0.0)
+        _finite("loss_target", self.loss_target, minimum=0.0)
+        if self.loss_target == 0:
+            raise ConfigError("loss_target: must be > 0")
+
+
+@dataclasses.dataclass
+class ScheduleConfig:
+    """Which epochs are vanilla and which adversarial.
+
+    constant: every epoch in the training mode; interleaved: cycles of `vanilla_epochs` then
+    `adversarial_epochs`; warmup: `vanilla_epochs` first, adversarial after. `epochs` (constant,
+    warmup) or `cycles` (interleaved) set to null trains until stopped.
+    """
+    kind: Literal["constant", "interleaved", "warmup"] = "constant"
+    epochs: Optional[int] = 10
+    vanilla_epochs: int = 10
+    adversarial_epochs: int = 3
+    cycles: Optional[int] = None
+
+    def check(self):
+        _positive_or_none("epochs", self.epochs)
+        _positive_or_none("cycles", self.cycles)
+        if self.kind == "interleaved":
+            if self.vanilla_epochs < 0 or self.adversarial_epochs < 1:
+                raise ConfigError("adversarial_epochs: an interleaved cycle needs >= 1 adversarial epoch "
+                                  "and >= 0 vanilla epochs")
+        if self.kind == "warmup" and self.vanilla_epochs < 0:
+            raise ConfigError(f"vanilla_epochs: must be >= 0, got {self.vanilla_epochs}")
+        if self.kind == "warmup" and self.epochs is not None and self.epochs <= self.vanilla_epochs:
+            raise ConfigError(f"epochs: warm-up of {self.vanilla_epochs} vanilla epochs leaves no "
+                              f"adversarial epoch in {self.epochs}")
+
+    @property
+    def total_epochs(self) -> Optional[int]:
+        if self.kind == "interleaved":
+            return None if self.cycles is None else self.cycles * (self.vanilla_epochs + self.adversarial_epochs)
+        return self.epochs
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    name: Literal["adam", "sgd"] = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = True  # sgd only; seed 004 used plain momentum
+    weight_decay: float = 0.0  # decoupled: w -= learning_rate * weight_decay * w each step
+
+    def check(self):
+        _finite("learning_rate", self.learning_rate, minimum=0.0)
+        if self.learning_rate == 0:
+            raise ConfigError("learning_rate: must be > 0")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum: must lie in [0, 1), got {self.momentum}")
+        _finite("weight_decay", self.weight_decay, minimum=0.0)
+
+
+@dataclasses.dataclass
+class LRScheduleConfig:
+    """constant; step: multiply by `factor` at each epoch in `milestones`; cyclic: one cycle,
+    linear from 0 up to the learning rate at `peak` of training and back down to 0."""
+    kind: Literal["constant", "step", "cyclic"] = "constant"
+    milestones: list[int] = dataclasses.field(default_factory=list)
+    factor: float = 0.1
+    peak: float = 0.4
+
+    def check(self):
+        if any(m < 1 for m in self.milestones) or sorted(self.milestones) != self.milestones:
+            raise ConfigError(f"milestones: must be increasing epochs >= 1, got {self.milestones}")
+        if self.kind == "step" and not self.milestones:
+            raise ConfigError("milestones: the step schedule needs at least one epoch")
+        _finite("factor", self.factor, minimum=0.0)
+        if not 0 < self.peak < 1:
+            raise ConfigError(f"peak: must lie in (0, 1), got {self.peak}")
+
+
+@dataclasses.dataclass
+class ValidationConfig:
+    """Per-epoch robust accuracy on a fixed subset, and the catastrophic-overfitting guard."""
+    robust_size: int = 500  # 0 disables the robust check
+    eps: Optional[float] = None  # default: the training eps
+    steps: int = 10
+    collapse_ratio: float = 0.5  # warn when robust accuracy falls below this share of its best
+    stop_on_collapse: bool = False
+    gan_size: int = 0  # per-epoch accuracy on this many fresh GAN samples and unrestricted examples
+    gan_steps: int = 100  # latent search steps of those unrestricted examples
+
+    def check(self):
+        if self.robust_size < 0:
+            raise ConfigError(f"robust_size: must be >= 0, got {self.robust_size}")
+        if self.eps is not None:
+            _finite("eps", self.eps, minimum=0.0)
+        if self.steps < 1:
+            raise ConfigError(f"steps: must be >= 1, got {self.steps}")
+        if not 0 < self.collapse_ratio < 1:
+            raise ConfigError(f"collapse_ratio: must lie in (0, 1), got {self.collapse_ratio}")
+        if self.gan_size < 0:
+            raise ConfigError(f"gan_size: must be >= 0, got {self.gan_size}")
+        if self.gan_steps < 1:
+            raise ConfigError(f"gan_steps: must be >= 1, got {self.gan_steps}")
+
+
+@dataclasses.dataclass
+class DistributeConfig:
+    strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
+    mixed_precision: bool = False
+
+    def check(self):
+        """Both fields are checked by their types; the devices are checked when training starts."""
+
+
+class _Config:
+    """JSON in and out, for the top-level configs: read, checked field by field, written back."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, content: dict):
+        config = _build(cls, content, "")
+        _check_all(config, "")
+        return config
+
+    @classmethod
+    def from_file(cls, path: str | Path):
+        return cls.from_dict(read_file(path))
+
+
+@dataclasses.dataclass
+class TrainConfig(_Config):
+    name: str = "run"
+    mode: Literal["vanilla", "adversarial", "double", "split"] = "adversarial"
+    batch_size: int = 128
+    seed: int = 0
+    keep_checkpoints: int = 5
+    generator: Optional[str] = None  # a GAN run's folder: GAN and unrestricted examples, the GAN checks
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
+    mix: MixConfig = dataclasses.field(default_factory=MixConfig)
+    lipschitz: LipschitzConfig = dataclasses.field(default_factory=LipschitzConfig)
+    schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    lr_schedule: LRScheduleConfig = dataclasses.field(default_factory=LRScheduleConfig)
+    validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
+    distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
+
+    def check(self):
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.keep_checkpoints < 1:
+            raise ConfigError(f"keep_checkpoints: must be >= 1, got {self.keep_checkpoints}")
+        if self.lr_schedule.kind == "cyclic" and self.schedule.total_epochs is None:
+            raise ConfigError("lr_schedule.kind: a cyclic schedule needs a known number of epochs "
+                              "(schedule.epochs or schedule.cycles), not 'until stopped'")
+        uses_gan = self.adversarial and self.attack.generative
+        if (uses_gan or self.validation.gan_size) and self.generator is None:
+            user = f"the {self.attack.method} method" if uses_gan else "validation.gan_size"
+            raise ConfigError(f"generator: {user} needs a trained GAN: give the folder of a GAN run")
+        if self.generator is not None and not (Path(self.generator).expanduser() / GENERATOR_FILE).is_file():
+            raise ConfigError(f"generator: no {GENERATOR_FILE} in {self.generator} (give a GAN run's folder)")
+        if self.mode == "vanilla" and self.schedule.kind != "constant":
+            raise ConfigError(f"schedule.kind: a {self.schedule.kind} schedule needs an adversarial mode, "
+                              "not mode 'vanilla'")
+
+    @property
+    def adversarial(self) -> bool:
+        return self.mode != "vanilla"
+
+
+GENERATOR_FILE, CRITIC_FILE = "generator.keras", "critic.keras"  # in a GAN run's folder
+
+
+@dataclasses.dataclass
+class GanConfig(_Config):
+    """An AC-GAN trained as WGAN-GP (seed 001): `critic_steps` critic updates per generator update,
+    each critic update on its own real batch, so an epoch is one pass of the critic over the data."""
+    kind: Literal["gan"] = "gan"
+    name: str = "gan"
+    data: DataConfig = dataclasses.field(default_factory=lambda: DataConfig(val_size=None))
+    architecture: Literal["auto", "dcgan", "resnet"] = "auto"  # auto: dcgan for 28x28, resnet for larger
+    width: int = 1
+    z_dim: int = 128
+    epochs: Optional[int] = 20  # null trains until stopped
+    batch_size: int = 64
+    critic_steps: int = 5
+    gradient_penalty: float = 10.0
+    aux_weight_critic: float = 1.0
+    aux_weight_generator: float = 0.1
+    learning_rate: float = 2e-4
+    beta_1: float = 0.0
+    beta_2: float = 0.9
+    seed: int = 0
+    keep_checkpoints: int = 3
+    distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
+
+    def check(self):
+        for name in ("width", "z_dim", "batch_size", "critic_steps", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        _positive_or_none("epochs", self.epochs)
+        for name in ("gradient_penalty", "aux_weight_critic", "aux_weight_generator"):
+            _finite(name, getattr(self, name), minimum=0.0)
+        _finite("learning_rate", self.learning_rate, minimum=0.0)
+        if self.learning_rate == 0:
+            raise ConfigError("learning_rate: must be > 0")
+        for name in ("beta_1", "beta_2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must lie in [0, 1), got {getattr(self, name)}")
+
+
+def config_kind(content: dict) -> str:
+    """What a run's config.json trains: "gan" or "classifier"."""
+    return "gan" if content.get("kind") == "gan" else "classifier"
+
+
+def read_file(path: str | Path) -> dict:
+    """A config file's JSON object, not yet validated (flags may still override its fields)."""
+    try:
+        return files.read_json(path, "config file")
+    except files.FileProblem as error:
+        raise ConfigError(str(error)) from None
+
+
+# ----------------------------------------------------------------------------- generic checking
+
+def _finite(name: str, value: float, minimum: float) -> None:
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{name}: must be a finite number >= {minimum:g}, got {value}")
+
+
+def _positive_or_none(name: str, value: Optional[int]) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"{name}: must be >= 1 or null, got {value}")
+
+
+def _check_all(config, prefix: str) -> None:
+    """Runs every section's check, prefixing its messages with the section's dotted name."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            _check_all(value, f"{prefix}{field.name}.")
+    try:
+        config.check()
+    except ConfigError as error:
+        raise ConfigError(f"{prefix}{error}") from None
+
+
+def _build(cls, content, prefix: str):
+    if not isinstance(content, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: must be an object, got {type(content).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(content) - names)
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown field (known: {', '.join(sorted(names))})")
+    values = {name: _convert(hints[name], value, f"{prefix}{name}") for name, value in content.items()}
+    return cls(**values)
+
+
+def _convert(kind, value, name: str):
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, f"{name}.")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _convert(next(a for a in args if a is not type(None)), value, name)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{name}: must be a list, got {value!r}")
+        return [_convert(args[0], item, f"{name}[{i}]") for i, item in enumerate(value)]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: must be an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: must be a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: must be a string, got {value!r}")
+        return value
+    raise TypeError(f"{name}: unsupported config type {kind}")
+
+
+def phase(config: TrainConfig, epoch: int) -> str:
+    """The phase of a 0-based epoch under the config's schedule."""
+    schedule = config.schedule
+    if not config.adversarial:
+        return VANILLA
+    if schedule.kind == "interleaved":
+        cycle = schedule.vanilla_epochs + schedule.adversarial_epochs
+        return VANILLA if epoch % cycle < schedule.vanilla_epochs else ADVERSARIAL
+    if schedule.kind == "warmup":
+        return VANILLA if epoch < schedule.vanilla_epochs else ADVERSARIAL
+    return ADVERSARIAL

@@ -1,0 +1,403 @@
+"""Runs a training config as a run of the run store: schedule, checks, records, stop and resume.
+
+Every finished epoch is written before the next begins (history row, checkpoint with optimizer
+state, latest model), so SIGKILL loses at most the epoch in progress. SIGINT/SIGTERM finish the
+current batch, save the model and end the run as `stopped`. `resume=True` restarts from the last
+complete checkpoint with the same schedule position, optimizer state, data order and history.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from advcore import models
+from advcore.evaluation import robustness
+from advcore.generative import acgan, unrestricted
+from advcore.storage import data, files
+from advcore.storage.runs import Run, now, process_start_ticks
+from advcore.training import distribute
+from advcore.training.config import ADVERSARIAL, RMSE_METHODS, UNTIL_STOPPED, TrainConfig, phase
+from advcore.training.trainer import AdversarialTrainer, current_learning_rate, make_optimizer, training_batches
+
+HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_robust_accuracy",
+                   "val_gan_accuracy", "val_unrestricted_accuracy", "lipschitz_penalty", "psi", "learning_rate", "eps",
+                   "seconds", "warning")
+GAN_CHECK_SEED = 1_000_003  # the GAN checks' latents: the same for every run and epoch, never trained on
+
+
+class StopRequest:
+    """Set by SIGINT or SIGTERM; the training loop checks it after every batch."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None
+
+    def install(self) -> dict:
+        """Takes over SIGINT and SIGTERM; returns the previous handlers for `restore`."""
+        return {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    @staticmethod
+    def restore(previous: dict) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        self.signal_name = signal.Signals(signum).name
+
+
+class EpochControl(keras.callbacks.Callback):
+    """Stops after the current batch when asked, and knows whether the epoch that just ended ran all
+    its batches (a stopped epoch is not recorded). `on_begin(epoch)` prepares each epoch."""
+
+    def __init__(self, stop: StopRequest, steps_per_epoch: int, on_stop, on_begin=None):
+        super().__init__()
+        self.stop, self.steps_per_epoch, self.on_stop, self.on_begin = stop, steps_per_epoch, on_stop, on_begin
+        self.batches, self.started = 0, 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.on_begin:
+            self.on_begin(epoch)
+        self.batches, self.started = 0, time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+        if self.stop.requested and not self.model.stop_training:
+            self.model.stop_training = True
+            self.on_stop()
+
+    @property
+    def epoch_complete(self) -> bool:
+        return self.batches == self.steps_per_epoch
+
+
+class ProgressFile(keras.callbacks.Callback):
+    """Writes the position inside the running epoch about once a second, for progress bars."""
+
+    def __init__(self, run: Run, control: EpochControl, every_seconds: float = 1.0):
+        super().__init__()
+        self.run, self.control, self.every, self.written = run, control, every_seconds, 0.0
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+        self._write()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() - self.written >= self.every:
+            self._write()
+
+    def _write(self):
+        self.written = time.monotonic()
+        files.write_json(self.run.progress_path, {"epoch": self.epoch, "batch": self.control.batches,
+                                                  "steps_per_epoch": self.control.steps_per_epoch,
+                                                  "time": now()})
+
+
+class RobustCheck(keras.callbacks.Callback):
+    """Robust accuracy on a fixed validation subset under a fixed PGD, after every epoch."""
+
+    def __init__(self, control: EpochControl, classifier, x, y, spec):
+        super().__init__()
+        self.control, self.classifier, self.x, self.y, self.spec = control, classifier, x, y, spec
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.control.epoch_complete and len(self.x):
+            logs["val_robust_accuracy"] = robustness.robust_accuracy(
+                self.classifier, self.x, self.y, self.spec).robust_accuracy
+
+
+class GanCheck(keras.callbacks.Callback):
+    """Accuracy on fixed GAN samples (one latent each, classes in turn) and on unrestricted examples
+    searched from them against the current weights, after every epoch: the augmentation study's
+    columns, and the seed's plot of how fast a classifier learns the GAN's images."""
+
+    def __init__(self, control: EpochControl, classifier, gan, size: int, steps: int):
+        super().__init__()
+        self.control, self.classifier, self.gan = control, classifier, gan
+        self.source = np.arange(size) % gan.num_classes
+        self.z0 = gan.latents(size, GAN_CHECK_SEED)
+        self.settings = unrestricted.LatentAttack(steps=steps)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.control.epoch_complete and len(self.source):
+            result = unrestricted.attack(self.gan, self.classifier, self.source, z0=self.z0, settings=self.settings,
+                                         seed=GAN_CHECK_SEED)
+            logs["val_gan_accuracy"] = float(np.mean(result.clean_predictions == self.source))
+            logs["val_unrestricted_accuracy"] = result.accuracy
+
+
+class Recorder(keras.callbacks.Callback):
+    """Writes each finished epoch to the run: history row, checkpoint, latest model, status."""
+
+    def __init__(self, run: Run, config: TrainConfig, control: EpochControl, history: pd.DataFrame,
+                 chief: bool, echo):
+        super().__init__()
+        self.run, self.config, self.control, self.chief, self.echo = run, config, control, chief, echo
+        self.rows = history.to_dict(orient="records")
+        self.collapsed: str | None = None
+
+    def _best_robust(self) -> float:
+        values = [r["val_robust_accuracy"] for r in self.rows
+                  if r.get("phase") == ADVERSARIAL and pd.notna(r.get("val_robust_accuracy"))]
+        return max(values, default=float("nan"))
+
+    def _collapse_warning(self, epoch_phase: str, robust: float | None) -> str:
+        best = self._best_robust()
+        ratio = self.config.validation.collapse_ratio
+        if epoch_phase != ADVERSARIAL or robust is None or not best > 0.05 or robust >= ratio * best:
+            return ""
+        return (f"catastrophic overfitting? robust accuracy fell to {robust:.1%} from a best of {best:.1%} "
+                f"(below {ratio:.0%} of it)")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.control.epoch_complete:
+            return
+        trainer = self.model
+        epoch_phase = phase(self.config, epoch)
+        robust = logs.get("val_robust_accuracy")
+        warning = self._collapse_warning(epoch_phase, robust)
+        row = {"epoch": epoch + 1, "phase": epoch_phase, "loss": logs.get("loss"),
+               "accuracy": logs.get("accuracy"), "val_loss": logs.get("val_loss"),
+               "val_accuracy": logs.get("val_accuracy"), "val_robust_accuracy": robust,
+               "val_gan_accuracy": logs.get("val_gan_accuracy"),
+               "val_unrestricted_accuracy": logs.get("val_unrestricted_accuracy"),
+               "lipschitz_penalty": logs.get("lipschitz_penalty"), "psi": trainer.current_psi(),
+               "learning_rate": current_learning_rate(trainer.optimizer),
+               "eps": trainer.current_eps() if epoch_phase == ADVERSARIAL else 0.0,
+               "seconds": time.perf_counter() - self.control.started, "warning": warning}
+        self.rows.append(row)
+        self._save(epoch + 1)
+        self.echo(_epoch_line(row))
+        if warning and self.config.validation.stop_on_collapse:
+            self.collapsed = warning
+            trainer.stop_training = True
+
+    def _save(self, epoch: int) -> None:
+        trainer = self.model
+        if not self.chief:  # other workers must save too, but somewhere nobody reads
+            with tempfile.TemporaryDirectory() as scratch:
+                models.save(trainer.classifier, Path(scratch) / "model.keras")
+            return
+        model_path, optimizer_path = self.run.checkpoint_paths(epoch)
+        models.save(trainer.classifier, model_path)
+        save_optimizer(trainer, optimizer_path)
+        self.run.write_history(pd.DataFrame(self.rows, columns=HISTORY_COLUMNS))
+        models.save(trainer.classifier, self.run.model_path)
+        for old in self.run.checkpoints()[:-self.config.keep_checkpoints]:
+            for path in self.run.checkpoint_paths(old):
+                path.unlink(missing_ok=True)
+        self.run.update_status(epoch=epoch, phase=self.rows[-1]["phase"])
+
+
+def _epoch_line(row: dict) -> str:
+    def pct(value):
+        return "-" if value is None or pd.isna(value) else f"{value:.1%}"
+    line = (f"epoch {row['epoch']:>4} {row['phase']:<11} loss {row['loss']:.4f} acc {pct(row['accuracy'])} "
+            f"val_acc {pct(row['val_accuracy'])} val_robust {pct(row['val_robust_accuracy'])} "
+            f"lr {row['learning_rate']:.2e} {row['seconds']:.1f}s")
+    if row.get("psi") is not None:
+        line += f" psi {row['psi']:.1f} penalty {row['lipschitz_penalty']:.3g}"
+    if row.get("val_gan_accuracy") is not None:
+        line += f" gan_acc {pct(row['val_gan_accuracy'])} unrestricted_acc {pct(row['val_unrestricted_accuracy'])}"
+    return line + (f"  WARNING: {row['warning']}" if row["warning"] else "")
+
+
+def save_optimizers(path: Path, optimizers: list, **counters) -> None:
+    """The optimizers' variables in order, and named integer counters, as one .npz file."""
+    arrays = {f"v{i:04d}": np.asarray(v) for i, v in enumerate(v for o in optimizers for v in o.variables)}
+    arrays |= {name: np.asarray(value) for name, value in counters.items()}
+    with files.atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+
+def load_optimizers(path: Path, optimizers: list, counters: tuple[str, ...] = ()) -> dict:
+    """Restores what `save_optimizers` wrote into built optimizers; returns the counters (numbers)."""
+    variables = [v for o in optimizers for v in o.variables]
+    with np.load(path) as saved:
+        stored = [name for name in saved.files if name.startswith("v")]
+        if len(stored) != len(variables):
+            raise ValueError(f"{path}: holds {len(stored)} optimizer variables, the optimizers have "
+                             f"{len(variables)}; was the config changed?")
+        for i, variable in enumerate(variables):
+            variable.assign(saved[f"v{i:04d}"])
+        return {name: saved[name].item() for name in counters if name in saved.files}
+
+
+_TRAINER_STATE = ("adversarial_steps", "psi_integral")  # trainer variables a checkpoint keeps
+
+
+def save_optimizer(trainer: AdversarialTrainer, path: Path) -> None:
+    save_optimizers(path, [trainer.optimizer], **{name: getattr(trainer, name).numpy() for name in _TRAINER_STATE})
+
+
+def load_optimizer(trainer: AdversarialTrainer, path: Path) -> None:
+    """Restores the optimizer and the trainer's counters (checkpoints older than psi lack its r: 0)."""
+    trainer.optimizer.build(trainer.classifier.trainable_variables)
+    for name, value in load_optimizers(path, [trainer.optimizer], _TRAINER_STATE).items():
+        getattr(trainer, name).assign(value)
+
+
+def _datasets(config: TrainConfig):
+    dataset = data.load(config.data.dataset, data_dir=config.data.data_dir, train_size=config.data.train_size,
+                        seed=config.seed)
+    validation = data.subset(dataset.test, config.data.val_size, config.seed)
+    return dataset, validation
+
+
+def _load_gan(config: TrainConfig, dataset):
+    """The config's GAN, checked against the dataset, or None when the config names none."""
+    if config.generator is None:
+        return None
+    gan = acgan.load(config.generator)
+    if gan.image_shape != dataset.input_shape or gan.num_classes != dataset.num_classes:
+        raise ValueError(f"generator: the GAN in {config.generator} makes {gan.num_classes} classes of "
+                         f"{gan.image_shape} images; {dataset.name} has {dataset.num_classes} classes of "
+                         f"{dataset.input_shape}")
+    return gan
+
+
+def _robust_spec(config: TrainConfig, input_shape):
+    """PGD in the training attack's norm and eps; RMSE eps (rmse_ball, l2_min) become the equal L2
+    radius, eps * sqrt(pixels)."""
+    from advcore import attacks
+
+    eps = config.validation.eps if config.validation.eps is not None else config.attack.eps
+    if config.attack.method in RMSE_METHODS:
+        return attacks.pgd(eps * math.sqrt(math.prod(input_shape)), norm="l2", steps=config.validation.steps)
+    return attacks.pgd(eps, norm=config.attack.norm, steps=config.validation.steps)
+
+
+def resume_point(run: Run, empty: pd.DataFrame) -> tuple[int, pd.DataFrame]:
+    """The last epoch with both a checkpoint and a history row (a kill can fall between the two
+    writes), and the history up to it."""
+    recorded = run.history()
+    recorded_epochs = set(recorded["epoch"]) if len(recorded) else set()
+    complete = [epoch for epoch in run.checkpoints() if epoch in recorded_epochs]
+    if not complete:
+        return 0, empty
+    return complete[-1], recorded[recorded["epoch"] <= complete[-1]]
+
+
+def supervise(run: Run, work, echo=print) -> str:
+    """Runs `work(stop, say)` as the run's process: SIGINT/SIGTERM become a stop request, every line
+    said goes to the terminal and train.log, and an error marks the run failed (then propagates)."""
+    log = open(run.log_path, "a", buffering=1)
+
+    def say(line: str) -> None:
+        echo(line)
+        log.write(line + "\n")
+
+    stop = StopRequest()
+    previous_handlers = stop.install()
+    try:
+        return work(stop, say)
+    except BaseException as error:
+        log.write(traceback.format_exc())
+        run.update_status(status="failed", ended=now(), error=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        StopRequest.restore(previous_handlers)
+        log.close()
+
+
+def train(config: TrainConfig, run: Run, *, resume: bool = False, echo=print) -> str:
+    """Trains until the schedule ends, the run is stopped, or robust accuracy collapses (if asked).
+
+    Returns the final status: finished or stopped. Raises (with status failed) on errors.
+    """
+    return supervise(run, lambda stop, say: _train(config, run, resume, stop, say), echo)
+
+
+def mark_running(run: Run, strategy, resume: bool, **fields) -> None:
+    """Status running, with this process's identity, the device and (on resume) when it resumed."""
+    status = run.recorded_status()
+    run.update_status(status="running", pid=os.getpid(), pid_start=process_start_ticks(os.getpid()),
+                      device=distribute.describe(strategy), started=status.get("started", now()),
+                      error=None, **fields, **({"resumed": now()} if resume else {}))
+
+
+def stopping_notice(run: Run, stop: StopRequest, say):
+    def stopping():
+        run.update_status(status="stopping", signal=stop.signal_name)
+        say(f"{stop.signal_name}: finishing the current batch, then saving")
+    return stopping
+
+
+def finish(run: Run, stop: StopRequest, say, epochs: int, saved: Path, reason: str = "schedule complete") -> str:
+    """Ends the run as stopped (on a stop request) or finished, and says so."""
+    if stop.requested:
+        run.update_status(status="stopped", ended=now(), signal=stop.signal_name)
+        say(f"stopped after {epochs} finished epochs; model saved to {saved}")
+        return "stopped"
+    run.update_status(status="finished", ended=now(), reason=reason)
+    say(f"finished: {reason}; {epochs} epochs; model saved to {saved}")
+    return "finished"
+
+
+def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) -> str:
+    strategy = distribute.make_strategy(config.distribute.strategy)
+    chief = distribute.chief_by_tf_config()
+    dataset, validation = _datasets(config)
+    steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
+    history = pd.DataFrame(columns=HISTORY_COLUMNS)
+    first_epoch = 0
+    with strategy.scope():
+        keras.utils.set_random_seed(config.seed)
+        if config.model.path:
+            classifier = models.load(config.model.path)
+        else:
+            classifier = models.build(config.model.architecture, dataset.input_shape, dataset.num_classes,
+                                      config.model.width, config.model.activation, config.model.depth,
+                                      config.model.growth)
+        models.check_compatible(classifier, dataset.input_shape, dataset.num_classes)
+        gan = _load_gan(config, dataset)
+        trainer = AdversarialTrainer(classifier, config, steps_per_epoch, gan)
+        trainer.compile(optimizer=make_optimizer(config, steps_per_epoch))
+        trainer.optimizer.build(classifier.trainable_variables)
+        if resume:
+            first_epoch, history = resume_point(run, history)
+        if first_epoch:
+            model_path, optimizer_path = run.checkpoint_paths(first_epoch)
+            classifier.set_weights(models.load(model_path, logits=False).get_weights())
+            load_optimizer(trainer, optimizer_path)
+            say(f"resuming {run.id} after epoch {first_epoch}")
+    total = config.schedule.total_epochs or UNTIL_STOPPED
+    mark_running(run, strategy, resume, steps_per_epoch=steps_per_epoch, total_epochs=config.schedule.total_epochs)
+
+    def set_phase(epoch):
+        trainer.adversarial_phase.assign(phase(config, epoch) == ADVERSARIAL)
+
+    control = EpochControl(stop, steps_per_epoch, stopping_notice(run, stop, say), set_phase)
+    recorder = Recorder(run, config, control, history, chief, say)
+    robust_x, robust_y = validation.x[:config.validation.robust_size], validation.y[:config.validation.robust_size]
+    robust_check = RobustCheck(control, classifier, robust_x, robust_y, _robust_spec(config, dataset.input_shape))
+    callbacks = [control, robust_check, recorder,
+                 keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False)]
+    if gan is not None and config.validation.gan_size:
+        callbacks.insert(2, GanCheck(control, classifier, gan, config.validation.gan_size, config.validation.gan_steps))
+    if chief:
+        callbacks.insert(1, ProgressFile(run, control))
+    if first_epoch < total:
+        trainer.fit(training_batches(dataset.train.x, dataset.train.y, config.batch_size, config.seed,
+                                     config.data.augment, first_epoch),
+                    steps_per_epoch=steps_per_epoch, epochs=total, initial_epoch=first_epoch,
+                    validation_data=(validation.x, validation.y), validation_batch_size=500,
+                    shuffle=False, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 0)
+    if chief:
+        models.save(classifier, run.model_path)
+    return finish(run, stop, say, len(recorder.rows), run.model_path, recorder.collapsed or "schedule complete")

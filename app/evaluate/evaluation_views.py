@@ -1,0 +1,86 @@
+"""The Evaluate page's views of one evaluation: progress while it runs, then its results."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from advcore.storage import files
+from advcore.storage.runs import LIVE_STATUSES, Run, RunError
+from app import attack_charts, jobs
+from app.train import run_views
+
+MASKING = ("A flag means the attack may be failing rather than the model being robust (gradient masking): "
+           "the robust accuracy shown is then an overestimate. Try more steps, restarts, the margin loss, "
+           "or a gradient-free attack before trusting it.")
+
+
+def status_of(job: Run) -> dict:
+    try:
+        return job.status()
+    except RunError as error:
+        return {"status": "damaged", "error": str(error)}
+
+
+def read_results(job: Run) -> dict | None:
+    try:
+        return files.read_json(job.path / "results.json", "results")
+    except files.FileProblem:
+        return None  # none yet, or being replaced
+
+
+def progress(job: Run) -> None:
+    status = status_of(job)
+    colour = {"finished": "green", "stopped": "orange", "failed": "red", "damaged": "red"}.get(status["status"], "blue")
+    st.markdown(f"Status: :{colour}-badge[{status['status']}]")
+    if status["status"] in LIVE_STATUSES:
+        where = job.progress()
+        done, total = where.get("done", 0), where.get("total") or 1
+        count = f"{done}%" if where.get("unit") == "%" else f"{done}/{total} {where.get('unit', 'slices')}"
+        text = f"{count} · {where.get('cell', 'waiting for the worker')}"
+        if done:
+            eta = where["elapsed"] / done * (total - done)
+            text += f" · {run_views.duration(where['elapsed'])} elapsed, about {run_views.duration(eta)} left"
+        st.progress(done / total, text=text)
+        if status["status"] != "stopping" and st.button("Stop", key="stop-evaluation"):
+            st.toast(f"evaluation {jobs.stop_evaluation(job)}")
+    elif st.session_state.get("polled_evaluation") == job.id:
+        st.session_state["polled_evaluation"] = None
+        st.rerun()  # just ended: draw the results once
+    if status["status"] in ("failed", "damaged"):
+        st.error(status.get("error") or "the evaluation failed")
+        st.code(job.log_tail() or "(no log)", language=None)
+
+
+def results(job: Run) -> None:
+    content = read_results(job)
+    if not content or not content.get("cells"):
+        st.caption("No finished cells yet.")
+        return
+    cells = pd.DataFrame(content["cells"])
+    class_columns = [c for c in cells.columns if c.startswith("class ")]
+    for flag in content.get("flags", []):
+        st.warning(f"**{flag['model']} / {flag['attack']}: {flag['code'].replace('_', ' ')}**: {flag['message']}")
+    if content.get("flags"):
+        st.caption(MASKING)
+    elif content.get("sanity"):
+        st.success(f"Gradient-masking checks found nothing suspicious for {', '.join(content['sanity'])}.")
+    clean = cells.groupby("model", sort=False)["clean_accuracy"].first()
+    st.dataframe(clean.rename("clean accuracy").to_frame().T, column_config={
+        m: st.column_config.NumberColumn(format="percent") for m in clean.index})
+    st.plotly_chart(attack_charts.robustness_figure(cells), key="curves")
+    eps_values = sorted(cells["eps"].unique())
+    eps = st.select_slider("eps for the matrix and the per-class view", eps_values, value=eps_values[-1],
+                           format_func=lambda e: f"{e:.4g}", key="matrix-eps")
+    at = cells[cells["eps"] == eps]
+    matrix = at.pivot_table(index="model", columns="attack", values="robust_accuracy", sort=False)
+    st.markdown(f"**Robust accuracy at eps {eps:.4g}** (rows: models, columns: attacks)")
+    st.dataframe(matrix, column_config={a: st.column_config.NumberColumn(format="percent") for a in matrix.columns})
+    st.plotly_chart(attack_charts.per_class_figure(cells, eps, class_columns), key="per-class")
+    d1, d2 = st.columns(2)
+    d1.download_button("Download results (CSV)", cells.to_csv(index=False), f"{job.id}.csv", "text/csv",
+                       key="download-csv", on_click="ignore")
+    d2.download_button("Download results and plan (JSON)", json.dumps(content, indent=2), f"{job.id}.json",
+                       "application/json", key="download-json", on_click="ignore")

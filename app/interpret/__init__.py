@@ -1,0 +1,1 @@
+"""The Interpret and Compare pages' parts: activations, traversals, explanations and profiles."""

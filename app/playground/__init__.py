@@ -1,0 +1,1 @@
+"""The Playground page's parts: the attack's results and the unrestricted (GAN) tab."""

@@ -1,0 +1,100 @@
+"""What the Playground shows after an attack: images side by side, probabilities, the path, downloads."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from advcore.attacks.trace import Trace
+from advcore.evaluation import robustness
+from advcore.storage import images
+from app import attack_charts
+from app.attack_form import AttackChoice
+
+DISPLAY_PIXELS = 196  # images are enlarged (nearest neighbour) to about this size
+
+
+def amplified(delta: np.ndarray) -> tuple[np.ndarray, float]:
+    """The perturbation made visible: grey is 0, scaled so the largest change reaches black or white."""
+    largest = float(np.abs(delta).max())
+    scale = 0.5 / largest if largest > 0 else 1.0
+    return np.clip(0.5 + delta * scale, 0, 1), scale
+
+
+def shown(image: np.ndarray) -> np.ndarray:
+    return images.to_uint8(images.enlarge(image, max(1, DISPLAY_PIXELS // image.shape[0])))
+
+
+def steps_gif(path: dict, x: np.ndarray) -> bytes:
+    """Each iterate next to its amplified perturbation (one common scale), step by step."""
+    deltas = path["iterates"] - x
+    _, scale = amplified(deltas)
+    gap = np.ones((x.shape[0], 1, x.shape[2]), np.float32)
+    frames = [np.concatenate([iterate, gap, np.clip(0.5 + d * scale, 0, 1)], axis=1)
+              for iterate, d in zip(path["iterates"], deltas)]
+    factor = max(1, DISPLAY_PIXELS // x.shape[0])
+    return images.encode_gif([images.enlarge(frame, factor) for frame in frames])
+
+
+def _verdict(trace: Trace, choice: AttackChoice, names: list[str], label: int) -> None:
+    result = trace.result
+    before, after = names[result.clean_predictions[0]], names[result.predictions[0]]
+    if choice.spec.targeted:
+        goal = f"target {names[result.labels[0]]}"
+        text = f"{before} → {after}: " + ("reached the " + goal if result.success[0] else "did not reach the " + goal)
+    elif result.clean_predictions[0] != label:
+        text = f"already misclassified before the attack: {names[label]} is seen as {before}"
+    else:
+        text = f"{before} → {after}: " + ("fooled" if result.success[0] else "not fooled")
+    st.markdown(f":{'green' if result.success[0] else 'orange'}-badge[{'success' if result.success[0] else 'failed'}]"
+                f" **{text}**")
+
+
+def show_result(model, x: np.ndarray, trace: Trace, choice: AttackChoice, names: list[str], label: int,
+                name: str) -> None:
+    """`x` is the (H, W, C) model input; the trace attacked it as a batch of one."""
+    result = trace.result
+    x_adv = result.x_adv[0]
+    _verdict(trace, choice, names, label)
+    delta_view, scale = amplified(x_adv - x)
+    c1, c2, c3 = st.columns(3)
+    c1.image(shown(x), caption=f"original: {names[result.clean_predictions[0]]}")
+    c2.image(shown(delta_view), caption=f"perturbation x{scale:.1f} (grey = no change)")
+    c3.image(shown(x_adv), caption=f"adversarial: {names[result.predictions[0]]}")
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Linf distance", f"{result.linf[0]:.4f}", help=f"{result.linf[0] * 255:.2f}/255")
+    m2.metric("L2 distance", f"{result.l2[0]:.4f}")
+    m3.metric("Attack objective", f"{result.loss[0]:.3f}", help=choice.spec.loss + " objective, higher is better "
+              "for the attacker")
+    clean_p, adv_p = attack_charts.softmax(trace.clean_logits[0]), attack_charts.softmax(result.logits[0])
+    st.plotly_chart(attack_charts.probability_bars(names, clean_p, adv_p, always=[int(result.labels[0])]),
+                    key="probabilities")
+    path = trace.chosen_path(0)
+    if choice.spec.steps > 1 and "objective" in path:
+        lines = {f"{names[label]} (true)": label}
+        if choice.spec.targeted:
+            lines[f"{names[result.labels[0]]} (target)"] = int(result.labels[0])
+        lines.setdefault(f"{names[result.predictions[0]]} (final)", int(result.predictions[0]))
+        restart = trace.chosen[0][0]
+        chart, animation = st.columns([3, 2])
+        chart.plotly_chart(attack_charts.step_figure(path["objective"], attack_charts.softmax(path["logits"]),
+                                                     lines, f"{choice.spec.loss} objective, restart {restart + 1}"),
+                           key="steps")
+        animation.image(steps_gif(path, x), caption="the iterates and their perturbation, step by step")
+    _downloads(model, x_adv, int(result.predictions[0]), name)
+
+
+def _downloads(model, x_adv: np.ndarray, prediction: int, name: str) -> None:
+    png = images.encode_png(x_adv)
+    quantised = images.to_uint8(x_adv).reshape(x_adv.shape).astype(np.float32) / 255
+    png_prediction = int(robustness.predict_logits(model, quantised[None]).argmax())
+    stem = name.rsplit(".", 1)[0].replace(" ", "-")
+    d1, d2 = st.columns(2)
+    d1.download_button("Download adversarial PNG", png, f"{stem}-adversarial.png", "image/png",
+                       key="download_png", on_click="ignore")
+    d2.download_button("Download exact float32 array (.npy)", images.encode_npy(x_adv),
+                       f"{stem}-adversarial.npy", "application/octet-stream", key="download_npy",
+                       on_click="ignore")
+    st.caption("The PNG rounds every value to 8 bits (up to 0.5/255 of change); the .npy keeps the exact "
+               "floats. " + ("The rounded PNG is classified the same as the exact image." if png_prediction ==
+                             prediction else "Rounding to the PNG changes the model's prediction: use the .npy."))

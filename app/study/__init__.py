@@ -1,0 +1,1 @@
+"""The Augmentation study page's parts: the study form and its results table."""

@@ -49,7 +49,8 @@ def main() -> None:
         model = models.load(ROOT / "assets" / "models" / name / "model.keras")
 
         def activations():
-            return gradient_ascent.maximal_activations(model, range(10), ascent, start=start, images=dataset.train.x[:5000])
+            return gradient_ascent.maximal_activations(model, range(10), ascent, start=start,
+                                                       images=dataset.train.x[:5000])
 
         first, _ = timed(activations)
         again, _ = timed(activations)

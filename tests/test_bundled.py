@@ -86,7 +86,8 @@ def test_a_quick_remeasurement_agrees_with_the_card(name, fashion):
     norm, eps = ("l2", 1.5) if name == "pgd-l2" else ("linf", 0.1)
     row = next(r for r in card["robustness"]["rows"] if (r["norm"], r["eps"]) == (norm, eps))
     # The card's attack, fewer restarts: never weaker than the card by more than sampling error.
-    robust = robustness.worst_case_accuracy(model, x, y, robustness.strongest(eps, norm=norm, restarts=2)).robust_accuracy
+    strong = robustness.strongest(eps, norm=norm, restarts=2)
+    robust = robustness.worst_case_accuracy(model, x, y, strong).robust_accuracy
     assert within_sampling_error(robust, row["robust_accuracy"], RECHECK), (robust, row)
 
 
@@ -124,4 +125,5 @@ def test_a_recipe_reads_as_one_sentence():
     assert text.startswith("small_cnn (width x2), adversarial training on adversarial batches: PGD-10, Linf eps 0.1")
     assert "step 0.025" in text and "12 epochs" in text
     assert cards.describe(content | {"mode": "vanilla"}).startswith("small_cnn (width x2), standard training: 12 epochs")
-    assert np.isclose(trainer.pixel_attack(config.TrainConfig.from_dict(content).attack).effective_step_size, 0.025)
+    attack = config.TrainConfig.from_dict(content).attack
+    assert np.isclose(trainer.pixel_attack(attack).effective_step_size, 0.025)

@@ -141,7 +141,7 @@ def test_the_classifier_form_trains_with_unrestricted_examples_of_a_chosen_gan(r
 
 
 def test_the_train_and_study_pages_list_gans_without_importing_tensorflow():
-    code = ("import sys, app.train_form, app.gan_form, app.study_views, app.generators; "
+    code = ("import sys, app.train.train_form, app.train.gan_form, app.study.study_views, app.generators; "
             "assert app.generators.list_generators(), 'no GAN listed'; "
             "assert 'tensorflow' not in sys.modules, 'TensorFlow imported'")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

@@ -1,7 +1,6 @@
-"""Gradient attacks on logits classifiers: one spec, two compiled loops.
+"""The gradient attacks (FGSM, FGM, PGD, MI-FGSM) of an `AttackSpec`: two compiled loops.
 
-An `AttackSpec` describes the attack (norm ball, steps, gradient scaling, restarts, momentum, loss,
-target mode); `attack` validates the inputs and runs it over batches as one `tf.function` per model
+`attack` validates the inputs and runs it over batches as one `tf.function` per model
 and spec shape (steps, eps and step size are tensors, so changing them does not retrace). The model
 runs with ``training=False``. The standard loop gives every sample every step and keeps, per
 sample, the best restart's last iterate; with ``early_stop`` a sample leaves at its first fooling

@@ -290,9 +290,9 @@ def main(argv: list[str] | None = None) -> int:
 
     prog = f"{parser.prog} {args.command}"
     try:
-        {"attack": _run_attack, "evaluate": _run_evaluate, "train": train_commands.run, "train-gan": train_commands.run_gan,
-         "study": train_commands.run_study,
-         "worker": _run_worker, **interpret_commands.COMMANDS}[args.command](args)
+        {"attack": _run_attack, "evaluate": _run_evaluate, "train": train_commands.run,
+         "train-gan": train_commands.run_gan, "study": train_commands.run_study, "worker": _run_worker,
+         **interpret_commands.COMMANDS}[args.command](args)
     except (UsageError, ValueError, ModelError, ImageError, DatasetFormatError, RunError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

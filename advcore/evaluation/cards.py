@@ -211,8 +211,8 @@ def markdown(card: dict) -> str:
     """The card for people: what the model is, how it was made, what it scores, how to redo it."""
     training = card["training"]
     robust = pd.DataFrame(card["robustness"]["rows"])
-    robust = robust.fillna("").assign(eps=robust["eps"].map("{:g}".format),
-                                      **{c: robust[c].map(_percent) for c in ("robust_accuracy", "ce_only", "margin_only")},
+    percents = {c: robust[c].map(_percent) for c in ("robust_accuracy", "ce_only", "margin_only")}
+    robust = robust.fillna("").assign(eps=robust["eps"].map("{:g}".format), **percents,
                                       standard_error=robust["standard_error"].map(lambda v: f"±{v:.1%}"))
     epochs = pd.DataFrame(card["per_epoch"])
     epochs = epochs[[c for c in ("epoch", "phase", "loss", "val_accuracy", "val_robust_accuracy") if c in epochs]]

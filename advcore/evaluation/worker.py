@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # TensorFlow is imported by the worker only, not by pages tha
     from advcore.evaluation import plans
 
 EVALUATIONS_DIR = "_evaluations"  # not a valid run id, so the run list never shows it
-PROFILES_DIR = "_profiles"  # the cache of model profiles (advcore.evaluation.profile), one folder per model file and settings
+PROFILES_DIR = "_profiles"  # the cache of model profiles (evaluation.profile): a folder per model file and settings
 PROFILE = "profile"  # the `kind` of a profile job's config; an evaluation's config is its plan
 MODEL_CACHE = 4
 

@@ -17,3 +17,9 @@ def compiled(model: keras.Model, key: Hashable, function: Callable, signature: l
     if key not in per_model:
         per_model[key] = tf.function(function, input_signature=signature)
     return per_model[key]
+
+
+def forward(model: keras.Model):
+    """The model's compiled inference-mode forward pass on float32 image batches (one per model)."""
+    return compiled(model, "forward", lambda batch: model(batch, training=False),
+                    [tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)])

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from advcore import graphs
+from advcore.attacks import rows as rows_random
 from advcore.attacks.checks import checked_inputs
 from advcore.attacks.norms import NORMS, SCALINGS, l1_norm, l2_norm, linf_norm
 from advcore.attacks.objectives import input_gradient, is_success, objective
@@ -48,29 +49,13 @@ def _start(spec: AttackSpec, x, eps, seed):
     return tf.clip_by_value(x + noise, spec.clip_min, spec.clip_max)
 
 
-_NOISE_BLOCK = 64  # rows whose random starts come from one draw
-
-
 def _start_rows(spec: AttackSpec, x, rows, eps, seed, restart):
-    """Random starts that depend only on (seed, row, restart), not on how rows are batched.
-
-    So a sample's attack is the same alone or in any batch, and the early-stopping loop follows
-    exactly the paths of the every-step loop. Noise is drawn per block of 64 consecutive rows.
-    """
+    """Random starts that depend only on (seed, row, restart), not on how rows are batched: so a
+    sample's attack is the same alone or in any batch, and the early-stopping loop follows exactly
+    the paths of the every-step loop."""
     if not spec.random_start:
         return x
-
-    def draw():
-        first, last = tf.reduce_min(rows) // _NOISE_BLOCK, tf.reduce_max(rows) // _NOISE_BLOCK
-        block_shape = tf.concat([[_NOISE_BLOCK], tf.shape(x)[1:]], 0)
-        noise = tf.map_fn(
-            lambda block: NORMS[spec.norm].random_start(
-                block_shape, eps, tf.stack([seed * 7919 + tf.cast(restart, tf.int64), block])),
-            tf.range(first, last + 1), fn_output_signature=tf.TensorSpec([None, *x.shape[1:]], tf.float32))
-        noise = tf.reshape(noise, tf.concat([[-1], tf.shape(x)[1:]], 0))
-        return tf.clip_by_value(x + tf.gather(noise, rows - first * _NOISE_BLOCK), spec.clip_min, spec.clip_max)
-
-    return tf.cond(tf.size(rows) > 0, draw, lambda: x)
+    return rows_random.random_starts(spec.norm, x, rows, eps, seed, restart, spec.clip_min, spec.clip_max)
 
 
 def _iterate(model, spec: AttackSpec, x, labels, x_start, eps, step_size, steps, momentum):

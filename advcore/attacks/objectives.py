@@ -27,17 +27,40 @@ def objective(logits: tf.Tensor, labels: tf.Tensor, loss: str, targeted: bool) -
     return m if targeted else -m
 
 
+def dlr(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Croce & Hein's difference of logits ratio, to maximise: -(z_y - max_{i!=y} z_i) / (z_1 - z_3),
+    with z sorted in decreasing order. Invariant to shifting and scaling the logits."""
+    logits = tf.cast(logits, tf.float32)
+    top = tf.math.top_k(logits, 3).values
+    return -margin(logits, labels) / (top[:, 0] - top[:, 2] + 1e-12)
+
+
+def targeted_dlr(logits: tf.Tensor, labels: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """The targeted DLR loss, to maximise: -(z_y - z_t) / (z_1 - (z_3 + z_4) / 2)."""
+    logits = tf.cast(logits, tf.float32)
+    top = tf.math.top_k(logits, 4).values
+    z_y = tf.gather(logits, labels, batch_dims=1)
+    z_t = tf.gather(logits, targets, batch_dims=1)
+    return -(z_y - z_t) / (top[:, 0] - (top[:, 2] + top[:, 3]) / 2 + 1e-12)
+
+
 def is_success(logits: tf.Tensor, labels: tf.Tensor, targeted: bool) -> tf.Tensor:
     prediction = tf.argmax(logits, axis=-1, output_type=labels.dtype)
     return tf.equal(prediction, labels) if targeted else tf.not_equal(prediction, labels)
 
 
-def input_gradient(model, spec: AttackSpec, x, labels):
-    """Gradient of the summed objective w.r.t. the input; the weights get no gradient."""
+def value_and_gradient(model, x, value_of):
+    """Per-sample `value_of(logits)` at x, its input gradient and the logits; the weights get no
+    gradient, and the model runs in inference mode."""
     half = precision.computes_in_half(model)
     with tf.GradientTape(persistent=half) as tape:
         tape.watch(x)
         logits = model(x, training=False)
-        value = objective(logits, labels, spec.loss, spec.targeted)
+        value = value_of(logits)
         total = tf.reduce_sum(value)
     return precision.input_gradient(tape, total, logits, x, half), logits, value
+
+
+def input_gradient(model, spec: AttackSpec, x, labels):
+    """Gradient of the summed objective w.r.t. the input; the weights get no gradient."""
+    return value_and_gradient(model, x, lambda logits: objective(logits, labels, spec.loss, spec.targeted))

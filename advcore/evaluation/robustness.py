@@ -25,8 +25,7 @@ from advcore.attacks.norms import NORMS
 def predict_logits(model: keras.Model, x, batch_size: int = 500) -> np.ndarray:
     """Inference-mode logits, batched through one compiled forward pass per model."""
     x = attacks.check_images(x)
-    forward = graphs.compiled(model, "forward", lambda batch: model(batch, training=False),
-                              [tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)])
+    forward = graphs.forward(model)
     return np.concatenate([np.asarray(forward(x[i:i + batch_size]), np.float32)
                            for i in range(0, len(x), batch_size)])
 

@@ -16,19 +16,24 @@ import numpy as np
 
 from advcore.attacks.apgd import Apgd, apgd
 from advcore.attacks.checks import checked_batch
+from advcore.attacks.fab import FabT, fab_t
 from advcore.attacks.remaining import clean_logits
 from advcore.attacks.spec import require
 from advcore.attacks.square import Square, square
 
-# component name -> its settings for (norm, eps, gradient draws per step)
-COMPONENTS: dict[str, Callable[[str, float, int], Apgd | Square]] = {
-    "apgd-ce": lambda norm, eps, eot: Apgd(eps, norm=norm, loss="ce", eot=eot),
-    "apgd-dlr": lambda norm, eps, eot: Apgd(eps, norm=norm, loss="dlr", eot=eot),
-    "apgd-t": lambda norm, eps, eot: Apgd(eps, norm=norm, loss="dlr_targeted", targets=9, eot=eot),
-    "square": lambda norm, eps, eot: Square(eps, norm=norm, queries=5000),
+# component name -> its settings for (norm, eps, gradient draws per step, the model's class count);
+# the targeted ones aim at up to 9 classes, the 2nd to 10th most likely
+COMPONENTS: dict[str, Callable[[str, float, int, int], Apgd | FabT | Square]] = {
+    "apgd-ce": lambda norm, eps, eot, classes: Apgd(eps, norm=norm, loss="ce", eot=eot),
+    "apgd-dlr": lambda norm, eps, eot, classes: Apgd(eps, norm=norm, loss="dlr", eot=eot),
+    "apgd-t": lambda norm, eps, eot, classes: Apgd(eps, norm=norm, loss="dlr_targeted",
+                                                   targets=max(min(9, classes - 1), 1), eot=eot),
+    "fab-t": lambda norm, eps, eot, classes: FabT(eps, norm=norm, targets=max(min(9, classes - 1), 1)),
+    "square": lambda norm, eps, eot, classes: Square(eps, norm=norm, queries=5000),
 }
+RUNNERS = {Apgd: apgd, FabT: fab_t, Square: square}
 # version -> (components in order, gradient draws per step); rand is for randomised defences
-VERSIONS = {"rand": (("apgd-ce", "apgd-dlr"), 20)}
+VERSIONS = {"standard": (("apgd-ce", "apgd-t", "fab-t", "square"), 1), "rand": (("apgd-ce", "apgd-dlr"), 20)}
 CLEAN = "clean"  # `broken_by` of an image misclassified without any attack
 
 
@@ -69,7 +74,7 @@ def components_of(version: str | Sequence[str]) -> tuple[tuple[str, ...], int]:
     return names, 1
 
 
-def autoattack(model: keras.Model, x, y, *, eps: float, norm: str = "linf", version: str | Sequence[str] = "rand",
+def autoattack(model: keras.Model, x, y, *, eps: float, norm: str = "linf", version: str | Sequence[str] = "standard",
                seed: int = 0, first_index: int = 0, batch_size: int = 256,
                report: Callable[[str, float], None] | None = None) -> AutoAttackResult:
     """Runs the components of `version` in order, each on the images still robust.
@@ -78,7 +83,8 @@ def autoattack(model: keras.Model, x, y, *, eps: float, norm: str = "linf", vers
     depend on (seed, image index), image i's index being first_index + i.
     """
     names, eot = components_of(version)
-    settings = [COMPONENTS[name](norm, eps, eot) for name in names]  # validates eps and norm first
+    classes = int(model.outputs[0].shape[-1])
+    settings = [COMPONENTS[name](norm, eps, eot, classes) for name in names]  # validates eps and norm first
     x, labels = checked_batch(model, x, y)
     indices = first_index + np.arange(len(x), dtype=np.int64)
     broken_by = np.where(np.argmax(clean_logits(model, x, batch_size), -1) == labels, "", CLEAN).astype(object)
@@ -87,8 +93,8 @@ def autoattack(model: keras.Model, x, y, *, eps: float, norm: str = "linf", vers
     for name, setting in zip(names, settings):
         todo = np.flatnonzero(broken_by == "")
         if len(todo):
-            run = apgd if isinstance(setting, Apgd) else square
-            result = run(model, x[todo], labels[todo], setting, seed=seed, indices=indices[todo], batch_size=batch_size)
+            result = RUNNERS[type(setting)](model, x[todo], labels[todo], setting, seed=seed, indices=indices[todo],
+                                            batch_size=batch_size)
             broken = todo[result.success]
             broken_by[broken], x_adv[broken] = name, result.x_adv[result.success]
         accuracy_after[name] = float(np.mean(broken_by == ""))

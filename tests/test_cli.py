@@ -77,6 +77,19 @@ def test_evaluate_takes_the_worst_of_both_losses(trained_model_file, tmp_path):
     assert worst.robust_accuracy < worst.outcomes[0].robust_accuracy  # so a CE-only figure would differ
 
 
+def test_evaluate_runs_autoattack_and_reports_each_component(trained_model_file, tmp_path):
+    done = advcore("evaluate", "--model", trained_model_file, "--autoattack", "standard", "--eps", "0,0.02",
+                   "--count", 16, "--out", tmp_path, check_rc=0)
+    curve = pd.read_csv(tmp_path / "curve.csv")
+    components = ["after apgd-ce", "after apgd-t", "after fab-t", "after square"]
+    assert list(curve.columns[-4:]) == components and list(curve["eps"]) == [0, 0.02]
+    assert (curve.loc[0, components] == curve.loc[0, "clean_accuracy"]).all()  # nothing breaks at eps 0
+    assert curve.loc[1, "robust_accuracy"] == curve.loc[1, "after square"] <= curve.loc[1, "after apgd-ce"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["attack"] == {"autoattack": "standard", "norm": "linf", "eps": [0.0, 0.02]}
+    assert "eps 0.02: robust accuracy" in done.stdout and "left after apgd-ce" in done.stdout
+
+
 def test_help_explains_every_option():
     done = advcore("attack", "--help", check_rc=0)
     for option in ("--model", "--dataset", "--data-dir", "--eps", "--steps", "--step-size", "--scaling",
@@ -98,6 +111,10 @@ def test_help_explains_every_option():
     (["evaluate", "--model", "m.keras", "--out", "o", "--eps", "0.1", "--restarts", "3", "--no-random-start"],
      "restarts > 1 need random_start"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["evaluate", "--model", "m.keras", "--out", "o", "--eps", "0.1,-1", "--autoattack", "rand"],
+     "eps must be a finite number >= 0"),
+    (["evaluate", "--model", "m.keras", "--out", "o", "--eps", "0.1", "--autoattack", "fast"],
+     "invalid choice: 'fast'"),
     (["train", "--config", "missing.json"], "config file missing.json: cannot be read"),
 ])
 def test_bad_options_give_one_line_and_exit_2(args, message):

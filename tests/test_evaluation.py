@@ -33,6 +33,11 @@ def plan_dict(**changes) -> dict:
     ({"attacks": [{"name": "x", "method": "fgsm", "options": {"steps": 3}}]}, "fgsm takes one step"),
     ({"attacks": [{"name": "x", "method": "pgd"}]}, "the plan is malformed"),
     ({"eps": {"linf": ["lots"]}}, "the plan is malformed: could not convert string to float: 'lots'"),
+    ({"attacks": [{"name": "aa", "method": "autoattack", "options": {"version": "fast"}}]},
+     "attack 'aa': unknown AutoAttack version 'fast'"),
+    ({"attacks": [{"name": "aa", "method": "autoattack", "options": {"steps": 3}}]},
+     "autoattack takes the options norm and version, not steps"),
+    ({"attacks": [{"name": "aa", "method": "autoattack", "options": {"norm": "l1"}}]}, "eps.l1: attack 'aa' needs"),
 ])
 def test_bad_plans_are_refused_before_any_work(changes, message):
     with pytest.raises(plans.PlanError, match=message.replace("(", r"\(")):
@@ -119,6 +124,29 @@ def test_masking_flags_come_from_a_rising_curve(tmp_path):
                              "count": 1000})
     plans._finish_curve(results, plans.ModelRef("m", "p"), plans.AttackRef("pgd", "pgd", {}))
     assert [flag["code"] for flag in results.flags] == ["accuracy_rises_with_eps"]
+
+
+def test_an_autoattack_cell_keeps_each_components_accuracy(tmp_path, fashion):
+    plan = plans.Plan.from_dict(plan_dict(
+        models=[{"label": "robust", "path": ROBUST}], count=40, batch_size=40,
+        attacks=[{"name": "AutoAttack", "method": "autoattack", "options": {"version": ["apgd-ce", "apgd-t"]}},
+                 {"name": "pgd", "method": "pgd", "options": {"steps": 20}}], eps={"linf": [0.1]}))
+    outcome, results = plans.run_plan(plan, tmp_path)
+    auto, pgd = results.rows
+    assert outcome == "finished" and auto["robust_accuracy"] == auto["after apgd-t"] <= auto["after apgd-ce"]
+    assert auto["robust_accuracy"] <= pgd["robust_accuracy"]
+    saved = json.loads((tmp_path / "results.json").read_text())["cells"][0]
+    assert saved["after apgd-ce"] == auto["after apgd-ce"]
+    assert "after apgd-ce" not in pgd
+
+
+def test_autoattack_flags_name_square_and_the_apgd_ce_gap():
+    clean = {"clean_accuracy": 0.9}
+    quiet = robustness.autoattack_flags(clean | {"after apgd-ce": 0.5, "after apgd-t": 0.48, "after square": 0.48}, 0.01)
+    assert quiet == []
+    loud = robustness.autoattack_flags(clean | {"after apgd-ce": 0.5, "after apgd-t": 0.46, "after square": 0.4}, 0.01)
+    assert [flag.code for flag in loud] == ["square_beats_gradients", "apgd_ce_far_from_ensemble"]
+    assert "6.0%" in loud[0].message and "10.0%" in loud[1].message
 
 
 def test_cli_runs_a_plan_file(tmp_path):

@@ -74,6 +74,12 @@ def components_of(version: str | Sequence[str]) -> tuple[tuple[str, ...], int]:
     return names, 1
 
 
+def settings_of(version: str | Sequence[str], norm: str, eps: float, classes: int) -> list[tuple[str, object]]:
+    """(component, its checked settings) in order: a bad version, norm or eps fails here, before any work."""
+    names, eot = components_of(version)
+    return [(name, COMPONENTS[name](norm, eps, eot, classes)) for name in names]
+
+
 def autoattack(model: keras.Model, x, y, *, eps: float, norm: str = "linf", version: str | Sequence[str] = "standard",
                seed: int = 0, first_index: int = 0, batch_size: int = 256,
                report: Callable[[str, float], None] | None = None) -> AutoAttackResult:
@@ -82,17 +88,15 @@ def autoattack(model: keras.Model, x, y, *, eps: float, norm: str = "linf", vers
     `report(component, robust accuracy after it)` is called after each component. Random draws
     depend on (seed, image index), image i's index being first_index + i.
     """
-    names, eot = components_of(version)
-    classes = int(model.outputs[0].shape[-1])
-    settings = [COMPONENTS[name](norm, eps, eot, classes) for name in names]  # validates eps and norm first
+    components = settings_of(version, norm, eps, int(model.outputs[0].shape[-1]))
     x, labels = checked_batch(model, x, y)
     indices = first_index + np.arange(len(x), dtype=np.int64)
     broken_by = np.where(np.argmax(clean_logits(model, x, batch_size), -1) == labels, "", CLEAN).astype(object)
     x_adv = x.copy()
     accuracy_after = {CLEAN: float(np.mean(broken_by == ""))}
-    for name, setting in zip(names, settings):
+    for name, setting in components:
         todo = np.flatnonzero(broken_by == "")
-        if len(todo):
+        if len(todo) and eps > 0:  # a zero budget leaves every image as it is
             result = RUNNERS[type(setting)](model, x[todo], labels[todo], setting, seed=seed, indices=indices[todo],
                                             batch_size=batch_size)
             broken = todo[result.success]

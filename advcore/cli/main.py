@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(evaluate_parser, default_count=1000, required=False)
     _add_attack_options(evaluate_parser, "comma-separated budgets, e.g. 0,0.05,0.1 or 2/255,8/255", number_list,
                         required=False, worst_case=True)
+    evaluate_parser.add_argument("--autoattack", choices=("standard", "rand"), default=None,
+                                 help="instead of --method: AutoAttack in --norm at each --eps; standard runs "
+                                      "APGD-CE, APGD-T, FAB-T and Square, rand (for randomised models) APGD-CE "
+                                      "and APGD-DLR averaged over 20 draws; the field's robust accuracy")
     evaluate_parser.add_argument("--sanity", action="store_true",
                                  help="also run the gradient-masking checks at the largest eps and report flags")
     evaluate_parser.add_argument("--plan", type=Path, default=None,
@@ -227,8 +231,9 @@ def _run_plan(args) -> dict:
 
 
 def _run_evaluate(args) -> dict:
+    from advcore.attacks import autoattack
     from advcore.evaluation import robustness
-    from advcore.storage import files
+    from advcore.storage import data, files
 
     if args.plan is not None:
         if args.model is not None or args.eps is not None:
@@ -238,24 +243,39 @@ def _run_evaluate(args) -> dict:
         raise UsageError("the following arguments are required: --model (or --plan)")
     if not args.eps:
         raise UsageError("--eps needs at least one value")
-    specs = [_specs(args, eps) for eps in args.eps]  # validates every eps before any work
+    if args.autoattack:
+        classes = len(data.CLASS_NAMES.get(args.dataset, range(10)))
+        for eps in args.eps:  # validates every eps before any work
+            autoattack.settings_of(args.autoattack, args.norm, eps, classes)
+        norm, attack = args.norm, {"autoattack": args.autoattack, "norm": args.norm, "eps": list(args.eps)}
+    else:
+        specs = [_specs(args, eps) for eps in args.eps]  # validates every eps before any work
+        norm, attack = specs[-1][0].norm, _spec_json(specs[-1][0]) | {"eps": list(args.eps), "loss": args.loss}
     _, x, y, model = _load_inputs(args)
-    curve = robustness.robustness_curve(model, x, y, specs[-1], args.eps, batch_size=args.batch_size,
-                                        seed=args.seed)
+    if args.autoattack:
+        curve = robustness.autoattack_curve(model, x, y, args.eps, norm=norm, version=args.autoattack,
+                                            batch_size=args.batch_size, seed=args.seed)
+    else:
+        curve = robustness.robustness_curve(model, x, y, specs[-1], args.eps, batch_size=args.batch_size,
+                                            seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     curve.to_csv(args.out / "curve.csv", index=False)
     summary = {"model": str(args.model), "dataset": args.dataset, "split": args.split, "count": len(x),
-               "attack": _spec_json(specs[-1][0]) | {"eps": list(args.eps), "loss": args.loss},
-               "curve": curve.to_dict(orient="records")}
+               "attack": attack, "curve": curve.to_dict(orient="records")}
+    if args.autoattack:
+        summary["autoattack_flags"] = [flag.__dict__ for row in summary["curve"]
+                                       for flag in robustness.autoattack_flags(row, max(0.005, 1.5 / len(x)))]
     if args.sanity:
-        flags, figures = robustness.sanity_checks(model, x, y, norm=specs[-1][0].norm, eps=max(args.eps),
+        flags, figures = robustness.sanity_checks(model, x, y, norm=norm, eps=max(args.eps),
                                                   batch_size=args.batch_size, seed=args.seed)
         summary["sanity"] = {"flags": [flag.__dict__ for flag in flags], "figures": figures}
     files.write_json(args.out / "summary.json", summary)
-    for row in curve.itertuples():
-        print(f"eps {row.eps:.4g}: robust accuracy {row.robust_accuracy:.1%} "
-              f"(clean {row.clean_accuracy:.1%}, {row.seconds:.1f} s)")
-    for flag in summary.get("sanity", {}).get("flags", []):
+    for row in summary["curve"]:
+        breakdown = ", ".join(f"{name} {value:.1%}" for name, value in robustness.accuracy_after(row).items())
+        left = f"; left after {breakdown}" if breakdown else ""
+        print(f"eps {row['eps']:.4g}: robust accuracy {row['robust_accuracy']:.1%} "
+              f"(clean {row['clean_accuracy']:.1%}, {row['seconds']:.1f} s){left}")
+    for flag in summary.get("autoattack_flags", []) + summary.get("sanity", {}).get("flags", []):
         print(f"warning [{flag['code']}]: {flag['message']}")
     return summary
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from advcore import attacks, models
+from advcore.attacks import autoattack
 from advcore.evaluation import robustness
 from advcore.storage import data, files
 from advcore.training.config import WORST_OF_LOSSES
@@ -37,14 +38,25 @@ class ModelRef:
     run: str | None = None  # the run whose folder also keeps this model's results
 
 
+AUTOATTACK = "autoattack"  # an attack method of plans: the AutoAttack ensemble (options: norm, version)
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    robust: np.ndarray  # per image: correct clean and after the attack
+    broken_by: np.ndarray | None = None  # AutoAttack: per image "clean", the breaking component, or ""
+
+
 @dataclasses.dataclass(frozen=True)
 class AttackRef:
     name: str
     method: str
-    options: dict  # keyword arguments of `attacks.build` besides eps
+    options: dict  # keyword arguments of `attacks.build` besides eps; for autoattack: norm and version
 
     @property
     def norm(self) -> str:
+        if self.method == AUTOATTACK:
+            return self.options.get("norm", "linf")
         return self.specs(0.0)[0].norm
 
     def specs(self, eps: float) -> list[attacks.AttackSpec]:
@@ -52,6 +64,26 @@ class AttackRef:
         if self.options.get("loss") == WORST_OF_LOSSES:
             return [attacks.build(self.method, eps, **(self.options | {"loss": loss})) for loss in attacks.LOSSES]
         return [attacks.build(self.method, eps, **self.options)]
+
+    def check(self, eps: float, classes: int) -> None:
+        """Builds the attack at `eps`: a ValueError says what is wrong with it."""
+        if self.method == AUTOATTACK:
+            unknown = set(self.options) - {"norm", "version"}
+            if unknown:
+                raise ValueError(f"autoattack takes the options norm and version, not {', '.join(sorted(unknown))}")
+            autoattack.settings_of(self.options.get("version", "standard"), self.norm, eps, classes)
+        else:
+            self.specs(eps)
+
+    def measure(self, model, x, y, eps: float, *, batch_size: int, seed: int, first_index: int) -> Measured:
+        if self.method == AUTOATTACK:
+            result = autoattack.autoattack(model, x, y, eps=eps, norm=self.norm,
+                                           version=self.options.get("version", "standard"), batch_size=batch_size,
+                                           seed=seed, first_index=first_index)
+            return Measured(result.robust, result.broken_by)
+        outcome = robustness.worst_case_accuracy(model, x, y, self.specs(eps), batch_size=batch_size, seed=seed,
+                                                 first_index=first_index)
+        return Measured(outcome.robust)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +123,7 @@ class Plan:
         _require(isinstance(self.count, int) and 1 <= self.count <= MAX_IMAGES,
                  f"count: evaluate 1..{MAX_IMAGES} images, got {self.count!r}")
         _require(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size: must be >= 1")
+        classes = len(data.CLASS_NAMES.get(self.dataset, range(10)))  # a folder's classes are counted later
         for attack in self.attacks:
             try:
                 norm = attack.norm
@@ -98,7 +131,7 @@ class Plan:
                 _require(grid, f"eps.{norm}: attack {attack.name!r} needs at least one {norm} eps")
                 for eps in grid:
                     _require(math.isfinite(eps) and eps >= 0, f"eps.{norm}: {eps!r} is not a budget >= 0")
-                    attack.specs(eps)
+                    attack.check(eps, classes)
             except ValueError as error:
                 raise PlanError(f"attack {attack.name!r}: {error}") from None
 
@@ -164,27 +197,40 @@ def run_plan(plan: Plan, out: Path, *, should_stop: Callable[[], bool] = lambda:
             current, model = model_ref, load_model(model_ref.path)
             models.check_compatible(model, dataset.input_shape, dataset.num_classes)
             clean = robustness.predict_logits(model, x, plan.batch_size).argmax(-1) == y
-        specs, begun, robust = attack_ref.specs(eps), time.perf_counter(), []
+        begun, measured = time.perf_counter(), []
         for first in range(0, len(x), step):
             if should_stop():
                 return "stopped", results
-            outcome = robustness.worst_case_accuracy(model, x[first:first + step], y[first:first + step], specs,
-                                                     batch_size=plan.batch_size, seed=plan.seed, first_index=first)
-            robust.append(outcome.robust)
+            measured.append(attack_ref.measure(model, x[first:first + step], y[first:first + step], eps,
+                                               batch_size=plan.batch_size, seed=plan.seed, first_index=first))
             done += 1
             report({"done": done, "total": work, "elapsed": time.perf_counter() - started,
                     "cell": f"{model_ref.label} / {attack_ref.name} / eps {eps:g}"})
-        robust = np.concatenate(robust)
+        robust = np.concatenate([m.robust for m in measured])
         results.rows.append({"model": model_ref.label, "attack": attack_ref.name, "norm": attack_ref.norm, "eps": eps,
                              "clean_accuracy": float(clean.mean()), "robust_accuracy": float(robust.mean()),
                              "count": len(x), "seconds": time.perf_counter() - begun,
                              **{f"class {name}": value for name, value in per_class(robust, y, names).items()}})
+        if attack_ref.method == AUTOATTACK:
+            _autoattack_breakdown(results, model_ref, attack_ref, np.concatenate([m.broken_by for m in measured]))
         if eps == max(plan.eps[attack_ref.norm]):
             _finish_curve(results, model_ref, attack_ref)
             if plan.sanity and attack_ref == plan.attacks[-1] and max(plan.eps[attack_ref.norm]) > 0:
                 _sanity(results, model_ref, model, x, y, plan, attack_ref.norm)
         results.save(out)
     return "finished", results
+
+
+def _autoattack_breakdown(results: Results, model_ref: ModelRef, attack_ref: AttackRef, broken_by: np.ndarray) -> None:
+    """The accuracy left after each AutoAttack component (columns "after <component>") and its flags."""
+    row = results.rows[-1]
+    components = autoattack.components_of(attack_ref.options.get("version", "standard"))[0]
+    after = {name: float(np.mean(~np.isin(broken_by, [autoattack.CLEAN, *components[:i + 1]])))
+             for i, name in enumerate(components)}
+    row |= {robustness.AFTER + name: value for name, value in after.items()}
+    for flag in robustness.autoattack_flags(row, tolerance=max(0.005, 1.5 / len(broken_by))):
+        results.flags.append({"model": model_ref.label, "attack": attack_ref.name, "eps": row["eps"],
+                              **dataclasses.asdict(flag)})
 
 
 def _finish_curve(results: Results, model_ref: ModelRef, attack_ref: AttackRef) -> None:

@@ -18,7 +18,7 @@ import pandas as pd
 import tensorflow as tf
 
 from advcore import attacks, graphs, models
-from advcore.attacks import AttackSpec
+from advcore.attacks import AttackSpec, autoattack
 from advcore.attacks.norms import NORMS
 
 
@@ -117,6 +117,34 @@ def robustness_curve(model: keras.Model, x, y, spec: AttackSpec | Sequence[Attac
     return pd.DataFrame(rows)
 
 
+def autoattack_curve(model: keras.Model, x, y, eps_values: Sequence[float], *, norm: str = "linf",
+                     version: str | Sequence[str] = "standard", batch_size: int = 500, seed: int = 0) -> pd.DataFrame:
+    """AutoAttack's robust accuracy at each eps, with the accuracy left after each component."""
+    if len(eps_values) == 0:
+        raise ValueError("eps_values is empty: give at least one eps")
+    classes = int(model.outputs[0].shape[-1])
+    for eps in eps_values:
+        autoattack.settings_of(version, norm, float(eps), classes)  # every budget checked before any work
+    rows = []
+    for eps in sorted(float(e) for e in eps_values):
+        start = time.perf_counter()
+        result = autoattack.autoattack(model, x, y, eps=eps, norm=norm, version=version, batch_size=batch_size,
+                                       seed=seed)
+        rows.append({"eps": eps, "robust_accuracy": result.robust_accuracy, "clean_accuracy": result.clean_accuracy,
+                     "seconds": time.perf_counter() - start,
+                     **{AFTER + name: value for name, value in result.accuracy_after.items()
+                        if name != autoattack.CLEAN}})
+    return pd.DataFrame(rows)
+
+
+AFTER = "after "  # prefix of the columns of robust accuracy left after each AutoAttack component
+
+
+def accuracy_after(row: Mapping) -> dict:
+    """The AutoAttack components of a result row, in order, with the accuracy left after each."""
+    return {name[len(AFTER):]: value for name, value in row.items() if name.startswith(AFTER)}
+
+
 def attack_matrix(classifiers: Mapping[str, keras.Model], specs: Mapping[str, AttackSpec], x, y, *,
                   batch_size: int = 500, seed: int = 0) -> pd.DataFrame:
     """Robust accuracy of each model (rows, e.g. by training method) under each attack (columns)."""
@@ -187,6 +215,27 @@ def check_figures(figures: dict, tolerance: float) -> list[SanityFlag]:
                                 f"with eps = {figures['unbounded_eps']:g} (any image is reachable) "
                                 f"{figures['unbounded_accuracy']:.1%} of samples stay correct; the attack "
                                 "should reach ~0%, so gradients are unreliable here"))
+    return flags
+
+
+def autoattack_flags(row: Mapping, tolerance: float) -> list[SanityFlag]:
+    """The gradient-masking flags of one AutoAttack result row (its "after <component>" columns)."""
+    flags = []
+    after = accuracy_after(row)
+    names = list(after)
+    if "square" in names[1:]:
+        broken = after[names[names.index("square") - 1]] - after["square"]
+        if broken > tolerance:
+            flags.append(SanityFlag("square_beats_gradients",
+                                    f"the gradient-free Square Attack broke {broken:.1%} of the images every "
+                                    "gradient attack left robust: gradients mislead the gradient attacks here "
+                                    "(gradient masking)"))
+    if "apgd-ce" in names and names[-1] != "apgd-ce":
+        gap = after["apgd-ce"] - after[names[-1]]
+        if gap > 0.05:
+            flags.append(SanityFlag("apgd_ce_far_from_ensemble",
+                                    f"the full ensemble is {gap:.1%} below APGD-CE alone: cross-entropy "
+                                    "attacks (PGD too) overestimate this model's robustness"))
     return flags
 
 

@@ -43,8 +43,9 @@ def test_fab_finds_the_minimal_distance_of_a_linear_model_within_one_percent(lin
     delta = (result.x_adv - x).reshape(len(x), -1)
     np.testing.assert_allclose(np.abs(delta).max(1) if norm == "linf" else np.linalg.norm(delta, axis=1), -result.loss,
                                rtol=1e-5)
-    within = fab_t(model, x, y, FabT(float(np.median(exact)), norm=norm, targets=1))
-    assert within.success[exact < np.median(exact) * 0.99].all() and not within.success[exact > np.median(exact) * 1.01].any()
+    budget = float(np.median(exact))
+    within = fab_t(model, x, y, FabT(budget, norm=norm, targets=1))
+    assert within.success[exact < budget * 0.99].all() and not within.success[exact > budget * 1.01].any()
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
@@ -64,9 +65,9 @@ def test_the_boundary_step_is_the_smallest_step_onto_the_hyperplane_in_the_box(n
         assert abs(wi @ step - ci) < 1e-4
         bounds = list(zip(-p, 1 - p))
         if norm == "linf":  # min t with -t <= d_i <= t and w.d = c, as a linear program over (d, t)
-            best = optimize.linprog(np.r_[np.zeros(6), 1.0], A_ub=np.block([[np.eye(6), -np.ones((6, 1))],
-                                                                            [-np.eye(6), -np.ones((6, 1))]]),
-                                    b_ub=np.zeros(12), A_eq=np.r_[wi, 0.0][None], b_eq=[ci], bounds=bounds + [(0, None)])
+            within_t = np.block([[np.eye(6), -np.ones((6, 1))], [-np.eye(6), -np.ones((6, 1))]])
+            best = optimize.linprog(np.r_[np.zeros(6), 1.0], A_ub=within_t, b_ub=np.zeros(12),
+                                    A_eq=np.r_[wi, 0.0][None], b_eq=[ci], bounds=bounds + [(0, None)])
             assert np.abs(step).max() <= best.fun + 1e-5
         else:
             best = optimize.minimize(lambda d: d @ d, np.zeros(6), jac=lambda d: 2 * d, bounds=bounds, method="SLSQP",

@@ -67,3 +67,13 @@ def test_a_wrong_model_file_is_refused_on_the_page(page):
     errors = [e.value for e in page.error]
     assert len(errors) == 1 and errors[0].startswith("Model not added: model.keras: cannot load the model")
     assert page.multiselect(key="eval.models").value  # the form is still there, with the bundled models
+
+
+def test_autoattack_shows_what_each_component_broke(page):
+    standard = page.multiselect(key="eval.models").options[0]
+    assert submit(page, models=[standard], attacks=["AutoAttack Linf", "PGD Linf"], count=12, sanity=False,
+                  linf="0.1", name="auto") == []
+    wait_for(lambda: "finished" in str([m.value for m in page.run().markdown]), interval=0.5)
+    lines = [m.value for m in page.markdown if "AutoAttack Linf (standard)" in m.value]
+    assert len(lines) == 1 and "APGD-CE broke" in lines[0] and "APGD-T 0.0%, FAB-T 0.0%, Square 0.0%" in lines[0]
+    assert "robust accuracy 0.0%" in lines[0]  # the standard model has no robustness at Linf 0.1

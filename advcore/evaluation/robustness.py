@@ -141,8 +141,9 @@ AFTER = "after "  # prefix of the columns of robust accuracy left after each Aut
 
 
 def accuracy_after(row: Mapping) -> dict:
-    """The AutoAttack components of a result row, in order, with the accuracy left after each."""
-    return {name[len(AFTER):]: value for name, value in row.items() if name.startswith(AFTER)}
+    """The AutoAttack components of a result row, in order, with the accuracy left after each (none
+    for another attack's row, whose columns of a mixed table are empty)."""
+    return {name[len(AFTER):]: value for name, value in row.items() if name.startswith(AFTER) and value == value}
 
 
 def attack_matrix(classifiers: Mapping[str, keras.Model], specs: Mapping[str, AttackSpec], x, y, *,

@@ -10,9 +10,11 @@ from advcore.training.config import WORST_OF_LOSSES
 from app.attack_form import UNITS, parse_eps
 from app.registry import ModelEntry
 
-# label -> (method, options); steps, restarts and loss come from the form
-ATTACKS = {"FGSM": ("fgsm", {}), "PGD Linf": ("pgd", {"norm": "linf"}), "PGD L2": ("pgd", {"norm": "l2"}),
+# label -> (method, options); steps, restarts and loss come from the form, AutoAttack's version too
+ATTACKS = {"AutoAttack Linf": (plans.AUTOATTACK, {"norm": "linf"}), "AutoAttack L2": (plans.AUTOATTACK, {"norm": "l2"}),
+           "FGSM": ("fgsm", {}), "PGD Linf": ("pgd", {"norm": "linf"}), "PGD L2": ("pgd", {"norm": "l2"}),
            "MI-FGSM Linf": ("mifgsm", {"norm": "linf"}), "FGM L2": ("fgm", {"scaling": "l2"})}
+VERSIONS = {"standard": "standard: APGD-CE, APGD-T, FAB-T, Square", "rand": "rand: for randomised models"}
 GRID_POINTS = (0, 0.25, 0.5, 0.75, 1.0)  # default grid: fractions of the dataset's standard eps
 
 
@@ -21,10 +23,13 @@ def _grid_text(dataset: str | None, norm: str, unit: str) -> str:
     return ", ".join(f"{standard * f:.4g}" for f in GRID_POINTS)
 
 
-def _attack_refs(names: list[str], steps: int, restarts: int, loss: str) -> list[plans.AttackRef]:
+def _attack_refs(names: list[str], steps: int, restarts: int, loss: str, version: str) -> list[plans.AttackRef]:
     refs = []
     for name in names:
         method, options = ATTACKS[name]
+        if method == plans.AUTOATTACK:
+            refs.append(plans.AttackRef(f"{name} ({version})", method, options | {"version": version}))
+            continue
         options = dict(options, loss=loss)
         label = name
         if method in ("pgd", "mifgsm"):
@@ -47,13 +52,19 @@ def evaluate_form(entries: dict[str, ModelEntry]) -> tuple[plans.Plan, str] | No
     with st.form("evaluate"):
         chosen = st.multiselect("Models (same dataset)", list(usable), default=default_models,
                                 format_func=lambda k: usable[k].label, key="eval.models")
-        attack_names = st.multiselect("Attacks", list(ATTACKS), default=["FGSM", "PGD Linf"], key="eval.attacks")
+        attack_names = st.multiselect("Attacks", list(ATTACKS), default=["FGSM", "PGD Linf"], key="eval.attacks",
+                                      help="AutoAttack is the field's standard robust accuracy (Croce & Hein 2020): "
+                                           "an ensemble of parameter-free attacks, each run on the images all "
+                                           "earlier ones left robust")
+        version = st.radio("AutoAttack version", list(VERSIONS), format_func=VERSIONS.get, horizontal=True,
+                           key="eval.version")
+        st.caption("The gradient attacks' settings (AutoAttack sets its own):")
         c1, c2, c3 = st.columns(3)
         steps = c1.number_input("Steps (PGD, MI-FGSM)", value=20, step=1, key="eval.steps")
         restarts = c2.number_input("Restarts", value=1, step=1, key="eval.restarts")
         loss = c3.radio("Loss", ("ce", "margin", WORST_OF_LOSSES), horizontal=True, key="eval.loss",
                         help=f"{WORST_OF_LOSSES}: each image attacked with both losses and counted at its worst; "
-                             "with 50 steps and 10 restarts, the strongest evaluation AdvLab has")
+                             "with 50 steps and 10 restarts, the strongest PGD evaluation")
         unit = st.radio("eps units", UNITS, horizontal=True, key="eval.unit")
         g1, g2 = st.columns(2)
         linf_text = g1.text_input("Linf eps grid", _grid_text(first, "linf", "0-1"), key="eval.linf")
@@ -67,14 +78,14 @@ def evaluate_form(entries: dict[str, ModelEntry]) -> tuple[plans.Plan, str] | No
         if not st.form_submit_button("Evaluate", type="primary"):
             return None
     try:
-        return _plan(usable, chosen, attack_names, int(steps), int(restarts), loss, unit,
+        return _plan(usable, chosen, attack_names, int(steps), int(restarts), loss, version, unit,
                      {"linf": linf_text, "l2": l2_text}, int(count), sanity), name.strip() or "evaluation"
     except ValueError as error:
         st.error(f"Cannot start this evaluation: {error}")
         return None
 
 
-def _plan(usable, chosen, attack_names, steps, restarts, loss, unit, grids, count, sanity) -> plans.Plan:
+def _plan(usable, chosen, attack_names, steps, restarts, loss, version, unit, grids, count, sanity) -> plans.Plan:
     if not chosen:
         raise ValueError("choose at least one model")
     datasets = {usable[k].card["dataset"] for k in chosen}
@@ -83,7 +94,7 @@ def _plan(usable, chosen, attack_names, steps, restarts, loss, unit, grids, coun
                          "evaluate one dataset at a time")
     if not 1 <= steps <= 1000 or not 1 <= restarts <= 100:
         raise ValueError("steps must lie in 1..1000 and restarts in 1..100")
-    refs = _attack_refs(attack_names, steps, restarts, loss)
+    refs = _attack_refs(attack_names, steps, restarts, loss, version)
     norms = {ref.norm for ref in refs}
     eps = {norm: [parse_eps(part, unit) for part in grids[norm].split(",") if part.strip()] for norm in norms}
     models = [plans.ModelRef(usable[k].label, str(usable[k].path.resolve()), usable[k].run_id) for k in chosen]

@@ -7,11 +7,13 @@ import json
 import pandas as pd
 import streamlit as st
 
+from advcore.evaluation import robustness
 from advcore.storage import files
 from advcore.storage.runs import LIVE_STATUSES, Run, RunError
 from app import attack_charts, jobs
 from app.train import run_views
 
+COMPONENTS = {"apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR", "apgd-t": "APGD-T", "fab-t": "FAB-T", "square": "Square"}
 MASKING = ("A flag means the attack may be failing rather than the model being robust (gradient masking): "
            "the robust accuracy shown is then an overestimate. Try more steps, restarts, the margin loss, "
            "or a gradient-free attack before trusting it.")
@@ -54,6 +56,15 @@ def progress(job: Run) -> None:
         st.code(job.log_tail() or "(no log)", language=None)
 
 
+def autoattack_breakdown(row: dict) -> str:
+    """"APGD-CE broke 8.1%, APGD-T 0.9%, ...": the share of all images each component broke."""
+    parts, left = [], row["clean_accuracy"]
+    for name, after in robustness.accuracy_after(row).items():
+        parts.append(f"{COMPONENTS.get(name, name)} {'broke ' if not parts else ''}{left - after:.1%}")
+        left = after
+    return ", ".join(parts)
+
+
 def results(job: Run) -> None:
     content = read_results(job)
     if not content or not content.get("cells"):
@@ -78,6 +89,10 @@ def results(job: Run) -> None:
     matrix = at.pivot_table(index="model", columns="attack", values="robust_accuracy", sort=False)
     st.markdown(f"**Robust accuracy at eps {eps:.4g}** (rows: models, columns: attacks)")
     st.dataframe(matrix, column_config={a: st.column_config.NumberColumn(format="percent") for a in matrix.columns})
+    for row in at.to_dict(orient="records"):
+        if robustness.accuracy_after(row):
+            st.markdown(f"**{row['model']} / {row['attack']}**: robust accuracy {row['robust_accuracy']:.1%} of "
+                        f"{row['clean_accuracy']:.1%} clean; {autoattack_breakdown(row)}.")
     st.plotly_chart(attack_charts.per_class_figure(cells, eps, class_columns), key="per-class")
     d1, d2 = st.columns(2)
     d1.download_button("Download results (CSV)", cells.to_csv(index=False), f"{job.id}.csv", "text/csv",

@@ -84,7 +84,8 @@ if found:
     rows = []
     for label, saved in found.items():
         figures = saved.figures
-        row = {"model": label, "clean accuracy": figures["clean_accuracy"]}
+        row = {"model": label, "clean accuracy": figures["clean_accuracy"],
+               f"AutoAttack Linf {settings.autoattack_eps:g}": figures["autoattack"]["robust_accuracy"]}
         row |= {f"PGD-{settings.pgd_steps} Linf {p['eps']:g}": p["robust_accuracy"] for p in figures["curve"]
                 if p["eps"] > 0}
         row |= {"Attack ARA": figures["ara"]["attack_ara"], "BTR ARA": figures["ara"]["btr_ara"]}
@@ -94,7 +95,7 @@ if found:
         rows.append(row)
     table = pd.DataFrame(rows).set_index("model")
     percent = {c: st.column_config.NumberColumn(format="percent") for c in table.columns
-               if "accuracy" in c or c.startswith("PGD")}
+               if "accuracy" in c or c.startswith(("PGD", "AutoAttack"))}
     st.dataframe(table, column_config=percent | {c: st.column_config.NumberColumn(format="%.4f")
                                                  for c in table.columns if "ARA" in c or "TV" in c})
     st.caption("Judge accuracy: how often a separately trained robust classifier (another architecture and seed) "

@@ -205,6 +205,9 @@ def test_a_profile_is_saved_once_per_model_file_and_settings(robust, fashion, tm
     figures, pictures, table = profile.compute(robust, fashion, settings, judge=robust)
     assert [p["eps"] for p in figures["curve"]] == [0.0, 0.1]
     assert figures["curve"][1]["robust_accuracy"] <= figures["clean_accuracy"]
+    strongest = figures["autoattack"]
+    assert strongest["eps"] == 0.1 and strongest["robust_accuracy"] <= figures["curve"][1]["robust_accuracy"]
+    assert list(strongest["accuracy_after"]) == ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]
     assert pictures["activations"].shape == (10, 28, 28, 1) and pictures["traversals"].shape == (5, 28, 28, 1)
     assert set(figures["alignment"]) == {"activations", "traversals", "test_images"} and len(table) == 30
     model_file = BUNDLED / "pgd-linf" / "model.keras"

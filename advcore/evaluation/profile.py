@@ -1,6 +1,7 @@
 """A model's robustness profile: the figures the Compare page sets side by side, computed once.
 
-Clean and PGD robust accuracy over an eps grid, Attack and BTR ARA, the maximal class activations,
+Clean and PGD robust accuracy over an eps grid, AutoAttack's robust accuracy at one budget, Attack
+and BTR ARA, the maximal class activations,
 traversals of test images to another class, and the judge's perceptual-alignment scores of both.
 A profile is saved in a folder named by the model file's hash and the settings, so asking again for
 the same model and settings reads it back instead of recomputing.
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from advcore import attacks
+from advcore.attacks import autoattack
 from advcore.evaluation import robustness
 from advcore.interpret import alignment, explain, gradient_ascent
 from advcore.storage import data, files
@@ -31,6 +33,7 @@ class ProfileSettings:
     count: int = 1000  # test images (a seeded sample) for accuracy, robustness and ARA
     eps: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2)  # Linf budgets of the robustness curve
     pgd_steps: int = 20
+    autoattack_eps: float = 0.1  # Linf budget of the AutoAttack (standard) figure
     ara_steps: int = 450
     ara_eps: float = 20.0
     ara_momentum: float = 0.9
@@ -43,6 +46,7 @@ class ProfileSettings:
             raise ValueError(f"count must be in 1..10000, got {self.count}")
         if not self.eps or min(self.eps) < 0:
             raise ValueError(f"eps must be a non-empty list of budgets >= 0, got {self.eps}")
+        autoattack.settings_of("standard", "linf", self.autoattack_eps, 10)
         if self.activation_preset not in gradient_ascent.ACTIVATION_PRESETS:
             raise ValueError(f"activation_preset must be one of {', '.join(gradient_ascent.ACTIVATION_PRESETS)}")
         if not 1 <= self.traversals <= self.count:
@@ -85,6 +89,8 @@ def compute(model: keras.Model, dataset: data.Dataset, settings: ProfileSettings
     report("robust accuracy", 0.0)
     curve = robustness.robustness_curve(model, x, y, attacks.pgd(max(settings.eps), steps=settings.pgd_steps),
                                         settings.eps)
+    report("AutoAttack", 0.1)
+    strongest = autoattack.autoattack(model, x, y, eps=settings.autoattack_eps, version="standard")
     report("maximal class activations", 0.2)
     ascent, start = gradient_ascent.ACTIVATION_PRESETS[settings.activation_preset]
     activations = gradient_ascent.maximal_activations(model, range(classes), ascent, start=start,
@@ -101,6 +107,8 @@ def compute(model: keras.Model, dataset: data.Dataset, settings: ProfileSettings
     figures = {
         "clean_accuracy": float(curve["clean_accuracy"].iloc[0]),
         "curve": curve[["eps", "robust_accuracy"]].to_dict(orient="records"),
+        "autoattack": {"eps": settings.autoattack_eps, "robust_accuracy": strongest.robust_accuracy,
+                       "accuracy_after": strongest.accuracy_after},
         "ara": ara.summary(),
         "traversal_targets": targets.tolist(),
         "settings": settings.to_dict(),

@@ -66,10 +66,9 @@ def test_penalties_jitter_and_blur_keep_images_valid_and_smoother(trained_model)
     rough = gradient_ascent.maximal_activations(trained_model, range(10), plain).images
     soft = gradient_ascent.maximal_activations(trained_model, range(10), smooth).images
     assert rough.min() >= 0 and rough.max() <= 1 and soft.min() >= 0 and soft.max() <= 1
-    def variation(images):
-        return gradient_ascent.total_variation(images).numpy().mean()
-
-    assert variation(soft) < 0.7 * variation(rough)
+    variation = {name: gradient_ascent.total_variation(images).numpy().mean()
+                 for name, images in (("soft", soft), ("rough", rough))}
+    assert variation["soft"] < 0.7 * variation["rough"]
 
 
 def test_blur_keeps_a_flat_image_and_total_variation_has_its_closed_form():

@@ -1,6 +1,7 @@
 """The bundled models: their files load safely, their cards describe exactly these files, and a quick
 re-measurement agrees with every card within sampling error."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from advcore import models
 from advcore.evaluation import cards, robustness
-from advcore.storage import files
+from advcore.storage import data, files
 from advcore.storage.runs import Run
 from advcore.training import config, trainer
 from app import registry
@@ -127,3 +128,33 @@ def test_a_recipe_reads_as_one_sentence():
     assert cards.describe(content | {"mode": "vanilla"}).startswith("small_cnn (width x2), standard training: 12 epochs")
     attack = config.TrainConfig.from_dict(content).attack
     assert np.isclose(trainer.pixel_attack(attack).effective_step_size, 0.025)
+
+
+@pytest.mark.parametrize("name", [name for name in NAMES if "autoattack" in card_of(name)])
+def test_an_autoattack_headline_is_the_whole_test_set_and_no_weaker_than_pgd(name):
+    card = card_of(name)
+    auto, headline = card["autoattack"], card["headline"]
+    assert (auto["norm"], auto["eps"], auto["count"]) == (headline["norm"], headline["eps"], 10_000)
+    after = list(auto["accuracy_after"].values())
+    assert list(auto["accuracy_after"]) == ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]
+    assert after == sorted(after, reverse=True) and after[-1] == auto["robust_accuracy"]
+    assert after[0] == pytest.approx(card["clean_accuracy"]["value"])
+    pgd = next(r for r in card["robustness"]["rows"] if (r["norm"], r["eps"], r["count"]) == (
+        headline["norm"], headline["eps"], headline["count"]))
+    assert auto["robust_accuracy"] <= pgd["robust_accuracy"] + 2 * pgd["standard_error"]
+    assert list(card["metrics"].values()) == list(cards.headline_metrics(card).values())
+    assert "AutoAttack standard" in list(card["metrics"])[1]
+
+
+def test_the_autoattack_headline_leads_a_cards_figures(trained_model, fashion):
+    settings = cards.CardSettings(headline=("linf", 0.03), headline_count=200, batch_size=250)
+    small = dataclasses.replace(fashion, test=data.Split(fashion.test.x[:60], fashion.test.y[:60]))
+    auto = cards.autoattack_headline(trained_model, small, settings, report=lambda line: None)
+    assert (auto["count"], auto["norm"], auto["eps"]) == (60, "linf", 0.03)
+    assert auto["robust_accuracy"] < auto["accuracy_after"]["clean"]
+    card = {"headline": {"norm": "linf", "eps": 0.03, "count": 200}, "autoattack": auto,
+            "clean_accuracy": {"value": auto["accuracy_after"]["clean"], "count": 60},
+            "robustness": {"rows": [{"norm": "linf", "eps": 0.03, "count": 200, "robust_accuracy": 0.5}]}}
+    assert list(cards.headline_metrics(card).items())[1:] == [
+        ("robust accuracy, Linf eps 0.03, AutoAttack standard (60 test images)", auto["robust_accuracy"]),
+        ("robust accuracy, Linf eps 0.03, PGD-50 x 10 restarts, CE + margin (200 test images)", 0.5)]

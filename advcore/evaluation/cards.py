@@ -1,9 +1,10 @@
 """Model cards: every figure measured from a run's saved files, written as JSON (the app) and Markdown.
 
 A card is never typed by hand. `measure` reads the run folder (config, status, history, model) and
-evaluates the model: clean accuracy on the whole test set, robust accuracy under the strongest
-evaluation advcore has (`robustness.strongest`: PGD-50, 10 restarts, cross-entropy and margin, per
-sample at its worst) over Linf and L2 grids, and Attack/BTR ARA. `markdown` renders the card for
+evaluates the model: clean accuracy on the whole test set, the headline robust accuracy under
+AutoAttack standard on the whole test set, robust accuracy under PGD-50 with 10 restarts on
+cross-entropy and margin (`robustness.strongest`, per sample at its worst) over Linf and L2 grids,
+and Attack/BTR ARA. `markdown` renders the card for
 people, with the recipes tried on the way to it when there is a table of them.
 """
 
@@ -144,6 +145,47 @@ def robustness_rows(model, dataset: data.Dataset, settings: CardSettings,
     return rows
 
 
+def autoattack_headline(model, dataset: data.Dataset, settings: CardSettings,
+                        report: Callable[[str], None] = print) -> dict:
+    """AutoAttack standard at the headline budget on the whole test set, with what each component broke."""
+    norm, eps = settings.headline
+    result = robustness.autoattack_curve(model, dataset.test.x, dataset.test.y, [eps], norm=norm, version="standard",
+                                         batch_size=settings.batch_size, seed=settings.seed).iloc[0]
+    robust, count = float(result["robust_accuracy"]), len(dataset.test)
+    report(f"AutoAttack standard, {norm} eps {eps:g}, {count} images: {robust:.2%}")
+    return {"version": "standard", "norm": norm, "eps": eps, "count": count, "robust_accuracy": robust,
+            "standard_error": math.sqrt(robust * (1 - robust) / count), "seconds": round(float(result["seconds"]), 1),
+            "accuracy_after": {"clean": float(result["clean_accuracy"]), **robustness.accuracy_after(result.to_dict())}}
+
+
+def headline_metrics(card: dict) -> dict:
+    """The card's figures in one line each: clean accuracy, AutoAttack (where measured), then PGD."""
+    norm, eps = card["headline"]["norm"], card["headline"]["eps"]
+    budget = f"{norm.capitalize()} eps {eps:g}"
+    metrics = {f"clean accuracy ({card['clean_accuracy']['count']:,} test images)": card["clean_accuracy"]["value"]}
+    if "autoattack" in card:
+        auto = card["autoattack"]
+        metrics[f"robust accuracy, {budget}, AutoAttack standard ({auto['count']:,} test images)"] = \
+            auto["robust_accuracy"]
+    pgd = next(row for row in card["robustness"]["rows"] if (row["norm"], row["eps"], row["count"]) == (
+        norm, eps, card["headline"]["count"]))
+    metrics[f"robust accuracy, {budget}, PGD-50 x 10 restarts, CE + margin ({pgd['count']:,} test images)"] = \
+        pgd["robust_accuracy"]
+    return metrics
+
+
+def with_autoattack(card: dict, run_dir: str | Path, settings: CardSettings, report: Callable[[str], None] = print
+                    ) -> dict:
+    """The card with its AutoAttack headline measured now (the other figures as they were)."""
+    run = Run(Path(run_dir).parent, Path(run_dir).name)
+    config = config_module.TrainConfig.from_dict(run.config())
+    dataset = data.load(config.data.dataset, data_dir=config.data.data_dir)
+    norm, eps = settings.headline
+    card = card | {"headline": {"norm": norm, "eps": eps, "count": settings.headline_count},
+                   "autoattack": autoattack_headline(models.load(run.model_path), dataset, settings, report)}
+    return card | {"metrics": headline_metrics(card)}
+
+
 def measure(run_dir: str | Path, *, name: str | None = None, settings: CardSettings = CardSettings(),
             reproduce: list[str] = (), tried: pd.DataFrame | None = None,
             report: Callable[[str], None] = print) -> dict:
@@ -158,16 +200,15 @@ def measure(run_dir: str | Path, *, name: str | None = None, settings: CardSetti
     epochs = per_epoch(history)
     clean = robustness.accuracy(model, dataset.test.x, dataset.test.y, settings.batch_size)
     report(f"clean accuracy {clean:.2%}")
+    strongest = autoattack_headline(model, dataset, settings, report)
     rows = robustness_rows(model, dataset, settings, report)
     norm, eps = settings.headline
-    headline = next(row for row in rows if (row["norm"], row["eps"], row["count"]) == (
-        norm, eps, settings.headline_count))
     flags, figures = robustness.sanity_checks(model, dataset.test.x[:settings.count], dataset.test.y[:settings.count],
                                               eps=0.1, batch_size=settings.batch_size, seed=settings.seed)
     indices = explain.sample_indices(settings.ara_count, len(dataset.test))
     ara = explain.ara(model, dataset.test.x[indices], dataset.test.y[indices], indices=indices)
     report(f"ARA attack {ara.attack_ara:.4f}, BTR {ara.btr_ara:.4f}")
-    return {
+    card = {
         "name": name or run.name(),
         "dataset": dataset.name, "input_shape": list(dataset.input_shape), "class_names": list(dataset.class_names),
         "architecture": config.model.architecture, "width": config.model.width,
@@ -175,10 +216,9 @@ def measure(run_dir: str | Path, *, name: str | None = None, settings: CardSetti
         "file": {"name": run.model_path.name, "bytes": run.model_path.stat().st_size,
                  "sha256": files.digest(run.model_path)},
         "trained": describe(content),
-        "metrics": {f"clean accuracy ({len(dataset.test):,} test images)": clean,
-                    f"robust accuracy, {norm.capitalize()} eps {eps:g}, PGD-50 x 10 restarts, CE + margin "
-                    f"({headline['count']:,} test images)": headline["robust_accuracy"]},
+        "headline": {"norm": norm, "eps": eps, "count": settings.headline_count},
         "clean_accuracy": {"value": clean, "count": len(dataset.test)},
+        "autoattack": strongest,
         "robustness": {"attack": "PGD-50 with 10 random restarts, on cross-entropy and on the logit margin, "
                                  "each sample counted at its worst (advcore.evaluation.robustness.strongest)",
                        "images": f"the first {settings.count:,} test images" + (
@@ -196,10 +236,17 @@ def measure(run_dir: str | Path, *, name: str | None = None, settings: CardSetti
         "reproduce": list(reproduce),
         "tried": [] if tried is None else tried.replace({np.nan: None}).to_dict(orient="records"),
     }
+    return card | {"metrics": headline_metrics(card)}
 
 
 def _percent(value) -> str:
     return "" if value is None else f"{value:.1%}"
+
+
+def _breakdown(accuracy_after: dict) -> str:
+    """"clean 88.5%, after APGD-CE 77.3%, ..." from a result's accuracy after each component."""
+    return ", ".join(f"{name} {value:.1%}" if name == "clean" else f"after {name} {value:.1%}"
+                     for name, value in accuracy_after.items())
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -234,6 +281,8 @@ def markdown(card: dict) -> str:
         f"TensorFlow {machine['tensorflow']})", "",
         "## Figures", "",
         *(f"- **{name}**: {value:.2%}" for name, value in card["metrics"].items()),
+        *([f"- **AutoAttack, component by component** ({card['autoattack']['seconds'] / 60:.1f} min): "
+           + _breakdown(card["autoattack"]["accuracy_after"])] if "autoattack" in card else []),
         f"- **ARA** (Woods et al., {card['ara']['count']:,} seeded test images): Attack "
         f"{card['ara']['attack_ara']:.4f}, BTR {card['ara']['btr_ara']:.4f}",
         f"- **Catastrophic overfitting**: {card['catastrophic_overfitting'] or 'none seen (per-epoch table below)'}",

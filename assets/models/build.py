@@ -3,6 +3,7 @@
     python assets/models/build.py train NAME     # python -m advcore train --config NAME/config.json,
                                                  # then the run's files become assets/models/NAME
     python assets/models/build.py card NAME      # measures the model and writes card.json + card.md
+    python assets/models/build.py autoattack NAME   # measures only the card's AutoAttack headline again
     python assets/models/build.py try NAME LABEL [train flags ...]
                                                  # trains a variant of NAME's config (kept in runs/_tried),
                                                  # measures it and adds a row to NAME/tried.csv
@@ -124,19 +125,30 @@ def adopt(name: str, run_dir: Path) -> None:
     files.write_json(HERE / name / "config.json", config | {"name": name})
 
 
-def card(name: str) -> None:
+def card_settings(name: str):
     from advcore.evaluation import cards
     from advcore.training.config import TrainConfig
 
+    return cards.CardSettings(headline=_headline(TrainConfig.from_file(HERE / name / "config.json")),
+                              headline_count=10_000 if name in TARGETED else 1000)
+
+
+def card(name: str, autoattack_only: bool = False) -> None:
+    """Measures the card of NAME again: every figure, or only its AutoAttack headline."""
+    from advcore.evaluation import cards
+    from advcore.storage import files
+
     folder = HERE / name
-    content = cards.measure(
-        folder, name=name, settings=cards.CardSettings(
-            headline=_headline(TrainConfig.from_file(folder / "config.json")),
-            headline_count=10_000 if name in TARGETED else 1000),
-        reproduce=[f"python -m advcore train --config assets/models/{name}/config.json",
-                   f"python assets/models/build.py train {name}   # the same, then copies the run here",
-                   f"python assets/models/build.py card {name}    # every figure of this card"],
-        tried=tried_table(name))
+    reproduce = [f"python -m advcore train --config assets/models/{name}/config.json",
+                 f"python assets/models/build.py train {name}   # the same, then copies the run here",
+                 f"python assets/models/build.py card {name}    # every figure of this card",
+                 f"python assets/models/build.py autoattack {name}   # its AutoAttack headline alone"]
+    if autoattack_only:
+        content = cards.with_autoattack(files.read_json(folder / cards.CARD_JSON, "card"), folder, card_settings(name))
+        content["reproduce"] = reproduce
+    else:
+        content = cards.measure(folder, name=name, settings=card_settings(name), reproduce=reproduce,
+                                tried=tried_table(name))
     cards.write(folder, content)
     print((folder / cards.CARD_MARKDOWN).read_text())
 
@@ -144,7 +156,7 @@ def card(name: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in ("train", "card"):
+    for command in ("train", "card", "autoattack"):
         commands.add_parser(command).add_argument("name", choices=NAMES)
     tried = commands.add_parser("try")
     tried.add_argument("name", choices=NAMES)
@@ -160,8 +172,8 @@ def main() -> None:
     TRIED_DIR.mkdir(parents=True, exist_ok=True)
     if flags and args.command != "try":
         parser.error(f"unrecognized arguments: {' '.join(flags)}")
-    if args.command == "card":
-        card(args.name)
+    if args.command in ("card", "autoattack"):
+        card(args.name, autoattack_only=args.command == "autoattack")
     elif args.command == "record":
         record(args.name, args.label, args.run_dir.resolve())
     elif args.command == "adopt":

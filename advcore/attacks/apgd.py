@@ -22,11 +22,10 @@ import tensorflow as tf
 
 from advcore import graphs
 from advcore.attacks import rows as rows_random
-from advcore.attacks.checks import checked_batch
 from advcore.attacks.gradient import AttackResult
 from advcore.attacks.norms import NORMS, SCALINGS
 from advcore.attacks.objectives import dlr, targeted_dlr, value_and_gradient
-from advcore.attacks.remaining import attack_remaining, image_indices
+from advcore.attacks.remaining import run_attack, signature
 from advcore.attacks.spec import is_int, is_number, require
 
 APGD_LOSSES = ("ce", "dlr", "dlr_targeted")
@@ -59,6 +58,11 @@ class Apgd:
     @property
     def targeted(self) -> bool:
         return self.loss == "dlr_targeted"
+
+    def check_classes(self, classes: int) -> None:
+        needed = {"ce": 2, "dlr": 3, "dlr_targeted": max(4, self.targets + 1)}[self.loss]
+        require(classes >= needed, f"APGD with the {self.loss} loss (targets={self.targets}) needs a model of at "
+                                   f"least {needed} classes, this one has {classes}")
 
     def runs(self) -> list[tuple[int, int]]:
         """(target rank, run index) of each run: rank 0 for untargeted losses, else 2..targets+1."""
@@ -157,12 +161,8 @@ def _run(model, settings: Apgd, x, labels, targets, eps, steps, seed, rows, run)
 
 
 def _compiled(model: keras.Model, settings: Apgd):
-    image = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
-    indices, scalar = tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.float32)
-    count = tf.TensorSpec([], tf.int32)
-    key = ("apgd", settings.norm, settings.loss, settings.eot)
-    return graphs.compiled(model, key, lambda *args: _run(model, settings, *args),
-                           [image, indices, indices, scalar, count, tf.TensorSpec([], tf.int64), indices, count])
+    return graphs.compiled(model, ("apgd", settings.norm, settings.loss, settings.eot),
+                           lambda *args: _run(model, settings, *args), signature(model))
 
 
 def apgd(model: keras.Model, x, y, settings: Apgd, *, seed: int = 0, first_index: int = 0, indices=None,
@@ -174,17 +174,5 @@ def apgd(model: keras.Model, x, y, settings: Apgd, *, seed: int = 0, first_index
     Images misclassified clean count as fooled with no perturbation. Never modifies `x`; the same
     seed gives the same result, and slices attacked with their offsets give the whole's result.
     """
-    require(is_int(batch_size) and batch_size >= 1, f"batch_size must be an integer >= 1, got {batch_size!r}")
-    x, labels = checked_batch(model, x, y)
-    num_classes = int(model.outputs[0].shape[-1])
-    needed = {"ce": 2, "dlr": 3, "dlr_targeted": max(4, settings.targets + 1)}[settings.loss]
-    require(num_classes >= needed, f"APGD with the {settings.loss} loss (targets={settings.targets}) needs a "
-                                   f"model of at least {needed} classes, this one has {num_classes}")
-    run = _compiled(model, settings)
-
-    def run_batch(images, batch_labels, targets, rows, run_index):
-        out = run(images, batch_labels, targets, settings.eps, settings.steps, seed, rows, run_index)
-        return {key: value.numpy() for key, value in out.items()}
-
-    return attack_remaining(model, x, labels, settings.runs(), run_batch,
-                            indices=image_indices(len(x), first_index, indices), batch_size=batch_size)
+    return run_attack(model, x, y, settings, _compiled, settings.steps, seed=seed, first_index=first_index,
+                      indices=indices, batch_size=batch_size)

@@ -20,11 +20,10 @@ import tensorflow as tf
 
 from advcore import graphs
 from advcore.attacks import rows as rows_random
-from advcore.attacks.checks import checked_batch
 from advcore.attacks.gradient import AttackResult
 from advcore.attacks.norms import NORMS
 from advcore.attacks.objectives import value_and_gradient
-from advcore.attacks.remaining import attack_remaining, image_indices
+from advcore.attacks.remaining import run_attack, signature
 from advcore.attacks.spec import is_int, is_number, require
 
 _FAR = 1e10  # the distance of "no misclassified point found yet"
@@ -54,7 +53,12 @@ class FabT:
                 f"FAB needs alpha_max in [0, 1], eta > 0 and beta in (0, 1), got {self.alpha_max}, {self.eta}, "
                 f"{self.beta}")
 
+    def check_classes(self, classes: int) -> None:
+        require(classes > self.targets, f"FAB-T with {self.targets} target classes needs a model of at least "
+                                        f"{self.targets + 1} classes, this one has {classes}")
+
     def runs(self) -> list[tuple[int, int]]:
+        """(target rank, run index) of each run: ranks 2..targets+1, `restarts` runs each."""
         return [(rank, i * self.restarts + restart)
                 for i, rank in enumerate(range(2, self.targets + 2)) for restart in range(self.restarts)]
 
@@ -140,27 +144,13 @@ def _run(model, settings: FabT, x, labels, targets, eps, steps, seed, rows, run)
 
 
 def _compiled(model: keras.Model, settings: FabT):
-    image = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
-    indices, scalar, count = tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32)
-    key = ("fab-t", settings.norm, settings.alpha_max, settings.eta, settings.beta)
-    return graphs.compiled(model, key, lambda *args: _run(model, settings, *args),
-                           [image, indices, indices, scalar, count, tf.TensorSpec([], tf.int64), indices, count])
+    return graphs.compiled(model, ("fab-t", settings.norm, settings.alpha_max, settings.eta, settings.beta),
+                           lambda *args: _run(model, settings, *args), signature(model))
 
 
 def fab_t(model: keras.Model, x, y, settings: FabT, *, seed: int = 0, first_index: int = 0, indices=None,
           batch_size: int = 256) -> AttackResult:
     """Runs FAB-T on images `x` with true labels `y`, each run on the samples still robust; `loss`
     in the result is minus the distance of the closest misclassified point found."""
-    require(is_int(batch_size) and batch_size >= 1, f"batch_size must be an integer >= 1, got {batch_size!r}")
-    x, labels = checked_batch(model, x, y)
-    num_classes = int(model.outputs[0].shape[-1])
-    require(num_classes > settings.targets, f"FAB-T with {settings.targets} target classes needs a model of at "
-                                            f"least {settings.targets + 1} classes, this one has {num_classes}")
-    run = _compiled(model, settings)
-
-    def run_batch(images, batch_labels, targets, rows, run_index):
-        out = run(images, batch_labels, targets, settings.eps, settings.steps, seed, rows, run_index)
-        return {key: value.numpy() for key, value in out.items()}
-
-    return attack_remaining(model, x, labels, settings.runs(), run_batch,
-                            indices=image_indices(len(x), first_index, indices), batch_size=batch_size)
+    return run_attack(model, x, y, settings, _compiled, settings.steps, seed=seed, first_index=first_index,
+                      indices=indices, batch_size=batch_size)

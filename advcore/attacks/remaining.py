@@ -1,4 +1,4 @@
-"""Attack runs on the samples still robust: the host loop APGD and Square share.
+"""Attack runs on the samples still robust: the host loop APGD, FAB-T and Square share.
 
 Each run (a restart, or a target class) attacks only the images no earlier run has fooled, in
 batches of the remaining images; per image the fooling point (else the highest-loss one) is kept.
@@ -11,9 +11,12 @@ from typing import Callable, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from advcore import graphs
+from advcore.attacks.checks import checked_batch
 from advcore.attacks.gradient import AttackResult
+from advcore.attacks.spec import is_int, require
 
 # (images, labels, targets, image indices, run index) -> x_adv, success, loss, logits per image
 RunBatch = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], dict]
@@ -56,3 +59,28 @@ def image_indices(count: int, first_index: int, indices) -> np.ndarray:
     if indices.shape != (count,) or not np.issubdtype(indices.dtype, np.integer) or (count and indices.min() < 0):
         raise ValueError(f"indices must be {count} non-negative integers, one per image, got shape {indices.shape}")
     return indices.astype(np.int64)
+
+
+def signature(model: keras.Model) -> list[tf.TensorSpec]:
+    """The inputs of a compiled run: images, labels, targets, eps, budget (steps or queries), seed,
+    image indices, run index."""
+    image = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
+    indices, count = tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.int32)
+    return [image, indices, indices, tf.TensorSpec([], tf.float32), count, tf.TensorSpec([], tf.int64), indices, count]
+
+
+def run_attack(model: keras.Model, x, y, settings, compiled: Callable, budget: int, *, seed: int, first_index: int,
+               indices, batch_size: int) -> AttackResult:
+    """Checks the inputs, then runs `compiled(model, settings)` (a graph of `signature`) for each of
+    `settings.runs()` on the images still robust."""
+    require(is_int(batch_size) and batch_size >= 1, f"batch_size must be an integer >= 1, got {batch_size!r}")
+    x, labels = checked_batch(model, x, y)
+    settings.check_classes(int(model.outputs[0].shape[-1]))
+    run = compiled(model, settings)
+
+    def run_batch(images, batch_labels, targets, rows, run_index):
+        out = run(images, batch_labels, targets, settings.eps, budget, seed, rows, run_index)
+        return {key: value.numpy() for key, value in out.items()}
+
+    return attack_remaining(model, x, labels, settings.runs(), run_batch,
+                            indices=image_indices(len(x), first_index, indices), batch_size=batch_size)

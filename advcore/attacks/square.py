@@ -26,11 +26,10 @@ import tensorflow as tf
 
 from advcore import graphs
 from advcore.attacks import rows as rows_random
-from advcore.attacks.checks import checked_batch
 from advcore.attacks.gradient import AttackResult
 from advcore.attacks.norms import NORMS
 from advcore.attacks.objectives import margin
-from advcore.attacks.remaining import attack_remaining, image_indices
+from advcore.attacks.remaining import run_attack, signature
 from advcore.attacks.spec import is_int, is_number, require
 
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # per 10,000 queries: p halves after each
@@ -54,6 +53,12 @@ class Square:
             value = getattr(self, name)
             require(is_int(value) and value >= 1, f"{name} must be an integer >= 1, got {value!r}")
         require(is_number(self.p_init) and 0 < self.p_init <= 1, f"p_init must lie in (0, 1], got {self.p_init!r}")
+
+    def check_classes(self, classes: int) -> None:
+        """Any classifier will do: the margin needs two classes, which every model AdvLab loads has."""
+
+    def runs(self) -> list[tuple[int, int]]:
+        return [(0, restart) for restart in range(self.restarts)]
 
 
 def window_share(query, queries, p_init):
@@ -136,7 +141,7 @@ def _l2_start(x, eps, rows, key, shape):
     return x + eps * delta / tf.maximum(tf.reshape(_l2_norm_rows(delta), [-1, 1, 1, 1]), 1e-12)
 
 
-def _run(model, settings: Square, x, labels, eps, queries, seed, rows, run):
+def _run(model, settings: Square, x, labels, targets, eps, queries, seed, rows, run):
     """One Square run on a batch: the best point per sample, whether it fools, and its logits."""
     shape = x.shape[1:]
     height, width, channels = shape
@@ -201,11 +206,8 @@ def _run(model, settings: Square, x, labels, eps, queries, seed, rows, run):
 
 
 def _compiled(model: keras.Model, settings: Square):
-    image = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
-    indices, scalar, count = tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32)
     return graphs.compiled(model, ("square", settings.norm, settings.p_init),
-                           lambda *args: _run(model, settings, *args),
-                           [image, indices, scalar, count, tf.TensorSpec([], tf.int64), indices, count])
+                           lambda *args: _run(model, settings, *args), signature(model))
 
 
 def square(model: keras.Model, x, y, settings: Square, *, seed: int = 0, first_index: int = 0, indices=None,
@@ -213,13 +215,5 @@ def square(model: keras.Model, x, y, settings: Square, *, seed: int = 0, first_i
     """Runs the Square Attack on images `x` with true labels `y`; each restart attacks only the
     samples still robust. Draws depend on each image's index (first_index + i, or `indices`);
     `loss` in the result is minus the margin (positive once fooled)."""
-    require(is_int(batch_size) and batch_size >= 1, f"batch_size must be an integer >= 1, got {batch_size!r}")
-    x, labels = checked_batch(model, x, y)
-    run = _compiled(model, settings)
-
-    def run_batch(images, batch_labels, targets, rows, run_index):
-        out = run(images, batch_labels, settings.eps, settings.queries, seed, rows, run_index)
-        return {key: value.numpy() for key, value in out.items()}
-
-    return attack_remaining(model, x, labels, [(0, restart) for restart in range(settings.restarts)], run_batch,
-                            indices=image_indices(len(x), first_index, indices), batch_size=batch_size)
+    return run_attack(model, x, y, settings, _compiled, settings.queries, seed=seed, first_index=first_index,
+                      indices=indices, batch_size=batch_size)

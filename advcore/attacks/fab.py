@@ -77,12 +77,11 @@ def boundary_step(points, w, c, norm: str):
     room = tf.where(s * w > 0, 1.0 - points, points)
     rate = tf.ones_like(u) if norm == "linf" else u  # how fast coordinate i moves per unit of tau
     slope = u * rate  # d(w.d)/d tau while coordinate i is free
-    full = u * room  # its share of w.d once it meets the box
     moving = slope > 0
     breakpoint = tf.where(moving, room / tf.where(moving, rate, 1.0), tf.float32.max)
-    order = tf.argsort(breakpoint, axis=1)
-    breakpoint, slope, full = (tf.gather(t, order, batch_dims=1) for t in (breakpoint, slope, full))
-    full = tf.where(slope > 0, full, 0.0)
+    descending, order = tf.math.top_k(-breakpoint, k=tf.shape(w)[1])  # the breakpoints in increasing order
+    breakpoint, slope = -descending, tf.gather(slope, order, batch_dims=1)
+    full = tf.where(slope > 0, breakpoint * slope, 0.0)  # a coordinate's share of w.d once it meets the box
     saturated = tf.cumsum(full, axis=1, exclusive=True)  # from coordinates met before each breakpoint
     free = tf.cumsum(slope, axis=1, reverse=True)  # slope of the coordinates still free there
     reached = saturated + tf.minimum(breakpoint, 1e30) * free  # w.d at each breakpoint, before saturating
@@ -91,7 +90,7 @@ def boundary_step(points, w, c, norm: str):
     at = segment[:, None]
     tau = (need[:, 0] - tf.gather(saturated, at, batch_dims=1)[:, 0]) / tf.maximum(
         tf.gather(free, at, batch_dims=1)[:, 0], 1e-30)
-    feasible = tf.reduce_sum(full, axis=1) >= need[:, 0]
+    feasible = tf.reduce_sum(u * room, axis=1) >= need[:, 0]
     tau = tf.where(feasible, tau, tf.float32.max)[:, None]
     return s * tf.sign(w) * tf.minimum(tau * rate, room)
 

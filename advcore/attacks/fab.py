@@ -112,8 +112,10 @@ def _run(model, settings: FabT, x, labels, targets, eps, steps, seed, rows, run)
     def predicted(point):
         return tf.argmax(model(point, training=False), -1, output_type=labels.dtype)
 
-    start = tf.cond(run > 0, lambda: rows_random.random_starts(settings.norm, x, rows, 0.5 * eps, seed, run, 0.0, 1.0),
-                    lambda: x)
+    def random_start():  # a named function: AutoGraph cannot read the source of a lambda split over lines
+        return rows_random.random_starts(settings.norm, x, rows, 0.5 * eps, seed, run, 0.0, 1.0)
+
+    start = tf.cond(run > 0, random_start, lambda: x)
 
     def step(i, x1, best, best_distance):
         grad, _, f = value_and_gradient(model, x1, lambda logits: tf.gather(logits, targets, batch_dims=1)

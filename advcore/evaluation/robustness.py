@@ -17,17 +17,15 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from advcore import attacks, graphs, models
+from advcore import attacks, models
 from advcore.attacks import AttackSpec, autoattack
 from advcore.attacks.norms import NORMS
+from advcore.attacks.remaining import clean_logits
 
 
 def predict_logits(model: keras.Model, x, batch_size: int = 500) -> np.ndarray:
     """Inference-mode logits, batched through one compiled forward pass per model."""
-    x = attacks.check_images(x)
-    forward = graphs.forward(model)
-    return np.concatenate([np.asarray(forward(x[i:i + batch_size]), np.float32)
-                           for i in range(0, len(x), batch_size)])
+    return clean_logits(model, attacks.check_images(x), batch_size)
 
 
 def accuracy(model: keras.Model, x, y, batch_size: int = 500) -> float:

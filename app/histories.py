@@ -16,8 +16,8 @@ from advcore.training.config import config_kind
 
 SEED_COLUMNS = ("loss", "base_loss", "val_loss", "val_base_loss", "TrainType")
 PHASES = {"vanilla": "vanilla", "adversarial": "adversarial"}
-OPTIONAL_COLUMNS = ("val_robust_accuracy", "val_gan_accuracy", "val_unrestricted_accuracy", "lipschitz_penalty",
-                    "psi")  # empty when unchecked or off
+OPTIONAL_COLUMNS = ("val_robust_accuracy", "val_gan_accuracy", "val_unrestricted_accuracy", "kl",
+                    "lipschitz_penalty", "psi")  # empty when unchecked or off
 
 
 class HistoryFormatError(ValueError):

@@ -1,9 +1,9 @@
 """Training speed: full Fashion-MNIST, small CNN, batch 128, one process. Prints seconds per epoch
 (the second epoch of each, after tracing) for plain `model.fit`, AdvLab vanilla, FGSM with random
-start and PGD-k, the ratios the targets are stated in, IBM ART's AdversarialTrainerMadryPGD where
-installed, and the process's peak memory.
+start and PGD-k, TRADES-k, MART-k and AWP on PGD-k and TRADES-k, the ratios the targets are stated
+in, IBM ART's AdversarialTrainerMadryPGD where installed, and the process's peak memory.
 
-    python benchmarks/train_speed.py [--pgd-steps 7]
+    python benchmarks/train_speed.py [--pgd-steps 7] [--objectives-only]
     /tmp/peers/bin/python benchmarks/train_speed.py   # also IBM ART (see attack_speed.py's docstring)
 """
 
@@ -23,7 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from advcore import models  # noqa: E402
-from advcore.storage import data
+from advcore.storage import data  # noqa: E402
 from advcore.training.config import TrainConfig  # noqa: E402
 from advcore.training.trainer import AdversarialTrainer, training_batches  # noqa: E402
 
@@ -48,9 +48,9 @@ def plain_fit_epoch(x, y) -> float:
     return timer.last
 
 
-def advlab_epoch(x, y, mode: str, attack: dict) -> float:
+def advlab_epoch(x, y, mode: str, attack: dict, **sections) -> float:
     keras.utils.set_random_seed(0)
-    config = TrainConfig.from_dict({"mode": mode, "batch_size": BATCH, "attack": attack})
+    config = TrainConfig.from_dict({"mode": mode, "batch_size": BATCH, "attack": attack, **sections})
     steps = int(np.ceil(len(x) / BATCH))
     trainer = AdversarialTrainer(models.small_cnn(), config, steps)
     trainer.compile(optimizer="adam")
@@ -83,14 +83,36 @@ def art_epoch(x, y, pgd_steps: int, share: int = 6) -> float | None:
     return (time.perf_counter() - start) * share
 
 
+def objectives(x, y, k: int) -> None:
+    """TRADES-k, MART-k and AWP against PGD-k (and TRADES-k) measured in this run."""
+    pgd_attack = {"method": "pgd", "eps": EPS, "steps": k}
+    awp = {"awp": {"enabled": True}}
+    pgd = advlab_epoch(x, y, "adversarial", pgd_attack)
+    trades = advlab_epoch(x, y, "adversarial", pgd_attack, objective={"kind": "trades"})
+    mart = advlab_epoch(x, y, "adversarial", pgd_attack, objective={"kind": "mart"})
+    pgd_awp = advlab_epoch(x, y, "adversarial", pgd_attack, **awp)
+    trades_awp = advlab_epoch(x, y, "adversarial", pgd_attack, objective={"kind": "trades"}, **awp)
+    print(f"{f'AdvLab PGD-{k}':<42} {pgd:7.2f} s")
+    print(f"{f'AdvLab TRADES-{k}':<42} {trades:7.2f} s  {trades / pgd:5.2f} x PGD-{k}       (target <= 1.15)")
+    print(f"{f'AdvLab MART-{k}':<42} {mart:7.2f} s  {mart / pgd:5.2f} x PGD-{k}")
+    print(f"{f'AdvLab PGD-{k} + AWP':<42} {pgd_awp:7.2f} s  {pgd_awp / pgd:5.2f} x PGD-{k}       (target <= 1.2)")
+    print(f"{f'AdvLab TRADES-{k} + AWP':<42} {trades_awp:7.2f} s  {trades_awp / trades:5.2f} x TRADES-{k}    "
+          "(target <= 1.2)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pgd-steps", type=int, default=7)
-    k = parser.parse_args().pgd_steps
-    dataset = data.load("fashion_mnist")
+    parser.add_argument("--objectives-only", action="store_true", help="only TRADES, MART and AWP against PGD-k")
+    args = parser.parse_args()
+    k = args.pgd_steps
+    dataset = data.load("fashion_mnist", splits=("train",))
     x, y = dataset.train.x, dataset.train.y
     print(f"full Fashion-MNIST ({len(x)} images), small CNN, batch {BATCH}, {os.cpu_count()} CPU cores; "
           "seconds per epoch (second epoch)\n")
+    if args.objectives_only:
+        objectives(x, y, k)
+        return
     plain = plain_fit_epoch(x, y)
     vanilla = advlab_epoch(x, y, "vanilla", {})
     fast = advlab_epoch(x, y, "adversarial", {"method": "fgsm_rs", "eps": EPS})
@@ -100,6 +122,7 @@ def main() -> None:
     print(f"{'AdvLab FGSM with random start':<42} {fast:7.2f} s  {fast / vanilla:5.2f} x vanilla     (target <= 2.2)")
     print(f"{f'AdvLab PGD-{k}':<42} {pgd:7.2f} s  {pgd / vanilla:5.2f} x vanilla     "
           f"(target <= {1.1 * (k + 1):.1f} = 1.1 x (k+1))")
+    objectives(x, y, k)
     art = art_epoch(x, y, k)
     if art is None:
         print("IBM ART AdversarialTrainerMadryPGD: not installed here")

@@ -91,6 +91,8 @@ def live_charts(run) -> None:
     st.plotly_chart(charts.run_figure(history, ["accuracy", "val_accuracy", "val_robust_accuracy",
                                                 "val_gan_accuracy", "val_unrestricted_accuracy"],
                                       "accuracy"), key="live-accuracy")
+    if "kl" in history and history["kl"].notna().any():
+        st.plotly_chart(charts.run_figure(history, ["kl"], "KL(f(x) || f(x')), TRADES / MART"), key="live-kl")
     if "psi" in history and history["psi"].notna().any():
         st.plotly_chart(charts.run_figure(history, ["psi"], "Lipschitz penalty weight psi"), key="live-psi")
 

@@ -115,7 +115,7 @@ def test_the_study_page_queues_four_runs_and_tabulates_them(runs_root):
 def test_the_app_launches_a_gan_run_as_its_own_process(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVLAB_MAX_RUNS", "1")
     config = GanConfig.from_dict({"name": "launched", "epochs": 1, "batch_size": 32, "critic_steps": 2, "z_dim": 8,
-                                  "data": {"dataset": "fashion_mnist", "train_size": 256, "val_size": None}})
+                                  "data": {"dataset": "fashion_mnist", "train_size": 256}})
     run = jobs.submit(config, tmp_path)
     assert "pid" in run.recorded_status()
     wait_for(lambda: run.status()["status"] in ("finished", "failed"), 240, 0.2)

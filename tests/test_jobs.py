@@ -13,7 +13,7 @@ from app import jobs
 
 def tiny(name: str, epochs=1) -> TrainConfig:
     return TrainConfig.from_dict({"name": name, "batch_size": 64, "attack": {"method": "fgsm"},
-                                  "data": {"train_size": 640, "val_size": 200},
+                                  "data": {"train_size": 640, "validation_size": 200},
                                   "validation": {"robust_size": 50, "steps": 2},
                                   "schedule": {"kind": "constant", "epochs": epochs}})
 

@@ -51,6 +51,8 @@ def page(name: str) -> AppTest:
     ({"activation": "half_huber"}, "model.activation: half_huber is built into woods_resnet44 only"),
     ({"lr_schedule": "step", "milestones": "170, x"}, "lr_schedule.milestones[1]: must be an integer, got 'x'"),
     ({"method": "rmse_ball", "step_size": 0.01}, "attack.step_size: rmse_ball sets its own steps"),
+    ({"objective": "trades", "method": "fgsm"}, "attack.method: trades runs its own PGD"),
+    ({"keep_best": True, "robust_size": 0}, "validation.keep_best: picks the epoch of highest"),
 ])
 def test_invalid_form_values_are_explained_and_start_nothing(runs_root, values, message):
     app = page("train")
@@ -122,6 +124,21 @@ def test_seed_004_options_queue_from_the_form(runs_root):
     config = TrainConfig.from_dict(run.config())
     assert (config.attack.method, config.attack.steps, config.model.activation) == ("l2_min", 7, "half_huber")
     assert config.lipschitz.enabled and config.lipschitz.zeta == 0.2 and config.mode == "split"
+
+
+def test_trades_awp_and_held_out_validation_queue_from_the_form(runs_root):
+    app = page("train")
+    app.selectbox(key="train_form.objective").select("trades")
+    app.number_input(key="train_form.beta").set_value(3.0)
+    app.number_input(key="train_form.validation_size").set_value(2000)
+    for key in ("awp", "keep_best"):
+        [w for w in app.main.get("checkbox") if w.key == f"train_form.{key}"][0].check()
+    _submit(app)
+    (run,) = list_runs(runs_root)
+    config = TrainConfig.from_dict(run.config())
+    assert (config.objective.kind, config.objective.beta) == ("trades", 3.0)
+    assert config.awp.enabled and config.awp.gamma == 5e-3 and config.validation.keep_best
+    assert config.data.validation_size == 2000
 
 
 def test_run_table_shows_every_run_and_damaged_ones_with_a_reason(runs_root):

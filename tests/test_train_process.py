@@ -18,7 +18,7 @@ from advcore import models
 from advcore.storage.runs import Run, list_runs
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--train-size", "1280", "--val-size", "200", "--robust-val-size", "100", "--robust-steps", "2",
+SMALL = ["--train-size", "1280", "--validation-size", "200", "--robust-val-size", "100", "--robust-steps", "2",
          "--batch-size", "128", "--attack", "fgsm_rs", "--seed", "3"]
 INTERLEAVED = ["--schedule", "interleaved", "--vanilla-epochs", "2", "--adversarial-epochs", "1"]
 

@@ -14,7 +14,7 @@ from advcore.training.trainer import AdversarialTrainer
 
 
 def tiny_config(**changes) -> TrainConfig:
-    content = {"name": "t", "batch_size": 64, "data": {"train_size": 640, "val_size": 200},
+    content = {"name": "t", "batch_size": 64, "data": {"train_size": 640, "validation_size": 200},
                "validation": {"robust_size": 100, "steps": 3}, "attack": {"method": "fgsm_rs"},
                "schedule": {"kind": "constant", "epochs": 1}}
     for key, value in changes.items():

@@ -141,8 +141,8 @@ def test_the_study_command_trains_four_runs_and_tabulates_them(tmp_path):
     env = os.environ | {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(
         [sys.executable, "-m", "advcore", "study", "--generator", str(BUNDLED_GAN), "--runs-dir", str(tmp_path),
-         "--name", "tiny", "--train-size", "512", "--val-size", "200", "--robust-val-size", "50", "--epochs", "1",
-         "--gan-check-size", "20", "--gan-check-steps", "20", "--attack-steps", "3"],
+         "--name", "tiny", "--train-size", "512", "--validation-size", "200", "--robust-val-size", "50",
+         "--epochs", "1", "--gan-check-size", "20", "--gan-check-steps", "20", "--attack-steps", "3"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [record] = study.list_studies(tmp_path)

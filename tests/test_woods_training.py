@@ -197,7 +197,8 @@ def test_a_few_steps_of_each_option_lower_its_loss_on_cifar_format_data(cifar_fo
 
 def test_a_lipschitz_run_logs_psi_and_its_checkpoint_keeps_r(tmp_path):
     config = TrainConfig.from_dict({"name": "lip", "mode": "vanilla", "batch_size": 64, "lipschitz": {"enabled": True},
-                                    "data": {"train_size": 640, "val_size": 100}, "validation": {"robust_size": 0},
+                                    "data": {"train_size": 640, "validation_size": 100},
+                                    "validation": {"robust_size": 0},
                                     "schedule": {"epochs": 2}})
     run = Run.create(config.to_dict(), tmp_path)
     assert runner.train(config, run, echo=lambda line: None) == "finished"

@@ -21,7 +21,7 @@ from advcore import graphs
 from advcore.attacks import rows as rows_random
 from advcore.attacks.checks import checked_inputs
 from advcore.attacks.norms import NORMS, SCALINGS, l1_norm, l2_norm, linf_norm
-from advcore.attacks.objectives import input_gradient, is_success, objective
+from advcore.attacks.objectives import input_gradient, is_success, kl_divergence, objective, value_and_gradient
 from advcore.attacks.spec import AttackSpec, is_int, require
 
 
@@ -58,12 +58,16 @@ def _start_rows(spec: AttackSpec, x, rows, eps, seed, restart):
     return rows_random.random_starts(spec.norm, x, rows, eps, seed, restart, spec.clip_min, spec.clip_max)
 
 
-def _iterate(model, spec: AttackSpec, x, labels, x_start, eps, step_size, steps, momentum):
-    """`steps` ascent steps from `x_start`; returns the last iterate."""
+def _iterate(model, spec: AttackSpec, x, labels, x_start, eps, step_size, steps, momentum, value_of=None):
+    """`steps` ascent steps from `x_start` on the spec's objective, or on `value_of(logits)` when
+    given; returns the last iterate."""
     box = NORMS[spec.norm].box(x, eps, spec.clip_min, spec.clip_max)
 
     def ascend(i, x_adv, velocity):
-        grad, _, _ = input_gradient(model, spec, x_adv, labels)
+        if value_of is None:
+            grad, _, _ = input_gradient(model, spec, x_adv, labels)
+        else:
+            grad, _, _ = value_and_gradient(model, x_adv, value_of)
         return (i + 1, *_step(spec, x_adv, x, grad, velocity, eps, step_size, momentum, box))
 
     # an explicit loop: Keras traces train steps without AutoGraph
@@ -80,6 +84,22 @@ def perturb(model, spec: AttackSpec, x, labels, eps, step_size, steps, seed, mom
     if spec.target == "least_likely":
         labels = tf.argmin(model(x, training=False), axis=-1, output_type=labels.dtype)
     x_adv = _iterate(model, spec, x, labels, _start(spec, x, eps, seed), eps, step_size, steps, momentum)
+    return tf.stop_gradient(x_adv)
+
+
+TRADES_START_SCALE = 0.001  # TRADES starts its inner maximisation from x + 0.001 N(0, 1)
+
+
+def perturb_divergence(model, spec: AttackSpec, x, eps, step_size, steps, seed):
+    """TRADES's inner maximisation (Zhang et al. 2019): the last of `steps` ascent steps on
+    KL(f(x) || f(x')) inside the spec's ball, from x + 0.001 N(0, 1) (at x' = x the divergence and its
+    gradient vanish, so the start must differ). A constant for any outer tape, like `perturb`."""
+    reference = tf.stop_gradient(model(x, training=False))
+    noise = TRADES_START_SCALE * tf.random.stateless_normal(tf.shape(x), seed, dtype=x.dtype)
+    start = tf.clip_by_value(x + noise, spec.clip_min, spec.clip_max)
+    start = x + NORMS[spec.norm].project(start - x, eps)
+    x_adv = _iterate(model, spec, x, None, start, eps, step_size, steps, 0.0,
+                     value_of=lambda logits: kl_divergence(reference, logits))
     return tf.stop_gradient(x_adv)
 
 

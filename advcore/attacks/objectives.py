@@ -44,6 +44,14 @@ def targeted_dlr(logits: tf.Tensor, labels: tf.Tensor, targets: tf.Tensor) -> tf
     return -(z_y - z_t) / (top[:, 0] - (top[:, 2] + top[:, 3]) / 2 + 1e-12)
 
 
+def kl_divergence(reference_logits: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Per sample KL(softmax(reference) || softmax(logits)): how far `logits` moved from the reference
+    distribution (TRADES's and MART's robustness term)."""
+    reference = tf.nn.log_softmax(tf.cast(reference_logits, tf.float32))
+    moved = tf.nn.log_softmax(tf.cast(logits, tf.float32))
+    return tf.reduce_sum(tf.exp(reference) * (reference - moved), axis=-1)
+
+
 def is_success(logits: tf.Tensor, labels: tf.Tensor, targeted: bool) -> tf.Tensor:
     prediction = tf.argmax(logits, axis=-1, output_type=labels.dtype)
     return tf.equal(prediction, labels) if targeted else tf.not_equal(prediction, labels)

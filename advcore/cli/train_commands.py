@@ -30,7 +30,8 @@ TRAIN_OPTIONS = (
     ("--dataset", "data.dataset", str, "fashion_mnist, mnist, cifar10, cifar100, or a folder of class sub-folders"),
     ("--data-dir", "data.data_dir", str, "folder with the dataset files"),
     ("--train-size", "data.train_size", positive_int, "train on a deterministic subset of this many images"),
-    ("--val-size", "data.val_size", positive_int, "validation images, from the test split (default 1000)"),
+    ("--validation-size", "data.validation_size", int, "validation images held out of the training split, never "
+     "trained on (default 5000 for built-in sets, 10%% of a folder's; 0: none)"),
     ("--augment", "data.augment", str, "none (default), crop (random shifts), or crop_flip (also mirrors)"),
     ("--architecture", "model.architecture", str, "small_cnn (default), madry_cnn, preact_resnet20, preact_resnet44, woods_resnet44 "
      "(seed 004's CIFAR ResNet), densenet_bc (seed 001's)"),
@@ -41,6 +42,12 @@ TRAIN_OPTIONS = (
     ("--init-model", "model.path", str, "start from this .keras model instead of a fresh one"),
     ("--mode", "mode", str, "per-step training in adversarial epochs: adversarial (default), double "
                             "(clean + adversarial batch), split (a share of the batch adversarial), or vanilla"),
+    ("--objective", "objective.kind", str, "loss of the adversarial examples: ce (default, Madry et al.), trades "
+     "(CE on x + beta KL(f(x) || f(x')), x' maximising the KL) or mart (boosted CE on x' + beta KL weighted by "
+     "1 - p_y(x))"),
+    ("--beta", "objective.beta", number, "trades, mart: weight of the KL term (default 6)"),
+    ("--awp-gamma", "awp.gamma", number, "with --awp: each kernel moves by gamma times its norm (default 5e-3)"),
+    ("--awp-steps", "awp.steps", positive_int, "with --awp: ascent steps of the weight perturbation (default 1)"),
     ("--mix-weight", "mix.weight", number, "lambda, the weight of adversarial against clean loss (default 1)"),
     ("--mix-fraction", "mix.fraction", number, "split mode: share of each batch made adversarial (default 0.5)"),
     ("--attack", "attack.method", str, "fgsm, fgsm_rs (random start, step 1.25 eps: fast training), pgd "
@@ -137,6 +144,11 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     _add_run_options(parser, TRAIN_OPTIONS)
     parser.add_argument("--stop-on-collapse", dest="validation.stop_on_collapse", action="store_true",
                         default=argparse.SUPPRESS, help="stop when robust accuracy collapses")
+    parser.add_argument("--awp", dest="awp.enabled", action="store_true", default=argparse.SUPPRESS,
+                        help="adversarial weight perturbation (Wu et al. 2020): gradients at weights moved toward "
+                             "higher adversarial loss")
+    parser.add_argument("--keep-best", dest="validation.keep_best", action="store_true", default=argparse.SUPPRESS,
+                        help="the run's model.keras is its epoch of highest validation robust accuracy")
     parser.add_argument("--no-nesterov", dest="optimizer.nesterov", action="store_false", default=argparse.SUPPRESS,
                         help="sgd: plain momentum instead of Nesterov's")
     parser.add_argument("--lipschitz", dest="lipschitz.enabled", action="store_true", default=argparse.SUPPRESS,
@@ -194,6 +206,7 @@ def _set_fields(content: dict, fields: dict) -> None:
 def _run(args, options, config_class, train_function) -> dict:
     from advcore.storage.runs import Run
     from advcore.training import distribute
+    from advcore.training.config import legacy_notes
 
     if args.cpu_devices:
         distribute.split_cpu(args.cpu_devices)
@@ -205,9 +218,13 @@ def _run(args, options, config_class, train_function) -> dict:
             raise UsageError("--resume continues a run with its own config; drop "
                              + ", ".join(given + (["--config"] if args.config else [])))
         run = Run.open(args.resume, args.runs_dir)
-        config = config_class.from_dict(run.config())
+        content = run.config()
     else:
-        config = config_class.from_dict(_config_content(args, options))
+        content = _config_content(args, options)
+    for note in legacy_notes(content):
+        print(f"note: {note}")
+    config = config_class.from_dict(content)
+    if not args.resume:
         # in a cluster only the chief writes the shared runs root; the others keep a private scratch run
         runs_dir = args.runs_dir if distribute.chief_by_tf_config() else tempfile.mkdtemp(prefix="advcore-worker-")
         run = Run.create(config.to_dict(), runs_dir, config.name)

@@ -84,7 +84,7 @@ def train_gan(config: GanConfig, run: Run, *, resume: bool = False, echo=print) 
 def _train_gan(config: GanConfig, run: Run, resume: bool, stop, say) -> str:
     strategy = distribute.make_strategy(config.distribute.strategy)
     dataset = data.load(config.data.dataset, data_dir=config.data.data_dir, train_size=config.data.train_size,
-                        seed=config.seed)
+                        seed=config.seed, splits=("train",))
     steps = acgan.steps_per_epoch(len(dataset.train), config, strategy.num_replicas_in_sync)
     history, first_epoch = pd.DataFrame(columns=HISTORY_COLUMNS), 0
     with strategy.scope():

@@ -79,17 +79,20 @@ class Split:
         return len(self.y)
 
 
+SPLITS = ("train", "test")
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     name: str
-    train: Split
-    test: Split
+    train: Split | None  # None when the split was not asked for (`load(splits=...)`): its files stay unread
+    test: Split | None
     class_names: tuple[str, ...]
     source: str  # where the files were found, for display and provenance
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.test.x.shape[1:])
+        return tuple((self.train if self.test is None else self.test).x.shape[1:])
 
     @property
     def num_classes(self) -> int:
@@ -100,8 +103,8 @@ class Dataset:
 class _Spec:
     class_names: tuple[str, ...]
     image_shape: tuple[int, int, int]
-    read: Callable[[Path], tuple[np.ndarray, ...] | None]  # root dir -> raw arrays, None if absent
-    download: Callable[[], tuple]  # keras.datasets loader
+    read: Callable[[Path, tuple[str, ...]], dict | None]  # root, splits -> {split: (x, y)}, None if absent
+    download: Callable[[], tuple]  # keras.datasets loader: x_train, y_train, x_test, y_test
     system_subdirs: tuple[str, ...] = ()
 
 
@@ -143,20 +146,22 @@ def _first_existing(folder: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
-def _read_idx_set(folder: Path) -> tuple[np.ndarray, ...] | None:
-    """The four MNIST-style IDX files in ``folder`` (gzip or not), or None if any is absent."""
-    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    paths = [_first_existing(folder, (stem + ".gz", stem)) for stem in stems]
-    if any(path is None for path in paths):
+_IDX_STEMS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def _read_idx_set(folder: Path, splits: tuple[str, ...]) -> dict | None:
+    """The MNIST-style IDX files of `splits` in ``folder`` (gzip or not), or None if any is absent."""
+    paths = {split: [_first_existing(folder, (stem + ".gz", stem)) for stem in _IDX_STEMS[split]] for split in splits}
+    if any(path is None for pair in paths.values() for path in pair):
         return None
-    return tuple(read_idx(path) for path in paths)
+    return {split: tuple(read_idx(path) for path in pair) for split, pair in paths.items()}
 
 
-def _read_mnist_npz(path: Path) -> tuple[np.ndarray, ...]:
+def _read_mnist_npz(path: Path, splits: tuple[str, ...]) -> dict:
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return tuple(archive[key] for key in ("x_train", "y_train", "x_test", "y_test"))
+            return {split: (archive[f"x_{split}"], archive[f"y_{split}"]) for split in splits}
     except (OSError, ValueError, KeyError, zlib.error, EOFError) as error:
         raise DatasetFormatError(f"{path}: not a readable mnist.npz ({error}); fetch it again") from error
 
@@ -204,32 +209,35 @@ def _find_dir(root: Path, names: tuple[str, ...]) -> Path | None:
 
 # --------------------------------------------------------------------------- readers by dataset
 
-def _read_fashion_mnist(root: Path):
+def _read_fashion_mnist(root: Path, splits: tuple[str, ...]):
     folder = _find_dir(root, ("fashion-mnist", "fashion_mnist", "."))
-    return _read_idx_set(folder) if folder else None
+    return _read_idx_set(folder, splits) if folder else None
 
 
-def _read_mnist(root: Path):
+def _read_mnist(root: Path, splits: tuple[str, ...]):
     npz = _first_existing(root, ("mnist.npz",))
     if npz is not None:
-        return _read_mnist_npz(npz)
+        return _read_mnist_npz(npz, splits)
     folder = _find_dir(root, ("mnist",))
-    return _read_idx_set(folder) if folder else None
+    return _read_idx_set(folder, splits) if folder else None
 
 
 def _cifar_reader(folder_name: str, train_files: tuple[str, ...], test_file: str, label_key: str):
-    def read(root: Path):
+    names = {"train": train_files, "test": (test_file,)}
+
+    def read(root: Path, splits: tuple[str, ...]):
         folder = _find_dir(root, (folder_name, f"{folder_name}-target/{folder_name}",
                                   f"{folder_name}_extracted/{folder_name}", "."))
-        if folder is None or not (folder / test_file).is_file():
+        if folder is None or not any((folder / name).is_file() for split in splits for name in names[split]):
             return None
-        missing = [name for name in train_files if not (folder / name).is_file()]
+        missing = [name for split in splits for name in names[split] if not (folder / name).is_file()]
         if missing:
             raise DatasetFormatError(f"{folder}: incomplete, missing {', '.join(missing)}")
-        parts = [_read_cifar_batch(folder / name, label_key) for name in train_files]
-        x_test, y_test = _read_cifar_batch(folder / test_file, label_key)
-        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                x_test, y_test)
+        arrays = {}
+        for split in splits:
+            parts = [_read_cifar_batch(folder / name, label_key) for name in names[split]]
+            arrays[split] = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return arrays
     return read
 
 
@@ -294,6 +302,26 @@ def _to_split(name: str, images: np.ndarray, labels: np.ndarray, where: str) -> 
     return Split(images.astype(np.float32) / np.float32(255.0), labels.astype(np.int64))
 
 
+BUILT_IN_VALIDATION = 5000  # validation images held out of a built-in training split
+FOLDER_VALIDATION_SHARE = 0.1  # ... and the share held out of a folder dataset's training split
+
+
+def default_validation_size(dataset: Dataset) -> int:
+    if dataset.name in _SPECS:
+        return BUILT_IN_VALIDATION
+    return max(1, round(FOLDER_VALIDATION_SHARE * len(dataset.train)))
+
+
+def hold_out(split: Split, size: int, seed: int = 0) -> tuple[Split, Split]:
+    """(the rest, `size` held-out samples): a seeded split of a training split, so validation never
+    sees a training image nor the test split. The held-out set depends only on (split, size, seed)."""
+    if not 0 <= size < len(split):
+        raise ValueError(f"cannot hold out {size} validation images from a training split of {len(split)}")
+    order = np.random.default_rng(seed).permutation(len(split))
+    held, rest = np.sort(order[:size]), np.sort(order[size:])
+    return Split(split.x[rest], split.y[rest]), Split(split.x[held], split.y[held])
+
+
 def subset(split: Split, size: int | None, seed: int = 0) -> Split:
     """A deterministic random subset of ``size`` samples (all of them if size is None)."""
     if size is None or size >= len(split):
@@ -304,13 +332,20 @@ def subset(split: Split, size: int | None, seed: int = 0) -> Split:
     return Split(split.x[index], split.y[index])
 
 
+def _subset_if_read(split: Split | None, size: int | None, seed: int) -> Split | None:
+    return None if split is None else subset(split, size, seed)
+
+
 def load(name: str = "fashion_mnist", *, data_dir: str | os.PathLike | None = None,
          train_size: int | None = None, test_size: int | None = None, seed: int = 0,
-         download: bool = True) -> Dataset:
-    """Loads a built-in dataset by name, or a folder of class sub-folders given by its path."""
+         download: bool = True, splits: tuple[str, ...] = SPLITS) -> Dataset:
+    """Loads a built-in dataset by name, or a folder of class sub-folders given by its path; only
+    the `splits` asked for are read (training reads no test file)."""
+    if unknown := set(splits) - set(SPLITS):
+        raise ValueError(f"unknown split {sorted(unknown)[0]!r}: choose from {', '.join(SPLITS)}")
     if name not in _SPECS:
         if Path(name).expanduser().is_dir():
-            return load_image_folder(name, train_size=train_size, test_size=test_size, seed=seed)
+            return load_image_folder(name, train_size=train_size, test_size=test_size, seed=seed, splits=splits)
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)} "
                          "or give the path of a folder with one sub-folder of images per class")
     spec = _SPECS[name]
@@ -320,14 +355,15 @@ def load(name: str = "fashion_mnist", *, data_dir: str | os.PathLike | None = No
         if not root.is_dir():
             tried.append(f"{label} {root}: no such folder")
             continue
-        arrays = spec.read(root)
+        arrays = spec.read(root, splits)
         if arrays is not None:
             source = str(root)
             break
         tried.append(f"{label} {root}: no {name} files there")
     if arrays is None and download:
         try:
-            arrays = spec.download()
+            x_train, y_train, x_test, y_test = spec.download()
+            arrays = {"train": (x_train, y_train), "test": (x_test, y_test)}
             source = "keras.datasets download"
         except Exception as error:  # any network or archive failure means: not available
             tried.append(f"keras.datasets download: {type(error).__name__}: {error}")
@@ -339,11 +375,11 @@ def load(name: str = "fashion_mnist", *, data_dir: str | os.PathLike | None = No
             f"\nFix: put the Keras-format files in a folder and pass it as data_dir or set "
             f"{DATA_DIR_ENV}; or connect to the internet so keras.datasets can download them" +
             ("; or install Debian's dataset-fashion-mnist package" if name == "fashion_mnist" else ""))
-    x_train, y_train, x_test, y_test = arrays
+    parts = {split: _to_split(name, *arrays[split], source) if split in splits else None for split in SPLITS}
     return Dataset(
         name=name,
-        train=subset(_to_split(name, x_train, y_train, source), train_size, seed),
-        test=subset(_to_split(name, x_test, y_test, source), test_size, seed),
+        train=_subset_if_read(parts["train"], train_size, seed),
+        test=_subset_if_read(parts["test"], test_size, seed),
         class_names=spec.class_names,
         source=source,
     )
@@ -351,7 +387,7 @@ def load(name: str = "fashion_mnist", *, data_dir: str | os.PathLike | None = No
 
 def load_image_folder(path: str | os.PathLike, *, test_fraction: float = 0.2,
                       train_size: int | None = None, test_size: int | None = None,
-                      seed: int = 0) -> Dataset:
+                      seed: int = 0, splits: tuple[str, ...] = SPLITS) -> Dataset:
     """A user's dataset: one sub-folder of same-sized images per class, split train/test.
 
     Split per class with a fixed seed so every class appears in both halves.
@@ -376,6 +412,9 @@ def load_image_folder(path: str | os.PathLike, *, test_fraction: float = 0.2,
         order = rng.permutation(len(files))
         n_test = max(1, int(round(test_fraction * len(files))))
         for rank, file_index in enumerate(order):
+            part = "test" if rank < n_test else "train"
+            if part not in splits:
+                continue
             image = images.read_image(files[file_index])
             if shape is None:
                 shape = image.shape
@@ -383,14 +422,15 @@ def load_image_folder(path: str | os.PathLike, *, test_fraction: float = 0.2,
                 raise DatasetFormatError(
                     f"{files[file_index]}: shape {image.shape} differs from the first image's {shape}; "
                     "all images of a folder dataset must have the same size and channels")
-            xs, ys = parts["test" if rank < n_test else "train"]
+            xs, ys = parts[part]
             xs.append(image)
             ys.append(label)
-    splits = {key: Split(np.stack(xs), np.asarray(ys, dtype=np.int64)) for key, (xs, ys) in parts.items()}
+    read = {key: Split(np.stack(xs), np.asarray(ys, dtype=np.int64)) if key in splits else None
+            for key, (xs, ys) in parts.items()}
     return Dataset(
         name=root.name,
-        train=subset(splits["train"], train_size, seed),
-        test=subset(splits["test"], test_size, seed),
+        train=_subset_if_read(read["train"], train_size, seed),
+        test=_subset_if_read(read["test"], test_size, seed),
         class_names=tuple(d.name for d in class_dirs),
         source=str(root),
     )

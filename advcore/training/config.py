@@ -29,10 +29,15 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass
 class DataConfig:
+    """Validation images are held out of the training split (fixed by the seed) and never trained on;
+    training reads no test file. `train_size` then subsets what is left."""
+    # older configs named validation_size val_size and took those images from the test split
+    RENAMED: typing.ClassVar[dict] = {"val_size": "validation_size"}
+
     dataset: str = "fashion_mnist"  # a built-in name or a folder of class sub-folders
     data_dir: Optional[str] = None
     train_size: Optional[int] = None  # a deterministic subset of the training split
-    val_size: Optional[int] = 1000  # validation images, taken from the test split
+    validation_size: Optional[int] = None  # held out of the training split; null: 5,000 (built-in) or 10% (folder)
     augment: Literal["none", "crop", "crop_flip"] = "none"
 
     def check(self):
@@ -42,7 +47,8 @@ class DataConfig:
             raise ConfigError(f"dataset: unknown {self.dataset!r}; choose one of {', '.join(DATASETS)} or give "
                               "the path of a folder with one sub-folder of images per class")
         _positive_or_none("train_size", self.train_size)
-        _positive_or_none("val_size", self.val_size)
+        if self.validation_size is not None and self.validation_size < 0:
+            raise ConfigError(f"validation_size: must be >= 0 (0: no validation) or null, got {self.validation_size}")
 
 
 @dataclasses.dataclass
@@ -115,6 +121,40 @@ class AttackConfig:
     def generative(self) -> bool:
         """Whether the examples come from the GAN (`TrainConfig.generator`), not from a pixel attack."""
         return self.method in GENERATIVE_METHODS
+
+
+OBJECTIVES = ("ce", "trades", "mart")
+PAIRED_OBJECTIVES = ("trades", "mart")  # losses on a clean image and its adversarial example together
+
+
+@dataclasses.dataclass
+class ObjectiveConfig:
+    """The loss of the adversarial examples. ce: cross-entropy on x' (Madry et al.); trades:
+    CE(f(x), y) + beta KL(f(x) || f(x')), with x' maximising that KL (Zhang et al. 2019); mart:
+    -log p_y(x') - log(1 - max_{k != y} p_k(x')) + beta KL(f(x) || f(x')) (1 - p_y(x)) (Wang et al. 2020)."""
+    kind: Literal["ce", "trades", "mart"] = "ce"
+    beta: float = 6.0  # trades, mart: weight of the KL term
+
+    def check(self):
+        _finite("beta", self.beta, minimum=0.0)
+
+
+@dataclasses.dataclass
+class AwpConfig:
+    """Adversarial weight perturbation (Wu et al. 2020): each adversarial step takes its gradient at
+    weights moved toward higher adversarial loss, every kernel by gamma times its own norm (biases
+    and normalisation parameters stay), reached in `steps` ascent steps; the update applies to the
+    unperturbed weights."""
+    enabled: bool = False
+    gamma: float = 5e-3
+    steps: int = 1
+
+    def check(self):
+        _finite("gamma", self.gamma, minimum=0.0)
+        if self.enabled and self.gamma == 0:
+            raise ConfigError("gamma: must be > 0 (or disable awp)")
+        if self.steps < 1:
+            raise ConfigError(f"steps: must be >= 1, got {self.steps}")
 
 
 @dataclasses.dataclass
@@ -233,6 +273,7 @@ class ValidationConfig:
     stop_on_collapse: bool = False
     gan_size: int = 0  # per-epoch accuracy on this many fresh GAN samples and unrestricted examples
     gan_steps: int = 100  # latent search steps of those unrestricted examples
+    keep_best: bool = False  # the run's model.keras is its epoch of highest robust accuracy (Rice et al. 2020)
 
     def check(self):
         if self.robust_size < 0:
@@ -286,6 +327,8 @@ class TrainConfig(_Config):
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
+    objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
+    awp: AwpConfig = dataclasses.field(default_factory=AwpConfig)
     mix: MixConfig = dataclasses.field(default_factory=MixConfig)
     lipschitz: LipschitzConfig = dataclasses.field(default_factory=LipschitzConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
@@ -311,6 +354,27 @@ class TrainConfig(_Config):
         if self.mode == "vanilla" and self.schedule.kind != "constant":
             raise ConfigError(f"schedule.kind: a {self.schedule.kind} schedule needs an adversarial mode, "
                               "not mode 'vanilla'")
+        self._check_objective()
+        if self.validation.keep_best and (self.validation.robust_size == 0 or self.data.validation_size == 0):
+            raise ConfigError("validation.keep_best: picks the epoch of highest validation robust accuracy, so it "
+                              "needs validation images (data.validation_size > 0) and validation.robust_size > 0")
+
+    def _check_objective(self):
+        kind = self.objective.kind
+        if kind != "ce" and not self.adversarial:
+            raise ConfigError(f"objective.kind: {kind} is a loss on adversarial examples; it needs an adversarial "
+                              "mode, not mode 'vanilla'")
+        if kind in PAIRED_OBJECTIVES and self.attack.generative:
+            raise ConfigError(f"objective.kind: {kind} compares each image with its adversarial example; the "
+                              f"{self.attack.method} method draws new images instead")
+        if kind == "trades" and self.attack.method != "pgd":
+            raise ConfigError(f"attack.method: trades runs its own PGD (on the KL term) from the attack's norm, eps, "
+                              f"steps and step size; set method pgd, not {self.attack.method}")
+        if self.awp.enabled and not self.adversarial:
+            raise ConfigError("awp.enabled: adversarial weight perturbation needs an adversarial mode")
+        if self.awp.enabled and self.lipschitz.enabled:
+            raise ConfigError("awp.enabled: not combined with the Lipschitz penalty (its double backpropagation "
+                              "runs at the unperturbed weights)")
 
     @property
     def adversarial(self) -> bool:
@@ -326,7 +390,7 @@ class GanConfig(_Config):
     each critic update on its own real batch, so an epoch is one pass of the critic over the data."""
     kind: Literal["gan"] = "gan"
     name: str = "gan"
-    data: DataConfig = dataclasses.field(default_factory=lambda: DataConfig(val_size=None))
+    data: DataConfig = dataclasses.field(default_factory=lambda: DataConfig(validation_size=0))
     architecture: Literal["auto", "dcgan", "resnet"] = "auto"  # auto: dcgan for 28x28, resnet for larger
     width: int = 1
     z_dim: int = 128
@@ -356,6 +420,19 @@ class GanConfig(_Config):
         for name in ("beta_1", "beta_2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must lie in [0, 1), got {getattr(self, name)}")
+
+
+def legacy_notes(content: dict, prefix: str = "") -> list[str]:
+    """What the renamed fields of a config file (as `RENAMED` in its sections) now mean, to tell the user."""
+    notes = []
+    for key, value in content.items():
+        if isinstance(value, dict):
+            notes += legacy_notes(value, f"{prefix}{key}.")
+    if prefix == "data." and "val_size" in content:
+        notes.append(f"data.val_size ({content['val_size']}) is read as data.validation_size: older configs took "
+                     "their validation images from the test split; they are now held out of the training split, "
+                     "and training reads no test image")
+    return notes
 
 
 def config_kind(content: dict) -> str:
@@ -398,6 +475,12 @@ def _check_all(config, prefix: str) -> None:
 def _build(cls, content, prefix: str):
     if not isinstance(content, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: must be an object, got {type(content).__name__}")
+    renamed = getattr(cls, "RENAMED", {})
+    for old, new in renamed.items():
+        if old in content:
+            if new in content:
+                raise ConfigError(f"{prefix}{old}: give {new} alone ({old} is its older name)")
+            content = {(new if key == old else key): value for key, value in content.items()}
     hints = typing.get_type_hints(cls)
     names = {field.name for field in dataclasses.fields(cls)}
     unknown = sorted(set(content) - names)

@@ -8,6 +8,7 @@ complete checkpoint with the same schedule position, optimizer state, data order
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -31,8 +32,8 @@ from advcore.training.config import ADVERSARIAL, RMSE_METHODS, UNTIL_STOPPED, Tr
 from advcore.training.trainer import AdversarialTrainer, current_learning_rate, make_optimizer, training_batches
 
 HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_robust_accuracy",
-                   "val_gan_accuracy", "val_unrestricted_accuracy", "lipschitz_penalty", "psi", "learning_rate", "eps",
-                   "seconds", "warning")
+                   "val_gan_accuracy", "val_unrestricted_accuracy", "kl", "lipschitz_penalty", "psi", "learning_rate",
+                   "eps", "seconds", "warning")
 GAN_CHECK_SEED = 1_000_003  # the GAN checks' latents: the same for every run and epoch, never trained on
 
 
@@ -140,8 +141,18 @@ class GanCheck(keras.callbacks.Callback):
             logs["val_unrestricted_accuracy"] = result.accuracy
 
 
+def best_epoch(rows: list[dict]) -> tuple[int, float] | None:
+    """(epoch, validation robust accuracy) of the first epoch with the highest one, or None."""
+    measured = [(row["val_robust_accuracy"], -row["epoch"]) for row in rows if pd.notna(row.get("val_robust_accuracy"))]
+    if not measured:
+        return None
+    robust, negative_epoch = max(measured)
+    return -negative_epoch, robust
+
+
 class Recorder(keras.callbacks.Callback):
-    """Writes each finished epoch to the run: history row, checkpoint, latest model, status."""
+    """Writes each finished epoch to the run: history row, checkpoint, status, and the run's model
+    (the latest epoch's, or with `validation.keep_best` the best epoch's so far)."""
 
     def __init__(self, run: Run, config: TrainConfig, control: EpochControl, history: pd.DataFrame,
                  chief: bool, echo):
@@ -175,6 +186,7 @@ class Recorder(keras.callbacks.Callback):
                "val_accuracy": logs.get("val_accuracy"), "val_robust_accuracy": robust,
                "val_gan_accuracy": logs.get("val_gan_accuracy"),
                "val_unrestricted_accuracy": logs.get("val_unrestricted_accuracy"),
+               "kl": logs.get("kl") if epoch_phase == ADVERSARIAL else None,
                "lipschitz_penalty": logs.get("lipschitz_penalty"), "psi": trainer.current_psi(),
                "learning_rate": current_learning_rate(trainer.optimizer),
                "eps": trainer.current_eps() if epoch_phase == ADVERSARIAL else 0.0,
@@ -196,7 +208,11 @@ class Recorder(keras.callbacks.Callback):
         models.save(trainer.classifier, model_path)
         save_optimizer(trainer, optimizer_path)
         self.run.write_history(pd.DataFrame(self.rows, columns=HISTORY_COLUMNS))
-        models.save(trainer.classifier, self.run.model_path)
+        best = best_epoch(self.rows) if self.config.validation.keep_best else None
+        if best is None or best[0] == epoch:
+            models.save(trainer.classifier, self.run.model_path)
+        if best is not None:
+            self.run.update_status(best_epoch=best[0], best_val_robust_accuracy=best[1])
         for old in self.run.checkpoints()[:-self.config.keep_checkpoints]:
             for path in self.run.checkpoint_paths(old):
                 path.unlink(missing_ok=True)
@@ -252,11 +268,18 @@ def load_optimizer(trainer: AdversarialTrainer, path: Path) -> None:
         getattr(trainer, name).assign(value)
 
 
-def _datasets(config: TrainConfig):
-    dataset = data.load(config.data.dataset, data_dir=config.data.data_dir, train_size=config.data.train_size,
-                        seed=config.seed)
-    validation = data.subset(dataset.test, config.data.val_size, config.seed)
-    return dataset, validation
+def datasets(config: TrainConfig) -> tuple[data.Dataset, data.Split]:
+    """The training split less the validation images held out of it (then `train_size` of the rest),
+    and those validation images. No test file is read."""
+    dataset = data.load(config.data.dataset, data_dir=config.data.data_dir, seed=config.seed, splits=("train",))
+    size = config.data.validation_size
+    size = data.default_validation_size(dataset) if size is None else size
+    if size >= len(dataset.train):
+        raise ValueError(f"data.validation_size: {size} validation images would leave none to train on "
+                         f"({dataset.name}'s training split holds {len(dataset.train)})")
+    train, validation = data.hold_out(dataset.train, size, config.seed)
+    train = data.subset(train, config.data.train_size, config.seed)
+    return dataclasses.replace(dataset, train=train), validation
 
 
 def _load_gan(config: TrainConfig, dataset):
@@ -352,7 +375,7 @@ def finish(run: Run, stop: StopRequest, say, epochs: int, saved: Path, reason: s
 def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) -> str:
     strategy = distribute.make_strategy(config.distribute.strategy)
     chief = distribute.chief_by_tf_config()
-    dataset, validation = _datasets(config)
+    dataset, validation = datasets(config)
     steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
     history = pd.DataFrame(columns=HISTORY_COLUMNS)
     first_epoch = 0
@@ -396,8 +419,9 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
         trainer.fit(training_batches(dataset.train.x, dataset.train.y, config.batch_size, config.seed,
                                      config.data.augment, first_epoch),
                     steps_per_epoch=steps_per_epoch, epochs=total, initial_epoch=first_epoch,
-                    validation_data=(validation.x, validation.y), validation_batch_size=500,
+                    validation_data=(validation.x, validation.y) if len(validation) else None,
+                    validation_batch_size=500,
                     shuffle=False, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 0)
-    if chief:
+    if chief and not config.validation.keep_best:
         models.save(classifier, run.model_path)
     return finish(run, stop, say, len(recorder.rows), run.model_path, recorder.collapsed or "schedule complete")

@@ -5,12 +5,16 @@ adversarial examples of the batch with `attacks.perturb` (model in inference mod
 result cut from the weight gradient) and trains on them alone (`adversarial`), on the clean batch
 plus them (`double`), or on the batch with a share replaced by them (`split`); the clean and
 adversarial parts are weighted by lambda as `(n_c L_c + lambda n_a L_a) / (n_c + lambda n_a)`.
+The adversarial part's loss is the config's objective (cross-entropy, TRADES or MART) over each
+clean image and its example; with AWP its gradient is taken at perturbed weights.
 Which epochs are adversarial is a schedule (constant, interleaved, warm-up) set per epoch by a
 callback, so a schedule switch costs no retracing. With `config.lipschitz` every step (vanilla or
 adversarial) also pays seed 004's Lipschitz penalty, whose weight psi adapts to the class loss.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -20,9 +24,9 @@ from advcore import attacks
 from advcore.attacks import rmse_descent
 from advcore.generative.acgan import ConditionalGan
 from advcore.generative.unrestricted import UNTARGETED, LatentAttack, latent_search
-from advcore.training import distribute, lipschitz
-from advcore.training.config import (ADVERSARIAL, GENERATIVE_METHODS, RMSE_METHODS, UNTIL_STOPPED, AttackConfig,
-                                     TrainConfig)
+from advcore.training import awp, distribute, lipschitz, objectives
+from advcore.training.config import (ADVERSARIAL, GENERATIVE_METHODS, PAIRED_OBJECTIVES, RMSE_METHODS, UNTIL_STOPPED,
+                                     AttackConfig, TrainConfig)
 
 
 def pixel_attack(attack: AttackConfig) -> attacks.AttackSpec:
@@ -121,6 +125,27 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, a
 
 # ----------------------------------------------------------------------------- the trainer
 
+class StepBatch(NamedTuple):
+    """What one step trains on: plain examples under cross-entropy, and (clean image, adversarial
+    example) pairs under the objective, each with per-sample loss weights."""
+    plain_x: tf.Tensor
+    plain_y: tf.Tensor
+    plain_weights: tf.Tensor
+    clean_x: tf.Tensor
+    adversarial_x: tf.Tensor
+    pair_y: tf.Tensor
+    pair_weights: tf.Tensor
+
+
+class LossTerms(NamedTuple):
+    loss: tf.Tensor  # the weighted class loss plus the model's own losses (regularisers)
+    class_loss: tf.Tensor
+    kl: tf.Tensor  # mean KL(f(x) || f(x')) over the pairs (0 without pairs or a paired objective)
+    labels: tf.Tensor  # the examples the accuracy counts: plain, then adversarial
+    logits: tf.Tensor
+    weight: tf.Tensor  # the sum of the per-sample weights
+
+
 class AdversarialTrainer(keras.Model):
     """Trains `classifier` in place; its own weights are the classifier's."""
 
@@ -144,6 +169,9 @@ class AdversarialTrainer(keras.Model):
         self.fixed_step_size = config.attack.step_size
         self.warmup_steps = config.attack.warmup_epochs * steps_per_epoch
         self.mix_weight, self.mix_fraction = config.mix.weight, config.mix.fraction
+        self.objective, self.beta = config.objective.kind, config.objective.beta
+        self.paired = self.objective in PAIRED_OBJECTIVES  # the loss needs f(x) beside f(x')
+        self.awp = config.awp if config.awp.enabled else None
         self.seed = config.seed
         self.adversarial_phase = tf.Variable(False, trainable=False, name="adversarial_phase")
         self.adversarial_steps = tf.Variable(0, trainable=False, dtype=tf.int64, name="adversarial_steps",
@@ -154,10 +182,12 @@ class AdversarialTrainer(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.penalty_tracker = keras.metrics.Mean(name="lipschitz_penalty")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.accuracy_tracker] + ([self.penalty_tracker] if self.lipschitz else [])
+        return ([self.loss_tracker, self.accuracy_tracker] + ([self.penalty_tracker] if self.lipschitz else [])
+                + ([self.kl_tracker] if self.paired else []))
 
     def current_psi(self) -> float | None:
         """The Lipschitz penalty's weight now (None without the penalty), for the history."""
@@ -212,6 +242,8 @@ class AdversarialTrainer(keras.Model):
         if self.attack_method == "l2_min":
             return rmse_descent.l2_min_examples(self.classifier, x, y, eps, self.rmse_steps)
         step_size = self.fixed_step_size if self.fixed_step_size is not None else eps * self.step_ratio
+        if self.objective == "trades":
+            return attacks.perturb_divergence(self.classifier, self.spec, x, eps, step_size, self.spec.steps, seed + 1)
         return attacks.perturb(self.classifier, self.spec, x, y, eps, step_size, self.spec.steps, seed + 1)
 
     def _generated_examples(self, labels, seed):
@@ -222,46 +254,115 @@ class AdversarialTrainer(keras.Model):
         return latent_search(self.gan.generator, self.gan.critic, self.classifier, z, labels, untargeted,
                              self.latent_settings, seed + 3)[1]
 
-    def _adversarial_batch(self, x, y):
-        """The inputs, labels and per-sample loss weights of an adversarial step."""
+    def _clean_batch(self, x, y) -> StepBatch:
+        ones = tf.ones_like(y, tf.float32)
+        return StepBatch(x, y, ones, x[:0], x[:0], y[:0], ones[:0])
+
+    def _adversarial_batch(self, x, y) -> StepBatch:
+        """The mode's mix: all pairs (adversarial), the clean batch and all pairs (double), or the
+        batch with its first `fraction` as pairs (split); pairs weigh lambda beside clean images."""
         ones = tf.ones_like(y, tf.float32)
         if self.mode == ADVERSARIAL:
-            return self.adversarial_examples(x, y), y, ones
+            return StepBatch(x[:0], y[:0], ones[:0], x, self.adversarial_examples(x, y), y, ones)
         if self.mode == "double":
-            x_adv = self.adversarial_examples(x, y)
-            return tf.concat([x, x_adv], 0), tf.concat([y, y], 0), tf.concat([ones, self.mix_weight * ones], 0)
+            return StepBatch(x, y, ones, x, self.adversarial_examples(x, y), y, self.mix_weight * ones)
         split = tf.cast(tf.round(self.mix_fraction * tf.cast(tf.shape(y)[0], tf.float32)), tf.int32)
-        x_adv = self.adversarial_examples(x[:split], y[:split])
-        return (tf.concat([x[split:], x_adv], 0), tf.concat([y[split:], y[:split]], 0),
-                tf.concat([ones[split:], self.mix_weight * ones[:split]], 0))
+        return StepBatch(x[split:], y[split:], ones[split:], x[:split], self.adversarial_examples(x[:split], y[:split]),
+                         y[:split], self.mix_weight * ones[:split])
+
+    def _step_batch(self, x, y) -> StepBatch:
+        if not self.adversarial:
+            return self._clean_batch(x, y)
+        batch = tf.cond(self.adversarial_phase, lambda: self._adversarial_batch(x, y), lambda: self._clean_batch(x, y))
+        # counted outside the cond: a replicated variable must not be updated inside control flow
+        self.adversarial_steps.assign_add(tf.cast(self.adversarial_phase, tf.int64))
+        return batch
+
+    def _forward_inputs(self, batch: StepBatch):
+        """The one forward pass's inputs and labels: plain, adversarial, then (paired objectives) clean."""
+        parts = [(batch.plain_x, batch.plain_y), (batch.adversarial_x, batch.pair_y)]
+        if self.paired:
+            parts.append((batch.clean_x, batch.pair_y))
+        return tf.concat([x for x, _ in parts], 0), tf.concat([y for _, y in parts], 0)
+
+    def _loss_terms(self, batch: StepBatch, logits, model_losses) -> LossTerms:
+        logits = tf.cast(logits, tf.float32)
+        plain, pairs = tf.shape(batch.plain_y)[0], tf.shape(batch.pair_y)[0]
+        seen = logits[:plain + pairs]
+        adversarial, clean = logits[plain:plain + pairs], logits[plain + pairs:]
+        per_sample = tf.concat([objectives.cross_entropy(seen[:plain], batch.plain_y),
+                                objectives.pair_loss(self.objective, clean, adversarial, batch.pair_y, self.beta)], 0)
+        weights = tf.concat([batch.plain_weights, batch.pair_weights], 0)
+        class_loss = tf.reduce_sum(weights * per_sample) / tf.reduce_sum(weights)
+        loss = class_loss + tf.add_n(model_losses) if model_losses else class_loss
+        kl = (tf.reduce_mean(attacks.kl_divergence(clean, adversarial)) if self.paired else 0.0)
+        return LossTerms(loss, class_loss, tf.where(pairs > 0, kl, 0.0),
+                         tf.concat([batch.plain_y, batch.pair_y], 0), seen, tf.reduce_sum(weights))
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        if not self.adversarial:
-            inputs, labels, weights = x, y, tf.ones_like(y, tf.float32)
-        else:
-            inputs, labels, weights = tf.cond(self.adversarial_phase, lambda: self._adversarial_batch(x, y),
-                                              lambda: (x, y, tf.ones_like(y, tf.float32)))
-            # counted outside the cond: a replicated variable must not be updated inside control flow
-            self.adversarial_steps.assign_add(tf.cast(self.adversarial_phase, tf.int64))
-        with tf.GradientTape() as tape:
-            if self.lipschitz:
-                logits, penalty = lipschitz.penalised_forward(self.classifier, inputs, labels, self._step_seed(),
-                                                              self.lipschitz.zeta)
-            else:
-                logits = self.classifier(inputs, training=True)
-            per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, tf.cast(logits, tf.float32))
-            class_loss = tf.reduce_sum(weights * per_sample) / tf.reduce_sum(weights)
-            loss = class_loss + tf.add_n(self.classifier.losses) if self.classifier.losses else class_loss
-            total = loss + self._adapted_psi(class_loss) * penalty if self.lipschitz else loss
-            scaled = self.optimizer.scale_loss(distribute.per_replica(total))
+        batch = self._step_batch(x, y)
+        inputs, labels = self._forward_inputs(batch)
         variables = self.classifier.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-        self.loss_tracker.update_state(loss, sample_weight=tf.reduce_sum(weights))
-        self.accuracy_tracker.update_state(labels, logits)
+        penalty = None
+        if self.awp:
+            gradients, terms = self._perturbed_weights_gradient(batch, inputs)
+        else:
+            with tf.GradientTape() as tape:
+                if self.lipschitz:
+                    logits, penalty = lipschitz.penalised_forward(self.classifier, inputs, labels, self._step_seed(),
+                                                                  self.lipschitz.zeta)
+                else:
+                    logits = self.classifier(inputs, training=True)
+                terms = self._loss_terms(batch, logits, self.classifier.losses)
+                total = terms.loss + self._adapted_psi(terms.class_loss) * penalty if self.lipschitz else terms.loss
+                scaled = self.optimizer.scale_loss(distribute.per_replica(total))
+            gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        self.loss_tracker.update_state(terms.loss, sample_weight=terms.weight)
+        self.accuracy_tracker.update_state(terms.labels, terms.logits)
         if self.lipschitz:
             self.penalty_tracker.update_state(penalty)
+        if self.paired:
+            self.kl_tracker.update_state(terms.kl, sample_weight=tf.shape(batch.pair_y)[0])
         return self._step_logs()
+
+    def _stateless_loss(self, batch, inputs, weights, state):
+        """The loss with the trainable weights replaced by `weights` (tensors), and the model's new
+        non-trainable state; no variable changes."""
+        logits, state, model_losses = self.classifier.stateless_call(weights, state, inputs, training=True,
+                                                                     return_losses=True)
+        return self._loss_terms(batch, logits, model_losses), state
+
+    def _perturbed_weights_gradient(self, batch, inputs):
+        """The loss's gradient at w + v, v the AWP offsets (zero in vanilla epochs), and its terms.
+        The offsets follow the gradient summed over replicas, so every replica perturbs alike."""
+        weights = [variable.value for variable in self.classifier.trainable_variables]
+        state = [variable.value for variable in self.classifier.non_trainable_variables]
+        context = tf.distribute.get_replica_context()
+
+        def ascent(shifted):
+            with tf.GradientTape() as tape:
+                tape.watch(shifted)
+                terms, _ = self._stateless_loss(batch, inputs, shifted, state)
+                scaled = self.optimizer.scale_loss(distribute.per_replica(terms.loss))
+            return [tf.zeros_like(w) if g is None else g for w, g in zip(shifted, tape.gradient(scaled, shifted))]
+
+        def gradient_at(shifted):
+            gradients = tf.cond(self.adversarial_phase, lambda: ascent(shifted),
+                                lambda: [tf.zeros_like(w) for w in shifted])
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+
+        moved = awp.offsets(gradient_at, weights, self.awp.gamma, self.awp.steps)
+        perturbed = [w + v for w, v in zip(weights, moved)]
+        with tf.GradientTape() as tape:
+            tape.watch(perturbed)
+            terms, new_state = self._stateless_loss(batch, inputs, perturbed, state)
+            scaled = self.optimizer.scale_loss(distribute.per_replica(terms.loss))
+        gradients = tape.gradient(scaled, perturbed)
+        for variable, value in zip(self.classifier.non_trainable_variables, new_state):
+            variable.assign(value)
+        return gradients, terms
 
     def _step_seed(self):
         """The penalty's draws: their own per step and per replica."""
@@ -281,7 +382,7 @@ class AdversarialTrainer(keras.Model):
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         logits = self.classifier(x, training=False)
-        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, tf.cast(logits, tf.float32)))
+        loss = tf.reduce_mean(objectives.cross_entropy(logits, y))
         self.loss_tracker.update_state(loss, sample_weight=tf.shape(y)[0])
         self.accuracy_tracker.update_state(y, logits)
         return self._step_logs()

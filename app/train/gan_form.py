@@ -42,7 +42,7 @@ def gan_form(device: str) -> GanConfig | None:
         return None
     try:
         return GanConfig.from_dict({
-            "name": name, "data": {"dataset": dataset, "train_size": train_size or None, "val_size": None},
+            "name": name, "data": {"dataset": dataset, "train_size": train_size or None},
             "architecture": architecture, "width": width, "z_dim": z_dim, "epochs": None if until_stopped else epochs,
             "batch_size": batch_size, "critic_steps": critic_steps, "gradient_penalty": penalty,
             "aux_weight_critic": aux_critic, "aux_weight_generator": aux_generator, "learning_rate": rate,

@@ -20,13 +20,19 @@ PRESETS = {
     "PGD adversarial training (7 steps)": {
         "mode": "adversarial", "method": "pgd", "eps": 0.1, "steps": 7, "schedule": "constant", "epochs": 10,
         "lr_schedule": "constant", "lr": 1e-3},
+    "TRADES (beta 6, 10 steps), best epoch kept": {
+        "mode": "adversarial", "method": "pgd", "eps": 0.1, "steps": 10, "objective": "trades", "beta": 6.0,
+        "keep_best": True, "schedule": "constant", "epochs": 20, "lr_schedule": "cyclic", "lr": 3e-3},
+    "PGD + adversarial weight perturbation (AWP)": {
+        "mode": "adversarial", "method": "pgd", "eps": 0.1, "steps": 7, "awp": True, "awp_gamma": 5e-3,
+        "keep_best": True, "schedule": "constant", "epochs": 20, "lr_schedule": "cyclic", "lr": 3e-3},
     "Clean + adversarial double batch": {
         "mode": "double", "method": "fgsm_rs", "eps": 0.1, "schedule": "constant", "epochs": 10,
         "lr_schedule": "constant", "lr": 1e-3, "weight": 1.0},
     "Vanilla (no adversarial training)": {
         "mode": "vanilla", "schedule": "constant", "epochs": 10, "lr_schedule": "constant", "lr": 1e-3},
 }
-DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "val_size": 1000,
+DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "validation_size": 5000,
             "architecture": "small_cnn", "width": 1, "mode": "adversarial", "weight": 1.0, "fraction": 0.5,
             "method": "pgd", "norm": "linf", "eps": 0.1, "eps_unit": "[0, 1]", "steps": 7, "step_size": 0.0,
             "schedule": "constant", "epochs": 10, "until_stopped": False, "vanilla": 10, "adversarial": 3,
@@ -34,7 +40,9 @@ DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "val_siz
             "seed": 0, "augment": "none", "robust_size": 500, "generator": "", "gan_size": 0, "activation": "relu",
             "depth": DENSENET_DEPTH, "growth": DENSENET_GROWTH, "lipschitz": False, "zeta": 0.2, "weight_decay": 0.0,
             "milestones": "",
-            "robust_eps": 0.0, "nesterov": True}
+            "robust_eps": 0.0, "nesterov": True, "objective": "ce", "beta": 6.0, "awp": False, "awp_gamma": 5e-3,
+            "keep_best": False}
+OBJECTIVE_LABELS = {"ce": "cross-entropy (PGD-AT)", "trades": "TRADES", "mart": "MART"}
 METHODS = ("pgd", "fgsm_rs", "fgsm", "ll_fgsm", "gan", "unrestricted", "rmse_ball", "l2_min")
 STEPPED_METHODS = ("pgd", "unrestricted", *RMSE_METHODS)  # the methods whose steps the form sets
 SECTIONS = ("data", "model", "training", "attack", "schedule", "optimizer")
@@ -47,7 +55,8 @@ def values_from_config(content: dict) -> dict:
     config = TrainConfig.from_dict(content)
     data, attack, schedule = config.data, config.attack, config.schedule
     return {"name": config.name, "dataset": data.dataset, "train_size": data.train_size or 0,
-            "val_size": data.val_size or DEFAULTS["val_size"], "augment": data.augment,
+            "validation_size": DEFAULTS["validation_size"] if data.validation_size is None else data.validation_size,
+            "augment": data.augment,
             "architecture": config.model.architecture, "width": config.model.width, "mode": config.mode,
             "weight": config.mix.weight, "fraction": config.mix.fraction, "method": attack.method, "norm": attack.norm,
             "eps": attack.eps, "eps_unit": "[0, 1]", "steps": attack.steps or DEFAULTS["steps"],
@@ -62,7 +71,9 @@ def values_from_config(content: dict) -> dict:
             "lipschitz": config.lipschitz.enabled, "zeta": config.lipschitz.zeta,
             "weight_decay": config.optimizer.weight_decay,
             "milestones": ",".join(map(str, config.lr_schedule.milestones)),
-            "robust_eps": config.validation.eps or 0.0, "nesterov": config.optimizer.nesterov}
+            "robust_eps": config.validation.eps or 0.0, "nesterov": config.optimizer.nesterov,
+            "objective": config.objective.kind, "beta": config.objective.beta, "awp": config.awp.enabled,
+            "awp_gamma": config.awp.gamma, "keep_best": config.validation.keep_best}
 
 
 def generator_choices() -> dict[str, str]:
@@ -106,7 +117,7 @@ def _section_of(message: str) -> str:
     first = field.split(".", 1)[0]
     return {"mix": "training", "mode": "training", "lr_schedule": "optimizer", "batch_size": "optimizer",
             "seed": "optimizer", "validation": "training", "name": "data", "generator": "attack",
-            "lipschitz": "training"}.get(first, first)
+            "lipschitz": "training", "objective": "training", "awp": "training"}.get(first, first)
 
 
 def _milestones(text: str) -> list:
@@ -124,20 +135,23 @@ def config_from_values(v: dict) -> dict:
                 "cycles": None if until or v["cycles"] == 0 else v["cycles"]}
     return {
         "name": v["name"], "mode": v["mode"], "batch_size": v["batch_size"], "seed": v["seed"],
-        "data": {"dataset": v["dataset"], "train_size": v["train_size"] or None, "val_size": v["val_size"],
-                 "augment": v["augment"]},
+        "data": {"dataset": v["dataset"], "train_size": v["train_size"] or None,
+                 "validation_size": v["validation_size"], "augment": v["augment"]},
         "model": {"architecture": v["architecture"], "width": v["width"], "activation": v["activation"],
                   **({"depth": v["depth"], "growth": v["growth"]} if v["architecture"] == "densenet_bc" else {})},
         "attack": {"method": v["method"], "norm": v["norm"], "eps": eps,
                    "steps": v["steps"] if v["method"] in STEPPED_METHODS else None,
                    "step_size": v["step_size"] or None},
         "mix": {"weight": v["weight"], "fraction": v["fraction"]},
+        "objective": {"kind": v["objective"], "beta": v["beta"]},
+        "awp": {"enabled": v["awp"], "gamma": v["awp_gamma"]},
         "lipschitz": {"enabled": v["lipschitz"], "zeta": v["zeta"]},
         "schedule": schedule,
         "optimizer": {"name": v["optimizer"], "learning_rate": v["lr"], "weight_decay": v["weight_decay"],
                       "nesterov": v["nesterov"]},
         "lr_schedule": {"kind": v["lr_schedule"], "milestones": _milestones(v["milestones"])},
-        "validation": {"robust_size": v["robust_size"], "eps": v["robust_eps"] or None, "gan_size": v["gan_size"]},
+        "validation": {"robust_size": v["robust_size"], "eps": v["robust_eps"] or None, "gan_size": v["gan_size"],
+                       "keep_best": v["keep_best"]},
         "generator": v["generator"] or None,
     }
 
@@ -155,7 +169,9 @@ def train_form(device: str) -> TrainConfig | None:
         c1, c2, c3 = st.columns(3)
         c1.selectbox("Dataset", DATASETS, key=KEY + "dataset")
         c2.number_input("Training images (0 = all)", 0, 1_000_000, step=1000, key=KEY + "train_size")
-        c3.number_input("Validation images", 100, 10_000, step=100, key=KEY + "val_size")
+        c3.number_input("Validation images (held out of training)", 0, 100_000, step=500, key=KEY + "validation_size",
+                        help="taken from the training split by the seed and never trained on; the per-epoch "
+                             "checks run on them, and training reads no test image (0: no validation)")
         notes["data"] = st.empty()
         st.markdown("**Model**")
         c1, c2, c3, c4 = st.columns(4)
@@ -179,14 +195,29 @@ def train_form(device: str) -> TrainConfig | None:
         c2.number_input("Adversarial weight (lambda)", 0.0, 100.0, step=0.1, key=KEY + "weight")
         c3.number_input("Adversarial share (split)", 0.05, 1.0, step=0.05, key=KEY + "fraction")
         c1, c2, c3, c4 = st.columns(4)
+        c1.selectbox("Objective", list(OBJECTIVE_LABELS), key=KEY + "objective", format_func=OBJECTIVE_LABELS.get,
+                     help="the loss of the adversarial examples. TRADES: CE on the clean image + beta KL(f(x) || "
+                          "f(x')), x' maximising the KL (needs method pgd); MART: boosted CE on x' + beta KL "
+                          "weighted by 1 - p_y(x)")
+        c2.number_input("beta (TRADES, MART)", 0.0, 100.0, step=0.5, key=KEY + "beta",
+                        help="weight of the KL term; 6 is the papers' value")
+        c3.checkbox("Adversarial weight perturbation (AWP)", key=KEY + "awp",
+                    help="each adversarial step takes its gradient at weights moved toward higher adversarial "
+                         "loss, each kernel by gamma times its norm (Wu et al. 2020); about 1/(steps + 1) more time")
+        c4.number_input("AWP gamma", 0.0, 1.0, step=1e-3, format="%.4f", key=KEY + "awp_gamma")
+        c1, c2, c3 = st.columns(3)
         c1.number_input("Robust-accuracy check images per epoch (0 = off)", 0, 10_000, step=100,
                         key=KEY + "robust_size")
-        c4.number_input("Robust check eps (0 = training eps)", 0.0, 100.0, step=0.01, format="%.4f",
+        c2.number_input("Robust check eps (0 = training eps)", 0.0, 100.0, step=0.01, format="%.4f",
                         key=KEY + "robust_eps", help="PGD-10 in the attack's norm; an RMSE for rmse_ball and l2_min")
-        c2.checkbox("Lipschitz penalty (adaptive psi)", key=KEY + "lipschitz",
+        c3.checkbox("Keep the best epoch", key=KEY + "keep_best",
+                    help="the run's model is its epoch of highest validation robust accuracy (robust overfitting, "
+                         "Rice et al. 2020); history and checkpoints stay whole")
+        c1, c2, _ = st.columns(3)
+        c1.checkbox("Lipschitz penalty (adaptive psi)", key=KEY + "lipschitz",
                     help="seed 004: psi * mean |ds/dx|^2 by double backprop, s a random logit or the margin; "
                          "with half_huber and split 0.5 these are the seed's robust additions")
-        c3.number_input("Margin share zeta", 0.0, 1.0, step=0.05, key=KEY + "zeta",
+        c2.number_input("Margin share zeta", 0.0, 1.0, step=0.05, key=KEY + "zeta",
                         help="share of samples whose margin, not a random logit, is smoothed")
         notes["training"] = st.empty()
         st.markdown("**Attack**")

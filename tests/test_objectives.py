@@ -14,7 +14,7 @@ from advcore import models
 from advcore.storage import data
 from advcore.storage.runs import Run
 from advcore.training import awp, objectives
-from advcore.training.config import ConfigError, TrainConfig, legacy_notes
+from advcore.training.config import ConfigError, TrainConfig, upgraded
 from advcore.training.runner import EpochControl, Recorder, StopRequest, best_epoch, datasets, train
 from advcore.training.trainer import AdversarialTrainer
 
@@ -186,10 +186,12 @@ def test_paired_objectives_refuse_generated_examples(tmp_path):
 
 
 def test_old_configs_read_val_size_as_held_out_validation():
-    content = {"data": {"val_size": 1000}}
+    content = {"data": {"val_size": 1000, "augment": "crop"}}
     assert TrainConfig.from_dict(content).data.validation_size == 1000
-    (note,) = legacy_notes(content)
+    current, (note,) = upgraded(content)
+    assert current == {"data": {"validation_size": 1000, "augment": "crop"}}
     assert note.startswith("data.val_size (1000)") and "test split" in note and "training split" in note
+    assert upgraded(current) == (current, [])
     with pytest.raises(ConfigError, match="data.val_size: give validation_size alone"):
         TrainConfig.from_dict({"data": {"val_size": 10, "validation_size": 20}})
 
@@ -283,3 +285,17 @@ def test_objectives_train_in_real_runs(tmp_path, changes):
     assert np.isfinite(history["loss"]).all()
     best = run.status().get("best_epoch")
     assert best is None if not config.validation.keep_best else best in list(history["epoch"])
+
+
+def test_a_flag_sets_the_new_field_over_an_old_config_file(tmp_path, capsys):
+    from advcore.cli.main import build_parser
+    from advcore.cli.train_commands import TRAIN_OPTIONS, _config_content
+
+    path = tmp_path / "old.json"
+    path.write_text('{"data": {"val_size": 1000}}')
+    args = build_parser().parse_args(["train", "--config", str(path), "--validation-size", "5000", "--awp",
+                                      "--objective", "mart", "--beta", "4"])
+    config = TrainConfig.from_dict(_config_content(args, TRAIN_OPTIONS))
+    assert config.data.validation_size == 5000 and config.awp.enabled
+    assert (config.objective.kind, config.objective.beta) == ("mart", 4.0)
+    assert "note: data.val_size (1000) is read as data.validation_size" in capsys.readouterr().out

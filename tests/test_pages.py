@@ -139,6 +139,7 @@ def test_trades_awp_and_held_out_validation_queue_from_the_form(runs_root):
     assert (config.objective.kind, config.objective.beta) == ("trades", 3.0)
     assert config.awp.enabled and config.awp.gamma == 5e-3 and config.validation.keep_best
     assert config.data.validation_size == 2000
+    assert "pgd linf eps 0.1 TRADES beta 3 + AWP" in app.dataframe[0].value["summary"].iloc[0]
 
 
 def test_run_table_shows_every_run_and_damaged_ones_with_a_reason(runs_root):

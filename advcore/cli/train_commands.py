@@ -172,10 +172,13 @@ def add_study_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_content(args, options) -> dict:
-    """The config file's content (if any) with every given flag written into its field."""
-    from advcore.training.config import read_file
+    """The config file's content (if any, older field names replaced and explained) with every given
+    flag written into its field."""
+    from advcore.training.config import read_file, upgraded
 
-    content = read_file(args.config) if args.config else {}
+    content, notes = upgraded(read_file(args.config)) if args.config else ({}, [])
+    for note in notes:
+        print(f"note: {note}")
     _set_fields(content, _given_fields(args, options))
     if getattr(args, "robust_additions", False):
         _set_fields(content, ROBUST_ADDITIONS)
@@ -206,7 +209,7 @@ def _set_fields(content: dict, fields: dict) -> None:
 def _run(args, options, config_class, train_function) -> dict:
     from advcore.storage.runs import Run
     from advcore.training import distribute
-    from advcore.training.config import legacy_notes
+    from advcore.training.config import upgraded
 
     if args.cpu_devices:
         distribute.split_cpu(args.cpu_devices)
@@ -218,11 +221,11 @@ def _run(args, options, config_class, train_function) -> dict:
             raise UsageError("--resume continues a run with its own config; drop "
                              + ", ".join(given + (["--config"] if args.config else [])))
         run = Run.open(args.resume, args.runs_dir)
-        content = run.config()
+        content, notes = upgraded(run.config())
+        for note in notes:
+            print(f"note: {note}")
     else:
         content = _config_content(args, options)
-    for note in legacy_notes(content):
-        print(f"note: {note}")
     config = config_class.from_dict(content)
     if not args.resume:
         # in a cluster only the chief writes the shared runs root; the others keep a private scratch run

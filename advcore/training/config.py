@@ -422,17 +422,22 @@ class GanConfig(_Config):
                 raise ConfigError(f"{name}: must lie in [0, 1), got {getattr(self, name)}")
 
 
-def legacy_notes(content: dict, prefix: str = "") -> list[str]:
-    """What the renamed fields of a config file (as `RENAMED` in its sections) now mean, to tell the user."""
-    notes = []
-    for key, value in content.items():
-        if isinstance(value, dict):
-            notes += legacy_notes(value, f"{prefix}{key}.")
-    if prefix == "data." and "val_size" in content:
-        notes.append(f"data.val_size ({content['val_size']}) is read as data.validation_size: older configs took "
-                     "their validation images from the test split; they are now held out of the training split, "
-                     "and training reads no test image")
-    return notes
+def upgraded(content: dict) -> tuple[dict, list[str]]:
+    """A config file's content with its older field names replaced (so flags may set the new ones),
+    and what each replaced field now means, to tell the user."""
+    data = content.get("data")
+    if not isinstance(data, dict) or "val_size" not in data or "validation_size" in data:
+        return content, []
+    note = (f"data.val_size ({data['val_size']}) is read as data.validation_size: older configs took their "
+            "validation images from the test split; they are now held out of the training split, and training "
+            "reads no test image")
+    return content | {"data": _build_renamed(DataConfig, data)}, [note]
+
+
+def _build_renamed(cls, content: dict) -> dict:
+    """`content` with the older names of `cls.RENAMED` replaced by the current ones."""
+    renamed = getattr(cls, "RENAMED", {})
+    return {renamed.get(key, key): value for key, value in content.items()}
 
 
 def config_kind(content: dict) -> str:
@@ -475,12 +480,10 @@ def _check_all(config, prefix: str) -> None:
 def _build(cls, content, prefix: str):
     if not isinstance(content, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: must be an object, got {type(content).__name__}")
-    renamed = getattr(cls, "RENAMED", {})
-    for old, new in renamed.items():
-        if old in content:
-            if new in content:
-                raise ConfigError(f"{prefix}{old}: give {new} alone ({old} is its older name)")
-            content = {(new if key == old else key): value for key, value in content.items()}
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        if old in content and new in content:
+            raise ConfigError(f"{prefix}{old}: give {new} alone ({old} is its older name)")
+    content = _build_renamed(cls, content)
     hints = typing.get_type_hints(cls)
     names = {field.name for field in dataclasses.fields(cls)}
     unknown = sorted(set(content) - names)

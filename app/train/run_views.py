@@ -24,6 +24,11 @@ def _config_summary(config: dict) -> str:
     else:
         attack = config.get("attack", {})
         training = f"{config.get('mode')} {attack.get('method')} {attack.get('norm')} eps {attack.get('eps', 0):.3g}"
+        objective = config.get("objective", {})
+        if objective.get("kind", "ce") != "ce":
+            training += f" {objective['kind'].upper()} beta {objective.get('beta', 6.0):g}"
+        if config.get("awp", {}).get("enabled"):
+            training += " + AWP"
     schedule = config.get("schedule", {})
     if schedule.get("kind") == "interleaved":
         cycles = schedule.get("cycles") or "until stopped"

@@ -42,7 +42,7 @@ DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "validat
             "milestones": "",
             "robust_eps": 0.0, "nesterov": True, "objective": "ce", "beta": 6.0, "awp": False, "awp_gamma": 5e-3,
             "keep_best": False}
-OBJECTIVE_LABELS = {"ce": "cross-entropy (PGD-AT)", "trades": "TRADES", "mart": "MART"}
+OBJECTIVE_LABELS = {"ce": "CE", "trades": "TRADES", "mart": "MART"}
 METHODS = ("pgd", "fgsm_rs", "fgsm", "ll_fgsm", "gan", "unrestricted", "rmse_ball", "l2_min")
 STEPPED_METHODS = ("pgd", "unrestricted", *RMSE_METHODS)  # the methods whose steps the form sets
 SECTIONS = ("data", "model", "training", "attack", "schedule", "optimizer")
@@ -194,29 +194,31 @@ def train_form(device: str) -> TrainConfig | None:
                           "batch; split: a share of each batch adversarial")
         c2.number_input("Adversarial weight (lambda)", 0.0, 100.0, step=0.1, key=KEY + "weight")
         c3.number_input("Adversarial share (split)", 0.05, 1.0, step=0.05, key=KEY + "fraction")
-        c1, c2, c3, c4 = st.columns(4)
+        c1, c2, c3 = st.columns(3)
         c1.selectbox("Objective", list(OBJECTIVE_LABELS), key=KEY + "objective", format_func=OBJECTIVE_LABELS.get,
-                     help="the loss of the adversarial examples. TRADES: CE on the clean image + beta KL(f(x) || "
-                          "f(x')), x' maximising the KL (needs method pgd); MART: boosted CE on x' + beta KL "
-                          "weighted by 1 - p_y(x)")
+                     help="the loss of the adversarial examples. CE: cross-entropy on them (PGD-AT, Madry et "
+                          "al.); TRADES: CE on the clean image + beta KL(f(x) || f(x')), x' maximising the KL "
+                          "(needs method pgd); MART: boosted CE on x' + beta KL weighted by 1 - p_y(x)")
         c2.number_input("beta (TRADES, MART)", 0.0, 100.0, step=0.5, key=KEY + "beta",
                         help="weight of the KL term; 6 is the papers' value")
-        c3.checkbox("Adversarial weight perturbation (AWP)", key=KEY + "awp",
-                    help="each adversarial step takes its gradient at weights moved toward higher adversarial "
-                         "loss, each kernel by gamma times its norm (Wu et al. 2020); about 1/(steps + 1) more time")
-        c4.number_input("AWP gamma", 0.0, 1.0, step=1e-3, format="%.4f", key=KEY + "awp_gamma")
-        c1, c2, c3 = st.columns(3)
+        c3.number_input("AWP gamma", 0.0, 1.0, step=1e-3, format="%.4f", key=KEY + "awp_gamma",
+                        help="each kernel moves by gamma times its own norm")
+        c1, c2 = st.columns(2)
+        c1.checkbox("AWP", key=KEY + "awp",
+                    help="adversarial weight perturbation (Wu et al. 2020): each adversarial step takes its "
+                         "gradient at weights moved toward higher adversarial loss; about 1/(steps + 1) more time")
+        c2.checkbox("Keep best epoch", key=KEY + "keep_best",
+                    help="the run's model is its epoch of highest validation robust accuracy (robust overfitting, "
+                         "Rice et al. 2020); history and checkpoints stay whole")
+        c1, c2, _ = st.columns(3)
         c1.number_input("Robust-accuracy check images per epoch (0 = off)", 0, 10_000, step=100,
                         key=KEY + "robust_size")
         c2.number_input("Robust check eps (0 = training eps)", 0.0, 100.0, step=0.01, format="%.4f",
                         key=KEY + "robust_eps", help="PGD-10 in the attack's norm; an RMSE for rmse_ball and l2_min")
-        c3.checkbox("Keep the best epoch", key=KEY + "keep_best",
-                    help="the run's model is its epoch of highest validation robust accuracy (robust overfitting, "
-                         "Rice et al. 2020); history and checkpoints stay whole")
-        c1, c2, _ = st.columns(3)
-        c1.checkbox("Lipschitz penalty (adaptive psi)", key=KEY + "lipschitz",
-                    help="seed 004: psi * mean |ds/dx|^2 by double backprop, s a random logit or the margin; "
-                         "with half_huber and split 0.5 these are the seed's robust additions")
+        c1, c2 = st.columns(2)
+        c1.checkbox("Lipschitz penalty", key=KEY + "lipschitz",
+                    help="seed 004, with an adaptive psi: psi * mean |ds/dx|^2 by double backprop, s a random "
+                         "logit or the margin; with half_huber and split 0.5 these are the seed's robust additions")
         c2.number_input("Margin share zeta", 0.0, 1.0, step=0.05, key=KEY + "zeta",
                         help="share of samples whose margin, not a random logit, is smoothed")
         notes["training"] = st.empty()

@@ -294,14 +294,26 @@ def markdown(card: dict) -> str:
         "`ce_only` and `margin_only` are each loss alone.", "", _table(robust),
         "## Per-epoch validation accuracy", "",
         "Training loss (on the epoch's training batches: adversarial ones in adversarial epochs), clean "
-        "accuracy on the validation images (from the test split), and accuracy under PGD-10 at the training "
-        "eps on 500 of them; a collapse of the last one would be catastrophic overfitting.", "",
+        f"accuracy on {_validation_words(card['config'])}, and accuracy under PGD-10 at the training eps on "
+        f"{card['config'].get('validation', {}).get('robust_size', 500):,} of them; a collapse of the last one "
+        "would be catastrophic overfitting.", "",
         _table(epochs),
     ]
     if card["tried"]:
         lines += ["## Recipes tried", "", _table(pd.DataFrame(card["tried"]).fillna("")), ""]
     lines += ["## Reproduce", "", "```", *card["reproduce"], "```", ""]
     return "\n".join(lines)
+
+
+def _validation_words(config: dict) -> str:
+    """Where the run's validation images came from: the test split in runs older than held-out
+    validation (their config says val_size), else the training split."""
+    data_config = config.get("data", {})
+    if "val_size" in data_config:
+        return f"{data_config['val_size']:,} validation images taken from the test split (an older run)"
+    size = data_config.get("validation_size")
+    count = "the default number of" if size is None else f"{size:,}"
+    return f"{count} validation images held out of the training split (never trained on)"
 
 
 def write(folder: str | Path, card: dict) -> None:

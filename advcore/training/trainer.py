@@ -295,7 +295,7 @@ class AdversarialTrainer(keras.Model):
         weights = tf.concat([batch.plain_weights, batch.pair_weights], 0)
         class_loss = tf.reduce_sum(weights * per_sample) / tf.reduce_sum(weights)
         loss = class_loss + tf.add_n(model_losses) if model_losses else class_loss
-        kl = (tf.reduce_mean(attacks.kl_divergence(clean, adversarial)) if self.paired else 0.0)
+        kl = tf.reduce_mean(attacks.kl_divergence(clean, adversarial)) if self.paired else 0.0
         return LossTerms(loss, class_loss, tf.where(pairs > 0, kl, 0.0),
                          tf.concat([batch.plain_y, batch.pair_y], 0), seen, tf.reduce_sum(weights))
 

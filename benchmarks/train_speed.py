@@ -1,8 +1,8 @@
 """Training speed: full Fashion-MNIST, small CNN, batch 128, one process. Prints seconds per epoch
 (the fastest of epochs 2-4 of each, after tracing: one epoch varies by ~15% on a 2-core machine)
-for plain `model.fit`, AdvLab vanilla, FGSM with random
-start and PGD-k, TRADES-k, MART-k and AWP on PGD-k and TRADES-k, the ratios the targets are stated
-in, IBM ART's AdversarialTrainerMadryPGD where installed, and the process's peak memory.
+for plain `model.fit`, AdvLab vanilla, FGSM with random start and PGD-k, TRADES-k, MART-k and AWP
+on PGD-k and TRADES-k, the ratios the targets are stated in, IBM ART's AdversarialTrainerMadryPGD
+where installed, and the process's peak memory.
 
     python benchmarks/train_speed.py [--pgd-steps 7] [--objectives-only]
     /tmp/peers/bin/python benchmarks/train_speed.py   # also IBM ART (see attack_speed.py's docstring)
@@ -29,8 +29,6 @@ from advcore.training.config import TrainConfig  # noqa: E402
 from advcore.training.trainer import AdversarialTrainer, training_batches  # noqa: E402
 
 BATCH, EPS = 128, 0.1
-
-
 EPOCHS = 4  # the first traces; the fastest of the others is reported
 
 

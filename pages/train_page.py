@@ -65,7 +65,7 @@ def live_status(run) -> None:
         st.session_state["polled_live"] = None
         st.rerun()  # the run just ended: redraw the page once, without polling
     if status.get("best_epoch"):
-        st.caption(f"model.keras is epoch {status['best_epoch']}, the best validation robust accuracy so far "
+        st.caption(f"model.keras is epoch {status['best_epoch']}, the one of highest validation robust accuracy "
                    f"({status['best_val_robust_accuracy']:.1%}); every epoch's checkpoint and history row stay")
     if status["status"] == "failed":
         st.error(status.get("error") or "the run failed")

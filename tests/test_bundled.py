@@ -158,3 +158,13 @@ def test_the_autoattack_headline_leads_a_cards_figures(trained_model, fashion):
     assert list(cards.headline_metrics(card).items())[1:] == [
         ("robust accuracy, Linf eps 0.03, AutoAttack standard (60 test images)", auto["robust_accuracy"]),
         ("robust accuracy, Linf eps 0.03, PGD-50 x 10 restarts, CE + margin (200 test images)", 0.5)]
+
+
+def test_a_card_says_where_its_validation_images_came_from():
+    older = card_of("pgd-linf")
+    assert "1,000 validation images taken from the test split" in cards.markdown(older)
+    data_section = {key: value for key, value in older["config"]["data"].items() if key != "val_size"}
+    held_out = older | {"config": older["config"] | {"data": data_section | {"validation_size": 2000}}}
+    assert "2,000 validation images held out of the training split" in cards.markdown(held_out)
+    default = older | {"config": older["config"] | {"data": data_section}}
+    assert "5,000 validation images held out of the training split" in cards.markdown(default)

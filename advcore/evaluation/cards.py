@@ -294,9 +294,9 @@ def markdown(card: dict) -> str:
         "`ce_only` and `margin_only` are each loss alone.", "", _table(robust),
         "## Per-epoch validation accuracy", "",
         "Training loss (on the epoch's training batches: adversarial ones in adversarial epochs), clean "
-        f"accuracy on {_validation_words(card['config'])}, and accuracy under PGD-10 at the training eps on "
-        f"{card['config'].get('validation', {}).get('robust_size', 500):,} of them; a collapse of the last one "
-        "would be catastrophic overfitting.", "",
+        f"accuracy on {_validation_words(card)}, and accuracy under PGD-10 at the training eps on "
+        f"{card['config'].get('validation', {}).get('robust_size', config_module.ValidationConfig.robust_size):,} "
+        "of them; a collapse of the last one would be catastrophic overfitting.", "",
         _table(epochs),
     ]
     if card["tried"]:
@@ -305,14 +305,18 @@ def markdown(card: dict) -> str:
     return "\n".join(lines)
 
 
-def _validation_words(config: dict) -> str:
+def _validation_words(card: dict) -> str:
     """Where the run's validation images came from: the test split in runs older than held-out
     validation (their config says val_size), else the training split."""
-    data_config = config.get("data", {})
+    data_config = card["config"].get("data", {})
     if "val_size" in data_config:
         return f"{data_config['val_size']:,} validation images taken from the test split (an older run)"
     size = data_config.get("validation_size")
-    count = "the default number of" if size is None else f"{size:,}"
+    if size is None:
+        count = (f"{data.BUILT_IN_VALIDATION:,}" if card["dataset"] in data.DATASETS
+                 else f"{data.FOLDER_VALIDATION_SHARE:.0%} of the")
+    else:
+        count = f"{size:,}"
     return f"{count} validation images held out of the training split (never trained on)"
 
 

@@ -1,101 +1,82 @@
 """Jobs for the pages: training runs and evaluations. Pages call this, never `subprocess`.
 
-Each training run trains in its own OS process (`python -m advcore train --resume RUN`); queued
+Pages only queue work and read it. Queued training runs are started by the training scheduler
+(`advcore.jobs.scheduler`, `python -m advcore scheduler`), each in its own OS process; queued
 evaluations are run by one long-lived worker process (`python -m advcore worker`) that keeps
-TensorFlow and models loaded. Both run in sessions of their own, so a browser refresh or a
-Streamlit rerun never touches them. State lives in the run store only; any page, tab or browser
-sees the same jobs."""
+TensorFlow and models loaded. Both live in sessions of their own, so a browser refresh, a closed tab
+or the server's restart never touches them. A watcher thread of the server starts the scheduler again
+if it died while runs wait. State lives in the run store only; any page, tab or browser sees the same
+jobs."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from advcore.evaluation import worker
+from advcore.jobs import scheduler
+from advcore.jobs.processes import spawn
 from advcore.storage import files
-from advcore.training.config import GanConfig, TrainConfig, config_kind
+from advcore.training.config import GanConfig, TrainConfig
 
 if TYPE_CHECKING:
     from advcore.evaluation import plans
 
 from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, list_runs, now, process_alive, process_start_ticks,
-                                  runs_root)
+                                  runs_root, safe_status)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-MAX_RUNS_ENV = "ADVLAB_MAX_RUNS"
-_children: dict[int, subprocess.Popen] = {}  # processes this server started, reaped on refresh
+WATCH_SECONDS = 5.0  # how soon a dead scheduler is started again while runs wait
+_children: list[subprocess.Popen] = []  # processes this server started, reaped so none lingers as a zombie
 _lock = threading.Lock()  # Streamlit serves every session from threads of one process
-
-
-def max_concurrent() -> int:
-    """Runs training at once (default 1: on a small machine two only slow each other down; 0 holds
-    every new run in the queue)."""
-    try:
-        return max(0, int(os.environ.get(MAX_RUNS_ENV, "1")))
-    except ValueError:
-        return 1
+max_concurrent = scheduler.max_concurrent
 
 
 def submit(config: TrainConfig | GanConfig, root: Path | None = None) -> Run:
-    """Records a validated config as a queued run and starts it if a slot is free."""
+    """Records a validated config as a queued run; the scheduler starts it when a slot is free."""
     run = Run.create(config.to_dict(), runs_root(root), config.name)
-    refresh(root)
+    ensure_scheduler(root)
     return run
 
 
-def _safe_status(run: Run) -> dict:
-    try:
-        return run.status()
-    except RunError:
-        return {"status": "damaged"}
-
-
-def refresh(root: Path | None = None) -> None:
-    """Reaps finished children and starts the oldest queued runs while slots are free."""
+def ensure_scheduler(root: Path | None = None) -> None:
+    """Starts the training scheduler unless it is alive, and keeps watching it while this server lives
+    (unless no run may train: a limit of 0)."""
+    if max_concurrent() == 0:
+        return
     with _lock:
         _reap()
-        runs = list_runs(root)
-        statuses = {run.id: _safe_status(run) for run in runs}
-        active = sum(1 for s in statuses.values() if s["status"] in LIVE_STATUSES and "pid" in s)
-        waiting = [run for run in reversed(runs)
-                   if statuses[run.id]["status"] == "queued" and "pid" not in statuses[run.id]]
-        for run in waiting[:max(0, max_concurrent() - active)]:
-            _launch(run)
+        process = scheduler.ensure(root)
+        if process is not None:
+            _children.append(process)
+    _watch(runs_root(root).resolve())
+
+
+@functools.cache
+def _watch(root: Path) -> threading.Thread:
+    thread = threading.Thread(target=_watch_loop, args=(root,), daemon=True, name=f"scheduler watcher {root}")
+    thread.start()
+    return thread
+
+
+def _watch_loop(root: Path) -> None:
+    while True:
+        time.sleep(WATCH_SECONDS)
+        try:
+            if root.is_dir() and scheduler.has_work(root):
+                ensure_scheduler(root)
+        except OSError:
+            continue  # a runs root being deleted under us: try again later
 
 
 def _reap() -> None:
-    """Collects the exit status of children that ended, so none lingers as a zombie."""
-    for pid, process in list(_children.items()):
-        if process.poll() is not None:
-            del _children[pid]
-
-
-def _spawn(arguments: list[str], log_path: Path) -> subprocess.Popen:
-    """`python -m advcore ...` in a session of its own, its output appended to `log_path`."""
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
-                        "TF_CPP_MIN_LOG_LEVEL": "2"}
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "advcore", *arguments], cwd=PROJECT_ROOT, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-    _children[process.pid] = process
-    return process
-
-
-def _launch(run: Run) -> None:
-    try:
-        command = "train-gan" if config_kind(run.config()) == "gan" else "train"
-    except RunError:
-        command = "train"  # the process reports the damaged config in the run
-    process = _spawn([command, "--resume", run.id, "--runs-dir", str(run.root.resolve())], run.process_log_path)
-    run.update_status(pid=process.pid, pid_start=process_start_ticks(process.pid), launched=now())
+    _children[:] = [process for process in _children if process.poll() is None]
 
 
 def stop(run: Run) -> str:
@@ -115,7 +96,7 @@ def stop(run: Run) -> str:
 
 
 def delete(run: Run) -> None:
-    if _safe_status(run)["status"] in LIVE_STATUSES:
+    if safe_status(run)["status"] in LIVE_STATUSES:
         raise RunError(f"run {run.id} is still active: stop it before deleting it")
     shutil.rmtree(run.path)
 
@@ -169,7 +150,7 @@ def submit_profile(model_path: Path, dataset: str, settings: dict, folder: Path,
 def ensure_worker(root: Path | None = None) -> None:
     """Starts the evaluation worker when evaluations wait and no worker is alive."""
     with _lock:
-        waiting = any(_safe_status(job)["status"] == "queued" for job in _worker_jobs(root))
+        waiting = any(safe_status(job)["status"] == "queued" for job in _worker_jobs(root))
         _reap()
         try:
             record = files.read_json(worker.worker_file(root), "worker record")
@@ -178,14 +159,15 @@ def ensure_worker(root: Path | None = None) -> None:
             alive = False
         if waiting and not alive:
             evaluations = worker.evaluations_root(root)
-            process = _spawn(["worker", "--runs-dir", str(runs_root(root).resolve())], evaluations / "worker.log")
+            process = spawn(["worker", "--runs-dir", str(runs_root(root).resolve())], evaluations / "worker.log")
+            _children.append(process)
             files.write_json(worker.worker_file(root), {"pid": process.pid, "starting": now(),
                                                         "pid_start": process_start_ticks(process.pid)})
 
 
 def stop_evaluation(job: Run) -> str:
     """A queued evaluation stops at once; a running one after its current slice of images."""
-    status = _safe_status(job)["status"]
+    status = safe_status(job)["status"]
     if status == "queued":
         job.update_status(status="stopped", ended=now(), reason="stopped before it began")
         return "stopped"

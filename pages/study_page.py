@@ -20,7 +20,7 @@ with st.expander("Start a study", expanded=not study.list_studies(state.root()))
 
 @st.fragment(run_every=TABLE_SECONDS)
 def studies() -> None:
-    jobs.refresh(state.root())  # start the next queued arm when a slot frees up
+    jobs.ensure_scheduler(state.root())  # it starts the next queued arm, with or without this page open
     records = study.list_studies(state.root())
     if not records:
         st.caption("No studies yet.")

@@ -23,10 +23,8 @@ with left:
     if config is not None:
         run = jobs.submit(config, state.root())
         state.select_run(run.id)
-        if "pid" in run.recorded_status():
-            st.success(f"Started run {run.id}")
-        else:
-            st.info(f"Run {run.id} is queued: {jobs.max_concurrent()} run(s) train at a time")
+        st.success(f"Queued run {run.id}: it starts as soon as a slot is free ({jobs.max_concurrent()} "
+                   "run(s) train at a time), whether or not this page stays open")
 
 
 def _load(run):
@@ -116,7 +114,7 @@ with right:
 
 @st.fragment(run_every=TABLE_SECONDS)
 def all_runs() -> None:
-    jobs.refresh(state.root())  # start queued runs when a slot frees up
+    jobs.ensure_scheduler(state.root())  # it starts queued runs, with or without this page open
     runs = list_runs(state.root())
     st.subheader(f"All runs ({len(runs)})")
     if not runs:

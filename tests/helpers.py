@@ -44,6 +44,16 @@ def kill_worker(root) -> None:
         pass
 
 
+def kill_scheduler(root) -> None:
+    """Test teardown: ends the runs root's training scheduler, if one runs, so it starts nothing more."""
+    from advcore.jobs import scheduler
+
+    try:
+        os.kill(int(scheduler.lock_path(root).read_text()), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+
+
 def encode(image, fmt: str, **options) -> bytes:
     """A PIL image as the bytes of a file in `fmt`."""
     buffer = io.BytesIO()

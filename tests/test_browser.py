@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import free_port, wait_for
+from helpers import kill_scheduler, free_port, wait_for
 from playwright import sync_api as playwright
 
 from advcore.storage.runs import list_runs
@@ -39,6 +39,7 @@ def server(tmp_path_factory):
     yield url, runs
     process.terminate()
     process.wait(timeout=30)
+    kill_scheduler(runs)
     for run in list_runs(runs):  # leave no training process behind
         pid = run.recorded_status().get("pid")
         if pid:
@@ -84,7 +85,7 @@ def start_run(page, name: str, epochs: int | None):
     else:
         page.get_by_label("Epochs", exact=True).fill(str(epochs))
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text(re.compile("Started run|is queued")).wait_for()
+    page.get_by_text(re.compile("Queued run")).wait_for()
 
 
 def badge(page, status: str):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import wait_for
+from helpers import kill_scheduler, wait_for
 from streamlit.testing.v1 import AppTest
 
 from advcore.generative import study
@@ -117,8 +117,11 @@ def test_the_app_launches_a_gan_run_as_its_own_process(tmp_path, monkeypatch):
     config = GanConfig.from_dict({"name": "launched", "epochs": 1, "batch_size": 32, "critic_steps": 2, "z_dim": 8,
                                   "data": {"dataset": "fashion_mnist", "train_size": 256}})
     run = jobs.submit(config, tmp_path)
-    assert "pid" in run.recorded_status()
-    wait_for(lambda: run.status()["status"] in ("finished", "failed"), 240, 0.2)
+    try:
+        wait_for(lambda: "pid" in run.recorded_status(), 30, 0.1)  # the scheduler started it
+        wait_for(lambda: run.status()["status"] in ("finished", "failed"), 240, 0.2)
+    finally:
+        kill_scheduler(tmp_path)
     assert run.status()["status"] == "finished", run.log_tail()
     assert (run.path / "generator.keras").is_file() and run.samples_path(1).is_file()
 

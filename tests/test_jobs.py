@@ -1,14 +1,22 @@
-"""The app's job control with real training processes."""
+"""The app's job control with real processes: the training scheduler and each run's own process.
+Nothing here polls the queue as a page would: the scheduler moves it with no page open."""
 
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from helpers import wait_for
+from helpers import kill_scheduler, wait_for
 
-from advcore.storage.runs import RunError
+from advcore.jobs import scheduler
+from advcore.storage import locks
+from advcore.storage.runs import Run, RunError
 from advcore.training.config import TrainConfig
 from app import jobs
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny(name: str, epochs=1) -> TrainConfig:
@@ -18,23 +26,27 @@ def tiny(name: str, epochs=1) -> TrainConfig:
                                   "schedule": {"kind": "constant", "epochs": epochs}})
 
 
-def wait_until(predicate, timeout=180, root=None):
-    """Waits as a page would: refreshing the job queue at every poll."""
-    wait_for(lambda: jobs.refresh(root) or predicate(), timeout, interval=0.2)
+def wait_until(predicate, timeout=180):
+    wait_for(predicate, timeout, interval=0.2)
 
 
 @pytest.fixture
 def root(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVLAB_MAX_RUNS", "1")
-    return tmp_path / "runs"
+    yield tmp_path / "runs"
+    kill_scheduler(tmp_path / "runs")
+
+
+def scheduler_pid(root) -> int:
+    return wait_for(lambda: locks.holder(scheduler.lock_path(root)), 30)
 
 
 def test_runs_queue_behind_the_limit_and_all_finish(root):
     first = jobs.submit(tiny("first"), root)
     second = jobs.submit(tiny("second"), root)
-    assert "pid" in first.status() and second.status()["status"] == "queued" and "pid" not in second.status()
-    wait_until(lambda: first.status()["status"] == "finished" and second.status()["status"] == "finished",
-               root=root)
+    wait_until(lambda: "pid" in first.status(), 30)  # started within seconds, by the scheduler alone
+    assert second.status()["status"] == "queued" and "pid" not in second.status()
+    wait_until(lambda: first.status()["status"] == "finished" and second.status()["status"] == "finished")
     assert len(second.history()) == 1
 
 
@@ -42,23 +54,54 @@ def test_stop_a_queued_run_and_a_running_one(root):
     running = jobs.submit(tiny("long", epochs=1000), root)
     waiting = jobs.submit(tiny("waiting"), root)
     assert jobs.stop(waiting) == "stopped" and waiting.status()["status"] == "stopped"
-    wait_until(lambda: len(running.history()) >= 1, root=root)
+    wait_until(lambda: len(running.history()) >= 1)
     assert jobs.stop(running) == "stopping"
-    wait_until(lambda: running.status()["status"] == "stopped", root=root)
+    wait_until(lambda: running.status()["status"] == "stopped")
     with pytest.raises(RunError, match="not running"):
         jobs.stop(running)
 
 
 def test_a_killed_process_shows_failed_with_its_log_and_can_be_deleted(root):
     run = jobs.submit(tiny("doomed", epochs=1000), root)
-    wait_until(lambda: "epoch    1" in run.log_tail(), root=root)  # the epoch line follows its history row
+    wait_until(lambda: "epoch    1" in run.log_tail())  # the epoch line follows its history row
     with pytest.raises(RunError, match="stop it before deleting"):
         jobs.delete(run)
     os.kill(run.status()["pid"], signal.SIGKILL)
-    wait_until(lambda: run.status()["status"] == "failed", root=root)
+    wait_until(lambda: run.status()["status"] == "failed")
     assert "ended without reporting" in run.status()["error"]
     assert "epoch    1" in run.log_tail()
     run.rename("renamed")
     assert run.name() == "renamed"
     jobs.delete(run)
     assert not run.path.exists()
+
+
+def test_the_scheduler_runs_in_its_own_session_and_is_started_again_when_it_died(root):
+    long = jobs.submit(tiny("long", epochs=1000), root)
+    short = jobs.submit(tiny("short"), root)
+    first_scheduler = scheduler_pid(root)
+    assert os.getsid(first_scheduler) != os.getsid(0)  # the server's end (its process group) never reaches it
+    wait_until(lambda: len(long.history()) >= 1)
+    os.kill(first_scheduler, signal.SIGKILL)
+    jobs.stop(long)
+    wait_until(lambda: short.status()["status"] == "finished")  # the server's watcher started a new scheduler
+    assert scheduler_pid(root) != first_scheduler
+
+
+def test_the_cli_scheduler_trains_a_queue_alone_and_a_second_one_is_refused(tmp_path):
+    runs = tmp_path / "runs"
+    queued = [Run.create(tiny(name).to_dict(), runs, name) for name in ("a", "b")]
+    env = os.environ | {"PYTHONPATH": str(ROOT), "ADVLAB_MAX_RUNS": "1"}
+    command = [sys.executable, "-m", "advcore", "scheduler", "--runs-dir", str(runs), "--idle-exit", "2"]
+    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: locks.holder(scheduler.lock_path(runs)), 30)
+        second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1
+        assert f"a scheduler already serves {runs} (pid {first.pid})" in second.stderr
+        output, _ = first.communicate(timeout=300)  # it exits by itself once the queue is done
+    finally:
+        first.kill()
+    assert first.returncode == 0, output
+    assert [run.status()["status"] for run in queued] == ["finished", "finished"]
+    assert output.count("started ") == 2 and "exits: idle" in output

@@ -114,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--runs-dir", type=Path, default=None, help="the runs root (default: $ADVLAB_RUNS_DIR or ./runs)")
     worker.add_argument("--idle-exit", type=number, default=300.0,
                         help="seconds without work before the worker exits (default: 300)")
+    scheduler = commands.add_parser(
+        "scheduler", help="start queued training runs (the dashboard starts this itself)",
+        description="Start the training runs queued under the runs root, oldest first, each as its own "
+                    "process, while fewer than $ADVLAB_MAX_RUNS (default 1) train; exit after --idle-exit "
+                    "seconds with nothing queued or training. One scheduler serves a runs root.")
+    scheduler.add_argument("--runs-dir", type=Path, default=None,
+                           help="the runs root (default: $ADVLAB_RUNS_DIR or ./runs)")
+    scheduler.add_argument("--idle-exit", type=number, default=300.0,
+                           help="seconds with nothing to do before the scheduler exits (default: 300)")
     train = commands.add_parser(
         "train", help="train a classifier (vanilla, adversarial, interleaved) as a run",
         description="Train as a run under the runs root: config, status, history.csv, checkpoints and "
@@ -286,13 +295,26 @@ def _run_worker(args) -> None:
     worker.work(args.runs_dir, idle_exit=args.idle_exit)
 
 
+def _run_scheduler(args) -> None:
+    from advcore.jobs import scheduler
+    from advcore.storage import locks
+
+    try:
+        scheduler.serve(args.runs_dir, idle_exit=args.idle_exit)
+    except locks.LockHeld as held:
+        raise RuntimeError(f"a scheduler already serves {held.path.parent} (pid {held.pid})") from None
+
+
 def _import_tensorflow_quietly() -> None:
-    """TensorFlow's C++ start-up notices ignore TF_CPP_MIN_LOG_LEVEL; keep them off the terminal."""
+    """TensorFlow's C++ start-up notices ignore TF_CPP_MIN_LOG_LEVEL; keep them off the terminal, and the
+    device probe's too ("failed call to cuInit" on a machine without a GPU: the device is reported anyway)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -302,13 +324,20 @@ def _import_tensorflow_quietly() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    prog = f"{parser.prog} {args.command}"
+    if args.command == "scheduler":  # starts processes only: no TensorFlow
+        try:
+            _run_scheduler(args)
+        except RuntimeError as error:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+        return 0
     _import_tensorflow_quietly()
     from advcore.models import ModelError
     from advcore.storage.data import DatasetFormatError, DatasetNotFoundError
     from advcore.storage.images import ImageError
     from advcore.storage.runs import RunError
 
-    prog = f"{parser.prog} {args.command}"
     try:
         {"attack": _run_attack, "evaluate": _run_evaluate, "train": train_commands.run,
          "train-gan": train_commands.run_gan, "study": train_commands.run_study, "worker": _run_worker,

@@ -187,6 +187,9 @@ def _config_content(args, options) -> dict:
     return content
 
 
+LENGTH_FIELDS = ("schedule.epochs", "schedule.cycles", "epochs")  # what a resume may change: how long the run trains
+
+
 def _given_fields(args, options) -> dict:
     """The config fields set by flags: {dotted field name: value}."""
     names = {field for _, field, _, _ in options}
@@ -215,22 +218,24 @@ def _run(args, options, config_class, train_function) -> dict:
         distribute.split_cpu(args.cpu_devices)
     if args.resume:
         flags = {field: flag for flag, field, _, _ in options}
-        given = [flags.get(field, field) for field in _given_fields(args, options)]
+        lengths = {field: value for field, value in _given_fields(args, options).items() if field in LENGTH_FIELDS}
+        given = [flags.get(field, field) for field in _given_fields(args, options) if field not in lengths]
         given += ["--robust-additions"] if getattr(args, "robust_additions", False) else []
         if given or args.config:
-            raise UsageError("--resume continues a run with its own config; drop "
-                             + ", ".join(given + (["--config"] if args.config else [])))
+            raise UsageError("--resume continues a run with its own config (only --epochs or --cycles may "
+                             "lengthen it); drop " + ", ".join(given + (["--config"] if args.config else [])))
         run = Run.open(args.resume, args.runs_dir)
         content, notes = upgraded(run.config())
         for note in notes:
             print(f"note: {note}")
+        _set_fields(content, lengths)
     else:
         content = _config_content(args, options)
     config = config_class.from_dict(content)
     if not args.resume:
         # in a cluster only the chief writes the shared runs root; the others keep a private scratch run
         runs_dir = args.runs_dir if distribute.chief_by_tf_config() else tempfile.mkdtemp(prefix="advcore-worker-")
-        run = Run.create(config.to_dict(), runs_dir, config.name)
+        run = Run.create(config.to_dict(), runs_dir, config.name, owner_pid=os.getpid())
     distribute.set_mixed_precision(config.distribute.mixed_precision)
     print(f"run {run.id} in {run.root}")
     try:

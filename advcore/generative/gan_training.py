@@ -82,18 +82,18 @@ def train_gan(config: GanConfig, run: Run, *, resume: bool = False, echo=print) 
 
 
 def _train_gan(config: GanConfig, run: Run, resume: bool, stop, say) -> str:
+    history, first_epoch = pd.DataFrame(columns=HISTORY_COLUMNS), 0
+    if resume:
+        first_epoch, history = resume_point(run, config, config.epochs, history)
     strategy = distribute.make_strategy(config.distribute.strategy)
     dataset = data.load(config.data.dataset, data_dir=config.data.data_dir, train_size=config.data.train_size,
                         seed=config.seed, splits=("train",))
     steps = acgan.steps_per_epoch(len(dataset.train), config, strategy.num_replicas_in_sync)
-    history, first_epoch = pd.DataFrame(columns=HISTORY_COLUMNS), 0
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)
         generator, critic = acgan.build(config, dataset.input_shape, dataset.num_classes)
         trainer = acgan.ACGANTrainer(generator, critic, config, dataset.num_classes)
         trainer.compile()
-        if resume:
-            first_epoch, history = resume_point(run, history)
         if first_epoch:
             model_path, optimizer_path = run.checkpoint_paths(first_epoch)
             generator.set_weights(keras.saving.load_model(model_path, compile=False).get_weights())

@@ -61,10 +61,7 @@ def create(base: TrainConfig, generator: str, root: str | os.PathLike | None = N
     """Records the four arms as queued runs and the study naming them. With `owner_pid` the runs
     belong to that process (the CLI trains them itself), so the app's queue leaves them alone."""
     arms = arm_configs(base, generator)
-    runs = {arm: Run.create(config.to_dict(), root, config.name) for arm, config in arms.items()}
-    if owner_pid is not None:
-        for run in runs.values():
-            run.update_status(pid=owner_pid)
+    runs = {arm: Run.create(config.to_dict(), root, config.name, owner_pid) for arm, config in arms.items()}
     record = {"id": f"study-{runs['none'].id}", "name": base.name, "created": now(), "generator": str(generator),
               "base": base.to_dict(), "runs": {arm: run.id for arm, run in runs.items()}}
     files.write_json(studies_root(root) / f"{record['id']}.json", record)

@@ -38,6 +38,10 @@ class RunError(Exception):
     """A run that does not exist, a hostile run id, or a damaged run file; the message says which."""
 
 
+class RunRefused(RunError):
+    """What the run's state forbids (a second process, a resume that would lose work); nothing was changed."""
+
+
 def runs_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root if root is not None else os.environ.get(RUNS_ENV, "runs")).expanduser()
 
@@ -106,6 +110,7 @@ class Run:
     log_path = property(lambda self: self.path / "train.log")
     process_log_path = property(lambda self: self.path / "process.log")
     progress_path = property(lambda self: self.path / "progress.json")
+    lock_path = property(lambda self: self.path / "owner.lock")  # held by the one process training the run
     name_path = property(lambda self: self.path / "name.txt")
 
     def samples_path(self, epoch: int | None = None) -> Path:
@@ -115,14 +120,18 @@ class Run:
     # ------------------------------------------------------------------ creation and lookup
 
     @classmethod
-    def create(cls, config: dict, root: str | os.PathLike | None = None, name: str | None = None) -> "Run":
+    def create(cls, config: dict, root: str | os.PathLike | None = None, name: str | None = None,
+               owner_pid: int | None = None) -> "Run":
+        """A new queued run. With `owner_pid` it belongs to that process from the start (one that trains
+        it itself), so the scheduler never launches it."""
         root = runs_root(root)
         root.mkdir(parents=True, exist_ok=True)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         run = cls(root, f"{stamp}-{_slug(name or config.get('name', 'run'))}-{secrets.token_hex(2)}")
         run.path.mkdir()
         files.write_json(run.config_path, config)
-        files.write_json(run.status_path, {"status": "queued", "created": now(), "host": socket.gethostname()})
+        owner = {} if owner_pid is None else {"pid": owner_pid, "pid_start": process_start_ticks(owner_pid)}
+        files.write_json(run.status_path, {"status": "queued", "created": now(), "host": socket.gethostname(), **owner})
         return run
 
     @classmethod
@@ -139,7 +148,7 @@ class Run:
             content = json.loads(path.read_text())
         except FileNotFoundError:
             raise RunError(f"run {self.id}: {path.name} is missing") from None
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise RunError(f"run {self.id}: {path.name} is damaged ({error})") from None
         if not isinstance(content, dict):
             raise RunError(f"run {self.id}: {path.name} is damaged (not a JSON object)")
@@ -224,9 +233,12 @@ class Run:
     # ------------------------------------------------------------------ writing (the training process)
 
     def update_status(self, **fields) -> dict:
+        """Sets fields of status.json; a damaged one raises RunError and stays as it was, for a person to read."""
         try:
             status = self.recorded_status()
         except RunError:
+            if self.status_path.exists():
+                raise
             status = {}
         status |= fields | {"updated": now()}
         files.write_json(self.status_path, status)
@@ -235,6 +247,14 @@ class Run:
     def write_history(self, history: pd.DataFrame) -> None:
         with files.atomic_path(self.history_path) as tmp:
             history.to_csv(tmp, index=False)
+
+
+def safe_status(run: Run) -> dict:
+    """The run's status, or "damaged" when its status file cannot be read (such a run is never launched)."""
+    try:
+        return run.status()
+    except RunError:
+        return {"status": "damaged"}
 
 
 def list_runs(root: str | os.PathLike | None = None) -> list[Run]:

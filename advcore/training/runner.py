@@ -8,6 +8,7 @@ complete checkpoint with the same schedule position, optimizer state, data order
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -25,8 +26,8 @@ import pandas as pd
 from advcore import models
 from advcore.evaluation import robustness
 from advcore.generative import acgan, unrestricted
-from advcore.storage import data, files
-from advcore.storage.runs import Run, now, process_start_ticks
+from advcore.storage import data, files, locks
+from advcore.storage.runs import Run, RunError, RunRefused, now, process_start_ticks
 from advcore.training import distribute
 from advcore.training.config import ADVERSARIAL, RMSE_METHODS, UNTIL_STOPPED, TrainConfig, phase
 from advcore.training.trainer import AdversarialTrainer, current_learning_rate, make_optimizer, training_batches
@@ -305,20 +306,68 @@ def _robust_spec(config: TrainConfig, input_shape):
     return attacks.pgd(eps, norm=config.attack.norm, steps=config.validation.steps)
 
 
-def resume_point(run: Run, empty: pd.DataFrame) -> tuple[int, pd.DataFrame]:
-    """The last epoch with both a checkpoint and a history row (a kill can fall between the two
-    writes), and the history up to it."""
-    recorded = run.history()
-    recorded_epochs = set(recorded["epoch"]) if len(recorded) else set()
-    complete = [epoch for epoch in run.checkpoints() if epoch in recorded_epochs]
+def resume_point(run: Run, config, total_epochs: int | None, empty: pd.DataFrame) -> tuple[int, pd.DataFrame]:
+    """Where a resumed run continues: the last epoch with both a checkpoint and a history row (a kill can
+    fall between the two writes), and the history up to it.
+
+    Resuming never loses work: a run that trained but has no such epoch is refused, and so is a finished
+    run given no more epochs. The config it goes on with (longer, when a finished run is extended)
+    becomes the run's config.json."""
+    try:
+        status, recorded = run.recorded_status(), run.history()
+    except RunError as error:
+        raise RunRefused(f"{error}; the run cannot be resumed from it") from None
+    epochs = pd.to_numeric(recorded["epoch"], errors="coerce") if "epoch" in recorded else pd.Series(dtype=float)
+    complete = [epoch for epoch in run.checkpoints() if epoch in set(epochs)]
     if not complete:
-        return 0, empty
-    return complete[-1], recorded[recorded["epoch"] <= complete[-1]]
+        lost = _work_without_checkpoint(run, recorded)
+        if lost:
+            raise RunRefused(f"run {run.id} cannot be resumed: {lost}, so it would train again from scratch "
+                             f"over its files; train a new run with its config instead (--config {run.config_path})")
+        first_epoch, history = 0, empty
+    else:
+        first_epoch, history = complete[-1], recorded[epochs <= complete[-1]]
+    if total_epochs is not None and first_epoch > total_epochs:
+        raise RunRefused(f"run {run.id} has trained {first_epoch} epochs, more than the {total_epochs} asked")
+    if status["status"] == "finished" and total_epochs is not None and first_epoch >= total_epochs:
+        raise RunRefused(f"run {run.id} finished all its {first_epoch} epochs: to train it further, resume it with "
+                         f"more epochs (--epochs {first_epoch + 10}, or --cycles for an interleaved schedule)")
+    if config.to_dict() != run.config():
+        files.write_json(run.config_path, config.to_dict())
+    return first_epoch, history
+
+
+def _work_without_checkpoint(run: Run, history: pd.DataFrame) -> str:
+    """What a run holds that a resume from scratch would overwrite, in words; "" when it holds nothing."""
+    checkpoints = run.checkpoints()
+    if checkpoints:
+        return f"its checkpoints (epochs {', '.join(map(str, checkpoints))}) have no matching rows in history.csv"
+    if len(history):
+        return f"history.csv has {len(history)} epochs but checkpoints/ holds no complete checkpoint"
+    if any(run.path.glob("*.keras")):
+        return ("it has a model but " + ("an empty history.csv" if run.history_path.exists() else "no history.csv")
+                + " and no checkpoint")
+    return ""
 
 
 def supervise(run: Run, work, echo=print) -> str:
-    """Runs `work(stop, say)` as the run's process: SIGINT/SIGTERM become a stop request, every line
-    said goes to the terminal and train.log, and an error marks the run failed (then propagates)."""
+    """Runs `work(stop, say)` as the run's one process: SIGINT/SIGTERM become a stop request, every line
+    said goes to the terminal and train.log, and an error marks the run failed (then propagates).
+
+    A damaged status.json, or a run another process trains, raises RunRefused and leaves the run as it was."""
+    try:
+        run.recorded_status()
+    except RunError as error:
+        raise RunRefused(f"{error}; the file is left as it is") from None
+    with contextlib.ExitStack() as owning:
+        try:
+            owning.enter_context(locks.hold(run.lock_path, wait=2.0))
+        except locks.LockHeld as held:
+            raise RunRefused(f"run {run.id} is being trained by process {held.pid}: one process per run") from None
+        return _supervised(run, work, echo)
+
+
+def _supervised(run: Run, work, echo) -> str:
     log = open(run.log_path, "a", buffering=1)
 
     def say(line: str) -> None:
@@ -329,6 +378,8 @@ def supervise(run: Run, work, echo=print) -> str:
     previous_handlers = stop.install()
     try:
         return work(stop, say)
+    except RunRefused:
+        raise
     except BaseException as error:
         log.write(traceback.format_exc())
         run.update_status(status="failed", ended=now(), error=f"{type(error).__name__}: {error}")
@@ -375,10 +426,11 @@ def finish(run: Run, stop: StopRequest, say, epochs: int, saved: Path, reason: s
 def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) -> str:
     strategy = distribute.make_strategy(config.distribute.strategy)
     chief = distribute.chief_by_tf_config()
+    first_epoch, history = 0, pd.DataFrame(columns=HISTORY_COLUMNS)
+    if resume:
+        first_epoch, history = resume_point(run, config, config.schedule.total_epochs, history)
     dataset, validation = datasets(config)
     steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
-    history = pd.DataFrame(columns=HISTORY_COLUMNS)
-    first_epoch = 0
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)
         if config.model.path:
@@ -392,8 +444,6 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
         trainer = AdversarialTrainer(classifier, config, steps_per_epoch, gan)
         trainer.compile(optimizer=make_optimizer(config, steps_per_epoch))
         trainer.optimizer.build(classifier.trainable_variables)
-        if resume:
-            first_epoch, history = resume_point(run, history)
         if first_epoch:
             model_path, optimizer_path = run.checkpoint_paths(first_epoch)
             classifier.set_weights(models.load(model_path, logits=False).get_weights())

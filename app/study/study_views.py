@@ -48,7 +48,7 @@ def study_form() -> None:
     except (ConfigError, ValueError) as error:
         problem.error(str(error), icon="⚠️")
         return
-    jobs.refresh(state.root())
+    jobs.ensure_scheduler(state.root())
     st.success(f"Queued study {record['id']}: its four runs train one after another (see the Train page).")
 
 

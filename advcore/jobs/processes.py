@@ -1,0 +1,22 @@
+"""Starts `python -m advcore ...` as a process of its own session, so that neither a browser, nor a
+Streamlit rerun, nor the server's end (its Ctrl+C reaches its own process group only) touches it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def spawn(arguments: list[str], log_path: Path) -> subprocess.Popen:
+    """`python -m advcore <arguments>` in a new session, its output appended to `log_path`."""
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+                        "TF_CPP_MIN_LOG_LEVEL": "2"}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "advcore", *arguments], cwd=PROJECT_ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)

@@ -1,0 +1,111 @@
+"""The training scheduler: one long-lived process per runs root that owns the queue of training runs.
+
+Pages and scripts only queue runs (`Run.create`). The scheduler (`python -m advcore scheduler`, which
+the app starts, and starts again if it died) launches each queued run as its own process
+(`python -m advcore train --resume RUN`), oldest first, while fewer than `max_concurrent()` train. So
+a queue moves with no browser open, and neither the server's restart nor a closed tab touches it. It
+holds `<root>/_scheduler.lock` (one scheduler per root), and exits after `idle_exit` seconds with
+nothing queued or training, or when its runs root is deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from advcore.jobs.processes import spawn
+from advcore.storage import locks
+from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, list_runs, now, process_start_ticks, runs_root,
+                                  safe_status)
+from advcore.training.config import config_kind
+
+MAX_RUNS_ENV = "ADVLAB_MAX_RUNS"
+LOCK_FILE = "_scheduler.lock"  # not a run id (a leading "_"), and a file: the run list never shows it
+LOG_FILE = "_scheduler.log"
+
+
+def max_concurrent() -> int:
+    """Runs training at once (default 1: on a small machine two only slow each other down; 0 holds
+    every new run in the queue)."""
+    try:
+        return max(0, int(os.environ.get(MAX_RUNS_ENV, "1")))
+    except ValueError:
+        return 1
+
+
+def lock_path(root=None) -> Path:
+    return runs_root(root) / LOCK_FILE
+
+
+def log_path(root=None) -> Path:
+    return runs_root(root) / LOG_FILE
+
+
+def _queue(root) -> tuple[int, list[Run]]:
+    """How many runs have a live process, and the runs waiting for one, oldest first."""
+    runs = list_runs(root)
+    statuses = {run.id: safe_status(run) for run in runs}
+    active = sum(1 for status in statuses.values() if status["status"] in LIVE_STATUSES and "pid" in status)
+    waiting = [run for run in reversed(runs)
+               if statuses[run.id]["status"] == "queued" and "pid" not in statuses[run.id]]
+    return active, waiting
+
+
+def has_work(root=None) -> bool:
+    """Whether a run waits for a process that a free slot would give it."""
+    active, waiting = _queue(root)
+    return bool(waiting) and active < max_concurrent()
+
+
+def launch(run: Run) -> subprocess.Popen:
+    """Starts the run's own training process and records it as the run's owner."""
+    try:
+        command = "train-gan" if config_kind(run.config()) == "gan" else "train"
+    except RunError:
+        command = "train"  # the process reports the damaged config in the run
+    process = spawn([command, "--resume", run.id, "--runs-dir", str(run.root.resolve())], run.process_log_path)
+    run.update_status(pid=process.pid, pid_start=process_start_ticks(process.pid), launched=now())
+    return process
+
+
+def start_queued(root=None, echo=print) -> tuple[list[subprocess.Popen], bool]:
+    """Launches the oldest queued runs while slots are free; returns the processes started and whether
+    any run is training or waiting for a slot (work the scheduler must stay for)."""
+    active, waiting = _queue(root)
+    slots = max(0, max_concurrent() - active)
+    started = []
+    for run in waiting[:slots]:
+        started.append(launch(run))
+        echo(f"{now()} started {run.id} (pid {started[-1].pid})")
+    return started, bool(active or started or (waiting and slots))
+
+
+def serve(root=None, idle_exit: float = 300.0, poll: float = 0.5, echo=print) -> None:
+    """The scheduler's loop. Raises locks.LockHeld when another scheduler serves this root."""
+    root = runs_root(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    with locks.hold(lock_path(root), wait=2.0):
+        echo(f"{now()} scheduler (pid {os.getpid()}) for {root}: {max_concurrent()} run(s) at a time")
+        children: list[subprocess.Popen] = []
+        idle_since = time.monotonic()
+        while root.is_dir():
+            children = [child for child in children if child.poll() is None]  # reaped: no zombies
+            started, busy = start_queued(root, echo)
+            children += started
+            if busy:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= idle_exit:
+                break
+            time.sleep(poll)
+        echo(f"{now()} scheduler (pid {os.getpid()}) exits: " + ("idle" if root.is_dir() else "runs root deleted"))
+
+
+def ensure(root=None) -> subprocess.Popen | None:
+    """Starts the scheduler for `root` unless one is alive; returns the process started, for the caller
+    to reap."""
+    if locks.holder(lock_path(root)) is not None:
+        return None
+    root = runs_root(root).resolve()
+    return spawn(["scheduler", "--runs-dir", str(root)], log_path(root))

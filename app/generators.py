@@ -35,7 +35,7 @@ def list_generators(root: Path | None = None) -> list[GeneratorEntry]:
         if not (run.path / GENERATOR_FILE).is_file():
             continue
         try:
-            config = run.config()
+            config = run.training_config()
             if config_kind(config) != "gan":
                 continue
             label = (f"{run.id} (bundled)" if is_bundled else

@@ -62,7 +62,7 @@ def classifier_runs(runs: list[Run]) -> list[Run]:
     kept = []
     for run in runs:
         try:
-            if config_kind(run.config()) == "classifier":
+            if config_kind(run.training_config()) == "classifier":
                 kept.append(run)
         except RunError:
             kept.append(run)  # listed, so that the page says why it cannot be read

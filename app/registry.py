@@ -93,7 +93,7 @@ def _bundled() -> list[ModelEntry]:
 
 
 def _run_card(run: Run) -> dict:
-    config, history = run.config(), run.history()
+    config, history = run.training_config(), run.history()
     dataset = config.get("data", {}).get("dataset", "fashion_mnist")
     attack = config.get("attack", {})
     trained = "vanilla" if config.get("mode") == "vanilla" else (

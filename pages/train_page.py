@@ -30,8 +30,8 @@ with left:
 def _load(run):
     """The run's status, config (classifier or GAN) and history, or None after showing why they cannot be read."""
     try:
-        content = run.config()
-        config = GanConfig.from_dict(content) if config_kind(content) == "gan" else TrainConfig.from_dict(content)
+        content = run.training_config()
+        config = (GanConfig if config_kind(content) == "gan" else TrainConfig).from_dict(content, checked=False)
         return run.status(), config, run.history()
     except (RunError, ValueError) as error:
         st.error(f"Run {run.id} is damaged: {error}")

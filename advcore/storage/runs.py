@@ -24,9 +24,11 @@ import secrets
 import socket
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from advcore.storage import files
+from advcore.training.config import ConfigError, GanConfig, TrainConfig, config_kind, upgraded
 
 RUNS_ENV = "ADVLAB_RUNS_DIR"
 STATUSES = ("queued", "running", "stopping", "stopped", "finished", "failed")
@@ -155,12 +157,24 @@ class Run:
         return content
 
     def config(self) -> dict:
+        """config.json's object as written (a training run's, or an evaluation job's plan)."""
         return self._read_json(self.config_path)
+
+    def training_config(self) -> dict:
+        """A training run's config.json (classifier or GAN), checked field by field and in today's form
+        (`training.config.upgraded`): whatever does not validate is damage, named with its field."""
+        content, _ = upgraded(self.config())
+        try:
+            (GanConfig if config_kind(content) == "gan" else TrainConfig).from_dict(content, checked=False)
+        except ConfigError as error:
+            raise RunError(f"run {self.id}: config.json is damaged ({error})") from None
+        return content
 
     def recorded_status(self) -> dict:
         status = self._read_json(self.status_path)
-        if status.get("status") not in STATUSES:
-            raise RunError(f"run {self.id}: status.json has unknown status {status.get('status')!r}")
+        problem = _status_problem(status)
+        if problem:
+            raise RunError(f"run {self.id}: status.json {problem}")
         return status
 
     def status(self) -> dict:
@@ -174,12 +188,20 @@ class Run:
         return status
 
     def history(self) -> pd.DataFrame:
+        """history.csv, checked: every column but phase and warning numeric, epochs counting up. A missing
+        file is damage once the run has a model (the model of an epoch is saved after its history row)."""
         if not self.history_path.exists():
+            if any(self.path.glob("*.keras")):
+                raise RunError(f"run {self.id}: history.csv is missing, although the run has a model")
             return pd.DataFrame()
         try:
-            return pd.read_csv(self.history_path)
+            history = pd.read_csv(self.history_path)
         except (OSError, ValueError) as error:
-            raise RunError(f"run {self.id}: history.csv is damaged ({error})") from None
+            raise RunError(f"run {self.id}: history.csv is damaged ({str(error).splitlines()[0]})") from None
+        problem = _history_problem(history)
+        if problem:
+            raise RunError(f"run {self.id}: history.csv is damaged ({problem})")
+        return history
 
     def progress(self) -> dict:
         """Where the running epoch is: {epoch, batch, steps_per_epoch, time}, or {} if unknown."""
@@ -247,6 +269,48 @@ class Run:
     def write_history(self, history: pd.DataFrame) -> None:
         with files.atomic_path(self.history_path) as tmp:
             history.to_csv(tmp, index=False)
+
+
+_STATUS_FIELDS = {"pid": int, "pid_start": int, "epoch": int, "total_epochs": int, "steps_per_epoch": int,
+                  "best_epoch": int, "best_val_robust_accuracy": float, "error": str, "reason": str, "device": str,
+                  "host": str, "signal": str, "phase": str}
+_STATUS_TIMES = ("created", "launched", "started", "resumed", "ended", "updated")
+_TEXT_COLUMNS = ("phase", "warning")  # every other history column holds numbers (or nothing)
+
+
+def _status_problem(status: dict) -> str:
+    """What is wrong with a status.json object, in words; "" when nothing is."""
+    if status.get("status") not in STATUSES:
+        return f"has unknown status {status.get('status')!r}"
+    for field, kind in _STATUS_FIELDS.items():
+        value = status.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float) if kind is float
+                                                                            else kind)):
+            return f"field {field!r} is {value!r}, not {'a number' if kind is not str else 'text'}"
+    for field in _STATUS_TIMES:
+        try:
+            if status.get(field) is not None:
+                dt.datetime.fromisoformat(status[field])
+        except (TypeError, ValueError):
+            return f"field {field!r} is {status[field]!r}, not a time"
+    return ""
+
+
+def _history_problem(history: pd.DataFrame) -> str:
+    if not len(history):
+        return ""
+    if "epoch" not in history:
+        return "no epoch column"
+    for column in history.columns.drop(list(_TEXT_COLUMNS), errors="ignore"):
+        numbers = pd.to_numeric(history[column], errors="coerce")
+        bad = history[column].notna() & numbers.isna()
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            return f"column {column!r}, row {row + 1}: {history[column].iloc[row]!r} is not a number"
+    epochs = history["epoch"].to_numpy()
+    if history["epoch"].isna().any() or (epochs % 1).any() or (epochs < 1).any() or (np.diff(epochs) <= 0).any():
+        return "the epochs do not count up from 1"
+    return ""
 
 
 def safe_status(run: Run) -> dict:

@@ -49,7 +49,7 @@ def run_row(run: Run) -> dict:
     row = {"id": run.id, "name": run.name(), "status": "damaged", "epoch": None, "summary": "",
            "last val acc": None, "best val acc": None, "best robust acc": None, "problem": ""}
     try:
-        status, config, history = run.status(), run.config(), run.history()
+        status, config, history = run.status(), run.training_config(), run.history()
     except RunError as error:
         row["problem"] = str(error)
         return row

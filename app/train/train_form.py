@@ -95,7 +95,7 @@ def presets() -> dict[str, dict]:
             continue
     for run in registry.example_runs():
         try:
-            recipes[f"Recipe of the bundled model {run.id!r}"] = values_from_config(run.config())
+            recipes[f"Recipe of the bundled model {run.id!r}"] = values_from_config(run.training_config())
         except (RunError, ConfigError):
             continue  # a damaged bundled config is simply not offered
     return PRESETS | recipes

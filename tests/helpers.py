@@ -76,4 +76,6 @@ BAD_IMAGES = {
     "alpha": (lambda: encode(Image.fromarray(np.zeros((8, 8, 4), np.uint8)), "PNG"), "transparent pixels"),
     "too many pixels": (lambda: encode(Image.new("1", (5000, 5000)), "PNG"), "5000 x 5000 pixels is over the limit"),
     "bomb": (lambda: encode(Image.new("1", (20000, 20000)), "PNG"), "decompression bomb"),
+    "thin strip": (lambda: encode(Image.new("1", (100000, 10)), "PNG"), "100000 x 10 pixels is too thin"),
+    "wide banner": (lambda: encode(Image.new("L", (20000, 800)), "PNG"), "20000 x 800 pixels is too thin"),
 }

@@ -68,3 +68,24 @@ def test_gif_has_every_frame_and_holds_the_last():
 def test_enlarge_repeats_pixels():
     image = np.arange(4, dtype=np.float32).reshape(2, 2, 1)
     assert images.enlarge(image, 3)[:, :, 0].tolist() == np.kron(image[..., 0], np.ones((3, 3))).tolist()
+
+
+def test_a_large_photo_is_decoded_as_a_small_working_copy_with_the_same_content():
+    rng = np.random.default_rng(1)
+    photo = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8).repeat(10, axis=0).repeat(10, axis=1)
+    photo[:, :2000] //= 4  # a dark left half, to see that the layout survives
+    pixels = images.decode_upload(encode(Image.fromarray(photo), "PNG"), "photo.png")
+    assert pixels.shape == (375, 500, 3) and pixels.dtype == np.float32  # 8 x 8 blocks: 2.2 MB as float
+    assert abs(pixels[:, :250].mean() - photo[:, :2000].mean() / 255) < 2e-3
+    assert abs(pixels[:, 250:].mean() - photo[:, 2000:].mean() / 255) < 2e-3
+
+
+def test_shrink_averages_blocks_exactly():
+    pixels = np.arange(16, dtype=np.uint16).reshape(4, 4)
+    np.testing.assert_array_equal(images.shrink(pixels, 2), [[2, 4], [10, 12]])  # rint(2.5) = 2, as numpy rounds
+    assert images.shrink(pixels, 4) is pixels
+
+
+def test_a_panorama_within_the_ratio_passes():
+    pixels = images.decode_upload(encode(Image.new("RGB", (2000, 100)), "PNG"), "panorama.png")
+    assert pixels.shape == (25, 500, 3)

@@ -26,16 +26,27 @@ def test_gray_to_rgb_repeats_and_same_shape_is_untouched():
     np.testing.assert_array_equal(preprocess.prepare(gray, (5, 5, 1)), gray)
 
 
-@pytest.mark.parametrize("fit, shape", [("pad", (40, 40)), ("crop", (20, 20)), ("stretch", (20, 40))])
-def test_fit_to_a_square(fit, shape):
+@pytest.mark.parametrize("fit", ["pad", "crop", "stretch"])
+def test_fit_to_a_square(fit):
     wide = np.full((20, 40, 1), 0.9, np.float32)
     wide[:, 10:30] = 0.2  # a dark object in the middle of a light background
-    fitted = preprocess.fit_aspect(wide, 28, 28, fit)
-    assert fitted.shape[:2] == shape
-    if fit == "pad":  # the padding takes the border colour; the object is all there
-        assert (fitted[:10] == np.float32(0.9)).all() and (fitted == np.float32(0.2)).sum() == 400
-    if fit == "crop":  # the centre square
-        np.testing.assert_array_equal(fitted, wide[:, 10:30])
+    fitted = preprocess.fit(wide, 28, 28, fit)
+    assert fitted.shape == (28, 28, 1)
+    if fit == "pad":  # resized to 14 x 28, then padded with the border colour: the object is all there
+        assert (fitted[:7] == np.float32(0.9)).all() and (fitted[21:] == np.float32(0.9)).all()
+        np.testing.assert_allclose(fitted[7:21], preprocess.resize(wide, 14, 28))
+    if fit == "crop":  # the centre square: all object
+        np.testing.assert_allclose(fitted, 0.2, atol=1e-6)
+    if fit == "stretch":
+        np.testing.assert_allclose(fitted, preprocess.resize(wide, 28, 28))
+
+
+@pytest.mark.parametrize("shape", [(10, 100_000, 1), (100_000, 10, 3)])
+def test_a_thin_strip_is_resized_before_it_is_padded(shape):
+    """The upload that once asked for a 37 GiB canvas: no array larger than the image or the input."""
+    strip = np.zeros(shape, np.float32)
+    fitted = preprocess.fit(strip, 28, 28, "pad")
+    assert fitted.shape == (28, 28, shape[-1])
 
 
 def test_resize_averages_when_shrinking():

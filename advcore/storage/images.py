@@ -17,6 +17,8 @@ from PIL import Image
 
 MAX_UPLOAD_BYTES = 10 * 2**20
 MAX_PIXELS = 16_000_000  # 4000 x 4000: far above any classifier input, far below a bomb
+MAX_ASPECT = 20  # longer side over shorter side: panoramas pass, a 100000 x 10 strip does not
+WORKING_SIDE = 512  # a decoded upload is shrunk to this longer side: 3 MB as float RGB, above any input size
 
 
 class ImageError(ValueError):
@@ -82,13 +84,27 @@ def decode_upload(data: bytes, name: str = "upload", *, max_bytes: int = MAX_UPL
         raise ImageError(f"{name}: an animated image ({frames} frames); save the frame you want as PNG")
     if height * width > max_pixels:
         raise ImageError(f"{name}: {width} x {height} pixels is over the limit of {max_pixels:,} pixels")
+    if max(height, width) > MAX_ASPECT * min(height, width):
+        raise ImageError(f"{name}: {width} x {height} pixels is too thin (more than {MAX_ASPECT}:1); crop it "
+                         "around the object first")
     if mode == "CMYK":
         raise ImageError(f"{name}: a CMYK image (made for print); save it as RGB")
     try:
         pixels = iio.imread(data, index=0, plugin="pillow")
     except Exception:
         raise ImageError(f"{name}: the file is truncated or corrupt") from None
-    return to_float(np.asarray(pixels), name)
+    return to_float(shrink(np.asarray(pixels), WORKING_SIDE), name)
+
+
+def shrink(pixels: np.ndarray, longest: int) -> np.ndarray:
+    """Integer pixels (HW or HWC) averaged over k x k blocks until the longer side is at most `longest`
+    (box filtering: antialiased, and no float copy of the full-size image is ever made)."""
+    factor = -(-max(pixels.shape[:2]) // longest)
+    if factor <= 1:
+        return pixels
+    height, width = pixels.shape[0] // factor, pixels.shape[1] // factor
+    blocks = pixels[:height * factor, :width * factor].reshape(height, factor, width, factor, *pixels.shape[2:])
+    return np.rint(blocks.mean(axis=(1, 3))).astype(pixels.dtype)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Turning any photo into the exact tensor a classifier takes, one visible step at a time.
 
 A photo of a shirt on a table is not a Fashion-MNIST image: those are small, grayscale, centred and
-bright-on-black. `prepare` matches the channels, fits the aspect ratio (pad, crop or stretch),
+bright-on-black. `prepare` matches the channels, fits the aspect ratio (pad, crop or stretch) while it
 resizes with antialiasing, and can invert and auto-contrast; the Playground shows each choice.
 """
 
@@ -49,22 +49,23 @@ def looks_inverted(image: np.ndarray) -> bool:
     return float(border_colour(image).mean()) > 0.5
 
 
-def fit_aspect(image: np.ndarray, height: int, width: int, fit: str) -> np.ndarray:
-    """Pads with the border colour or centre-crops to the target aspect ratio (stretch: as is)."""
+def fit(image: np.ndarray, height: int, width: int, fit: str) -> np.ndarray:
+    """The image at exactly (height, width): stretched, centre-cropped to the aspect ratio then resized,
+    or resized to fit inside then padded with the border colour. It resizes before it pads, so no array
+    is ever larger than the image or the model's input, whatever the image's aspect ratio."""
     h, w = image.shape[:2]
     if fit == "stretch" or h * width == w * height:
-        return image
-    target_w = h * width / height  # the width that would match at the current height
-    if (fit == "pad") == (target_w > w):  # pad wider, or crop narrower
-        new_w, new_h = round(target_w), h
-    else:
-        new_w, new_h = w, round(w * height / width)
+        return resize(image, height, width)
     if fit == "crop":
-        top, left = (h - new_h) // 2, (w - new_w) // 2
-        return image[top:top + new_h, left:left + new_w]
-    canvas = np.broadcast_to(border_colour(image), (new_h, new_w, image.shape[-1])).copy()
-    top, left = (new_h - h) // 2, (new_w - w) // 2
-    canvas[top:top + h, left:left + w] = image
+        scale = max(height / h, width / w)  # the crop, at the model's scale, covers the input exactly
+        crop_h, crop_w = min(h, round(height / scale)), min(w, round(width / scale))
+        top, left = (h - crop_h) // 2, (w - crop_w) // 2
+        return resize(image[top:top + crop_h, left:left + crop_w], height, width)
+    scale = min(height / h, width / w)
+    inner = resize(image, max(1, round(h * scale)), max(1, round(w * scale)))
+    canvas = np.broadcast_to(border_colour(image), (height, width, image.shape[-1])).copy()
+    top, left = (height - inner.shape[0]) // 2, (width - inner.shape[1]) // 2
+    canvas[top:top + inner.shape[0], left:left + inner.shape[1]] = inner
     return canvas
 
 
@@ -87,7 +88,7 @@ def prepare(image: np.ndarray, input_shape, options: Preprocessing = Preprocessi
     """A float32 HWC image in [0, 1] of any size as the model's (H, W, C) input."""
     height, width, channels = input_shape
     image = match_channels(np.asarray(image, np.float32), channels)
-    image = resize(fit_aspect(image, height, width, options.fit), height, width)
+    image = fit(image, height, width, options.fit)
     if options.invert:
         image = 1.0 - image
     if options.autocontrast:

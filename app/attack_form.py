@@ -8,6 +8,7 @@ import dataclasses
 import streamlit as st
 
 from advcore import attacks
+from advcore.attacks import checks
 from advcore.cli.parsing import number
 from advcore.storage import data
 
@@ -43,16 +44,6 @@ def parse_eps(text: str, unit: str) -> float:
     return value / 255 if unit == "/255" else value
 
 
-def check_budget(eps: float, norm: str, input_shape) -> None:
-    """A budget that makes sense for images in [0, 1], or a ValueError saying why not."""
-    if eps < 0:
-        raise ValueError(f"eps must be >= 0, got {eps:g}")
-    largest = 1.0 if norm == "linf" else float(input_shape[0] * input_shape[1] * input_shape[2]) ** 0.5
-    if eps > largest:
-        raise ValueError(f"eps {eps:g} is larger than the whole [0, 1] image range allows in {norm} "
-                         f"({largest:.3g}): every image would be reachable")
-
-
 def _count(label: str, default: int, largest: int, key: str, column) -> int:
     value = column.number_input(label, value=default, step=1, key=key)
     if not 1 <= value <= largest:
@@ -77,7 +68,7 @@ def attack_controls(dataset: str | None, class_names: list[str], input_shape, ke
     c4, c5, c6, c7 = st.columns(4)
     try:
         eps = parse_eps(eps_text, unit)
-        check_budget(eps, norm, input_shape)
+        checks.check_budget(eps, norm, input_shape)
         c2.caption(f"= {eps:.4g} = {eps * 255:.3g}/255")
         steps = 1 if one_step else _count("Steps", 40 if method == "pgd" else 10, MAX_STEPS, f"{key}.steps", c4)
         restarts = 1 if one_step else _count("Restarts", 1, MAX_RESTARTS, f"{key}.restarts", c5)

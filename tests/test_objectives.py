@@ -171,7 +171,7 @@ def test_awp_leaves_the_weights_exactly_as_they_were(fashion):
     ({"awp.enabled": True, "lipschitz.enabled": True}, "awp.enabled: not combined with the Lipschitz penalty"),
     ({"validation.keep_best": True, "validation.robust_size": 0}, "validation.keep_best"),
     ({"validation.keep_best": True, "data.validation_size": 0}, "validation.keep_best"),
-    ({"data.validation_size": -5}, "data.validation_size: must be >= 0"),
+    ({"data.validation_size": -5}, r"data.validation_size: must lie in \[0, 10000000\], got -5"),
 ])
 def test_bad_objective_settings_name_their_field(changes, message):
     with pytest.raises(ConfigError, match=message):

@@ -125,7 +125,7 @@ def test_pgd_training_buys_robustness(tmp_path, fashion):
     ({"attack": {"method": "cw"}}, "attack.method: must be one of"),
     ({"attack": {"method": "fgsm", "steps": 5}}, "attack.steps: fgsm takes one step"),
     ({"attack": {"epss": 0.1}}, "attack.epss: unknown field"),
-    ({"batch_size": 0}, "batch_size: must be >= 1"),
+    ({"batch_size": 0}, r"batch_size: must lie in \[1, 8192\], got 0"),
     ({"batch_size": 12.5}, "batch_size: must be an integer"),
     ({"mode": "mixed"}, "mode: must be one of"),
     ({"mix": {"fraction": 1.5}}, "mix.fraction"),

@@ -31,6 +31,18 @@ def check_images(x, clip_min: float = 0.0, clip_max: float = 1.0) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
+def check_budget(eps: float, norm: str, input_shape, clip_min: float = 0.0, clip_max: float = 1.0) -> None:
+    """A budget that can still leave images unreachable, or a ValueError saying why not: beyond the
+    largest distance inside the [clip_min, clip_max] box every image is reachable."""
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps:g}")
+    span = clip_max - clip_min
+    largest = span if norm == "linf" else span * float(np.prod(input_shape)) ** 0.5
+    if eps > largest:
+        raise ValueError(f"eps {eps:g} is larger than the whole [{clip_min:g}, {clip_max:g}] image range allows "
+                         f"in {norm} ({largest:.3g}): every image would be reachable")
+
+
 def check_labels(labels, count: int, num_classes: int, what: str = "labels") -> np.ndarray:
     labels = np.asarray(labels)
     if labels.shape != (count,):
@@ -58,6 +70,7 @@ def checked_inputs(model: keras.Model, x, y, spec: AttackSpec, target=None) -> t
     if not isinstance(spec, AttackSpec):
         raise TypeError(f"spec must be an AttackSpec, got {type(spec).__name__}")
     x, y = checked_batch(model, x, y, "labels", spec.clip_min, spec.clip_max)
+    check_budget(spec.eps, spec.norm, x.shape[1:], spec.clip_min, spec.clip_max)
     num_classes = int(model.outputs[0].shape[-1])
     if spec.target == "targeted":
         require(target is not None, "a targeted attack needs target classes (target=...)")

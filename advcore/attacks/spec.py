@@ -15,6 +15,10 @@ LOSSES = ("ce", "margin")
 TARGET_MODES = ("untargeted", "targeted", "least_likely")
 
 
+MAX_STEPS = 10_000  # far beyond any published evaluation (PGD-1000), short of "runs forever"
+MAX_RESTARTS = 100
+
+
 @dataclasses.dataclass(frozen=True)
 class AttackSpec:
     """What to run. Validated on creation, so a bad spec fails before any work."""
@@ -37,7 +41,8 @@ class AttackSpec:
         require(self.norm in NORMS, f"unknown norm {self.norm!r}: choose one of {', '.join(NORMS)}")
         require(is_number(self.eps) and math.isfinite(self.eps) and self.eps >= 0,
                 f"eps must be a finite number >= 0, got {self.eps!r}")
-        require(is_int(self.steps) and self.steps >= 1, f"steps must be an integer >= 1, got {self.steps!r}")
+        require(is_int(self.steps) and 1 <= self.steps <= MAX_STEPS,
+                f"steps must be an integer in [1, {MAX_STEPS}], got {self.steps!r}")
         require(self.step_size is None or (is_number(self.step_size) and math.isfinite(self.step_size)
                                            and self.step_size > 0),
                 f"step_size must be a finite number > 0, got {self.step_size!r}")
@@ -45,8 +50,8 @@ class AttackSpec:
                 f"unknown scaling {self.scaling!r}: choose one of {', '.join(SCALINGS)}")
         require(self.scaling != "raw" or self.step_size is not None,
                 "scaling 'raw' needs an explicit step_size (the constant the gradient is multiplied by)")
-        require(is_int(self.restarts) and self.restarts >= 1,
-                f"restarts must be an integer >= 1, got {self.restarts!r}")
+        require(is_int(self.restarts) and 1 <= self.restarts <= MAX_RESTARTS,
+                f"restarts must be an integer in [1, {MAX_RESTARTS}], got {self.restarts!r}")
         require(self.restarts == 1 or self.random_start,
                 "restarts > 1 need random_start=True (without it every restart is the same attack)")
         require(is_number(self.momentum) and 0 <= self.momentum <= 1,

@@ -8,6 +8,7 @@ so `--help` and option errors answer at once.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -333,10 +334,12 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_FAILURE
         return 0
     _import_tensorflow_quietly()
+    import tensorflow
+
     from advcore.models import ModelError
     from advcore.storage.data import DatasetFormatError, DatasetNotFoundError
     from advcore.storage.images import ImageError
-    from advcore.storage.runs import RunError
+    from advcore.storage.runs import RunError, TrainingDiverged
 
     try:
         {"attack": _run_attack, "evaluate": _run_evaluate, "train": train_commands.run,
@@ -348,4 +351,27 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetNotFoundError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    except (TrainingDiverged, MemoryError, tensorflow.errors.ResourceExhaustedError, OSError) as error:
+        if isinstance(error, OSError) and error.errno not in EXPECTED_OS_ERRORS:
+            raise
+        print(f"{prog}: error: {_expected_failure(error)}", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
+
+
+EXPECTED_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+
+
+def _expected_failure(error: BaseException) -> str:
+    """One line for the failures a machine causes, not the code: what happened and what to do."""
+    from advcore.storage.runs import TrainingDiverged
+
+    if isinstance(error, OSError):
+        where = f" ({error.filename})" if error.filename else ""
+        return (f"{error.strerror}{where}: free space or fix the permissions of the runs folder; a run keeps "
+                "every finished epoch, and --resume continues it")
+    if not isinstance(error, TrainingDiverged):
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        return (f"out of memory ({first}): lower the batch size, the model's width or the number of images "
+                "attacked at once")
+    return str(error)

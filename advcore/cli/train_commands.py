@@ -57,7 +57,8 @@ TRAIN_OPTIONS = (
                                        "misclassifying perturbation within RMSE eps, e.g. 0.1)"),
     ("--generator", "generator", str, "a GAN run's folder: for --attack gan/unrestricted and the GAN checks"),
     ("--norm", "attack.norm", str, "linf (default) or l2"),
-    ("--eps", "attack.eps", number, "training perturbation budget, e.g. 0.1 or 8/255 (default 0.1)"),
+    ("--eps", "attack.eps", number, "training perturbation budget, e.g. 0.1 or 8/255 (default 0.1; at most 1 in "
+     "linf, 1000 in l2)"),
     ("--eps-min", "attack.eps_min", number, "ll_fgsm: lower end of the per-batch eps range (default 1e-4)"),
     ("--attack-steps", "attack.steps", positive_int, "pgd, rmse_ball, l2_min steps (default 7), unrestricted latent "
      "steps (default 20)"),
@@ -127,9 +128,14 @@ def _add_run_options(parser: argparse.ArgumentParser, options, resume_help: str 
     run.add_argument("--runs-dir", type=Path, default=None, help="the runs root (default: $ADVLAB_RUNS_DIR or ./runs)")
     run.add_argument("--cpu-devices", type=positive_int, default=None,
                      help="split the CPU into this many logical devices (tests the multi-device path)")
+    from advcore.training.config import GanConfig, TrainConfig, bounds_of
+
+    config_class = GanConfig if options is GAN_OPTIONS else TrainConfig
     group = parser.add_argument_group("training (each sets one field of the config)")
     for flag, field, kind, text in options:
-        group.add_argument(flag, dest=field, type=kind, default=argparse.SUPPRESS, help=text)
+        limits = bounds_of(field, config_class)
+        shown = f"; from {limits[0]:,} to {limits[1]:,}" if limits else ""
+        group.add_argument(flag, dest=field, type=kind, default=argparse.SUPPRESS, help=text + shown)
 
 
 def _add_mixed_precision(parser: argparse.ArgumentParser) -> None:

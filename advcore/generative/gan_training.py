@@ -57,9 +57,9 @@ class GanRecorder(keras.callbacks.Callback):
         models.save(trainer.critic, critic_checkpoint(model_path))
         models.save(trainer.generator, model_path)
         save_optimizers(optimizer_path, trainer.optimizers)  # last: its presence marks a complete checkpoint
-        acgan.save(self.run.path, trainer.generator, trainer.critic)
         self._write_samples(epoch + 1)
-        self.run.write_history(pd.DataFrame(self.rows, columns=HISTORY_COLUMNS))
+        self.run.write_history(pd.DataFrame(self.rows, columns=HISTORY_COLUMNS))  # before the models: a
+        acgan.save(self.run.path, trainer.generator, trainer.critic)  # model always has its history row
         for old in self.run.checkpoints()[:-self.config.keep_checkpoints]:
             for path in (*self.run.checkpoint_paths(old), critic_checkpoint(self.run.checkpoint_paths(old)[0])):
                 path.unlink(missing_ok=True)

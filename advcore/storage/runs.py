@@ -40,6 +40,10 @@ class RunError(Exception):
     """A run that does not exist, a hostile run id, or a damaged run file; the message says which."""
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss stopped being a finite number: training can only get worse from there."""
+
+
 class RunRefused(RunError):
     """What the run's state forbids (a second process, a resume that would lose work); nothing was changed."""
 

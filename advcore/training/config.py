@@ -46,9 +46,6 @@ class DataConfig:
         if self.dataset not in DATASETS and not Path(self.dataset).expanduser().is_dir():
             raise ConfigError(f"dataset: unknown {self.dataset!r}; choose one of {', '.join(DATASETS)} or give "
                               "the path of a folder with one sub-folder of images per class")
-        _positive_or_none("train_size", self.train_size)
-        if self.validation_size is not None and self.validation_size < 0:
-            raise ConfigError(f"validation_size: must be >= 0 (0: no validation) or null, got {self.validation_size}")
 
 
 @dataclasses.dataclass
@@ -66,8 +63,6 @@ class ModelConfig:
         if self.path is None and self.architecture not in ARCHITECTURES:
             raise ConfigError(f"architecture: unknown {self.architecture!r}; choose one of "
                               f"{', '.join(ARCHITECTURES)} or give path")
-        if self.width < 1:
-            raise ConfigError(f"width: must be >= 1, got {self.width}")
         if self.activation != "relu" and (self.path is not None or self.architecture != "woods_resnet44"):
             raise ConfigError(f"activation: {self.activation} is built into woods_resnet44 only, not "
                               f"{self.path or self.architecture}")
@@ -79,8 +74,6 @@ class ModelConfig:
             raise ConfigError("width: densenet_bc is widened by its growth rate, not width")
         if self.depth is not None and (problem := densenet_depth_problem(self.depth)):
             raise ConfigError(f"depth: {problem}")
-        if self.growth is not None and self.growth < 1:
-            raise ConfigError(f"growth: must be >= 1, got {self.growth}")
 
 
 @dataclasses.dataclass
@@ -98,6 +91,10 @@ class AttackConfig:
         _finite("eps", self.eps, minimum=0.0)
         if self.eps == 0:
             raise ConfigError("eps: must be > 0 for adversarial training")
+        if self.method not in RMSE_METHODS and self.eps > EPS_BOUNDS[self.norm]:
+            unit = " (images are in [0, 1]: 8/255 is 0.031; an eps of 1 already covers every image)"
+            raise ConfigError(f"eps: {self.eps:g} is over the {self.norm} limit of {EPS_BOUNDS[self.norm]:g}"
+                              + (unit if self.norm == "linf" else ""))
         if self.method == "ll_fgsm":
             if self.eps_min is None:
                 self.eps_min = 1e-4
@@ -106,8 +103,6 @@ class AttackConfig:
                 raise ConfigError(f"eps_min: must not exceed eps ({self.eps}), got {self.eps_min}")
         elif self.eps_min is not None:
             raise ConfigError("eps_min: only the ll_fgsm method draws eps from a range")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"steps: must be >= 1, got {self.steps}")
         if self.method not in ("pgd", "unrestricted", *RMSE_METHODS) and self.steps not in (None, 1):
             raise ConfigError(f"steps: {self.method} takes one step; use method pgd for {self.steps}")
         if self.step_size is not None:
@@ -135,9 +130,6 @@ class ObjectiveConfig:
     kind: Literal["ce", "trades", "mart"] = "ce"
     beta: float = 6.0  # trades, mart: weight of the KL term
 
-    def check(self):
-        _finite("beta", self.beta, minimum=0.0)
-
 
 @dataclasses.dataclass
 class AwpConfig:
@@ -150,11 +142,8 @@ class AwpConfig:
     steps: int = 1
 
     def check(self):
-        _finite("gamma", self.gamma, minimum=0.0)
         if self.enabled and self.gamma == 0:
             raise ConfigError("gamma: must be > 0 (or disable awp)")
-        if self.steps < 1:
-            raise ConfigError(f"steps: must be >= 1, got {self.steps}")
 
 
 @dataclasses.dataclass
@@ -163,7 +152,6 @@ class MixConfig:
     fraction: float = 0.5  # split mode: share of each batch replaced by adversarial examples
 
     def check(self):
-        _finite("weight", self.weight, minimum=0.0)
         if not 0 < self.fraction <= 1:
             raise ConfigError(f"fraction: must lie in (0, 1], got {self.fraction}")
 
@@ -186,7 +174,7 @@ class LipschitzConfig:
     def check(self):
         if not 0 <= self.zeta <= 1:
             raise ConfigError(f"zeta: must lie in [0, 1], got {self.zeta}")
-        for name in ("psi_0", "psi_rate", "max_increase", "max_decrease"):
+        for name in ("psi_rate", "max_increase", "max_decrease"):
             _finite(name, getattr(self, name), minimum=0.0)
         _finite("loss_target", self.loss_target, minimum=0.0)
         if self.loss_target == 0:
@@ -208,8 +196,6 @@ class ScheduleConfig:
     cycles: Optional[int] = None
 
     def check(self):
-        _positive_or_none("epochs", self.epochs)
-        _positive_or_none("cycles", self.cycles)
         if self.kind == "interleaved":
             if self.vanilla_epochs < 0 or self.adversarial_epochs < 1:
                 raise ConfigError("adversarial_epochs: an interleaved cycle needs >= 1 adversarial epoch "
@@ -236,12 +222,10 @@ class OptimizerConfig:
     weight_decay: float = 0.0  # decoupled: w -= learning_rate * weight_decay * w each step
 
     def check(self):
-        _finite("learning_rate", self.learning_rate, minimum=0.0)
         if self.learning_rate == 0:
             raise ConfigError("learning_rate: must be > 0")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum: must lie in [0, 1), got {self.momentum}")
-        _finite("weight_decay", self.weight_decay, minimum=0.0)
 
 
 @dataclasses.dataclass
@@ -276,18 +260,10 @@ class ValidationConfig:
     keep_best: bool = False  # the run's model.keras is its epoch of highest robust accuracy (Rice et al. 2020)
 
     def check(self):
-        if self.robust_size < 0:
-            raise ConfigError(f"robust_size: must be >= 0, got {self.robust_size}")
         if self.eps is not None:
             _finite("eps", self.eps, minimum=0.0)
-        if self.steps < 1:
-            raise ConfigError(f"steps: must be >= 1, got {self.steps}")
         if not 0 < self.collapse_ratio < 1:
             raise ConfigError(f"collapse_ratio: must lie in (0, 1), got {self.collapse_ratio}")
-        if self.gan_size < 0:
-            raise ConfigError(f"gan_size: must be >= 0, got {self.gan_size}")
-        if self.gan_steps < 1:
-            raise ConfigError(f"gan_steps: must be >= 1, got {self.gan_steps}")
 
 
 @dataclasses.dataclass
@@ -341,10 +317,6 @@ class TrainConfig(_Config):
     distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
 
     def check(self):
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
-        if self.keep_checkpoints < 1:
-            raise ConfigError(f"keep_checkpoints: must be >= 1, got {self.keep_checkpoints}")
         if self.lr_schedule.kind == "cyclic" and self.schedule.total_epochs is None:
             raise ConfigError("lr_schedule.kind: a cyclic schedule needs a known number of epochs "
                               "(schedule.epochs or schedule.cycles), not 'until stopped'")
@@ -411,13 +383,8 @@ class GanConfig(_Config):
     distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
 
     def check(self):
-        for name in ("width", "z_dim", "batch_size", "critic_steps", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        _positive_or_none("epochs", self.epochs)
-        for name in ("gradient_penalty", "aux_weight_critic", "aux_weight_generator"):
+        for name in ("aux_weight_critic", "aux_weight_generator"):
             _finite(name, getattr(self, name), minimum=0.0)
-        _finite("learning_rate", self.learning_rate, minimum=0.0)
         if self.learning_rate == 0:
             raise ConfigError("learning_rate: must be > 0")
         for name in ("beta_1", "beta_2"):
@@ -463,19 +430,57 @@ def _finite(name: str, value: float, minimum: float) -> None:
         raise ConfigError(f"{name}: must be a finite number >= {minimum:g}, got {value}")
 
 
-def _positive_or_none(name: str, value: Optional[int]) -> None:
-    if value is not None and value < 1:
-        raise ConfigError(f"{name}: must be >= 1 or null, got {value}")
+SEED_MAX = 2**32 - 1
+BOUNDS = {  # "Section.field": (lowest, highest): sizes that end, numbers that train; the CLI's help shows them
+    "TrainConfig.batch_size": (1, 8192), "TrainConfig.seed": (0, SEED_MAX), "TrainConfig.keep_checkpoints": (1, 1000),
+    "GanConfig.batch_size": (1, 8192), "GanConfig.seed": (0, SEED_MAX), "GanConfig.keep_checkpoints": (1, 1000),
+    "GanConfig.width": (1, 16), "GanConfig.z_dim": (1, 4096), "GanConfig.critic_steps": (1, 100),
+    "GanConfig.epochs": (1, 100_000), "GanConfig.learning_rate": (0, 1), "GanConfig.gradient_penalty": (0, 1000),
+    "DataConfig.train_size": (1, 10**9), "DataConfig.validation_size": (0, 10**7),
+    "ModelConfig.width": (1, 16), "ModelConfig.depth": (10, 400), "ModelConfig.growth": (1, 256),
+    "AttackConfig.steps": (1, 1000), "AttackConfig.step_size": (0, 1000), "AttackConfig.warmup_epochs": (0, 10_000),
+    "ObjectiveConfig.beta": (0, 100), "AwpConfig.gamma": (0, 1), "AwpConfig.steps": (1, 20),
+    "MixConfig.weight": (0, 100), "LipschitzConfig.psi_0": (0, 1e6),
+    "ScheduleConfig.epochs": (1, 100_000), "ScheduleConfig.cycles": (1, 100_000),
+    "ScheduleConfig.vanilla_epochs": (0, 10_000), "ScheduleConfig.adversarial_epochs": (1, 10_000),
+    "OptimizerConfig.learning_rate": (0, 10), "OptimizerConfig.weight_decay": (0, 1),
+    "ValidationConfig.robust_size": (0, 100_000), "ValidationConfig.steps": (1, 1000),
+    "ValidationConfig.gan_size": (0, 100_000), "ValidationConfig.gan_steps": (1, 10_000),
+}
+EPS_BOUNDS = {"linf": 1.0, "l2": 1000.0}  # Linf in [0, 1] pixel units covers every image at 1
+
+
+def bounds_of(dotted: str, config_class=None) -> tuple | None:
+    """The documented (lowest, highest) of a dotted config field, e.g. "attack.steps", or None."""
+    cls = config_class or TrainConfig
+    *sections, leaf = dotted.split(".")
+    for section in sections:
+        cls = typing.get_type_hints(cls)[section]
+    return BOUNDS.get(f"{cls.__name__}.{leaf}")
+
+
+def _check_bounds(config) -> None:
+    for field in dataclasses.fields(config):
+        value, bounds = getattr(config, field.name), BOUNDS.get(f"{type(config).__name__}.{field.name}")
+        if bounds and value is not None and not bounds[0] <= value <= bounds[1]:
+            raise ConfigError(f"{field.name}: must lie in [{_shown(bounds[0])}, {_shown(bounds[1])}], "
+                              f"got {_shown(value)}")
+
+
+def _shown(number) -> str:
+    return str(number) if isinstance(number, int) else f"{number:g}"
 
 
 def _check_all(config, prefix: str) -> None:
-    """Runs every section's check, prefixing its messages with the section's dotted name."""
+    """Runs every section's bounds and check, prefixing its messages with the section's dotted name."""
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if dataclasses.is_dataclass(value):
             _check_all(value, f"{prefix}{field.name}.")
     try:
-        config.check()
+        _check_bounds(config)
+        if hasattr(config, "check"):  # relations between fields (bounds alone are in BOUNDS)
+            config.check()
     except ConfigError as error:
         raise ConfigError(f"{prefix}{error}") from None
 

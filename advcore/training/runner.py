@@ -27,7 +27,7 @@ from advcore import models
 from advcore.evaluation import robustness
 from advcore.generative import acgan, unrestricted
 from advcore.storage import data, files, locks
-from advcore.storage.runs import Run, RunError, RunRefused, now, process_start_ticks
+from advcore.storage.runs import Run, RunError, RunRefused, TrainingDiverged, now, process_start_ticks
 from advcore.training import distribute
 from advcore.training.config import ADVERSARIAL, RMSE_METHODS, UNTIL_STOPPED, TrainConfig, phase
 from advcore.training.trainer import AdversarialTrainer, current_learning_rate, make_optimizer, training_batches
@@ -68,12 +68,12 @@ class EpochControl(keras.callbacks.Callback):
     def __init__(self, stop: StopRequest, steps_per_epoch: int, on_stop, on_begin=None):
         super().__init__()
         self.stop, self.steps_per_epoch, self.on_stop, self.on_begin = stop, steps_per_epoch, on_stop, on_begin
-        self.batches, self.started = 0, 0.0
+        self.epoch, self.batches, self.started = 0, 0, 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.on_begin:
             self.on_begin(epoch)
-        self.batches, self.started = 0, time.perf_counter()
+        self.epoch, self.batches, self.started = epoch + 1, 0, time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         self.batches += 1
@@ -84,6 +84,33 @@ class EpochControl(keras.callbacks.Callback):
     @property
     def epoch_complete(self) -> bool:
         return self.batches == self.steps_per_epoch
+
+
+class DivergenceCheck(keras.callbacks.Callback):
+    """Fails the run once the epoch's running loss is not finite, about once a second and at the end of
+    each epoch (the running mean stays NaN once one step's loss was, so nothing slips through, and the
+    compiled steps are not held up by a read after each one)."""
+
+    def __init__(self, control: EpochControl, every_seconds: float = 1.0):
+        super().__init__()
+        self.control, self.every, self.checked = control, every_seconds, 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() - self.checked >= self.every:
+            self._check(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs)
+
+    def _check(self, logs):
+        self.checked = time.monotonic()
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            epoch = self.control.epoch
+            raise TrainingDiverged(
+                f"the loss became {float(loss)} in epoch {epoch} (seen at step {self.control.batches}): lower the "
+                f"learning rate (it was {current_learning_rate(self.model.optimizer):.3g}); the {epoch - 1} "
+                "epochs before it are kept")
 
 
 class ProgressFile(keras.callbacks.Callback):
@@ -459,10 +486,10 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
     recorder = Recorder(run, config, control, history, chief, say)
     robust_x, robust_y = validation.x[:config.validation.robust_size], validation.y[:config.validation.robust_size]
     robust_check = RobustCheck(control, classifier, robust_x, robust_y, _robust_spec(config, dataset.input_shape))
-    callbacks = [control, robust_check, recorder,
+    callbacks = [control, DivergenceCheck(control), robust_check, recorder,
                  keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False)]
     if gan is not None and config.validation.gan_size:
-        callbacks.insert(2, GanCheck(control, classifier, gan, config.validation.gan_size, config.validation.gan_steps))
+        callbacks.insert(3, GanCheck(control, classifier, gan, config.validation.gan_size, config.validation.gan_steps))
     if chief:
         callbacks.insert(1, ProgressFile(run, control))
     if first_epoch < total:

@@ -10,14 +10,12 @@ import os
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 import numpy as np
 
 from advcore.architectures import ACTIVATIONS, ARCHITECTURES, DENSENET_DEPTH, DENSENET_GROWTH, densenet_depth_problem
-from advcore.storage import files
-
-
-class ModelError(ValueError):
-    """A model file or model AdvLab cannot use, with the reason."""
+from advcore.storage import files, model_files
+from advcore.storage.model_files import ModelError
 
 
 def small_cnn(input_shape=(28, 28, 1), num_classes=10, width=1) -> keras.Model:
@@ -179,23 +177,27 @@ def save(model: keras.Model, path: str | os.PathLike) -> Path:
     return path
 
 
-def load(path: str | os.PathLike, *, logits: bool = True) -> keras.Model:
-    """Loads a `.keras` file with safe_mode (no code in the file runs), as a logits model."""
+def load(path: str | os.PathLike, *, logits: bool = True, max_parameters: int | None = None) -> keras.Model:
+    """Loads a `.keras` file with safe_mode (no code in the file runs), as a logits model, after the
+    archive's checks (`storage.model_files`) and within the parameter cap."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
     if path.suffix != ".keras":
         raise ModelError(f"{path}: AdvLab reads Keras 3 `.keras` files only (got {path.suffix or 'no suffix'})")
+    limit = max_parameters or model_files.max_parameters()
+    model_files.check_archive(path, limit)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as error:  # Keras raises ValueError, TypeError, zip errors, ...
+    except (MemoryError, tf.errors.ResourceExhaustedError):
+        raise ModelError(f"{path}: loading it runs out of memory (far too many parameters?)") from None
+    except Exception as error:  # Keras raises ValueError, TypeError, h5py errors, ...
         text = str(error)
-        if "safe_mode" in text or "Lambda" in text:
-            reason = "it contains custom Python code (e.g. a Lambda layer), which AdvLab never runs"
-        else:
-            reason = f"{type(error).__name__}: {text.splitlines()[0] if text else 'unreadable'}"
-        raise ModelError(f"{path}: cannot load the model: {reason}") from error
+        raise ModelError(f"{path}: cannot load the model: {type(error).__name__}: "
+                         f"{text.splitlines()[0] if text else 'unreadable'}") from error
     problem = unusable(model)
+    if model.count_params() > limit:
+        problem = f"{model.count_params():,} parameters, over the cap of {limit:,} (${model_files.PARAMETERS_ENV})"
     if problem:
         raise ModelError(f"{path}: {problem}")
     return as_logits(model) if logits else model

@@ -1,8 +1,9 @@
 """Every model the pages can use: bundled ones, the models of runs, and a user's uploaded files.
 
 Each entry has a card (dataset, input shape, class names, how it was trained, measured metrics). An
-uploaded file is kept in the app's own uploads folder only if it loads with `safe_mode=True` as a
-logits classifier; anything else is deleted again and refused with the reason.
+uploaded file is kept in the app's own uploads folder only if it passes the archive checks and loads
+as a logits classifier in a sandboxed child process (`storage.model_files`), then with `safe_mode=True`
+here; anything else is deleted again and refused with the reason.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import re
 from pathlib import Path
 
-from advcore.storage import data, files
+from advcore.storage import data, files, model_files
 from advcore.storage.runs import Run, RunError, list_runs, runs_root
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -151,10 +152,11 @@ def save_upload(content: bytes, file_name: str) -> ModelEntry:
     with files.atomic_path(path) as tmp:
         tmp.write_bytes(content)
     try:
+        model_files.check_in_sandbox(path, file_name)  # a hostile file can only hurt that child process
         model = models.load(path)
     except models.ModelError as error:
         path.unlink(missing_ok=True)
-        raise RegistryError(str(error).replace(str(path), file_name)) from None
+        raise RegistryError(str(error).replace(str(path), file_name).replace(path.name, file_name)) from None
     shape = tuple(model.inputs[0].shape[1:])
     classes = int(model.outputs[0].shape[-1])
     dataset = next((name for name, names in data.CLASS_NAMES.items()  # a guess the pages let the user change

@@ -116,14 +116,14 @@ def test_a_model_with_custom_code_is_refused(tmp_path):
                               keras.layers.Flatten(), keras.layers.Dense(10)])
     path = tmp_path / "lambda.keras"
     model.save(path)
-    with pytest.raises(models.ModelError, match="custom Python code"):
+    with pytest.raises(models.ModelError, match="contains Python code \\(a Lambda layer"):
         models.load(path)
 
 
 @pytest.mark.parametrize("name, content, message", [
     ("missing.keras", None, "no such model file"),
     ("model.h5", b"x", "Keras 3 `.keras` files only"),
-    ("garbage.keras", b"not a zip", "cannot load the model"),
+    ("garbage.keras", b"not a zip", "not a .keras file \\(a Keras 3 model is a zip archive"),
 ])
 def test_bad_model_files_are_refused(tmp_path, name, content, message):
     if content is not None:

@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--runs-dir", type=Path, default=None, help="the runs root (default: $ADVLAB_RUNS_DIR or ./runs)")
     worker.add_argument("--idle-exit", type=number, default=300.0,
                         help="seconds without work before the worker exits (default: 300)")
+    check_model = commands.add_parser(
+        "check-model", help="check that a .keras file is a usable classifier (the app runs this in a sandbox)",
+        description="Load a .keras file as AdvLab would (archive checks, built-in classes only, safe_mode, the "
+                    "parameter cap) and print its parameters, input shape and classes as JSON.")
+    check_model.add_argument("path", type=Path)
+    check_model.add_argument("--max-parameters", type=positive_int, default=None,
+                             help="the parameter cap (default: $ADVLAB_MAX_PARAMETERS or 50,000,000)")
     scheduler = commands.add_parser(
         "scheduler", help="start queued training runs (the dashboard starts this itself)",
         description="Start the training runs queued under the runs root, oldest first, each as its own "
@@ -296,6 +303,16 @@ def _run_worker(args) -> None:
     worker.work(args.runs_dir, idle_exit=args.idle_exit)
 
 
+def _run_check_model(args) -> None:
+    import json
+
+    from advcore import models
+
+    model = models.load(args.path, max_parameters=args.max_parameters)
+    print(json.dumps({"parameters": model.count_params(), "input_shape": list(model.inputs[0].shape[1:]),
+                      "classes": int(model.outputs[0].shape[-1])}))
+
+
 def _run_scheduler(args) -> None:
     from advcore.jobs import scheduler
     from advcore.storage import locks
@@ -344,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         {"attack": _run_attack, "evaluate": _run_evaluate, "train": train_commands.run,
          "train-gan": train_commands.run_gan, "study": train_commands.run_study, "worker": _run_worker,
+         "check-model": _run_check_model,
          **interpret_commands.COMMANDS}[args.command](args)
     except (UsageError, ValueError, ModelError, ImageError, DatasetFormatError, RunError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

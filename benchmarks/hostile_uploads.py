@@ -95,7 +95,8 @@ def _measure(kind: str, good: Path, files: dict[str, bytes], workdir: Path) -> f
         path.write_bytes(content)
         upload_name = name if kind == "image" else "upload.keras"
         result = subprocess.run([sys.executable, "-c", PROBE, str(ROOT), kind, str(good), str(path), upload_name],
-                                capture_output=True, text=True, check=True, env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"})
+                                capture_output=True, text=True, check=True,
+                                env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"})
         figures = json.loads(result.stdout.strip().splitlines()[-1])
         worst = max(worst, figures["growth_mb"])
         print(f"{kind:<6} {name:<28} {len(content):>11,} {figures['growth_mb']:>10.1f} {figures['seconds']:>8.2f}  "

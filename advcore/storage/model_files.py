@@ -61,23 +61,23 @@ def check_archive(path: str | os.PathLike, limit: int | None = None) -> dict:
             raise ModelError(f"{path.name}: the archive is truncated or damaged") from None
         if head.startswith(_HDF5_SIGNATURE):
             raise ModelError(f"{path.name}: a legacy HDF5 model renamed .keras; save it again in Keras 3 "
-                                 "with model.save('model.keras')") from None
+                             "with model.save('model.keras')") from None
         raise ModelError(f"{path.name}: not a .keras file (a Keras 3 model is a zip archive; this is "
-                             "not one)") from None
+                         "not one)") from None
     with archive:
         members = {info.filename: info for info in archive.infolist()}
         for required in ("config.json", "model.weights.h5"):
             if required not in members:
                 raise ModelError(f"{path.name}: {required} is missing from the archive: not a Keras 3 model "
-                                     "file")
+                                 "file")
         declared = members["config.json"].file_size
         if declared > MAX_CONFIG_BYTES:
             raise ModelError(f"{path.name}: its config.json declares {declared / 2**20:,.0f} MB (a model's "
-                                 f"takes kilobytes; the limit is {MAX_CONFIG_BYTES // 2**20} MB)")
+                             f"takes kilobytes; the limit is {MAX_CONFIG_BYTES // 2**20} MB)")
         weights = members["model.weights.h5"].file_size
         if weights > 4 * limit + WEIGHTS_OVERHEAD:
             raise ModelError(f"{path.name}: its weights declare {weights / 2**20:,.0f} MB, more than "
-                                 f"{limit:,} parameters (the cap; ${PARAMETERS_ENV} raises it)")
+                             f"{limit:,} parameters (the cap; ${PARAMETERS_ENV} raises it)")
         try:
             config = json.loads(archive.read("config.json"))
         except (zipfile.BadZipFile, OSError, EOFError):

@@ -76,8 +76,8 @@ HOSTILE_MODELS = {
                         "its config.json is not valid JSON"),
     "config a list": (lambda: _zipped({"config.json": b"[1, 2]", "model.weights.h5": b""}),
                       "does not describe a model"),
-    "config nested 300 deep": (lambda: _zipped({"config.json": json.dumps(_nested(300)).encode(),
-                                                 "model.weights.h5": b""}), "nested too deeply"),
+    "config nested 300 deep": (lambda: _zipped({"config.json": json.dumps(_nested(300)).encode(), "model.weights.h5": b""}),
+                               "nested too deeply"),
     "custom layer class": (lambda: _with_config(_custom), "unknown class `Backdoor` (module evil.layers)"),
     "Lambda layer": (lambda: _with_config(lambda c: c | {"config": c["config"] | {"layers": c["config"]["layers"] + [
         {"module": "keras.layers", "class_name": "Lambda", "config": {"function": "x"}}]}}), "contains Python code"),

@@ -53,6 +53,11 @@ def page(name: str) -> AppTest:
     ({"method": "rmse_ball", "step_size": 0.01}, "attack.step_size: rmse_ball sets its own steps"),
     ({"objective": "trades", "method": "fgsm"}, "attack.method: trades runs its own PGD"),
     ({"keep_best": True, "robust_size": 0}, "validation.keep_best: picks the epoch of highest"),
+    ({"lr": 0.0}, "optimizer.learning_rate: must be > 0"),  # out of range: a message, never a silent no
+    ({"epochs": 0}, "schedule.epochs: must lie in [1, 100000], got 0"),
+    ({"width": 100}, "model.width: must lie in [1, 16], got 100"),
+    ({"seed": -1}, "seed: must lie in [0, 4294967295], got -1"),
+    ({"steps": 5000}, "attack.steps: must lie in [1, 1000], got 5000"),
 ])
 def test_invalid_form_values_are_explained_and_start_nothing(runs_root, values, message):
     app = page("train")

@@ -168,8 +168,8 @@ def train_form(device: str) -> TrainConfig | None:
         st.text_input("Run name", key=KEY + "name", max_chars=60)
         c1, c2, c3 = st.columns(3)
         c1.selectbox("Dataset", DATASETS, key=KEY + "dataset")
-        c2.number_input("Training images (0 = all)", 0, 1_000_000, step=1000, key=KEY + "train_size")
-        c3.number_input("Validation images (held out of training)", 0, 100_000, step=500, key=KEY + "validation_size",
+        c2.number_input("Training images (0 = all)", step=1000, key=KEY + "train_size")
+        c3.number_input("Validation images (held out of training)", step=500, key=KEY + "validation_size",
                         help="taken from the training split by the seed and never trained on; the per-epoch "
                              "checks run on them, and training reads no test image (0: no validation)")
         notes["data"] = st.empty()
@@ -178,30 +178,30 @@ def train_form(device: str) -> TrainConfig | None:
         c1.selectbox("Architecture", ARCHITECTURES, key=KEY + "architecture",
                      help="woods_resnet44: seed 004's pre-activation ResNet-44 for CIFAR; densenet_bc: seed "
                           "001's DenseNet-BC")
-        c2.number_input("Width", 1, 8, key=KEY + "width")
+        c2.number_input("Width", step=1, key=KEY + "width")
         c3.selectbox("Activation", ACTIVATIONS, key=KEY + "activation",
                      help="half_huber: seed 004's smooth ReLU (woods_resnet44 only)")
         c4.selectbox("Augmentation", ["none", "crop", "crop_flip"], key=KEY + "augment",
                      help="crop: random shifts (zero padding); crop_flip: also mirrors (CIFAR)")
         c1, c2, _, _ = st.columns(4)
-        c1.number_input("DenseNet depth (densenet_bc)", 10, 400, step=6, key=KEY + "depth")
-        c2.number_input("DenseNet growth (densenet_bc)", 1, 64, key=KEY + "growth")
+        c1.number_input("DenseNet depth (densenet_bc)", step=6, key=KEY + "depth")
+        c2.number_input("DenseNet growth (densenet_bc)", step=1, key=KEY + "growth")
         notes["model"] = st.empty()
         st.markdown("**Training mode**")
         c1, c2, c3 = st.columns(3)
         c1.selectbox("Mode", ["adversarial", "double", "split", "vanilla"], key=KEY + "mode",
                      help="adversarial: train on adversarial examples only; double: clean + adversarial "
                           "batch; split: a share of each batch adversarial")
-        c2.number_input("Adversarial weight (lambda)", 0.0, 100.0, step=0.1, key=KEY + "weight")
-        c3.number_input("Adversarial share (split)", 0.05, 1.0, step=0.05, key=KEY + "fraction")
+        c2.number_input("Adversarial weight (lambda)", step=0.1, key=KEY + "weight")
+        c3.number_input("Adversarial share (split)", step=0.05, key=KEY + "fraction")
         c1, c2, c3 = st.columns(3)
         c1.selectbox("Objective", list(OBJECTIVE_LABELS), key=KEY + "objective", format_func=OBJECTIVE_LABELS.get,
                      help="the loss of the adversarial examples. CE: cross-entropy on them (PGD-AT, Madry et "
                           "al.); TRADES: CE on the clean image + beta KL(f(x) || f(x')), x' maximising the KL "
                           "(needs method pgd); MART: boosted CE on x' + beta KL weighted by 1 - p_y(x)")
-        c2.number_input("beta (TRADES, MART)", 0.0, 100.0, step=0.5, key=KEY + "beta",
+        c2.number_input("beta (TRADES, MART)", step=0.5, key=KEY + "beta",
                         help="weight of the KL term; 6 is the papers' value")
-        c3.number_input("AWP gamma", 0.0, 1.0, step=1e-3, format="%.4f", key=KEY + "awp_gamma",
+        c3.number_input("AWP gamma", step=1e-3, format="%.4f", key=KEY + "awp_gamma",
                         help="each kernel moves by gamma times its own norm")
         c1, c2 = st.columns(2)
         c1.checkbox("AWP", key=KEY + "awp",
@@ -211,15 +211,15 @@ def train_form(device: str) -> TrainConfig | None:
                     help="the run's model is its epoch of highest validation robust accuracy (robust overfitting, "
                          "Rice et al. 2020); history and checkpoints stay whole")
         c1, c2, _ = st.columns(3)
-        c1.number_input("Robust-accuracy check images per epoch (0 = off)", 0, 10_000, step=100,
+        c1.number_input("Robust-accuracy check images per epoch (0 = off)", step=100,
                         key=KEY + "robust_size")
-        c2.number_input("Robust check eps (0 = training eps)", 0.0, 100.0, step=0.01, format="%.4f",
+        c2.number_input("Robust check eps (0 = training eps)", step=0.01, format="%.4f",
                         key=KEY + "robust_eps", help="PGD-10 in the attack's norm; an RMSE for rmse_ball and l2_min")
         c1, c2 = st.columns(2)
         c1.checkbox("Lipschitz penalty", key=KEY + "lipschitz",
                     help="seed 004, with an adaptive psi: psi * mean |ds/dx|^2 by double backprop, s a random "
                          "logit or the margin; with half_huber and split 0.5 these are the seed's robust additions")
-        c2.number_input("Margin share zeta", 0.0, 1.0, step=0.05, key=KEY + "zeta",
+        c2.number_input("Margin share zeta", step=0.05, key=KEY + "zeta",
                         help="share of samples whose margin, not a random logit, is smoothed")
         notes["training"] = st.empty()
         st.markdown("**Attack**")
@@ -231,16 +231,16 @@ def train_form(device: str) -> TrainConfig | None:
                           "pixel noise, steps are latent steps); rmse_ball (seed 004, eps 0.01) and l2_min "
                           "(smallest flip within eps 0.1): eps is an RMSE, steps shrink linearly")
         c2.selectbox("Norm", ["linf", "l2"], key=KEY + "norm")
-        c3.number_input("eps", 0.0, 100.0, step=0.01, format="%.4f", key=KEY + "eps")
+        c3.number_input("eps", step=0.01, format="%.4f", key=KEY + "eps")
         c4.radio("eps unit", ["[0, 1]", "/255"], key=KEY + "eps_unit", horizontal=True)
         c1, c2 = st.columns(2)
-        c1.number_input("Steps (pgd, rmse_ball, l2_min; unrestricted: latent steps)", 1, 1000, key=KEY + "steps")
-        c2.number_input("Step size (0 = by method)", 0.0, 100.0, step=0.001, format="%.4f", key=KEY + "step_size")
+        c1.number_input("Steps (pgd, rmse_ball, l2_min; unrestricted: latent steps)", step=1, key=KEY + "steps")
+        c2.number_input("Step size (0 = by method)", step=0.001, format="%.4f", key=KEY + "step_size")
         c1, c2 = st.columns(2)
         gans = generator_choices()
         c1.selectbox("GAN (for gan / unrestricted, and the GAN checks)", ["", *gans], key=KEY + "generator",
                      format_func=lambda folder: gans.get(folder, folder) if folder else "none")
-        c2.number_input("GAN-check images per epoch (0 = off)", 0, 10_000, step=100, key=KEY + "gan_size",
+        c2.number_input("GAN-check images per epoch (0 = off)", step=100, key=KEY + "gan_size",
                         help="accuracy on GAN samples and on unrestricted examples searched from them, each epoch")
         notes["attack"] = st.empty()
         st.markdown("**Schedule**")
@@ -248,25 +248,25 @@ def train_form(device: str) -> TrainConfig | None:
         c1.selectbox("Schedule", ["constant", "interleaved", "warmup"], key=KEY + "schedule",
                      help="interleaved: cycles of vanilla then adversarial epochs; warmup: vanilla epochs "
                           "first, adversarial after")
-        c2.number_input("Epochs", 1, 100_000, key=KEY + "epochs")
+        c2.number_input("Epochs", step=1, key=KEY + "epochs")
         c3.checkbox("Until stopped", key=KEY + "until_stopped")
         c1, c2, c3 = st.columns(3)
-        c1.number_input("Vanilla epochs per cycle / warm-up", 0, 10_000, key=KEY + "vanilla")
-        c2.number_input("Adversarial epochs per cycle", 1, 10_000, key=KEY + "adversarial")
-        c3.number_input("Cycles (0 = until stopped)", 0, 100_000, key=KEY + "cycles")
+        c1.number_input("Vanilla epochs per cycle / warm-up", step=1, key=KEY + "vanilla")
+        c2.number_input("Adversarial epochs per cycle", step=1, key=KEY + "adversarial")
+        c3.number_input("Cycles (0 = until stopped)", step=1, key=KEY + "cycles")
         notes["schedule"] = st.empty()
         st.markdown("**Optimiser**")
         c1, c2, c3, c4 = st.columns(4)
         c1.selectbox("Optimiser", ["adam", "sgd"], key=KEY + "optimizer")
-        c2.number_input("Learning rate", 1e-6, 10.0, step=1e-4, format="%.5f", key=KEY + "lr")
-        c3.number_input("Weight decay (decoupled)", 0.0, 1.0, step=1e-4, format="%.5f", key=KEY + "weight_decay")
-        c4.number_input("Batch size", 1, 8192, key=KEY + "batch_size")
+        c2.number_input("Learning rate", step=1e-4, format="%.5f", key=KEY + "lr")
+        c3.number_input("Weight decay (decoupled)", step=1e-4, format="%.5f", key=KEY + "weight_decay")
+        c4.number_input("Batch size", step=1, key=KEY + "batch_size")
         c1, c2, c3, c4 = st.columns(4)
         c1.selectbox("LR schedule", ["constant", "step", "cyclic"], key=KEY + "lr_schedule",
                      help="step: times 0.1 at each milestone epoch; cyclic: one cycle up and down")
         c2.text_input("Milestones (step)", key=KEY + "milestones", placeholder="e.g. 170, 195")
         c3.checkbox("Nesterov momentum (sgd)", key=KEY + "nesterov")
-        c4.number_input("Seed", 0, 2**31 - 1, key=KEY + "seed")
+        c4.number_input("Seed", step=1, key=KEY + "seed")
         notes["optimizer"] = st.empty()
         submitted = st.form_submit_button("Start training", type="primary")
     if not submitted:

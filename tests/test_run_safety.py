@@ -131,3 +131,25 @@ def test_a_second_process_on_a_live_run_is_refused_with_its_pid(tmp_path):
         live.send_signal(signal.SIGINT)
         live.wait(120)
     assert run.status()["status"] == "stopped"
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 200 KB tmpfs: room for a run's small files, not for its first checkpoint (root only)."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_ends_in_one_line_and_a_failed_run(full_disk):
+    result = advcore("train", "--runs-dir", str(full_disk / "runs"), "--epochs", "2", *TINY)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.endswith("error: No space left on device: free space or fix the permissions of the runs folder; "
+                         "a run keeps every finished epoch, and --resume continues it")
+    (run,) = list_runs(full_disk / "runs")
+    assert run.status()["status"] == "failed" and "No space left on device" in run.status()["error"]

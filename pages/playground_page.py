@@ -32,9 +32,10 @@ with pixel_tab:
                f"{x.min():.2f}..{x.max():.2f}; predicted {names[prediction]}")
     with right:
         if image.label is None:
-            label = names.index(st.selectbox("True class (for an untargeted attack)", names, index=prediction,
-                                             key=f"label-{image.digest}",
-                                             help="defaults to the model's prediction"))
+            named = st.selectbox("True class", ["unknown", *names], key=f"label-{image.digest}",
+                                 help="name it to learn whether the attack fools the model; unknown: an untargeted "
+                                      "attack moves the image away from the model's prediction")
+            label = None if named == "unknown" else names.index(named)
         else:
             label = image.label
             st.markdown(f"True class: **{names[label]}**")
@@ -49,6 +50,6 @@ with pixel_tab:
     if choice is None:
         st.stop()
     st.caption(choice.description)
-    outcome = trace.trace(model, x[None], [label], choice.spec, target=choice.target, seed=choice.seed,
-                          first_index=image.index)
+    outcome = trace.trace(model, x[None], [prediction if label is None else label], choice.spec,
+                          target=choice.target, seed=choice.seed, first_index=image.index)
     attack_views.show_result(model, x, outcome, choice, names, label, image.name)

@@ -11,6 +11,7 @@ from app.train.gan_form import gan_form
 from app.train.train_form import train_form
 
 STATUS_SECONDS, CHARTS_SECONDS, TABLE_SECONDS = 3, 15, 10  # each poll costs the server a script rerun
+RUNS_TABLE = "runs-table"  # the runs table's key; "-ids" holds its rows' run ids, "-picked" a fresh tick
 
 st.title("Train")
 left, right = st.columns([5, 6], gap="large")
@@ -23,6 +24,7 @@ with left:
     if config is not None:
         run = jobs.submit(config, state.root())
         state.select_run(run.id)
+        st.session_state.pop(RUNS_TABLE, None)  # a ticked row would now point at another run: untick it
         st.success(f"Queued run {run.id}: it starts as soon as a slot is free ({jobs.max_concurrent()} "
                    "run(s) train at a time), whether or not this page stays open")
 
@@ -112,6 +114,15 @@ with right:
         st.fragment(live_charts, run_every=CHARTS_SECONDS if live else None)(selected)
 
 
+def _pick_run() -> None:
+    """Selects the run of the row the user ticked (only a tick by the user calls this: a new run shifting
+    the rows under a tick selects nothing)."""
+    rows = st.session_state[RUNS_TABLE].selection.rows
+    if rows:
+        state.select_run(st.session_state[RUNS_TABLE + "-ids"][rows[0]])
+        st.session_state[RUNS_TABLE + "-picked"] = True
+
+
 @st.fragment(run_every=TABLE_SECONDS)
 def all_runs() -> None:
     jobs.ensure_scheduler(state.root())  # it starts queued runs, with or without this page open
@@ -121,16 +132,14 @@ def all_runs() -> None:
         st.caption(f"No runs yet in {state.root()}")
         return
     table = run_views.runs_table(runs)
-    picked = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
-                          key="runs-table", column_config={
-                              "last val acc": st.column_config.NumberColumn(format="percent"),
-                              "best val acc": st.column_config.NumberColumn(format="percent"),
-                              "best robust acc": st.column_config.NumberColumn(format="percent")})
-    if picked.selection.rows:
-        chosen = table.iloc[picked.selection.rows[0]]["id"]
-        if chosen != st.query_params.get("run"):
-            state.select_run(chosen)
-            st.rerun()
+    st.session_state[RUNS_TABLE + "-ids"] = list(table["id"])
+    st.dataframe(table, hide_index=True, on_select=_pick_run, selection_mode="single-row",
+                 key=RUNS_TABLE, column_config={
+                     "last val acc": st.column_config.NumberColumn(format="percent"),
+                     "best val acc": st.column_config.NumberColumn(format="percent"),
+                     "best robust acc": st.column_config.NumberColumn(format="percent")})
+    if st.session_state.pop(RUNS_TABLE + "-picked", False):
+        st.rerun()  # the whole page: the selected run's view is outside this fragment
     run = state.selected_run()
     if run is None:
         return

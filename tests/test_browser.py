@@ -143,6 +143,9 @@ def test_playground_upload_attack_and_download(page, tmp_path):
     page.get_by_role("option", name="standard (bundled)").click()
     uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Image (PNG")
     uploader.locator('input[type="file"]').set_input_files(str(ROOT / "assets" / "samples" / "pullover.png"))
+    page.get_by_text(re.compile(r"Pullover → \S+ \(true class unknown")).wait_for()  # no claim without a truth
+    page.get_by_label("True class", exact=True).click()
+    page.get_by_role("option", name="Pullover", exact=True).click()
     verdict = page.get_by_text(re.compile(r"Pullover → \S+.*: fooled"))
     verdict.wait_for()
     bars = page.locator(".js-plotly-plot").first
@@ -154,3 +157,28 @@ def test_playground_upload_attack_and_download(page, tmp_path):
     saved = tmp_path / download.value.suggested_filename
     download.value.save_as(saved)
     assert saved.name == "pullover-adversarial.png" and images.read_image(saved).shape == (28, 28, 1)
+
+
+def tick_row(page, row: int):
+    """Ticks the selection box of a row of the runs table (drawn on a canvas: clicked by position)."""
+    table = page.locator('[data-testid="stDataFrame"]').first
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + 35 * (row + 1) + 17)
+
+
+def test_start_training_with_a_ticked_row_shows_the_new_run(page, server):
+    """Finding 1 of issue 21: the tick stayed on a row position, and the new run's row pushed another
+    run under it, so the page switched to that run."""
+    open_train(page)
+    start_run(page, "e2e-older", epochs=1)
+    start_run(page, "e2e-newer", epochs=1)
+    older = run_named(server[1], "e2e-older")
+    tick_row(page, 1)  # newest first: row 1 is e2e-older
+    page.wait_for_url(f"**run={older.id}**")
+    start_run(page, "e2e-newest", epochs=1)
+    newest = run_named(server[1], "e2e-newest")
+    page.wait_for_url(f"**run={newest.id}**")
+    time.sleep(4)  # reruns after the submit must not switch to the run now under the old tick
+    assert f"run={newest.id}" in page.url
+    assert page.get_by_text(newest.id, exact=True).first.is_visible()  # the selected run's caption

@@ -128,3 +128,34 @@ def test_bad_model_files_are_refused_on_the_page(playground, tmp_path):
     assert list((tmp_path / "uploads").glob("*")) == []
     assert sorted(p.name for p in ROOT.iterdir()) == project_files  # nothing written outside the app's folders
     assert "-badge[" in verdict(playground)  # the page still attacks with the chosen model
+
+
+def _attacked(model, x, label, **options):
+    from advcore import attacks
+    from advcore.attacks import trace
+
+    return trace.trace(model, x[None], [label], attacks.pgd(0.1, steps=10, **options), seed=0,
+                       target=options.get("target") and label).result
+
+
+def test_verdicts_never_claim_more_than_is_known(trained_model, fashion):
+    from app.playground.attack_views import verdict
+
+    names = [f"c{i}" for i in range(10)]
+    predictions = trained_model.predict(fashion.test.x[:200], verbose=0).argmax(axis=1)
+    right = int(np.flatnonzero(predictions == fashion.test.y[:200])[0])
+    wrong = int(np.flatnonzero(predictions != fashion.test.y[:200])[0])
+    x, y, seen = fashion.test.x[right], int(fashion.test.y[right]), int(predictions[right])
+    # no true class: the attack moves away from the prediction, and the verdict is about the prediction
+    colour, badge, sentence = verdict(_attacked(trained_model, x, seen), False, names, None)
+    assert badge in ("prediction changed", "prediction unchanged") and "true class unknown" in sentence
+    # a target the model already predicts is nothing to do, not a success
+    assert verdict(_attacked(trained_model, x, seen, target="targeted"), True, names, None)[:2] == (
+        "gray", "nothing to do")
+    # an image the model already got wrong is no success of the attack
+    x_wrong, y_wrong = fashion.test.x[wrong], int(fashion.test.y[wrong])
+    colour, badge, sentence = verdict(_attacked(trained_model, x_wrong, y_wrong), False, names, y_wrong)
+    assert (colour, badge) == ("gray", "already misclassified") and f"this c{y_wrong} as" in sentence
+    # a named true class that the model got right: fooled or not, in green or orange
+    colour, badge, _ = verdict(_attacked(trained_model, x, y), False, names, y)
+    assert (colour, badge) in (("green", "fooled"), ("orange", "not fooled"))

@@ -36,26 +36,35 @@ def steps_gif(path: dict, x: np.ndarray) -> bytes:
     return images.encode_gif([images.enlarge(frame, factor) for frame in frames])
 
 
-def _verdict(trace: Trace, choice: AttackChoice, names: list[str], label: int) -> None:
-    result = trace.result
+def verdict(result, targeted: bool, names: list[str], label: int | None) -> tuple[str, str, str]:
+    """(badge colour, badge, sentence) of one attacked image, never claiming more than is known: with no
+    true class the attack can only change the prediction, and an image the model already got wrong (or
+    a target it already predicts) is no success of the attack."""
     before, after = names[result.clean_predictions[0]], names[result.predictions[0]]
-    if choice.spec.targeted:
-        goal = f"target {names[result.labels[0]]}"
-        text = f"{before} → {after}: " + ("reached the " + goal if result.success[0] else "did not reach the " + goal)
-    elif result.clean_predictions[0] != label:
-        text = f"already misclassified before the attack: {names[label]} is seen as {before}"
-    else:
-        text = f"{before} → {after}: " + ("fooled" if result.success[0] else "not fooled")
-    st.markdown(f":{'green' if result.success[0] else 'orange'}-badge[{'success' if result.success[0] else 'failed'}]"
-                f" **{text}**")
+    success = bool(result.success[0])
+    if targeted:
+        target = names[result.labels[0]]
+        if result.clean_predictions[0] == result.labels[0]:
+            return "gray", "nothing to do", f"the model already predicts the target {target}"
+        return ("green" if success else "orange", "reached" if success else "not reached",
+                f"{before} → {after}: " + ("reached" if success else "did not reach") + f" the target {target}")
+    if label is None:
+        return ("green" if success else "orange", "prediction changed" if success else "prediction unchanged",
+                f"{before} → {after} (true class unknown: name it above to judge whether the model is fooled)")
+    if result.clean_predictions[0] != label:
+        return "gray", "already misclassified", f"the model saw this {names[label]} as {before} before the attack"
+    return ("green" if success else "orange", "fooled" if success else "not fooled",
+            f"{before} → {after}: " + ("fooled" if success else "not fooled"))
 
 
-def show_result(model, x: np.ndarray, trace: Trace, choice: AttackChoice, names: list[str], label: int,
+def show_result(model, x: np.ndarray, trace: Trace, choice: AttackChoice, names: list[str], label: int | None,
                 name: str) -> None:
-    """`x` is the (H, W, C) model input; the trace attacked it as a batch of one."""
+    """`x` is the (H, W, C) model input; the trace attacked it as a batch of one; `label` is the true class,
+    None when unknown (the attack then moves the image away from the model's prediction)."""
     result = trace.result
     x_adv = result.x_adv[0]
-    _verdict(trace, choice, names, label)
+    colour, badge, sentence = verdict(result, choice.spec.targeted, names, label)
+    st.markdown(f":{colour}-badge[{badge}] **{sentence}**")
     delta_view, scale = amplified(x_adv - x)
     c1, c2, c3 = st.columns(3)
     c1.image(shown(x), caption=f"original: {names[result.clean_predictions[0]]}")
@@ -71,7 +80,7 @@ def show_result(model, x: np.ndarray, trace: Trace, choice: AttackChoice, names:
                     key="probabilities")
     path = trace.chosen_path(0)
     if choice.spec.steps > 1 and "objective" in path:
-        lines = {f"{names[label]} (true)": label}
+        lines = {f"{names[label]} (true)": label} if label is not None else {}
         if choice.spec.targeted:
             lines[f"{names[result.labels[0]]} (target)"] = int(result.labels[0])
         lines.setdefault(f"{names[result.predictions[0]]} (final)", int(result.predictions[0]))

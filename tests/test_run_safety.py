@@ -55,19 +55,23 @@ DAMAGE = {
     "finished, no more epochs asked": (lambda run: None, "finished all its 2 epochs: to train it further"),
     "checkpoints deleted": (lambda run: shutil.rmtree(run.checkpoint_dir),
                             "history.csv has 2 epochs but checkpoints/ holds no complete checkpoint"),
-    "history.csv deleted": (lambda run: run.history_path.unlink(), "have no matching rows in history.csv"),
+    "history.csv deleted": (lambda run: run.history_path.unlink(),
+                            "history.csv is missing, although the run has a model"),
     "history.csv and checkpoints deleted": (
         lambda run: (run.history_path.unlink(), shutil.rmtree(run.checkpoint_dir)),
-        "it has a model but no history.csv and no checkpoint"),
+        "history.csv is missing, although the run has a model"),
     "history.csv header only, no checkpoints": (
         lambda run: (run.history_path.write_text(run.history_path.read_text().splitlines()[0] + "\n"),
                      shutil.rmtree(run.checkpoint_dir)),
-        "it has a model but an empty history.csv and no checkpoint"),
+        "it has a model but no epoch in history.csv and no checkpoint"),
+    "history.csv header only, checkpoints kept": (
+        lambda run: run.history_path.write_text(run.history_path.read_text().splitlines()[0] + "\n"),
+        "its checkpoints (epochs 1, 2) have no matching rows in history.csv"),
     "history.csv binary garbage": (lambda run: run.history_path.write_bytes(b"\x00\xff\xfe" * 50), "history.csv"),
     "history.csv epochs not numbers": (
         lambda run: run.history_path.write_text(run.history_path.read_text().replace("\n1,", "\none,")
                                                 .replace("\n2,", "\ntwo,")),
-        "have no matching rows in history.csv"),
+        "history.csv is damaged (column 'epoch', row 1: 'one' is not a number)"),
     "status.json not UTF-8": (lambda run: run.status_path.write_bytes(b'{"status": "fin\xe9"}'),
                               "status.json is damaged"),
     "status.json not JSON": (lambda run: run.status_path.write_text("{status: finished"), "status.json is damaged"),

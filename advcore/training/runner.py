@@ -371,9 +371,8 @@ def _work_without_checkpoint(run: Run, history: pd.DataFrame) -> str:
         return f"its checkpoints (epochs {', '.join(map(str, checkpoints))}) have no matching rows in history.csv"
     if len(history):
         return f"history.csv has {len(history)} epochs but checkpoints/ holds no complete checkpoint"
-    if any(run.path.glob("*.keras")):
-        return ("it has a model but " + ("an empty history.csv" if run.history_path.exists() else "no history.csv")
-                + " and no checkpoint")
+    if any(run.path.glob("*.keras")):  # (a missing history.csv beside a model is damage: Run.history says so)
+        return "it has a model but no epoch in history.csv and no checkpoint"
     return ""
 
 

@@ -85,7 +85,7 @@ def start_run(page, name: str, epochs: int | None):
     else:
         page.get_by_label("Epochs", exact=True).fill(str(epochs))
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text(re.compile("Queued run")).wait_for()
+    page.get_by_text(re.compile(f"Queued run \\S*-{re.escape(name)}-")).wait_for()  # this run's, not an earlier one's
 
 
 def badge(page, status: str):
@@ -95,7 +95,7 @@ def badge(page, status: str):
 
 def run_named(runs: Path, name: str):
     matches = [run for run in list_runs(runs) if run.name() == name]
-    assert len(matches) == 1
+    assert len(matches) == 1, [run.name() for run in list_runs(runs)]
     return matches[0]
 
 
@@ -164,7 +164,9 @@ def tick_row(page, row: int):
     table = page.locator('[data-testid="stDataFrame"]').first
     table.scroll_into_view_if_needed()
     box = table.bounding_box()
-    page.mouse.click(box["x"] + 12, box["y"] + 35 * (row + 1) + 17)
+    x, y = box["x"] + 17, box["y"] + 35 * (row + 1) + 17  # the tick box's centre; 35-pixel rows under a header
+    page.mouse.move(x, y)
+    page.mouse.click(x, y)
 
 
 def test_start_training_with_a_ticked_row_shows_the_new_run(page, server):
@@ -174,7 +176,7 @@ def test_start_training_with_a_ticked_row_shows_the_new_run(page, server):
     start_run(page, "e2e-older", epochs=1)
     start_run(page, "e2e-newer", epochs=1)
     older = run_named(server[1], "e2e-older")
-    tick_row(page, 1)  # newest first: row 1 is e2e-older
+    tick_row(page, [run.id for run in list_runs(server[1])].index(older.id))  # the table's order
     page.wait_for_url(f"**run={older.id}**")
     start_run(page, "e2e-newest", epochs=1)
     newest = run_named(server[1], "e2e-newest")

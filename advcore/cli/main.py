@@ -350,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{prog}: error: {error}", file=sys.stderr)
             return EXIT_FAILURE
         return 0
+    if args.command in ("train", "train-gan"):
+        try:
+            train_commands.precheck(args)
+        except (UsageError, ValueError) as error:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
     _import_tensorflow_quietly()
     import tensorflow
 

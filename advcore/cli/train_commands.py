@@ -177,14 +177,25 @@ def add_study_options(parser: argparse.ArgumentParser) -> None:
     _add_run_options(parser, TRAIN_OPTIONS, "finish this study: its unfinished arms, in order", "STUDY")
 
 
-def _config_content(args, options) -> dict:
+def precheck(args) -> None:
+    """Validates a new run's options before TensorFlow loads, so that a bad value answers at once
+    (ConfigError or UsageError); the run itself validates them again."""
+    from advcore.training.config import GanConfig, TrainConfig
+
+    if not args.resume:
+        gan = args.command == "train-gan"
+        (GanConfig if gan else TrainConfig).from_dict(_config_content(args, GAN_OPTIONS if gan else TRAIN_OPTIONS,
+                                                                      say=lambda line: None))
+
+
+def _config_content(args, options, say=print) -> dict:
     """The config file's content (if any, older field names replaced and explained) with every given
     flag written into its field."""
     from advcore.training.config import read_file, upgraded
 
     content, notes = upgraded(read_file(args.config)) if args.config else ({}, [])
     for note in notes:
-        print(f"note: {note}")
+        say(f"note: {note}")
     _set_fields(content, _given_fields(args, options))
     if getattr(args, "robust_additions", False):
         _set_fields(content, ROBUST_ADDITIONS)

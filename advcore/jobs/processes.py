@@ -11,12 +11,17 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
+def command(arguments: list[str], **env) -> dict:
+    """`subprocess` arguments that run `python -m advcore <arguments>` from any working directory, with
+    `env` added to this process's environment."""
+    path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    return {"args": [sys.executable, "-m", "advcore", *arguments], "cwd": PROJECT_ROOT,
+            "env": os.environ | {"PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "2"} | env}
+
+
 def spawn(arguments: list[str], log_path: Path) -> subprocess.Popen:
     """`python -m advcore <arguments>` in a new session, its output appended to `log_path`."""
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
-                        "TF_CPP_MIN_LOG_LEVEL": "2"}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "advcore", *arguments], cwd=PROJECT_ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        return subprocess.Popen(**command(arguments), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)

@@ -16,9 +16,10 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
+
+from advcore.jobs import processes
 
 PARAMETERS_ENV = "ADVLAB_MAX_PARAMETERS"
 DEFAULT_MAX_PARAMETERS = 50_000_000
@@ -125,13 +126,10 @@ def check_in_sandbox(path: str | os.PathLike, name: str | None = None, limit: in
     as `name` (the user's file name)."""
     path, name, limit = Path(path), name or Path(path).name, limit or max_parameters()
     check_archive(path, limit)  # the cheap refusals need no child
-    root = Path(__file__).resolve().parents[2]
-    env = os.environ | {"CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3",
-                        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     try:
-        child = subprocess.run([sys.executable, "-m", "advcore", "check-model", str(path), "--max-parameters",
-                                str(limit)], capture_output=True, text=True, env=env, cwd=root,
-                               timeout=SANDBOX_SECONDS, preexec_fn=_limit_resources)
+        child = subprocess.run(**processes.command(["check-model", str(path), "--max-parameters", str(limit)],
+                                                   CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3"),
+                               capture_output=True, text=True, timeout=SANDBOX_SECONDS, preexec_fn=_limit_resources)
     except subprocess.TimeoutExpired:
         raise ModelError(f"{name}: loading it took longer than {SANDBOX_SECONDS} s") from None
     lines = child.stdout.strip().splitlines()

@@ -79,6 +79,13 @@ def _reap() -> None:
     _children[:] = [process for process in _children if process.poll() is None]
 
 
+def resume(run: Run, more: int = 0, root: Path | None = None) -> None:
+    """Queues an ended run again from its last complete epoch, `more` epochs (or cycles) longer; the
+    scheduler starts it. Raises RunError or ConfigError, the run left as it was."""
+    scheduler.requeue(run, more)
+    ensure_scheduler(root)
+
+
 def stop(run: Run) -> str:
     """Asks a run to stop: a queued run stops at once, a training one after its current batch."""
     status = run.status()

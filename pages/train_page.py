@@ -1,117 +1,139 @@
-"""Train: launch a run, watch it live, stop it; the table of all runs."""
+"""Train: a new run's form across the page; the runs, the selected one live, and what can be done with it."""
 
 import streamlit as st
 
-from advcore.storage.runs import LIVE_STATUSES, RunError, list_runs
-from advcore.training.config import ADVERSARIAL, GanConfig, TrainConfig, config_kind, phase
+from advcore.storage.runs import RunError, list_runs
+from advcore.training.config import ADVERSARIAL, ConfigError, TrainConfig, config_kind, phase
 from app import charts, jobs, state
 from app.device import training_device
-from app.train import run_views
+from app.train import run_views, train_form
 from app.train.gan_form import gan_form
-from app.train.train_form import train_form
 
-STATUS_SECONDS, CHARTS_SECONDS, TABLE_SECONDS = 3, 15, 10  # each poll costs the server a script rerun
+LIVE_SECONDS, IDLE_SECONDS = 3, 10  # each poll costs the server a script rerun; idle: new runs, the scheduler
 RUNS_TABLE = "runs-table"  # the runs table's key; "-ids" holds its rows' run ids, "-picked" a fresh tick
+VIEW, NEW_RUN, RUNS = "train-view", "New run", "Runs"
+SWITCH, FLASH = "train-view-next", "train-flash"  # a view to show on the next run; a message to show once
+POLLED_LIVE = "train-polled-live"  # whether a run was live when the page last chose its polling pace
 
 st.title("Train")
-left, right = st.columns([5, 6], gap="large")
+if SWITCH in st.session_state:  # set before the view control exists (its state is read-only after)
+    st.session_state[VIEW] = st.session_state.pop(SWITCH)
+st.session_state.setdefault(VIEW, RUNS if state.selected_run() else NEW_RUN)
 
-with left:
+
+def _queued(config) -> None:
+    run = jobs.submit(config, state.root())
+    state.select_run(run.id)
+    st.session_state.pop(RUNS_TABLE, None)  # a ticked row would now point at another run: untick it
+    st.session_state[SWITCH] = RUNS
+    st.session_state[FLASH] = (f"Queued run {run.id}: it starts as soon as a slot is free "
+                               f"({jobs.max_concurrent()} run(s) train at a time), whether or not this page stays open")
+
+
+def new_run() -> None:
     what = st.radio("What to train", ["A classifier", "A GAN"], horizontal=True, key="what-to-train",
                     help="a GAN (class-conditional) makes the images of GAN augmentation and of the "
                          "Playground's unrestricted adversarial examples")
-    config = train_form(training_device()) if what == "A classifier" else gan_form(training_device())
-    if config is not None:
-        run = jobs.submit(config, state.root())
-        state.select_run(run.id)
-        st.session_state.pop(RUNS_TABLE, None)  # a ticked row would now point at another run: untick it
-        st.success(f"Queued run {run.id}: it starts as soon as a slot is free ({jobs.max_concurrent()} "
-                   "run(s) train at a time), whether or not this page stays open")
-
-
-def _load(run):
-    """The run's status, config (classifier or GAN) and history, or None after showing why they cannot be read."""
-    try:
-        content = run.training_config()
-        config = (GanConfig if config_kind(content) == "gan" else TrainConfig).from_dict(content, checked=False)
-        return run.status(), config, run.history()
-    except (RunError, ValueError) as error:
-        st.error(f"Run {run.id} is damaged: {error}")
-        return None
-
-
-def live_status(run) -> None:
-    """Status, epoch, progress and ETA: cheap file reads, polled often."""
-    loaded = _load(run)
-    if loaded is None:
+    if what == "A classifier":
+        train_form.train_form(training_device(), _queued)
         return
-    status, config, history = loaded
-    where = run_views.progress(run, status, history)
-    running = status["status"] in LIVE_STATUSES
+    config = gan_form(training_device())
+    if config is not None:
+        _queued(config)
+        st.rerun()
+
+
+def header(shot: run_views.Snapshot) -> None:
+    """Status, epochs done, wall time and ETA, and (while it trains) the epoch in progress and Stop."""
+    status, config = shot.status, shot.config
+    where = run_views.progress(shot)
+    classifier = config_kind(config) == "classifier"
+    epoch_phase = phase(TrainConfig.from_dict(config, checked=False), where["done"]) if classifier else None
     colour = {"finished": "green", "stopped": "orange", "failed": "red"}.get(status["status"], "blue")
-    epoch_phase = phase(config, max(where["epoch"] - 1, 0)) if isinstance(config, TrainConfig) else None
     st.markdown(f"Status: :{colour}-badge[{status['status']}]"
                 + (f" · epoch phase: :{'red' if epoch_phase == ADVERSARIAL else 'gray'}-badge[{epoch_phase}]"
-                   if running and epoch_phase else "") + f" · {status.get('device', 'device not known yet')}")
+                   if shot.live and epoch_phase else "") + f" · {status.get('device', 'device not known yet')}")
     c1, c2, c3 = st.columns(3)
-    c1.metric("Epoch", f"{where['epoch']} / {where['total'] or '∞'}")
-    c2.metric("Elapsed", run_views.duration(where["elapsed"]))
+    c1.metric("Epochs done", f"{where['done']} / {where['total'] or '∞'}")
+    c2.metric("Wall time", run_views.duration(where["elapsed"]))
     c3.metric("ETA", run_views.duration(where["eta"]) if where["eta"] is not None else "-")
-    if running:
-        st.progress(where["within"], text=f"epoch {where['epoch']}: {where['within']:.0%}")
+    if shot.live:
+        st.progress(where["within"], text=f"epoch {where['done'] + 1}: {where['within']:.0%}")
         if st.button("Stop", type="secondary", key="stop"):
-            st.toast(f"run {jobs.stop(run)}")
-    elif st.session_state.get("polled_live") == run.id:
-        st.session_state["polled_live"] = None
-        st.rerun()  # the run just ended: redraw the page once, without polling
+            st.toast(f"run {jobs.stop(shot.run)}")
     if status.get("best_epoch"):
         st.caption(f"model.keras is epoch {status['best_epoch']}, the one of highest validation robust accuracy "
                    f"({status['best_val_robust_accuracy']:.1%}); every epoch's checkpoint and history row stay")
     if status["status"] == "failed":
         st.error(status.get("error") or "the run failed")
-        st.code(run.log_tail() or "(no log)", language=None)
+        st.code(run_views.readable_log(shot.run.log_tail()) or "(no log)", language=None, wrap_lines=True)
 
 
-def live_charts(run) -> None:
-    """Loss and accuracy curves: they change once an epoch, so they are polled less often."""
+def actions(shot: run_views.Snapshot) -> None:
+    """Resume, extend or clone a run that no process trains."""
+    where = run_views.progress(shot)
+    unfinished = where["total"] is None or where["done"] < where["total"]
+    interleaved = shot.config.get("schedule", {}).get("kind") == "interleaved"
+    unit = "cycles" if interleaved else "epochs"
+    c1, c2, c3, c4 = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
     try:
-        history = run.history()
-    except RunError:
-        return  # the status view above says why
+        if shot.status["status"] in ("stopped", "failed") and unfinished and c1.button("Resume", key="resume"):
+            jobs.resume(shot.run, root=state.root())
+            st.rerun(scope="app")
+        if where["total"] is not None:
+            more = c2.number_input(f"More {unit}", min_value=1, value=10, step=1, key="extend-by")
+            if c3.button(f"Extend by {more} {unit}", key="extend"):
+                jobs.resume(shot.run, more, root=state.root())
+                st.rerun(scope="app")
+    except (RunError, ConfigError) as error:
+        st.error(str(error))
+    if config_kind(shot.config) == "classifier" and c4.button("Clone into the form", key="clone",
+                                                                help="a new run's form with this run's config"):
+        train_form.clone(shot.config)
+        st.session_state[SWITCH] = NEW_RUN
+        st.rerun(scope="app")
+
+
+def charts_of(shot: run_views.Snapshot) -> None:
+    """Loss and accuracy curves (or a GAN's losses and samples) from the snapshot's history."""
+    history = shot.history
     if not len(history):
         return
     if "critic_loss" in history:  # a GAN run: its losses, its class accuracy and its latest samples
-        st.plotly_chart(charts.run_figure(history, ["critic_loss", "generator_loss", "wasserstein",
-                                                    "gradient_penalty"], "GAN losses"), key="live-gan-loss")
-        st.plotly_chart(charts.run_figure(history, ["aux_accuracy_real", "aux_accuracy_fake"],
-                                          "auxiliary classifier accuracy"), key="live-gan-aux")
-        grid = run.samples_path()
+        left, right = st.columns(2)
+        left.plotly_chart(charts.run_figure(history, ["critic_loss", "generator_loss", "wasserstein",
+                                                      "gradient_penalty"], "GAN losses"), key="live-gan-loss")
+        right.plotly_chart(charts.run_figure(history, ["aux_accuracy_real", "aux_accuracy_fake"],
+                                             "auxiliary classifier accuracy"), key="live-gan-aux")
+        grid = shot.run.samples_path()
         if grid.is_file():
             st.image(grid.read_bytes(), caption=f"samples after epoch {int(history['epoch'].iloc[-1])}: one row "
                                                 "per class, the same latents in each column", width=480)
         return
-    st.plotly_chart(charts.run_figure(history, ["loss", "val_loss"], "loss"), key="live-loss")
-    st.plotly_chart(charts.run_figure(history, ["accuracy", "val_accuracy", "val_robust_accuracy",
-                                                "val_gan_accuracy", "val_unrestricted_accuracy"],
-                                      "accuracy"), key="live-accuracy")
+    figures = [(["loss", "val_loss"], "loss", "live-loss"),
+               (["accuracy", "val_accuracy", "val_robust_accuracy", "val_gan_accuracy", "val_unrestricted_accuracy"],
+                "accuracy", "live-accuracy")]
     if "kl" in history and history["kl"].notna().any():
-        st.plotly_chart(charts.run_figure(history, ["kl"], "KL(f(x) || f(x')), TRADES / MART"), key="live-kl")
+        figures.append((["kl"], "KL(f(x) || f(x')), TRADES / MART", "live-kl"))
     if "psi" in history and history["psi"].notna().any():
-        st.plotly_chart(charts.run_figure(history, ["psi"], "Lipschitz penalty weight psi"), key="live-psi")
+        figures.append((["psi"], "Lipschitz penalty weight psi", "live-psi"))
+    for place, (columns, title, key) in zip(st.columns(2) * 2, figures):
+        place.plotly_chart(charts.run_figure(history, columns, title), key=key)
 
 
-with right:
-    selected = state.selected_run()
-    if selected is None:
-        st.info("Start a run, or pick one in the table below.")
-    else:
-        st.subheader(selected.name())
-        st.caption(selected.id)
-        live = run_views.is_live(selected)
-        st.session_state["polled_live"] = selected.id if live else None
-        # only a live run is polled; a finished one is drawn once
-        st.fragment(live_status, run_every=STATUS_SECONDS if live else None)(selected)
-        st.fragment(live_charts, run_every=CHARTS_SECONDS if live else None)(selected)
+def selected_view(shot: run_views.Snapshot | None) -> None:
+    if shot is None:
+        st.info("Pick a run in the table below, or start one under *New run*.")
+        return
+    st.subheader(shot.run.name())
+    st.caption(shot.run.id)
+    if shot.problem:
+        st.error(f"Run {shot.run.id} is damaged: {shot.problem}")
+        return
+    header(shot)
+    if not shot.live:
+        actions(shot)
+    charts_of(shot)
 
 
 def _pick_run() -> None:
@@ -123,32 +145,31 @@ def _pick_run() -> None:
         st.session_state[RUNS_TABLE + "-picked"] = True
 
 
-@st.fragment(run_every=TABLE_SECONDS)
-def all_runs() -> None:
-    jobs.ensure_scheduler(state.root())  # it starts queued runs, with or without this page open
-    runs = list_runs(state.root())
-    st.subheader(f"All runs ({len(runs)})")
-    if not runs:
+def runs_table(shots: list[run_views.Snapshot]) -> None:
+    st.subheader(f"All runs ({len(shots)})")
+    if not shots:
         st.caption(f"No runs yet in {state.root()}")
         return
-    table = run_views.runs_table(runs)
+    table = run_views.runs_table(shots)
     st.session_state[RUNS_TABLE + "-ids"] = list(table["id"])
     st.dataframe(table, hide_index=True, on_select=_pick_run, selection_mode="single-row",
                  key=RUNS_TABLE, column_config={
                      "last val acc": st.column_config.NumberColumn(format="percent"),
                      "best val acc": st.column_config.NumberColumn(format="percent"),
-                     "best robust acc": st.column_config.NumberColumn(format="percent")})
+                     "best robust acc": st.column_config.NumberColumn(format="percent"),
+                     "summary": st.column_config.TextColumn(width="large")})
     if st.session_state.pop(RUNS_TABLE + "-picked", False):
         st.rerun()  # the whole page: the selected run's view is outside this fragment
-    run = state.selected_run()
-    if run is None:
-        return
+
+
+def rename_or_delete(run) -> None:
     with st.popover(f"Rename or delete {run.id}"):
         new_name = st.text_input("New name", value=run.name(), key="rename")
         if st.button("Rename", key="rename-button"):
             try:
                 run.rename(new_name)
-                st.rerun()
+                st.session_state[FLASH] = f"Renamed {run.id} to {new_name!r}"
+                st.rerun(scope="app")
             except RunError as error:
                 st.error(str(error))
         confirm = st.checkbox(f"Yes, delete {run.id} and its files", key="confirm-delete")
@@ -156,9 +177,31 @@ def all_runs() -> None:
             try:
                 jobs.delete(run)
                 state.select_run(None)
-                st.rerun()
+                st.session_state[FLASH] = f"Deleted {run.id} and its files"
+                st.rerun(scope="app")
             except RunError as error:
                 st.error(str(error))
 
 
-all_runs()
+def runs_view() -> None:
+    """Every run, read once per poll; the selected run's header, charts and table row come from that read."""
+    jobs.ensure_scheduler(state.root())  # it starts queued runs, with or without this page open
+    shots = [run_views.snapshot(run) for run in list_runs(state.root())]
+    selected = state.selected_run()
+    chosen = next((shot for shot in shots if selected is not None and shot.run.id == selected.id), None)
+    selected_view(chosen)
+    runs_table(shots)
+    if chosen is not None:
+        rename_or_delete(chosen.run)
+    if any(shot.live for shot in shots) != st.session_state[POLLED_LIVE]:
+        st.rerun(scope="app")  # a run started or ended: poll at the other pace (and show an ended run's actions)
+
+
+st.segmented_control("View", [NEW_RUN, RUNS], key=VIEW, required=True, label_visibility="collapsed")
+if st.session_state[VIEW] == NEW_RUN:
+    new_run()
+else:
+    if FLASH in st.session_state:
+        st.success(st.session_state.pop(FLASH))
+    st.session_state[POLLED_LIVE] = any(run_views.is_live(run) for run in list_runs(state.root()))
+    st.fragment(runs_view, run_every=LIVE_SECONDS if st.session_state[POLLED_LIVE] else IDLE_SECONDS)()

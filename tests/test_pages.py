@@ -47,10 +47,12 @@ def page(name: str) -> AppTest:
     ({"eps": 0.0}, "attack.eps: must be > 0"),
     ({"lr_schedule": "cyclic", "until_stopped": True}, "lr_schedule.kind: a cyclic schedule"),
     ({"schedule": "warmup", "vanilla": 10, "epochs": 5}, "schedule.epochs: warm-up of 10 vanilla epochs"),
-    ({"mode": "vanilla", "schedule": "interleaved"}, "schedule.kind: a interleaved schedule needs"),
-    ({"activation": "half_huber"}, "model.activation: half_huber is built into woods_resnet44 only"),
-    ({"lr_schedule": "step", "milestones": "170, x"}, "lr_schedule.milestones[1]: must be an integer, got 'x'"),
-    ({"method": "rmse_ball", "step_size": 0.01}, "attack.step_size: rmse_ball sets its own steps"),
+    ({"lr_schedule": "step", "milestones": "20"}, "lr_schedule.milestones: epoch 20 is after the run's last epoch (10)"),
+    ({"eps": 3.0}, "attack.eps: 3 is over the linf limit of 1"),
+    ({"method": "pgd", "step_size": 0.5}, "attack.step_size: 0.5 is more than twice eps (0.1)"),
+    ({"architecture": "densenet_bc", "depth": 41}, "model.depth: "),
+    ({"lr_schedule": "step", "milestones": "170, x"}, "lr_schedule.milestones: 'x' is not an epoch number"),
+    ({"method": "gan"}, "generator: the gan method needs a trained GAN"),
     ({"objective": "trades", "method": "fgsm"}, "attack.method: trades runs its own PGD"),
     ({"keep_best": True, "robust_size": 0}, "validation.keep_best: picks the epoch of highest"),
     ({"lr": 0.0}, "optimizer.learning_rate: must be > 0"),  # out of range: a message, never a silent no
@@ -62,11 +64,50 @@ def page(name: str) -> AppTest:
 def test_invalid_form_values_are_explained_and_start_nothing(runs_root, values, message):
     app = page("train")
     for key, value in values.items():
-        widgets = [w for w in app.main.get(_kind(value, key)) if w.key == f"train_form.{key}"]
-        widgets[0].set_value(value)
+        _set(app, key, value)
     _submit(app)
     assert any(message in e.value for e in app.error), [e.value for e in app.error]
+    assert any("Not started: " in w.value for w in app.warning)
     assert list_runs(runs_root) == []
+
+
+def test_every_problem_shows_at_once_next_to_its_field(runs_root):
+    app = page("train")
+    for key, value in {"lr_schedule": "step", "milestones": "x", "eps": 3.0, "lr": 0.0, "epochs": 0}.items():
+        _set(app, key, value)
+    _submit(app)
+    errors = [e.value for e in app.error]
+    assert any("attack.eps: 3 is over" in e for e in errors) and any("optimizer.learning_rate" in e for e in errors)
+    assert any("schedule.epochs: must lie in" in e for e in errors), errors
+    assert any("Not started: 4 problems" in w.value for w in app.warning)
+    assert any("'x' is not an epoch number" in e for e in errors)
+    _set(app, "milestones", "5")
+    assert any("lr_schedule.milestones: epoch 5 is after" in e.value for e in app.error)  # epochs is 0
+    assert list_runs(runs_root) == []
+
+
+@pytest.mark.parametrize("values, shown, hidden", [
+    ({}, {"width", "steps", "step_size", "epochs"}, {"depth", "growth", "activation", "milestones", "beta",
+                                                      "awp_gamma", "zeta", "cycles", "weight", "fraction", "nesterov"}),
+    ({"architecture": "densenet_bc"}, {"depth", "growth"}, {"width", "activation"}),
+    ({"method": "fgsm"}, {"step_size"}, {"steps"}),
+    ({"mode": "vanilla"}, {"epochs"}, {"method", "eps", "steps", "schedule", "objective", "awp"}),
+    ({"schedule": "interleaved"}, {"vanilla", "adversarial", "cycles"}, {"epochs", "until_stopped"}),
+    ({"lr_schedule": "step", "optimizer": "sgd", "objective": "trades"}, {"milestones", "nesterov", "beta"}, set()),
+])
+def test_the_form_shows_only_the_fields_that_apply(runs_root, values, shown, hidden):
+    app = page("train")
+    for key, value in values.items():
+        _set(app, key, value)
+    keys = {w.key.removeprefix("train_form.") for kind in ("selectbox", "number_input", "text_input", "checkbox")
+            for w in app.main.get(kind) if w.key and w.key.startswith("train_form.")}
+    assert shown <= keys and not hidden & keys, (shown - keys, hidden & keys)
+
+
+def _set(app: AppTest, key, value) -> None:
+    """Sets one field and reruns, as a user's change does (a change may show other fields)."""
+    widgets = [w for w in app.main.get(_kind(value, key)) if w.key == f"train_form.{key}"]
+    widgets[0].set_value(value).run()
 
 
 def _kind(value, key):
@@ -119,11 +160,9 @@ def test_a_recipe_is_a_preset_that_queues_exactly_its_config(runs_root, preset, 
 
 def test_seed_004_options_queue_from_the_form(runs_root):
     app = page("train")
-    app.selectbox(key="train_form.architecture").select("woods_resnet44")
-    app.selectbox(key="train_form.activation").select("half_huber")
-    app.selectbox(key="train_form.mode").select("split")
-    app.selectbox(key="train_form.method").select("l2_min")
-    [w for w in app.main.get("checkbox") if w.key == "train_form.lipschitz"][0].check()
+    for key, value in {"architecture": "woods_resnet44", "activation": "half_huber", "mode": "split",
+                       "method": "l2_min", "lipschitz": True}.items():
+        _set(app, key, value)
     _submit(app)
     (run,) = list_runs(runs_root)
     config = TrainConfig.from_dict(run.config())
@@ -133,11 +172,9 @@ def test_seed_004_options_queue_from_the_form(runs_root):
 
 def test_trades_awp_and_held_out_validation_queue_from_the_form(runs_root):
     app = page("train")
-    app.selectbox(key="train_form.objective").select("trades")
-    app.number_input(key="train_form.beta").set_value(3.0)
-    app.number_input(key="train_form.validation_size").set_value(2000)
-    for key in ("awp", "keep_best"):
-        [w for w in app.main.get("checkbox") if w.key == f"train_form.{key}"][0].check()
+    for key, value in {"objective": "trades", "beta": 3.0, "validation_size": 2000, "awp": True,
+                       "keep_best": True}.items():
+        _set(app, key, value)
     _submit(app)
     (run,) = list_runs(runs_root)
     config = TrainConfig.from_dict(run.config())
@@ -152,6 +189,7 @@ def test_run_table_shows_every_run_and_damaged_ones_with_a_reason(runs_root):
     broken = make_run(runs_root, "broken", ["vanilla"])
     broken.status_path.write_text("{not json")
     app = page("train")
+    app.get("button_group")[0].set_value("Runs").run()
     assert not app.exception
     table = app.dataframe[0].value
     assert set(table["name"]) == {"good", "broken"}
@@ -183,7 +221,8 @@ def test_a_lipschitz_run_shows_its_psi_curve(runs_root):
     app.run()
     app.switch_page("pages/train_page.py").run()
     charts = [chart.proto.spec for chart in app.get("plotly_chart")]
-    assert len(charts) == 3 and "Lipschitz penalty weight psi" in charts[2] and '"name":"psi"' in charts[2]
+    psi = [chart for chart in charts if "Lipschitz penalty weight psi" in chart]
+    assert len(charts) == 3 and len(psi) == 1 and '"name":"psi"' in psi[0]
 
 
 def test_history_overlays_runs_with_a_band_strip(runs_root):
@@ -221,3 +260,55 @@ def test_history_imports_the_notebook_csv_and_explains_a_bad_one(runs_root):
     assert any("bad.csv" in w.value for w in app.warning)
     spec = app.get("plotly_chart")[0].proto.spec
     assert "seed.csv (uploaded)" in spec and '"type":"rect"' in spec.replace(" ", "")
+
+
+def selected(run) -> AppTest:
+    app = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+    app.query_params["run"] = run.id
+    app.run()
+    return app.switch_page("pages/train_page.py").run()
+
+
+def _checkpoint(run, epoch: int) -> None:
+    run.checkpoint_dir.mkdir(exist_ok=True)
+    for suffix in (".keras", ".optimizer.npz"):
+        (run.checkpoint_dir / f"epoch-{epoch}{suffix}").write_bytes(b"")
+
+
+def _button(app: AppTest, label: str):
+    return next(b for b in app.get("button") if str(b.proto.label).startswith(label))
+
+
+def test_a_finished_run_is_extended_from_the_page(runs_root):
+    run = make_run(runs_root, "extend-me", ["vanilla", "vanilla", "adversarial"])
+    _checkpoint(run, 3)
+    app = selected(run)
+    assert not [b for b in app.get("button") if str(b.proto.label) == "Resume"]  # finished: nothing to resume
+    app.number_input(key="extend-by").set_value(2).run()
+    _button(app, "Extend by 2 cycles").click().run()
+    assert run.status()["status"] == "queued" and run.config()["schedule"]["cycles"] == 4
+    assert not app.exception
+
+
+def test_a_resume_that_would_lose_work_is_refused_on_the_page(runs_root):
+    run = make_run(runs_root, "no-checkpoint", ["vanilla"], status="stopped")
+    app = selected(run)
+    _button(app, "Resume").click().run()
+    assert any("history.csv has 1 epochs but checkpoints/ holds no complete checkpoint" in e.value for e in app.error)
+    assert run.status()["status"] == "stopped"
+
+
+def test_a_run_is_cloned_into_the_form(runs_root):
+    run = make_run(runs_root, "cloned", ["vanilla"])
+    app = selected(run)
+    _button(app, "Clone into the form").click().run()
+    assert app.get("button_group")[0].value == "New run"
+    assert app.text_input(key="train_form.name").value == "cloned"
+    assert app.selectbox(key="train_form.schedule").value == "interleaved"
+    assert app.number_input(key="train_form.cycles").value == 2
+    _submit(app)
+    (clone,) = [other for other in list_runs(runs_root) if other.id != run.id]
+    queued, original = clone.config(), TrainConfig.from_dict(run.config()).to_dict()
+    queued["schedule"]["epochs"] = original["schedule"]["epochs"]  # an interleaved schedule counts cycles
+    original["data"]["validation_size"], original["attack"]["steps"] = 5000, 7  # the defaults, now written out
+    assert queued == original

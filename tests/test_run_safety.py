@@ -157,3 +157,30 @@ def test_a_full_disk_ends_in_one_line_and_a_failed_run(full_disk):
                          "a run keeps every finished epoch, and --resume continues it")
     (run,) = list_runs(full_disk / "runs")
     assert run.status()["status"] == "failed" and "No space left on device" in run.status()["error"]
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_the_pages_resume_refuses_what_the_cli_refuses_and_changes_nothing(copy, case):
+    from advcore.jobs import scheduler
+    from advcore.storage.runs import RunError
+    from advcore.training.config import ConfigError
+
+    damage, message = DAMAGE[case]
+    damage(copy)
+    before = fingerprint(copy.path)
+    with pytest.raises((RunError, ConfigError)) as refused:
+        scheduler.requeue(copy)
+    assert message in str(refused.value)
+    assert fingerprint(copy.path) == before
+
+
+def test_a_finished_run_extended_from_the_page_is_trained_on_by_the_scheduler(copy, monkeypatch):
+    from advcore.jobs import scheduler
+
+    scheduler.requeue(copy, more=1)
+    status = copy.status()
+    assert status["status"] == "queued" and "pid" not in status and copy.config()["schedule"]["epochs"] == 3
+    monkeypatch.setenv(scheduler.MAX_RUNS_ENV, "1")
+    (process,), _ = scheduler.start_queued(copy.root)
+    assert process.wait(300) == 0
+    assert copy.status()["status"] == "finished" and list(copy.history()["epoch"]) == [1, 2, 3]

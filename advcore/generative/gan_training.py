@@ -21,8 +21,9 @@ from advcore.storage import data, images
 from advcore.storage.runs import Run
 from advcore.training import distribute
 from advcore.training.config import UNTIL_STOPPED, GanConfig
-from advcore.training.runner import (EpochControl, ProgressFile, finish, load_optimizers, mark_running, resume_point,
-                                     save_optimizers, stopping_notice, supervise)
+from advcore.training.resumption import resume_point
+from advcore.training.runner import (EpochControl, ProgressFile, finish, load_optimizers, mark_running, save_optimizers,
+                                     stopping_notice, supervise)
 
 HISTORY_COLUMNS = ("epoch", "critic_loss", "generator_loss", "wasserstein", "gradient_penalty", "aux_loss_real",
                    "aux_loss_fake", "aux_accuracy_real", "aux_accuracy_fake", "seconds")

@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 from advcore.jobs.processes import spawn
-from advcore.storage import locks
-from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, list_runs, now, process_start_ticks, runs_root,
-                                  safe_status)
-from advcore.training.config import config_kind
+from advcore.storage import files, locks
+from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, RunRefused, list_runs, now, process_start_ticks,
+                                  runs_root, safe_status)
+from advcore.training.config import GanConfig, TrainConfig, config_kind, upgraded
+from advcore.training.resumption import resumable_from
 
 MAX_RUNS_ENV = "ADVLAB_MAX_RUNS"
 LOCK_FILE = "_scheduler.lock"  # not a run id (a leading "_"), and a file: the run list never shows it
@@ -68,6 +69,28 @@ def launch(run: Run) -> subprocess.Popen:
     process = spawn([command, "--resume", run.id, "--runs-dir", str(run.root.resolve())], run.process_log_path)
     run.update_status(pid=process.pid, pid_start=process_start_ticks(process.pid), launched=now())
     return process
+
+
+def requeue(run: Run, more: int = 0) -> None:
+    """Queues a stopped, failed or finished run again; the scheduler resumes it from its last complete
+    epoch. `more` lengthens it first: more epochs, or more cycles for an interleaved schedule (a run
+    that trains until stopped has no length to add). Raises RunRefused, RunError or ConfigError, and
+    then leaves the run as it was."""
+    status = run.status()
+    if status["status"] in LIVE_STATUSES:
+        raise RunRefused(f"run {run.id} is {status['status']}: it trains already")
+    content, _ = upgraded(run.config())
+    gan = config_kind(content) == "gan"
+    config = (GanConfig if gan else TrainConfig).from_dict(content)
+    length = "epochs" if gan else "schedule.cycles" if config.schedule.kind == "interleaved" else "schedule.epochs"
+    section, leaf = (content, length) if gan else (content["schedule"], length.split(".")[1])
+    if more and section.get(leaf) is not None:
+        section[leaf] += more
+        config = (GanConfig if gan else TrainConfig).from_dict(content)
+    resumable_from(run, config.epochs if gan else config.schedule.total_epochs)
+    if config.to_dict() != run.config():
+        files.write_json(run.config_path, config.to_dict())
+    run.queue_again()
 
 
 def start_queued(root=None, echo=print) -> tuple[list[subprocess.Popen], bool]:

@@ -270,6 +270,15 @@ class Run:
         files.write_json(self.status_path, status)
         return status
 
+    def queue_again(self) -> None:
+        """Marks a run that ended as queued once more, with no process, for the scheduler to resume; when
+        it was created and first started, and its best epoch, stay."""
+        status = self.recorded_status()
+        kept = {field: status[field] for field in ("created", "started", "best_epoch", "best_val_robust_accuracy")
+                if field in status}
+        files.write_json(self.status_path, {"status": "queued", **kept, "host": socket.gethostname(),
+                                            "requeued": now()})
+
     def write_history(self, history: pd.DataFrame) -> None:
         with files.atomic_path(self.history_path) as tmp:
             history.to_csv(tmp, index=False)
@@ -278,7 +287,7 @@ class Run:
 _STATUS_FIELDS = {"pid": int, "pid_start": int, "epoch": int, "total_epochs": int, "steps_per_epoch": int,
                   "best_epoch": int, "best_val_robust_accuracy": float, "error": str, "reason": str, "device": str,
                   "host": str, "signal": str, "phase": str}
-_STATUS_TIMES = ("created", "launched", "started", "resumed", "ended", "updated")
+_STATUS_TIMES = ("created", "launched", "started", "resumed", "requeued", "ended", "updated")
 _TEXT_COLUMNS = ("phase", "warning")  # every other history column holds numbers (or nothing)
 
 

@@ -19,6 +19,7 @@ from advcore.storage import files
 VANILLA, ADVERSARIAL = "vanilla", "adversarial"
 GENERATIVE_METHODS = ("gan", "unrestricted")  # training examples drawn from a class-conditional GAN
 RMSE_METHODS = ("rmse_ball", "l2_min")  # seed 004's attacks: eps is an RMSE, the norm is L2
+PIXEL_STEP_METHODS = ("fgsm", "fgsm_rs", "pgd", "ll_fgsm")  # their step size is a pixel step within the eps ball
 UNTIL_STOPPED = 10**9  # the epoch count handed to `fit` when the user stops the run
 WORST_OF_LOSSES = "ce+margin"  # an evaluation's loss: per sample, the worse of cross-entropy and margin
 
@@ -110,6 +111,9 @@ class AttackConfig:
                 raise ConfigError(f"step_size: {self.method} sets its own steps (linearly decreasing, "
                                   "adding up to eps)")
             _finite("step_size", self.step_size, minimum=0.0)
+            if self.method in PIXEL_STEP_METHODS and self.step_size > 2 * self.eps:
+                raise ConfigError(f"step_size: {self.step_size:g} is more than twice eps ({self.eps:g}): one step "
+                                  "would cross the whole ball (PGD's usual step is 2.5 eps / steps)")
         _finite("warmup_epochs", self.warmup_epochs, minimum=0.0)
 
     @property
@@ -286,8 +290,9 @@ class _Config:
         """The config, its fields typed; `checked` also runs every check (a recorded run is read with
         types only, so that a dataset or model file that moved since does not make it unreadable)."""
         config = _build(cls, content, "")
-        if checked:
-            _check_all(config, "")
+        found = _problems(config, "") if checked else []
+        if found:
+            raise ConfigError(found[0])
         return config
 
     @classmethod
@@ -316,20 +321,37 @@ class TrainConfig(_Config):
     validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
     distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
 
+    CHECKS: typing.ClassVar[tuple] = ("_check_lengths", "_check_generator", "_check_mode", "_check_objective",
+                                      "_check_validation")  # independent: the form shows every failing one
+
     def check(self):
-        if self.lr_schedule.kind == "cyclic" and self.schedule.total_epochs is None:
+        for name in self.CHECKS:
+            getattr(self, name)()
+
+    def _check_lengths(self):
+        total = self.schedule.total_epochs
+        if self.lr_schedule.kind == "cyclic" and total is None:
             raise ConfigError("lr_schedule.kind: a cyclic schedule needs a known number of epochs "
                               "(schedule.epochs or schedule.cycles), not 'until stopped'")
+        late = [m for m in self.lr_schedule.milestones if total is not None and m > total]
+        if self.lr_schedule.kind == "step" and late:
+            raise ConfigError(f"lr_schedule.milestones: epoch {late[0]} is after the run's last epoch ({total}), so "
+                              "the rate would never drop there")
+
+    def _check_generator(self):
         uses_gan = self.adversarial and self.attack.generative
         if (uses_gan or self.validation.gan_size) and self.generator is None:
             user = f"the {self.attack.method} method" if uses_gan else "validation.gan_size"
             raise ConfigError(f"generator: {user} needs a trained GAN: give the folder of a GAN run")
         if self.generator is not None and not (Path(self.generator).expanduser() / GENERATOR_FILE).is_file():
             raise ConfigError(f"generator: no {GENERATOR_FILE} in {self.generator} (give a GAN run's folder)")
+
+    def _check_mode(self):
         if self.mode == "vanilla" and self.schedule.kind != "constant":
             raise ConfigError(f"schedule.kind: a {self.schedule.kind} schedule needs an adversarial mode, "
                               "not mode 'vanilla'")
-        self._check_objective()
+
+    def _check_validation(self):
         if self.validation.keep_best and (self.validation.robust_size == 0 or self.data.validation_size == 0):
             raise ConfigError("validation.keep_best: picks the epoch of highest validation robust accuracy, so it "
                               "needs validation images (data.validation_size > 0) and validation.robust_size > 0")
@@ -459,30 +481,42 @@ def bounds_of(dotted: str, config_class=None) -> tuple | None:
     return BOUNDS.get(f"{cls.__name__}.{leaf}")
 
 
-def _check_bounds(config) -> None:
+def _bound_problems(config) -> list[str]:
+    found = []
     for field in dataclasses.fields(config):
         value, bounds = getattr(config, field.name), BOUNDS.get(f"{type(config).__name__}.{field.name}")
         if bounds and value is not None and not bounds[0] <= value <= bounds[1]:
-            raise ConfigError(f"{field.name}: must lie in [{_shown(bounds[0])}, {_shown(bounds[1])}], "
-                              f"got {_shown(value)}")
+            found.append(f"{field.name}: must lie in [{_shown(bounds[0])}, {_shown(bounds[1])}], got {_shown(value)}")
+    return found
 
 
 def _shown(number) -> str:
     return str(number) if isinstance(number, int) else f"{number:g}"
 
 
-def _check_all(config, prefix: str) -> None:
-    """Runs every section's bounds and check, prefixing its messages with the section's dotted name."""
+def _problems(config, prefix: str) -> list[str]:
+    """Every section's bounds and checks, each message prefixed with its section's dotted name."""
+    found = []
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if dataclasses.is_dataclass(value):
-            _check_all(value, f"{prefix}{field.name}.")
+            found += _problems(value, f"{prefix}{field.name}.")
+    found += [prefix + problem for problem in _bound_problems(config)]
+    for name in getattr(config, "CHECKS", ("check",) if hasattr(config, "check") else ()):
+        try:  # relations between fields (bounds alone are in BOUNDS)
+            getattr(config, name)()
+        except ConfigError as error:
+            found.append(f"{prefix}{error}")
+    return found
+
+
+def problems(cls, content: dict) -> list[str]:
+    """Every problem of a config's content at once, for a form to mark each next to its field
+    (`from_dict` raises the first). A field of the wrong type is reported alone: nothing else can be checked."""
     try:
-        _check_bounds(config)
-        if hasattr(config, "check"):  # relations between fields (bounds alone are in BOUNDS)
-            config.check()
+        return _problems(_build(cls, content, ""), "")
     except ConfigError as error:
-        raise ConfigError(f"{prefix}{error}") from None
+        return [str(error)]
 
 
 def _build(cls, content, prefix: str):

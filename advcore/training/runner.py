@@ -30,6 +30,7 @@ from advcore.storage import data, files, locks
 from advcore.storage.runs import Run, RunError, RunRefused, TrainingDiverged, now, process_start_ticks
 from advcore.training import distribute
 from advcore.training.config import ADVERSARIAL, RMSE_METHODS, UNTIL_STOPPED, TrainConfig, phase
+from advcore.training.resumption import resume_point
 from advcore.training.trainer import AdversarialTrainer, current_learning_rate, make_optimizer, training_batches
 
 HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_robust_accuracy",
@@ -331,49 +332,6 @@ def _robust_spec(config: TrainConfig, input_shape):
     if config.attack.method in RMSE_METHODS:
         return attacks.pgd(eps * math.sqrt(math.prod(input_shape)), norm="l2", steps=config.validation.steps)
     return attacks.pgd(eps, norm=config.attack.norm, steps=config.validation.steps)
-
-
-def resume_point(run: Run, config, total_epochs: int | None, empty: pd.DataFrame) -> tuple[int, pd.DataFrame]:
-    """Where a resumed run continues: the last epoch with both a checkpoint and a history row (a kill can
-    fall between the two writes), and the history up to it.
-
-    Resuming never loses work: a run that trained but has no such epoch is refused, and so is a finished
-    run given no more epochs. The config it goes on with (longer, when a finished run is extended)
-    becomes the run's config.json."""
-    try:
-        status, recorded = run.recorded_status(), run.history()
-    except RunError as error:
-        raise RunRefused(f"{error}; the run cannot be resumed from it") from None
-    epochs = pd.to_numeric(recorded["epoch"], errors="coerce") if "epoch" in recorded else pd.Series(dtype=float)
-    complete = [epoch for epoch in run.checkpoints() if epoch in set(epochs)]
-    if not complete:
-        lost = _work_without_checkpoint(run, recorded)
-        if lost:
-            raise RunRefused(f"run {run.id} cannot be resumed: {lost}, so it would train again from scratch "
-                             f"over its files; train a new run with its config instead (--config {run.config_path})")
-        first_epoch, history = 0, empty
-    else:
-        first_epoch, history = complete[-1], recorded[epochs <= complete[-1]]
-    if total_epochs is not None and first_epoch > total_epochs:
-        raise RunRefused(f"run {run.id} has trained {first_epoch} epochs, more than the {total_epochs} asked")
-    if status["status"] == "finished" and total_epochs is not None and first_epoch >= total_epochs:
-        raise RunRefused(f"run {run.id} finished all its {first_epoch} epochs: to train it further, resume it with "
-                         f"more epochs (--epochs {first_epoch + 10}, or --cycles for an interleaved schedule)")
-    if config.to_dict() != run.config():
-        files.write_json(run.config_path, config.to_dict())
-    return first_epoch, history
-
-
-def _work_without_checkpoint(run: Run, history: pd.DataFrame) -> str:
-    """What a run holds that a resume from scratch would overwrite, in words; "" when it holds nothing."""
-    checkpoints = run.checkpoints()
-    if checkpoints:
-        return f"its checkpoints (epochs {', '.join(map(str, checkpoints))}) have no matching rows in history.csv"
-    if len(history):
-        return f"history.csv has {len(history)} epochs but checkpoints/ holds no complete checkpoint"
-    if any(run.path.glob("*.keras")):  # (a missing history.csv beside a model is damage: Run.history says so)
-        return "it has a model but no epoch in history.csv and no checkpoint"
-    return ""
 
 
 def supervise(run: Run, work, echo=print) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import re
 
 import pandas as pd
 
@@ -44,17 +46,40 @@ def _best(history: pd.DataFrame, column: str) -> float | None:
     return None
 
 
-def run_row(run: Run) -> dict:
-    """One line of the runs table; a damaged run shows as such, with the reason."""
-    row = {"id": run.id, "name": run.name(), "status": "damaged", "epoch": None, "summary": "",
-           "last val acc": None, "best val acc": None, "best robust acc": None, "problem": ""}
+@dataclasses.dataclass
+class Snapshot:
+    """One read of a run's files: the header, the charts and the table row of a poll all draw from it,
+    so they always agree. `problem` says why the run cannot be read (a damaged run)."""
+    run: Run
+    status: dict
+    config: dict | None = None
+    history: pd.DataFrame | None = None
+    position: dict = dataclasses.field(default_factory=dict)
+    problem: str = ""
+
+    @property
+    def live(self) -> bool:
+        return self.status["status"] in LIVE_STATUSES
+
+
+def snapshot(run: Run) -> Snapshot:
     try:
-        status, config, history = run.status(), run.training_config(), run.history()
+        status = run.status()
+        content, history = run.training_config(), run.history()
     except RunError as error:
-        row["problem"] = str(error)
+        return Snapshot(run, {"status": "damaged"}, problem=str(error))
+    live = status["status"] in LIVE_STATUSES
+    return Snapshot(run, status, content, history, run.progress() if live else {})
+
+
+def run_row(shot: Snapshot) -> dict:
+    """One line of the runs table; a damaged run shows as such, with the reason."""
+    row = {"name": shot.run.name(), "status": shot.status["status"], "epoch": None, "last val acc": None,
+           "best val acc": None, "best robust acc": None, "summary": "", "problem": shot.problem, "id": shot.run.id}
+    if shot.problem:
         return row
-    row.update(status=status["status"], epoch=len(history), summary=_config_summary(config),
-               problem=status.get("error") or "")
+    history = shot.history
+    row.update(epoch=len(history), summary=_config_summary(shot.config), problem=shot.status.get("error") or "")
     if len(history) and "val_accuracy" in history:
         row["last val acc"] = history["val_accuracy"].iloc[-1]
         row["best val acc"] = _best(history, "val_accuracy")
@@ -62,10 +87,12 @@ def run_row(run: Run) -> dict:
     return row
 
 
-def runs_table(runs: list[Run]) -> pd.DataFrame:
-    return pd.DataFrame([run_row(run) for run in runs],
-                        columns=["id", "name", "status", "epoch", "summary", "last val acc", "best val acc",
-                                 "best robust acc", "problem"])
+TABLE_COLUMNS = ["name", "status", "epoch", "last val acc", "best val acc", "best robust acc", "summary", "problem",
+                 "id"]  # the figures first: no scrolling to reach them
+
+
+def runs_table(shots: list[Snapshot]) -> pd.DataFrame:
+    return pd.DataFrame([run_row(shot) for shot in shots], columns=TABLE_COLUMNS)
 
 
 def is_live(run: Run) -> bool:
@@ -75,23 +102,52 @@ def is_live(run: Run) -> bool:
         return False
 
 
-def progress(run: Run, status: dict, history: pd.DataFrame) -> dict:
-    """Epoch and phase in progress, the share of it done, elapsed time and ETA (None if unknown)."""
-    position = run.progress() if status["status"] in LIVE_STATUSES else {}
-    steps = position.get("steps_per_epoch") or status.get("steps_per_epoch")
-    within = min(1.0, position.get("batch", 0) / steps) if steps else 0.0
-    epoch = position.get("epoch", len(history))
-    epoch_seconds = history["seconds"].tail(5).mean() if len(history) else None
-    total = status.get("total_epochs")
+def progress(shot: Snapshot) -> dict:
+    """Epochs done (the history's rows, as in the chart and the table), the share of the epoch in
+    progress, the run's wall time and ETA (None if unknown)."""
+    status, done = shot.status, len(shot.history)
+    steps = shot.position.get("steps_per_epoch") or status.get("steps_per_epoch")
+    current = shot.position.get("epoch") == done + 1  # progress.json is about the epoch after the history's last
+    within = min(1.0, shot.position.get("batch", 0) / steps) if steps and current else 0.0
+    epoch_seconds = shot.history["seconds"].tail(5).mean() if done else None
+    total = status.get("total_epochs") or _planned_epochs(shot.config)
     eta = None
-    if total and epoch_seconds and status["status"] in LIVE_STATUSES:
-        eta = max(0.0, (total - len(history) - within) * epoch_seconds)
-    elapsed = None
-    if status.get("started"):
-        end = status.get("ended") if status["status"] not in LIVE_STATUSES else None
-        finish = dt.datetime.fromisoformat(end) if end else dt.datetime.now(dt.timezone.utc)
-        elapsed = (finish - dt.datetime.fromisoformat(status["started"])).total_seconds()
-    return {"epoch": epoch, "within": within, "total": total, "elapsed": elapsed, "eta": eta}
+    if total and epoch_seconds and shot.live:
+        eta = max(0.0, (total - done - within) * epoch_seconds)
+    return {"done": done, "within": within, "total": total, "elapsed": wall_time(status), "eta": eta}
+
+
+def _planned_epochs(config: dict) -> int | None:
+    schedule = config.get("schedule", {})
+    if config_kind(config) == "gan":
+        return config.get("epochs")
+    if schedule.get("kind") == "interleaved":
+        cycles = schedule.get("cycles")
+        return cycles * (schedule.get("vanilla_epochs", 0) + schedule.get("adversarial_epochs", 0)) if cycles else None
+    return schedule.get("epochs")
+
+
+def wall_time(status: dict) -> float | None:
+    """Seconds from the first start to the end, or for a run that died without saying so, to its last
+    recorded sign of life (never to now: a dead run's clock does not run on); None before it started."""
+    if not status.get("started"):
+        return None
+    if status["status"] in LIVE_STATUSES:
+        end = dt.datetime.now(dt.timezone.utc)
+    else:
+        end = dt.datetime.fromisoformat(status.get("ended") or status.get("updated") or status["started"])
+    return max(0.0, (end - dt.datetime.fromisoformat(status["started"])).total_seconds())
+
+
+NOISE = re.compile(r"^[EWI]\d{4} .*\] .*(cuda|cuInit|GPU|TensorRT|cpu_feature_guard|oneDNN)|"
+                   r"^WARNING: All log messages before absl::InitializeLog|^To enable the following instructions",
+                   re.IGNORECASE)
+
+
+def readable_log(text: str) -> str:
+    """A log tail without TensorFlow's start-up chatter about absent GPUs and CPU features, which says
+    nothing about why a run failed."""
+    return "\n".join(line for line in text.splitlines() if not NOISE.search(line))
 
 
 def duration(seconds: float | None) -> str:

@@ -1,4 +1,4 @@
-"""The Train page's form: presets, widgets for every config field, validation next to each section."""
+"""The Train page's form: presets, the fields that apply to the chosen setup, every problem next to its field."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import streamlit as st
 from advcore.architectures import ACTIVATIONS, ARCHITECTURES, DENSENET_DEPTH, DENSENET_GROWTH
 from advcore.storage.data import DATASETS
 from advcore.storage.runs import RunError
-from advcore.training.config import RMSE_METHODS, ConfigError, TrainConfig, config_kind, read_file
+from advcore.training.config import (GENERATIVE_METHODS, PIXEL_STEP_METHODS, RMSE_METHODS, ConfigError, TrainConfig,
+                                     config_kind, problems, read_file)
 from app import generators, registry, state
 
 PRESETS = {
@@ -45,7 +46,6 @@ DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "validat
 OBJECTIVE_LABELS = {"ce": "CE", "trades": "TRADES", "mart": "MART"}
 METHODS = ("pgd", "fgsm_rs", "fgsm", "ll_fgsm", "gan", "unrestricted", "rmse_ball", "l2_min")
 STEPPED_METHODS = ("pgd", "unrestricted", *RMSE_METHODS)  # the methods whose steps the form sets
-SECTIONS = ("data", "model", "training", "attack", "schedule", "optimizer")
 KEY = "train_form."
 RECIPES_DIR = registry.PROJECT_ROOT / "assets" / "recipes"
 
@@ -101,29 +101,109 @@ def presets() -> dict[str, dict]:
     return PRESETS | recipes
 
 
-def _apply_preset() -> None:
-    chosen = presets().get(st.session_state[KEY + "preset"], {})
-    for field, value in (DEFAULTS | chosen).items():
+def _adversarial(v: dict) -> bool:
+    return v["mode"] != "vanilla"
+
+
+def _densenet(v: dict) -> bool:
+    return v["architecture"] == "densenet_bc"
+
+
+def _interleaved(v: dict) -> bool:
+    return v["schedule"] == "interleaved"
+
+
+APPLIES = {  # field: when it means something; a field that does not apply is hidden and keeps its default
+    "width": lambda v: not _densenet(v), "activation": lambda v: v["architecture"] == "woods_resnet44",
+    "depth": _densenet, "growth": _densenet,
+    "weight": lambda v: v["mode"] in ("double", "split"), "fraction": lambda v: v["mode"] == "split",
+    "objective": _adversarial, "beta": lambda v: _adversarial(v) and v["objective"] != "ce",
+    "awp": _adversarial, "awp_gamma": lambda v: _adversarial(v) and v["awp"], "zeta": lambda v: v["lipschitz"],
+    "method": _adversarial, "norm": lambda v: _adversarial(v) and v["method"] not in (*RMSE_METHODS, "gan"),
+    "eps": lambda v: _adversarial(v) and v["method"] != "gan",
+    "eps_unit": lambda v: _adversarial(v) and v["method"] not in (*RMSE_METHODS, "gan"),
+    "steps": lambda v: _adversarial(v) and v["method"] in STEPPED_METHODS,
+    "step_size": lambda v: _adversarial(v) and v["method"] in PIXEL_STEP_METHODS,
+    "schedule": _adversarial, "epochs": lambda v: not _interleaved(v) and not v["until_stopped"],
+    "until_stopped": lambda v: not _interleaved(v), "vanilla": lambda v: v["schedule"] in ("interleaved", "warmup"),
+    "adversarial": _interleaved, "cycles": _interleaved,
+    "milestones": lambda v: v["lr_schedule"] == "step", "nesterov": lambda v: v["optimizer"] == "sgd",
+    "robust_eps": lambda v: v["robust_size"] > 0,
+}
+FIELD_OF = {  # a config field's dotted name: the form field that sets it (its problems show under it)
+    "data.dataset": "dataset", "data.train_size": "train_size", "data.validation_size": "validation_size",
+    "data.augment": "augment", "model.architecture": "architecture", "model.width": "width",
+    "model.activation": "activation", "model.depth": "depth", "model.growth": "growth", "mix.weight": "weight",
+    "mix.fraction": "fraction", "attack.method": "method", "attack.norm": "norm", "attack.eps": "eps",
+    "attack.steps": "steps", "attack.step_size": "step_size", "schedule.kind": "schedule", "schedule.epochs": "epochs",
+    "schedule.vanilla_epochs": "vanilla", "schedule.adversarial_epochs": "adversarial", "schedule.cycles": "cycles",
+    "optimizer.name": "optimizer", "optimizer.learning_rate": "lr", "optimizer.weight_decay": "weight_decay",
+    "lr_schedule.kind": "lr_schedule", "lr_schedule.milestones": "milestones", "validation.robust_size": "robust_size",
+    "validation.eps": "robust_eps", "validation.gan_size": "gan_size", "validation.keep_best": "keep_best",
+    "lipschitz.enabled": "lipschitz", "lipschitz.zeta": "zeta", "objective.kind": "objective",
+    "objective.beta": "beta", "awp.enabled": "awp", "awp.gamma": "awp_gamma",
+}
+
+
+def effective_values(values: dict) -> dict:
+    """The values with every field that does not apply (to the setup the other values choose) at its default."""
+    effective = dict(values)
+    while True:  # a hidden field may hide others (vanilla hides the schedule, which hides the cycles)
+        hidden = {field: DEFAULTS[field] for field, applies in APPLIES.items()
+                  if not applies(effective) and effective[field] != DEFAULTS[field]}
+        if not hidden:
+            return effective
+        effective |= hidden
+
+
+def field_problems(values: dict) -> dict[str, list[str]]:
+    """Every problem of the values, by the form field it belongs to ("" for those of no single field)."""
+    found: dict[str, list[str]] = {}
+    effective = effective_values(values)
+    typos = _milestone_problems(effective)
+    checked = [message for message in problems(TrainConfig, config_from_values(effective))
+               if not (typos and message.startswith("lr_schedule.milestones"))]  # the typo says it first
+    for message in typos + checked:
+        dotted = message.split(":", 1)[0].split("[", 1)[0]
+        found.setdefault(FIELD_OF.get(dotted, dotted if dotted in DEFAULTS else ""), []).append(message)
+    return found
+
+
+def _apply_values(values: dict) -> None:
+    for field, value in (DEFAULTS | values).items():
         st.session_state[KEY + field] = value
 
 
+def _apply_preset() -> None:
+    _apply_values(presets().get(st.session_state[KEY + "preset"], {}))
+
+
+def clone(content: dict) -> None:
+    """Fills the form with a run's config (the page shows the form next)."""
+    _apply_values(values_from_config(content))
+    st.session_state[KEY + "preset"] = "Custom"
+
+
 def _init_state() -> None:
-    for field, value in DEFAULTS.items():
-        st.session_state.setdefault(KEY + field, value)
+    for field, value in DEFAULTS.items():  # kept even while hidden: Streamlit drops the state of unshown widgets
+        st.session_state[KEY + field] = st.session_state.get(KEY + field, value)
 
 
-def _section_of(message: str) -> str:
-    field = message.split(":", 1)[0]
-    first = field.split(".", 1)[0]
-    return {"mix": "training", "mode": "training", "lr_schedule": "optimizer", "batch_size": "optimizer",
-            "seed": "optimizer", "validation": "training", "name": "data", "generator": "attack",
-            "lipschitz": "training", "objective": "training", "awp": "training"}.get(first, first)
+def _milestone_parts(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _milestones(text: str) -> list:
-    """The epochs typed as "170, 195"; anything that is not an integer is passed on for the check."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    return [int(part) if part.lstrip("-").isdigit() else part for part in parts]
+def _milestones(text: str) -> list[int]:
+    """The epochs typed as "170, 195" (what is not a whole number is the form's own problem: see below)."""
+    return [int(part) for part in _milestone_parts(text) if part.lstrip("-").isdigit()]
+
+
+def _milestone_problems(values: dict) -> list[str]:
+    """Typed text the config cannot hold; found here, so a typo hides none of the other problems."""
+    if not APPLIES["milestones"](values):
+        return []
+    return [f"lr_schedule.milestones: {part!r} is not an epoch number (give whole epochs, e.g. 170, 195)"
+            for part in _milestone_parts(values["milestones"]) if not part.lstrip("-").isdigit()]
 
 
 def config_from_values(v: dict) -> dict:
@@ -156,124 +236,179 @@ def config_from_values(v: dict) -> dict:
     }
 
 
-def train_form(device: str) -> TrainConfig | None:
-    """Draws the form; returns a validated config when Start was pressed and every field is valid."""
+def current_values() -> dict:
+    return {field: st.session_state[KEY + field] for field in DEFAULTS}
+
+
+def _start(on_valid) -> None:
+    """The Start button: queues the run when every field is valid, else marks that it was refused."""
+    values = effective_values(current_values())
+    st.session_state[KEY + "refused"] = bool(field_problems(values))
+    if not st.session_state[KEY + "refused"]:
+        on_valid(TrainConfig.from_dict(config_from_values(values)))
+
+
+class _Fields:
+    """Draws a field when it applies to the current values, with its problems right under it."""
+
+    def __init__(self, values: dict, found: dict[str, list[str]]):
+        self.values, self.found = values, found
+
+    def __call__(self, widget, label: str, field: str, place=None, **options) -> None:
+        applies = APPLIES.get(field)
+        if applies is not None and not applies(self.values):
+            return
+        place = place or st
+        widget_function = getattr(place, widget)
+        widget_function(label, key=KEY + field, **options)
+        for message in self.found.get(field, []):
+            place.error(message, icon="⚠️")
+
+
+def train_form(device: str, on_valid) -> None:
+    """The form, as wide as the page, in two columns of sections; Start calls `on_valid(config)` when
+    every field is valid and otherwise lists every problem, each also next to its field."""
     _init_state()
-    st.selectbox("Preset", ["Custom", *presets()], key=KEY + "preset", on_change=_apply_preset,
-                 help="fills the form with a recipe; every field stays editable")
-    st.caption(f"Training will run on: **{device}**")
-    with st.form("train"):
-        notes = {}
-        st.markdown("**Data**")
-        st.text_input("Run name", key=KEY + "name", max_chars=60)
-        c1, c2, c3 = st.columns(3)
-        c1.selectbox("Dataset", DATASETS, key=KEY + "dataset")
-        c2.number_input("Training images (0 = all)", step=1000, key=KEY + "train_size")
-        c3.number_input("Validation images (held out of training)", step=500, key=KEY + "validation_size",
-                        help="taken from the training split by the seed and never trained on; the per-epoch "
-                             "checks run on them, and training reads no test image (0: no validation)")
-        notes["data"] = st.empty()
-        st.markdown("**Model**")
-        c1, c2, c3, c4 = st.columns(4)
-        c1.selectbox("Architecture", ARCHITECTURES, key=KEY + "architecture",
-                     help="woods_resnet44: seed 004's pre-activation ResNet-44 for CIFAR; densenet_bc: seed "
-                          "001's DenseNet-BC")
-        c2.number_input("Width", step=1, key=KEY + "width")
-        c3.selectbox("Activation", ACTIVATIONS, key=KEY + "activation",
-                     help="half_huber: seed 004's smooth ReLU (woods_resnet44 only)")
-        c4.selectbox("Augmentation", ["none", "crop", "crop_flip"], key=KEY + "augment",
-                     help="crop: random shifts (zero padding); crop_flip: also mirrors (CIFAR)")
-        c1, c2, _, _ = st.columns(4)
-        c1.number_input("DenseNet depth (densenet_bc)", step=6, key=KEY + "depth")
-        c2.number_input("DenseNet growth (densenet_bc)", step=1, key=KEY + "growth")
-        notes["model"] = st.empty()
-        st.markdown("**Training mode**")
-        c1, c2, c3 = st.columns(3)
-        c1.selectbox("Mode", ["adversarial", "double", "split", "vanilla"], key=KEY + "mode",
-                     help="adversarial: train on adversarial examples only; double: clean + adversarial "
-                          "batch; split: a share of each batch adversarial")
-        c2.number_input("Adversarial weight (lambda)", step=0.1, key=KEY + "weight")
-        c3.number_input("Adversarial share (split)", step=0.05, key=KEY + "fraction")
-        c1, c2, c3 = st.columns(3)
-        c1.selectbox("Objective", list(OBJECTIVE_LABELS), key=KEY + "objective", format_func=OBJECTIVE_LABELS.get,
-                     help="the loss of the adversarial examples. CE: cross-entropy on them (PGD-AT, Madry et "
-                          "al.); TRADES: CE on the clean image + beta KL(f(x) || f(x')), x' maximising the KL "
-                          "(needs method pgd); MART: boosted CE on x' + beta KL weighted by 1 - p_y(x)")
-        c2.number_input("beta (TRADES, MART)", step=0.5, key=KEY + "beta",
-                        help="weight of the KL term; 6 is the papers' value")
-        c3.number_input("AWP gamma", step=1e-3, format="%.4f", key=KEY + "awp_gamma",
-                        help="each kernel moves by gamma times its own norm")
-        c1, c2 = st.columns(2)
-        c1.checkbox("AWP", key=KEY + "awp",
-                    help="adversarial weight perturbation (Wu et al. 2020): each adversarial step takes its "
-                         "gradient at weights moved toward higher adversarial loss; about 1/(steps + 1) more time")
-        c2.checkbox("Keep best epoch", key=KEY + "keep_best",
-                    help="the run's model is its epoch of highest validation robust accuracy (robust overfitting, "
-                         "Rice et al. 2020); history and checkpoints stay whole")
-        c1, c2, _ = st.columns(3)
-        c1.number_input("Robust-accuracy check images per epoch (0 = off)", step=100,
-                        key=KEY + "robust_size")
-        c2.number_input("Robust check eps (0 = training eps)", step=0.01, format="%.4f",
-                        key=KEY + "robust_eps", help="PGD-10 in the attack's norm; an RMSE for rmse_ball and l2_min")
-        c1, c2 = st.columns(2)
-        c1.checkbox("Lipschitz penalty", key=KEY + "lipschitz",
-                    help="seed 004, with an adaptive psi: psi * mean |ds/dx|^2 by double backprop, s a random "
-                         "logit or the margin; with half_huber and split 0.5 these are the seed's robust additions")
-        c2.number_input("Margin share zeta", step=0.05, key=KEY + "zeta",
-                        help="share of samples whose margin, not a random logit, is smoothed")
-        notes["training"] = st.empty()
-        st.markdown("**Attack**")
-        c1, c2, c3, c4 = st.columns(4)
-        c1.selectbox("Method", METHODS, key=KEY + "method",
-                     help="fgsm_rs: random start and step 1.25 eps (fast training); ll_fgsm: least-likely "
-                          "class, eps drawn per batch up to eps; gan: GAN samples of the batch's classes; "
-                          "unrestricted: latent-space examples against the current weights (eps bounds their "
-                          "pixel noise, steps are latent steps); rmse_ball (seed 004, eps 0.01) and l2_min "
-                          "(smallest flip within eps 0.1): eps is an RMSE, steps shrink linearly")
-        c2.selectbox("Norm", ["linf", "l2"], key=KEY + "norm")
-        c3.number_input("eps", step=0.01, format="%.4f", key=KEY + "eps")
-        c4.radio("eps unit", ["[0, 1]", "/255"], key=KEY + "eps_unit", horizontal=True)
-        c1, c2 = st.columns(2)
-        c1.number_input("Steps (pgd, rmse_ball, l2_min; unrestricted: latent steps)", step=1, key=KEY + "steps")
-        c2.number_input("Step size (0 = by method)", step=0.001, format="%.4f", key=KEY + "step_size")
-        c1, c2 = st.columns(2)
-        gans = generator_choices()
-        c1.selectbox("GAN (for gan / unrestricted, and the GAN checks)", ["", *gans], key=KEY + "generator",
-                     format_func=lambda folder: gans.get(folder, folder) if folder else "none")
-        c2.number_input("GAN-check images per epoch (0 = off)", step=100, key=KEY + "gan_size",
-                        help="accuracy on GAN samples and on unrestricted examples searched from them, each epoch")
-        notes["attack"] = st.empty()
-        st.markdown("**Schedule**")
-        c1, c2, c3 = st.columns(3)
-        c1.selectbox("Schedule", ["constant", "interleaved", "warmup"], key=KEY + "schedule",
-                     help="interleaved: cycles of vanilla then adversarial epochs; warmup: vanilla epochs "
-                          "first, adversarial after")
-        c2.number_input("Epochs", step=1, key=KEY + "epochs")
-        c3.checkbox("Until stopped", key=KEY + "until_stopped")
-        c1, c2, c3 = st.columns(3)
-        c1.number_input("Vanilla epochs per cycle / warm-up", step=1, key=KEY + "vanilla")
-        c2.number_input("Adversarial epochs per cycle", step=1, key=KEY + "adversarial")
-        c3.number_input("Cycles (0 = until stopped)", step=1, key=KEY + "cycles")
-        notes["schedule"] = st.empty()
-        st.markdown("**Optimiser**")
-        c1, c2, c3, c4 = st.columns(4)
-        c1.selectbox("Optimiser", ["adam", "sgd"], key=KEY + "optimizer")
-        c2.number_input("Learning rate", step=1e-4, format="%.5f", key=KEY + "lr")
-        c3.number_input("Weight decay (decoupled)", step=1e-4, format="%.5f", key=KEY + "weight_decay")
-        c4.number_input("Batch size", step=1, key=KEY + "batch_size")
-        c1, c2, c3, c4 = st.columns(4)
-        c1.selectbox("LR schedule", ["constant", "step", "cyclic"], key=KEY + "lr_schedule",
-                     help="step: times 0.1 at each milestone epoch; cyclic: one cycle up and down")
-        c2.text_input("Milestones (step)", key=KEY + "milestones", placeholder="e.g. 170, 195")
-        c3.checkbox("Nesterov momentum (sgd)", key=KEY + "nesterov")
-        c4.number_input("Seed", step=1, key=KEY + "seed")
-        notes["optimizer"] = st.empty()
-        submitted = st.form_submit_button("Start training", type="primary")
-    if not submitted:
-        return None
-    values = {field: st.session_state[KEY + field] for field in DEFAULTS}
-    try:
-        return TrainConfig.from_dict(config_from_values(values))
-    except ConfigError as error:
-        notes.get(_section_of(str(error)), notes["data"]).error(str(error), icon="⚠️")
-        return None
+    values = current_values()
+    found = field_problems(values)
+    field = _Fields(effective_values(values), found)
+    top, device_note = st.columns([2, 1])
+    top.selectbox("Preset", ["Custom", *presets()], key=KEY + "preset", on_change=_apply_preset,
+                  help="fills the form with a recipe; every field stays editable")
+    device_note.caption(f"Training will run on: **{device}**")
+    left, right = st.columns(2, gap="large")
+    with left:
+        _data_and_model(field)
+        _training(field)
+    with right:
+        _attack(field)
+        _schedule_optimiser_validation(field)
+    general = found.get("", [])
+    for message in general:
+        st.error(message, icon="⚠️")
+    if found and st.session_state.get(KEY + "refused"):
+        count = sum(map(len, found.values()))
+        st.warning(f"Not started: {count} problem{'s' if count > 1 else ''} to fix, each shown next to its field.")
+    st.button("Start training", type="primary", on_click=_start, args=(on_valid,))
+
+
+def _data_and_model(field: _Fields) -> None:
+    st.markdown("**Data**")
+    field("text_input", "Run name", "name", max_chars=60)
+    field("selectbox", "Dataset", "dataset", options=DATASETS)
+    c1, c2 = st.columns(2)
+    field("number_input", "Training images (0 = all)", "train_size", c1, step=1000)
+    field("number_input", "Validation images (held out of training)", "validation_size", c2, step=500,
+          help="taken from the training split by the seed and never trained on; the per-epoch checks run on "
+               "them, and training reads no test image (0: no validation)")
+    field("selectbox", "Augmentation", "augment", options=["none", "crop", "crop_flip"],
+          help="crop: random shifts (zero padding); crop_flip: also mirrors (CIFAR)")
+    st.markdown("**Model**")
+    field("selectbox", "Architecture", "architecture", options=ARCHITECTURES,
+          help="woods_resnet44: seed 004's pre-activation ResNet-44 for CIFAR; densenet_bc: seed 001's DenseNet-BC")
+    c1, c2 = st.columns(2)
+    field("number_input", "Width", "width", c1, step=1, help="channel multiplier of the layers")
+    field("selectbox", "Activation", "activation", c2, options=ACTIVATIONS,
+          help="half_huber: seed 004's smooth ReLU")
+    field("number_input", "DenseNet depth", "depth", c1, step=6, help="6n + 4 layers")
+    field("number_input", "DenseNet growth", "growth", c2, step=1, help="channels each layer adds")
+
+
+def _training(field: _Fields) -> None:
+    st.markdown("**Training**")
+    field("selectbox", "Mode", "mode", options=["adversarial", "double", "split", "vanilla"],
+          help="adversarial: train on adversarial examples only; double: clean + adversarial batch; split: a "
+               "share of each batch adversarial")
+    c1, c2 = st.columns(2)
+    field("number_input", "Adversarial weight (lambda)", "weight", c1, step=0.1)
+    field("number_input", "Adversarial share", "fraction", c2, step=0.05)
+    c1, c2 = st.columns(2)
+    field("selectbox", "Objective", "objective", c1, options=list(OBJECTIVE_LABELS), format_func=OBJECTIVE_LABELS.get,
+          help="the loss of the adversarial examples. CE: cross-entropy on them (PGD-AT, Madry et al.); TRADES: CE "
+               "on the clean image + beta KL(f(x) || f(x')), x' maximising the KL (needs method pgd); MART: "
+               "boosted CE on x' + beta KL weighted by 1 - p_y(x)")
+    field("number_input", "beta", "beta", c2, step=0.5, help="weight of the KL term; 6 is the papers' value")
+    c1, c2 = st.columns(2, vertical_alignment="center")
+    field("checkbox", "AWP", "awp", c1,
+          help="adversarial weight perturbation (Wu et al. 2020): each adversarial step takes its gradient at "
+               "weights moved toward higher adversarial loss; about 1/(steps + 1) more time")
+    field("number_input", "AWP gamma", "awp_gamma", c2, step=1e-3, format="%.4f",
+          help="each kernel moves by gamma times its own norm")
+    c1, c2 = st.columns(2, vertical_alignment="center")
+    field("checkbox", "Lipschitz penalty", "lipschitz", c1,
+          help="seed 004, with an adaptive psi: psi * mean |ds/dx|^2 by double backprop, s a random logit or the "
+               "margin; with half_huber and split 0.5 these are the seed's robust additions")
+    field("number_input", "Margin share zeta", "zeta", c2, step=0.05,
+          help="share of samples whose margin, not a random logit, is smoothed")
+
+
+def _attack(field: _Fields) -> None:
+    if not _adversarial(field.values):
+        return
+    st.markdown("**Attack**")
+    field("selectbox", "Method", "method", options=METHODS,
+          help="fgsm_rs: random start and step 1.25 eps (fast training); ll_fgsm: least-likely class, eps drawn "
+               "per batch up to eps; gan: GAN samples of the batch's classes; unrestricted: latent-space examples "
+               "against the current weights (eps bounds their pixel noise, steps are latent steps); rmse_ball "
+               "(seed 004, eps 0.01) and l2_min (smallest flip within eps 0.1): eps is an RMSE, steps shrink "
+               "linearly")
+    c1, c2 = st.columns(2)
+    field("selectbox", "Norm", "norm", c1, options=["linf", "l2"])
+    field("radio", "eps unit", "eps_unit", c2, options=["[0, 1]", "/255"], horizontal=True)
+    rmse = field.values["method"] in RMSE_METHODS
+    c1, c2 = st.columns(2)
+    field("number_input", "eps (an RMSE)" if rmse else "eps", "eps", c1, step=0.01, format="%.4f")
+    field("number_input", "Step size (0 = by method)", "step_size", c2, step=0.001, format="%.4f",
+          help="default: eps (fgsm), 1.25 eps (fgsm_rs), 2.5 eps / steps (pgd)")
+    c1, _ = st.columns(2)
+    field("number_input", "Latent steps" if field.values["method"] == "unrestricted" else "Steps", "steps", c1,
+          step=1)
+    if field.values["method"] in GENERATIVE_METHODS or generator_choices():
+        _gan_fields(field)
+
+
+def _gan_fields(field: _Fields) -> None:
+    gans = generator_choices()
+    field("selectbox", "GAN (for gan / unrestricted, and the GAN checks)", "generator", options=["", *gans],
+          format_func=lambda folder: gans.get(folder, folder) if folder else "none")
+
+
+def _schedule_optimiser_validation(field: _Fields) -> None:
+    st.markdown("**Schedule**")
+    field("selectbox", "Schedule", "schedule", options=["constant", "interleaved", "warmup"],
+          help="interleaved: cycles of vanilla then adversarial epochs; warmup: vanilla epochs first, "
+               "adversarial after")
+    c1, c2 = st.columns(2)
+    field("number_input", "Epochs", "epochs", c1, step=1)
+    field("checkbox", "Until stopped", "until_stopped", c2)
+    warmup = field.values["schedule"] == "warmup"
+    c1, c2, c3 = st.columns(3)
+    field("number_input", "Warm-up epochs (vanilla)" if warmup else "Vanilla epochs per cycle", "vanilla", c1, step=1)
+    field("number_input", "Adversarial epochs per cycle", "adversarial", c2, step=1)
+    field("number_input", "Cycles (0 = until stopped)", "cycles", c3, step=1)
+    st.markdown("**Optimiser**")
+    c1, c2 = st.columns(2)
+    field("selectbox", "Optimiser", "optimizer", c1, options=["adam", "sgd"])
+    field("number_input", "Learning rate", "lr", c2, step=1e-4, format="%.5f")
+    c1, c2 = st.columns(2)
+    field("selectbox", "LR schedule", "lr_schedule", c1, options=["constant", "step", "cyclic"],
+          help="step: times 0.1 at each milestone epoch; cyclic: one cycle up and down")
+    field("text_input", "Milestones", "milestones", c2, placeholder="e.g. 170, 195")
+    c1, c2 = st.columns(2)
+    field("number_input", "Weight decay", "weight_decay", c1, step=1e-4, format="%.5f", help="decoupled")
+    field("checkbox", "Nesterov momentum", "nesterov", c2)
+    c1, c2 = st.columns(2)
+    field("number_input", "Batch size", "batch_size", c1, step=1)
+    field("number_input", "Seed", "seed", c2, step=1)
+    st.markdown("**Validation**")
+    c1, c2 = st.columns(2)
+    field("number_input", "Robust check images per epoch", "robust_size", c1, step=100,
+          help="PGD-10 in the attack's norm on this many validation images each epoch (0: off)")
+    field("number_input", "Robust check eps (0 = training eps)", "robust_eps", c2, step=0.01, format="%.4f",
+          help="an RMSE for rmse_ball and l2_min")
+    field("checkbox", "Keep best epoch", "keep_best", c1,
+          help="the run's model is its epoch of highest validation robust accuracy (robust overfitting, Rice et "
+               "al. 2020); history and checkpoints stay whole")
+    if generator_choices():
+        field("number_input", "GAN-check images per epoch", "gan_size", c2, step=100,
+              help="accuracy on GAN samples and on unrestricted examples searched from them, each epoch (0: off)")

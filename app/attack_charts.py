@@ -6,7 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.charts import LEGEND, run_colour
+from app.charts import LEGEND
+from app.colours import colour as model_colour
 
 CLEAN, ADVERSARIAL = "#1f77b4", "#d62728"
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash")  # one per attack; the colour is the model's
@@ -63,7 +64,7 @@ def robustness_figure(cells) -> go.Figure:
     figure = make_subplots(rows=1, cols=len(norms), subplot_titles=[f"{n} eps" for n in norms])
     for (model, attack), curve in cells.groupby(["model", "attack"], sort=False):
         column = norms.index(curve["norm"].iloc[0]) + 1
-        line = {"color": run_colour(model), "dash": DASHES[attacks.index(attack) % len(DASHES)]}
+        line = {"color": model_colour(model), "dash": DASHES[attacks.index(attack) % len(DASHES)]}
         figure.add_trace(go.Scatter(x=curve["eps"], y=curve["robust_accuracy"], mode="lines+markers",
                                     name=f"{model} / {attack}", line=line), row=1, col=column)
     figure.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="robust accuracy", col=1)

@@ -7,23 +7,15 @@ average over a faint raw line.
 
 from __future__ import annotations
 
-import hashlib
-
 import pandas as pd
-import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from app.colours import colour as model_colour
 from app.histories import with_time
 
-PALETTE = plotly.colors.qualitative.Plotly + plotly.colors.qualitative.D3
 SHADE = "rgba(214, 39, 40, 0.12)"
 LEGEND = {"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "bottom"}  # right of the title
-
-
-def run_colour(label: str) -> str:
-    """The same colour for the same run on every page and every rerun."""
-    return PALETTE[int(hashlib.md5(label.encode()).hexdigest(), 16) % len(PALETTE)]
 
 
 def smooth(values: pd.Series, weight: float) -> pd.Series:
@@ -59,7 +51,7 @@ def metric_figure(histories: dict[str, pd.DataFrame], metric: str, *, x: str = "
     shapes = []  # set in one call: adding hundreds of shapes one by one takes seconds
     for index, (label, history) in enumerate(histories.items()):
         history = with_time(history)
-        colour = run_colour(label)
+        colour = model_colour(label)
         if metric in history and history[metric].notna().any():
             hover = (f"<b>{label}</b><br>epoch %{{customdata[0]}} (%{{customdata[1]}})<br>"
                      f"{metric} %{{y:.4g}}<extra></extra>")

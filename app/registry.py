@@ -117,9 +117,12 @@ def _runs(root: Path | None) -> list[ModelEntry]:
         except RunError:
             continue  # a damaged run is listed, with its reason, on the Train page
         if card:
-            entries.append(ModelEntry(f"run:{run.id}", f"{run.name()} (run {run.id[-4:]})", "run",
-                                      run.model_path, card))
+            entries.append(ModelEntry(f"run:{run.id}", run_entry_label(run), "run", run.model_path, card))
     return entries
+
+
+def run_entry_label(run: Run) -> str:
+    return f"{run.name()} (run {run.id[-4:]})"
 
 
 def _upload_entry(card_path: Path, card: dict) -> ModelEntry:
@@ -127,13 +130,13 @@ def _upload_entry(card_path: Path, card: dict) -> ModelEntry:
                       card_path.with_suffix(".keras"), card)
 
 
-def _uploads() -> list[ModelEntry]:
+def uploads() -> list[ModelEntry]:
     cards = {path: _read_card(path) for path in sorted(uploads_dir().glob("*.json"))}
     return [_upload_entry(path, card) for path, card in cards.items() if card]
 
 
 def list_models(root: Path | None = None) -> list[ModelEntry]:
-    return _bundled() + _runs(runs_root(root)) + _uploads()
+    return _bundled() + _runs(runs_root(root)) + uploads()
 
 
 def save_upload(content: bytes, file_name: str) -> ModelEntry:

@@ -16,6 +16,7 @@ from advcore.evaluation.worker import profiles_root
 from advcore.interpret import alignment, explain, gradient_ascent, video
 from advcore.storage import images
 from app import model_widgets, state
+from app.colours import colour as model_colour
 from app.registry import ModelEntry
 
 REMEMBERED = 16  # results kept per browser session, newest last
@@ -237,7 +238,7 @@ def ara_figure(tables: dict, num_classes: int) -> go.Figure:
         points = explain.curve(table["attack_rmse"], table["btr_rmse"])
         for column, dash, what in (("attack_accuracy", "solid", "accuracy"), ("btr_accuracy", "dot", "BTR")):
             figure.add_trace(go.Scatter(x=points["rmse"], y=points[column], mode="lines", name=f"{label}: {what}",
-                                        line={"dash": dash, "shape": "hv"}))
+                                        line={"dash": dash, "shape": "hv", "color": model_colour(label)}))
     figure.add_hline(y=1 / num_classes, line_dash="dash", line_color="grey", annotation_text="1/K")
     figure.update_layout(title="Accuracy vs RMSE budget (ARA: the area above 1/K)", xaxis_title="RMSE",
                          yaxis={"tickformat": ".0%", "range": [0, 1.02]}, height=380,

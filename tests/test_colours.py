@@ -1,0 +1,51 @@
+"""One colour per model, the same on every page: the models' names on each page map to one colour,
+and no two models share one while the palette lasts."""
+
+import time
+
+import pandas as pd
+import pytest
+from test_pages import make_run
+
+from app import attack_charts, charts, colours, histories, registry
+from app.interpret import interpret_views
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVLAB_RUNS_DIR", str(tmp_path / "runs"))
+    colours._index_by_name.clear()
+    made = [make_run(tmp_path / "runs", f"run-{i}", ["vanilla", "adversarial"]) for i in range(4)]
+    yield made
+    colours._index_by_name.clear()
+
+
+def test_each_page_name_of_a_model_has_its_one_colour_and_models_differ(runs):
+    per_model = [{colours.colour(name) for name in names} for names in colours.names_in_order(str(runs[0].root))]
+    assert all(len(model) == 1 for model in per_model)  # History's and the pickers' names agree
+    assert len(set.union(*per_model)) == len(per_model) == 5 + 4  # bundled models, then the runs
+    run = runs[2]
+    assert colours.colour(histories.run_label(run)) == colours.colour(registry.run_entry_label(run))
+
+
+def test_a_new_run_changes_no_colour_of_an_older_one(runs):
+    before = {run.id: colours.colour(histories.run_label(run)) for run in runs}
+    time.sleep(1.1)  # run ids start with their creation second
+    make_run(runs[0].root, "newest", ["vanilla"])
+    colours._index_by_name.clear()
+    assert {run.id: colours.colour(histories.run_label(run)) for run in runs} == before
+
+
+def test_evaluate_history_and_ara_charts_draw_a_model_in_its_colour(runs):
+    first, second = (registry.run_entry_label(run) for run in runs[:2])
+    cells = pd.DataFrame([{"model": model, "attack": attack, "norm": "linf", "eps": eps, "robust_accuracy": 0.5}
+                          for model in (first, second) for attack in ("pgd", "fgsm") for eps in (0.05, 0.1)])
+    lines = {trace.name: trace.line for trace in attack_charts.robustness_figure(cells).data}
+    assert lines[f"{first} / pgd"].color == lines[f"{first} / fgsm"].color != lines[f"{second} / pgd"].color
+    assert lines[f"{first} / pgd"].dash != lines[f"{first} / fgsm"].dash  # attacks differ by dash
+    history = {histories.run_label(runs[0]): runs[0].history()}
+    (trace,) = charts.metric_figure(history, "loss").data
+    assert trace.line.color == lines[f"{first} / pgd"].color
+    table = {"attack_rmse": [0.1, 0.2], "btr_rmse": [0.1, 0.3]}
+    ara = interpret_views.ara_figure({first: table, second: table}, 10)
+    assert [t.line.color for t in ara.data] == [colours.colour(first)] * 2 + [colours.colour(second)] * 2

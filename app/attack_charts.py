@@ -53,7 +53,8 @@ def step_figure(objective: np.ndarray, probabilities: np.ndarray, lines: dict[st
                                     line={"color": colour}), row=2, col=1)
     figure.update_yaxes(range=[0, 1], tickformat=".0%", row=2, col=1)
     figure.update_xaxes(title_text="step", row=2, col=1)
-    figure.update_layout(height=420, legend=LEGEND, margin={"l": 10, "r": 10, "t": 60, "b": 30})
+    figure.update_layout(height=460, legend=LEGEND | {"y": -0.2, "yanchor": "top"},  # under: the titles stay clear
+                         margin={"l": 10, "r": 10, "t": 40, "b": 30})
     return figure
 
 

@@ -72,12 +72,13 @@ def attack_controls(dataset: str | None, class_names: list[str], input_shape, ke
         c2.caption(f"= {eps:.4g} = {eps * 255:.3g}/255")
         steps = 1 if one_step else _count("Steps", 40 if method == "pgd" else 10, MAX_STEPS, f"{key}.steps", c4)
         restarts = 1 if one_step else _count("Restarts", 1, MAX_RESTARTS, f"{key}.restarts", c5)
-        auto_step = fixed.get("scaling") != "raw" and c6.checkbox("Default step size", True, key=f"{key}.auto")
+        raw = fixed.get("scaling") == "raw"  # its one setting is the constant, not a step size
+        auto_step = not raw and (one_step or c6.checkbox("Default step size", True, key=f"{key}.auto"))
         options = dict(fixed, loss=c7.radio("Loss", attacks.LOSSES, horizontal=True, key=f"{key}.loss",
                                             help="ce: cross-entropy; margin: CW-style logit margin"))
         if not auto_step:
-            step_text = c6.text_input("Step size (same units as eps)" if fixed.get("scaling") != "raw" else
-                                      "Constant c (gradient x c)", value=eps_text, key=f"{key}.step_size.{unit}")
+            step_text = c6.text_input("Constant c (gradient x c)" if raw else "Step size (same units as eps)",
+                                      value=eps_text, key=f"{key}.step_size.{unit}")
             options["step_size"] = parse_eps(step_text, unit)
         if restarts > 1:
             options["random_start"] = True
@@ -91,8 +92,9 @@ def attack_controls(dataset: str | None, class_names: list[str], input_shape, ke
             options["target"] = "targeted"
         elif target_mode == TARGETS[2]:
             options["target"] = "least_likely"
-        seed = int(st.number_input("Seed of the random start", value=0, step=1, key=f"{key}.seed"))
         spec = attacks.build(method, eps, steps=None if one_step else steps, restarts=restarts, **options)
+        seed = int(st.number_input("Seed of the random start", value=0, step=1, key=f"{key}.seed")
+                   ) if spec.random_start else 0
     except ValueError as error:
         st.error(f"Cannot run this attack: {error}")
         return None

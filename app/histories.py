@@ -24,6 +24,9 @@ class HistoryFormatError(ValueError):
     """An uploaded history that cannot be read, with the reason."""
 
 
+MAX_CSV_MEGABYTES = 10  # a 100,000-epoch history is about 10 MB
+
+
 def read_csv(content: bytes, name: str) -> pd.DataFrame:
     """An uploaded history in either format, as AdvLab columns (epoch from 1, phase, metrics)."""
     try:

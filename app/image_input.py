@@ -35,8 +35,8 @@ class InputImage:
 
 
 def _uploaded() -> InputImage | None:
-    uploaded = st.file_uploader("Image (PNG, JPEG, GIF, BMP, TIFF, WebP; 10 MB at most)", type=IMAGE_TYPES,
-                                key="image_upload")
+    uploaded = st.file_uploader("Image (PNG, JPEG, GIF, BMP, TIFF, WebP)", type=IMAGE_TYPES, key="image_upload",
+                                max_upload_size=images.MAX_UPLOAD_BYTES // 2**20)
     if uploaded is None:
         return None
     try:

@@ -36,7 +36,8 @@ def upload_model() -> None:
     with st.expander("Add a model: upload a Keras 3 `.keras` file"):
         st.caption("Loaded with `safe_mode=True`: a file with custom code (Lambda layers) is refused and "
                    "never run. A softmax output is used through its logits.")
-        uploaded = st.file_uploader("Model file", type=MODEL_UPLOAD_TYPES, key="model_upload")
+        uploaded = st.file_uploader("Model file", type=MODEL_UPLOAD_TYPES, key="model_upload",
+                                    max_upload_size=registry.MAX_MODEL_BYTES // 2**20)
         if uploaded is None or st.session_state.get("model_upload_done") == uploaded.file_id:
             return
         try:

@@ -15,7 +15,7 @@ chosen = st.multiselect("Runs", list(by_label), default=default,
                         help="any number of runs, overlaid; the example runs trained the bundled models "
                              "(assets/models) and cannot be changed from here")
 uploads = st.file_uploader("…or history CSV files (AdvLab's history.csv or the notebook's format)",
-                           type=["csv"], accept_multiple_files=True)
+                           type=["csv"], accept_multiple_files=True, max_upload_size=histories.MAX_CSV_MEGABYTES)
 
 loaded, problems = histories.from_runs({label: by_label[label] for label in chosen})
 for upload in uploads or []:

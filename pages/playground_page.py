@@ -52,4 +52,4 @@ with pixel_tab:
     st.caption(choice.description)
     outcome = trace.trace(model, x[None], [prediction if label is None else label], choice.spec,
                           target=choice.target, seed=choice.seed, first_index=image.index)
-    attack_views.show_result(model, x, outcome, choice, names, label, image.name)
+    attack_views.show_result(model, x, outcome, choice, names, label, image, options)

@@ -154,10 +154,16 @@ def test_playground_upload_attack_and_download(page, tmp_path):
     clean, adversarial = bars.evaluate("chart => chart.data.map(trace => trace.x)")
     assert max(clean) > 0.5 and clean != adversarial  # the probabilities moved
     with page.expect_download() as download:
-        page.get_by_role("button", name="Download adversarial PNG").click()
+        page.get_by_role("button", name="Model input, PNG (28x28)").click()
     saved = tmp_path / download.value.suggested_filename
     download.value.save_as(saved)
     assert saved.name == "pullover-adversarial.png" and images.read_image(saved).shape == (28, 28, 1)
+    sample = images.read_image(ROOT / "assets" / "samples" / "pullover.png")
+    with page.expect_download() as download:  # the user's image at its own size, the perturbation resized
+        page.get_by_role("button", name=re.compile(r"Your image with the perturbation, PNG")).click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert images.read_image(saved).shape == sample.shape and saved.name.startswith("pullover-adversarial-")
 
 
 def tick_row(page, row: int):

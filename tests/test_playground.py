@@ -106,7 +106,9 @@ def test_targeted_attack_on_a_test_image_reaches_its_target_in_255_units(playgro
     assert "Trouser → Bag: reached the target Bag" in text
     assert float({m.label: m.value for m in playground.metric}["Linf distance"]) <= 0.1 * 255 / 255 + 1e-4
     assert [b.proto.label for b in playground.get("download_button")] == [
-        "Download adversarial PNG", "Download exact float32 array (.npy)"]
+        "Model input, PNG (28x28)", "Model input, exact float32 array (.npy)",
+        "Your image with the perturbation, PNG (28x28)"]
+    assert any("prepared for the model again, it is classified **Bag**" in c.value for c in playground.caption)
 
 
 def test_bad_model_files_are_refused_on_the_page(playground, tmp_path):
@@ -159,3 +161,21 @@ def test_verdicts_never_claim_more_than_is_known(trained_model, fashion):
     # a named true class that the model got right: fooled or not, in green or orange
     colour, badge, _ = verdict(_attacked(trained_model, x, y), False, names, y)
     assert (colour, badge) in (("green", "fooled"), ("orange", "not fooled"))
+
+
+@pytest.mark.parametrize("method, shown, hidden", [
+    ("FGSM: sign of the gradient", set(), {"Default step size", "Steps", "Restarts", "Seed of the random start"}),
+    ("FGM: raw gradient times a constant", {"Constant c (gradient x c)"}, {"Default step size"}),
+    ("PGD, Linf ball", {"Default step size", "Steps", "Restarts", "Seed of the random start"}, set()),
+])
+def test_only_the_attack_fields_that_apply_are_shown(playground, method, shown, hidden):
+    playground.radio(key="image_source").set_value("Sample gallery").run()
+    playground.selectbox(key="attack.method").set_value(method).run()
+    labels = {w.label for kind in ("checkbox", "number_input", "text_input") for w in playground.main.get(kind)}
+    assert shown <= labels and not hidden & labels, (shown - labels, hidden & labels)
+
+
+def test_a_tiny_negative_objective_reads_as_zero():
+    from app.playground.attack_views import objective_text
+
+    assert (objective_text(-0.0001), objective_text(-0.0006), objective_text(1.23456)) == ("0.000", "-0.001", "1.235")

@@ -82,3 +82,40 @@ def test_bundled_standard_model_recognises_the_sample_photos():
         x = preprocess.prepare(pixels, (28, 28, 1), preprocess.Preprocessing(invert=True, autocontrast=True))
         correct += int(model.predict(x[None], verbose=0).argmax() == expected[path.stem])
     assert correct >= 5
+
+
+def test_a_change_of_an_image_of_the_model_size_is_carried_back_exactly():
+    image = RNG.uniform(0.2, 0.8, (28, 28, 1)).astype(np.float32)
+    delta = RNG.uniform(-0.1, 0.1, (28, 28, 1)).astype(np.float32)
+    np.testing.assert_allclose(preprocess.carried_back(image, delta, (28, 28, 1)), image + delta, atol=1e-6)
+    inverted = preprocess.Preprocessing(invert=True)
+    back = preprocess.carried_back(image, delta, (28, 28, 1), inverted)
+    np.testing.assert_allclose(preprocess.prepare(back, (28, 28, 1), inverted),
+                               preprocess.prepare(image, (28, 28, 1), inverted) + delta, atol=1e-6)
+
+
+@pytest.mark.parametrize("fit", ["pad", "crop", "stretch"])
+def test_a_smooth_change_survives_the_way_back_and_forth(fit):
+    """A change that varies slowly is what resizing keeps: carried back to a colour photo of another
+    size and prepared again, it is the change the model input had."""
+    rows, cols = np.mgrid[0:28, 0:28] / 27
+    delta = (0.05 * np.sin(3 * rows) * np.cos(2 * cols))[..., None].astype(np.float32)
+    photo = np.full((84, 140, 3), 0.5, np.float32)  # flat: its border colour is its colour
+    options = preprocess.Preprocessing(fit=fit, autocontrast=False)
+    x = preprocess.prepare(photo, (28, 28, 1), options)
+    again = preprocess.prepare(preprocess.carried_back(photo, delta, (28, 28, 1), options), (28, 28, 1), options)
+    where = preprocess.placement(photo.shape, 28, 28, fit)
+    top, left, h, w = where.target
+    inside = np.zeros((28, 28, 1), bool)
+    inside[top:top + h, left:left + w] = True
+    assert np.abs((again - x) - delta)[inside].max() < 0.01  # the change, where the photo lies
+
+
+def test_nothing_outside_a_crop_changes():
+    photo = RNG.uniform(0, 1, (40, 100, 3)).astype(np.float32)
+    back = preprocess.carried_back(photo, np.full((28, 28, 1), 0.1, np.float32), (28, 28, 1),
+                                   preprocess.Preprocessing(fit="crop"))
+    top, left, h, w = preprocess.placement(photo.shape, 28, 28, "crop").source
+    outside = np.ones(photo.shape[:2], bool)
+    outside[top:top + h, left:left + w] = False
+    assert (back[outside] == photo[outside]).all() and not (back[~outside] == photo[~outside]).all()

@@ -7,9 +7,10 @@ import streamlit as st
 
 from advcore.attacks.trace import Trace
 from advcore.evaluation import robustness
-from advcore.storage import images
+from advcore.storage import images, preprocess
 from app import attack_charts
 from app.attack_form import AttackChoice
+from app.image_input import InputImage
 
 DISPLAY_PIXELS = 196  # images are enlarged (nearest neighbour) to about this size
 
@@ -57,10 +58,17 @@ def verdict(result, targeted: bool, names: list[str], label: int | None) -> tupl
             f"{before} → {after}: " + ("fooled" if success else "not fooled"))
 
 
+def objective_text(value: float) -> str:
+    """Three decimals, without the "-0.000" of a tiny negative value."""
+    text = f"{value:.3f}"
+    return "0.000" if float(text) == 0 else text
+
+
 def show_result(model, x: np.ndarray, trace: Trace, choice: AttackChoice, names: list[str], label: int | None,
-                name: str) -> None:
-    """`x` is the (H, W, C) model input; the trace attacked it as a batch of one; `label` is the true class,
-    None when unknown (the attack then moves the image away from the model's prediction)."""
+                image: InputImage, options: preprocess.Preprocessing) -> None:
+    """`x` is the (H, W, C) model input `prepare` made of `image` with `options`; the trace attacked it as
+    a batch of one; `label` is the true class, None when unknown (the attack then moves the image away
+    from the model's prediction)."""
     result = trace.result
     x_adv = result.x_adv[0]
     colour, badge, sentence = verdict(result, choice.spec.targeted, names, label)
@@ -73,7 +81,7 @@ def show_result(model, x: np.ndarray, trace: Trace, choice: AttackChoice, names:
     m1, m2, m3 = st.columns(3)
     m1.metric("Linf distance", f"{result.linf[0]:.4f}", help=f"{result.linf[0] * 255:.2f}/255")
     m2.metric("L2 distance", f"{result.l2[0]:.4f}")
-    m3.metric("Attack objective", f"{result.loss[0]:.3f}", help=choice.spec.loss + " objective, higher is better "
+    m3.metric("Attack objective", objective_text(result.loss[0]), help=choice.spec.loss + " objective, higher is better "
               "for the attacker")
     clean_p, adv_p = attack_charts.softmax(trace.clean_logits[0]), attack_charts.softmax(result.logits[0])
     st.plotly_chart(attack_charts.probability_bars(names, clean_p, adv_p, always=[int(result.labels[0])]),
@@ -90,20 +98,36 @@ def show_result(model, x: np.ndarray, trace: Trace, choice: AttackChoice, names:
                                                      lines, f"{choice.spec.loss} objective, restart {restart + 1}"),
                            key="steps")
         animation.image(steps_gif(path, x), caption="the iterates and their perturbation, step by step")
-    _downloads(model, x_adv, int(result.predictions[0]), name)
+    _downloads(model, x, x_adv, names, int(result.predictions[0]), image, options)
 
 
-def _downloads(model, x_adv: np.ndarray, prediction: int, name: str) -> None:
+def _downloads(model, x: np.ndarray, x_adv: np.ndarray, names: list[str], prediction: int, image: InputImage,
+               options: preprocess.Preprocessing) -> None:
+    """The exact model input (PNG and .npy), and the user's image at its own size with the perturbation
+    carried back, each with the model's verdict on what the file holds."""
     png = images.encode_png(x_adv)
     quantised = images.to_uint8(x_adv).reshape(x_adv.shape).astype(np.float32) / 255
     png_prediction = int(robustness.predict_logits(model, quantised[None]).argmax())
-    stem = name.rsplit(".", 1)[0].replace(" ", "-")
-    d1, d2 = st.columns(2)
-    d1.download_button("Download adversarial PNG", png, f"{stem}-adversarial.png", "image/png",
-                       key="download_png", on_click="ignore")
-    d2.download_button("Download exact float32 array (.npy)", images.encode_npy(x_adv),
-                       f"{stem}-adversarial.npy", "application/octet-stream", key="download_npy",
-                       on_click="ignore")
-    st.caption("The PNG rounds every value to 8 bits (up to 0.5/255 of change); the .npy keeps the exact "
-               "floats. " + ("The rounded PNG is classified the same as the exact image." if png_prediction ==
-                             prediction else "Rounding to the PNG changes the model's prediction: use the .npy."))
+    stem = image.name.rsplit(".", 1)[0].replace(" ", "-")
+    st.markdown("**Downloads**")
+    d1, d2, d3 = st.columns(3)
+    d1.download_button(f"Model input, PNG ({x.shape[1]}x{x.shape[0]})", png, f"{stem}-adversarial.png",
+                       "image/png", key="download_png", on_click="ignore")
+    d2.download_button("Model input, exact float32 array (.npy)", images.encode_npy(x_adv),
+                       f"{stem}-adversarial.npy", "application/octet-stream", key="download_npy", on_click="ignore")
+    own = preprocess.carried_back(image.pixels, x_adv - x, x.shape, options)
+    own_prediction = int(robustness.predict_logits(
+        model, preprocess.prepare(images.to_uint8(own).reshape(own.shape).astype(np.float32) / 255, x.shape,
+                                  options)[None]).argmax())
+    height, width = own.shape[:2]
+    d3.download_button(f"Your image with the perturbation, PNG ({width}x{height})", images.encode_png(own),
+                       f"{stem}-adversarial-{width}x{height}.png", "image/png", key="download_own", on_click="ignore")
+    st.caption("The model-input PNG rounds every value to 8 bits (up to 0.5/255 of change); the .npy keeps the "
+               "exact floats. " + ("The rounded PNG is classified the same as the exact input. " if png_prediction
+                                   == prediction else "Rounding to the PNG changes the model's prediction: use the "
+                                   ".npy. ")
+               + f"Your image carries the perturbation resized to its {width}x{height} pixels (uploads over "
+               f"{images.WORKING_SIDE} pixels are first shrunk to that); prepared for the model again, it is "
+               f"classified **{names[own_prediction]}**" + (", as the attacked input." if own_prediction == prediction
+                                                         else f", not {names[prediction]}: resizing weakened the "
+                                                         "attack."))

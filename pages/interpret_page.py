@@ -63,7 +63,8 @@ with traversal_tab:
             a, b = right.columns(2)
             a.download_button("Video (MP4)", mp4, "traversal.mp4", "video/mp4", on_click="ignore", key="dl-mp4")
             if b.button("Make a GIF", key="make-gif"):
-                b.download_button("GIF", images.encode_gif(video.traversal_frames(result, names), 0.1),
+                frames, fps = video.paced(video.traversal_frames(result, names))
+                b.download_button("GIF", images.encode_gif(frames, 1 / fps),
                                   "traversal.gif", "image/gif", on_click="ignore", key="dl-gif")
         st.subheader("Adversarial explanations")
         st.caption("Woods et al.: the evidence for each class the model finds inside an RMSE budget rho. "

@@ -121,7 +121,15 @@ def test_traversal_video_and_gif_have_the_frames_asked_for(robust, fashion, tmp_
     assert mp4.shape == (31, 272, 224, 3)
     gif = iio.imread(images.encode_gif(frames), index=None, extension=".gif")
     assert gif.shape[0] == 31
-    assert not np.array_equal(frames[0][-video.CAPTION_HEIGHT:], frames[-1][-video.CAPTION_HEIGHT:])  # captions
+    assert not np.array_equal(frames[0][:video.CAPTION_HEIGHT], frames[-1][:video.CAPTION_HEIGHT])  # captions, on top
+
+
+@pytest.mark.parametrize("count, kept, fps", [(401, 201, 25.125), (31, 31, 4.0), (100, 100, 12.5), (241, 121, 15.125)])
+def test_a_traversal_plays_in_about_eight_seconds_whatever_its_length(count, kept, fps):
+    frames = [np.full((2, 2, 1), i, np.float32) for i in range(count)]
+    shown, rate = video.paced(frames)
+    assert (len(shown), rate) == (kept, fps)
+    assert shown[0][0, 0, 0] == 0 and shown[-1][0, 0, 0] == count - 1  # the start and the end stay
 
 
 # ----------------------------------------------------------------------------- explanations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -14,19 +15,29 @@ from advcore.storage import images
 
 CAPTION_HEIGHT = 48  # a multiple of 16, like the enlarged frames, so MP4 needs no resizing
 FONT_SIZE = 12
+VIDEO_SECONDS, FASTEST_FPS, SLOWEST_FPS = 8.0, 30.0, 4.0  # a traversal plays in about 8 s, however many steps
 
 
 def caption(image: np.ndarray, lines: list[str], scale: int = 8) -> np.ndarray:
-    """The image enlarged `scale` times (RGB) above a black strip with `lines` of white text."""
+    """The image enlarged `scale` times (RGB) under a black strip with `lines` of white text (on top: a
+    player's controls cover the bottom of a video)."""
     pixels = images.to_uint8(images.enlarge(image, scale))
     picture = Image.fromarray(pixels).convert("RGB")
     canvas = Image.new("RGB", (picture.width, picture.height + CAPTION_HEIGHT))
-    canvas.paste(picture)
+    canvas.paste(picture, (0, CAPTION_HEIGHT))
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default(FONT_SIZE)
     for row, line in enumerate(lines[:3]):
-        draw.text((4, picture.height + 2 + row * (FONT_SIZE + 3)), line, fill="white", font=font)
+        draw.text((4, 2 + row * (FONT_SIZE + 3)), line, fill="white", font=font)
     return np.asarray(canvas, dtype=np.float32) / 255.0
+
+
+def paced(frames: list[np.ndarray], seconds: float = VIDEO_SECONDS) -> tuple[list[np.ndarray], float]:
+    """The frames and frame rate that play them in about `seconds`: up to 30 frames a second, and every
+    k-th frame (the last one kept) when even that would take longer."""
+    stride = max(1, math.ceil(len(frames) / (seconds * FASTEST_FPS)))
+    kept = frames[::stride] if (len(frames) - 1) % stride == 0 else [*frames[::stride], frames[-1]]
+    return kept, min(FASTEST_FPS, max(SLOWEST_FPS, len(kept) / seconds))
 
 
 def traversal_frames(ascension: Ascension, class_names, sample: int = 0, scale: int = 8) -> list[np.ndarray]:

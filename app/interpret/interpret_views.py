@@ -176,7 +176,7 @@ def traversal(entry: ModelEntry, model, image: np.ndarray, target: int, settings
         result = gradient_ascent.traverse(model, image, target, settings, on_frames=report)
         clear()
         with st.spinner("Encoding the video..."):
-            mp4 = video.encode_mp4(video.traversal_frames(result, entry.class_names))
+            mp4 = video.encode_mp4(*video.paced(video.traversal_frames(result, entry.class_names)))
         return result, mp4
 
     return remembered(("traversal", model_key(entry), image_key, target, settings), compute)

@@ -78,11 +78,18 @@ def metric_figure(histories: dict[str, pd.DataFrame], metric: str, *, x: str = "
                             showgrid=False, row=2, col=1, title_text="adversarial")
     figure.update_yaxes(title_text=metric, type="log" if log_y else "linear", row=1, col=1)
     figure.update_xaxes(title_text="minutes" if x == "time" else "epoch", row=2 if strip else 1, col=1)
+    if x == "epoch":
+        figure.update_xaxes(**whole_epochs(max(map(len, histories.values()), default=0)))
     figure.update_layout(shapes=shapes, height=height + (40 * len(histories) if strip else 0),
                          margin={"l": 10, "r": 10, "t": 60, "b": 10}, hovermode="closest", legend=LEGEND,
                          title={"text": metric + ("" if strip else "  (shaded: adversarial epochs)"),
                                 "font": {"size": 14}, "x": 0, "y": 0.98, "yanchor": "top"})
     return figure
+
+
+def whole_epochs(epochs: int) -> dict:
+    """Epoch-axis settings with ticks on whole epochs only (plotly puts ticks at 0.5 on short runs)."""
+    return {"dtick": 1, "tick0": 1} if epochs <= 12 else {"tickformat": "d"}
 
 
 def _band(x0: float, x1: float) -> dict:
@@ -107,4 +114,5 @@ def run_figure(history: pd.DataFrame, columns: list[str], title: str, height: in
                          height=height, margin={"l": 10, "r": 10, "t": 60, "b": 10}, xaxis_title="epoch",
                          legend=LEGEND, title={"text": title + ("  (shaded: adversarial epochs)" if phased else ""),
                                                "font": {"size": 14}, "x": 0, "y": 0.98, "yanchor": "top"})
+    figure.update_xaxes(**whole_epochs(len(history)))
     return figure

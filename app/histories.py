@@ -116,3 +116,10 @@ def summary(histories: dict[str, pd.DataFrame]) -> pd.DataFrame:
         row["minutes"] = history["seconds"].sum() / 60 if "seconds" in history else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def summary_view(table: pd.DataFrame):
+    """The summary as shown: accuracies in percent, minutes to one decimal, and a dash where a run has
+    no such figure (not "None")."""
+    percent = [column for column in table if "accuracy" in column]
+    return table.style.format({column: "{:.1%}" for column in percent} | {"minutes": "{:.1f}"}, na_rep="–")

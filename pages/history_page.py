@@ -46,10 +46,8 @@ for metric in shown:
                        file_name=f"{metric}.html", mime="text/html", key=f"html-{metric}")
 
 st.subheader("Summary")
-st.dataframe(histories.summary(loaded), hide_index=True, column_config={
-    column: st.column_config.NumberColumn(format="percent")
-    for column in ("final val_accuracy", "best val_accuracy", "final val_robust_accuracy",
-                   "best val_robust_accuracy")})
+st.dataframe(histories.summary_view(histories.summary(loaded)), hide_index=True,
+             column_config={"run": st.column_config.TextColumn(width="large")})
 st.download_button("Download the merged history (CSV)", lambda: histories.merged(loaded).to_csv(index=False),
                    file_name="histories.csv", mime="text/csv")
 st.caption("Each chart's camera icon saves it as PNG.")

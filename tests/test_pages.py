@@ -312,3 +312,13 @@ def test_a_run_is_cloned_into_the_form(runs_root):
     queued["schedule"]["epochs"] = original["schedule"]["epochs"]  # an interleaved schedule counts cycles
     original["data"]["validation_size"], original["attack"]["steps"] = 5000, 7  # the defaults, now written out
     assert queued == original
+
+
+def test_short_runs_get_whole_epoch_ticks_and_the_summary_shows_dashes_not_none(runs_root):
+    from app import charts, histories
+
+    run = make_run(runs_root, "short", ["vanilla", "adversarial"], robust=False)
+    assert charts.run_figure(run.history(), ["loss"], "loss").layout.xaxis.dtick == 1
+    assert charts.metric_figure({"short": run.history()}, "loss").layout.xaxis.dtick == 1
+    html = histories.summary_view(histories.summary({"short": run.history()})).to_html()
+    assert "–" in html and "62.0%" in html and "None" not in html and "nan" not in html

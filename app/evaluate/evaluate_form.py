@@ -49,7 +49,7 @@ def evaluate_form(entries: dict[str, ModelEntry]) -> tuple[plans.Plan, str] | No
         return None
     first = next(iter(usable.values())).card["dataset"]
     default_models = [k for k, e in usable.items() if e.source == "bundled" and e.card["dataset"] == first]
-    with st.form("evaluate"):
+    with st.form("evaluate", enter_to_submit=False):
         chosen = st.multiselect("Models (same dataset)", list(usable), default=default_models,
                                 format_func=lambda k: usable[k].label, key="eval.models")
         attack_names = st.multiselect("Attacks", list(ATTACKS), default=["FGSM", "PGD Linf"], key="eval.attacks",

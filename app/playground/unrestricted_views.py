@@ -41,7 +41,7 @@ def _load_gan(picked: generators.GeneratorEntry, entry: registry.ModelEntry) -> 
 
 
 def _settings_form(names: list[str]) -> dict | None:
-    with st.form("unrestricted-form"):
+    with st.form("unrestricted-form", enter_to_submit=False):
         c1, c2, c3 = st.columns(3)
         source = c1.selectbox("Class to generate", names, key="u-source")
         target = c2.selectbox("Make the classifier say", [ANY_CLASS, *names], key="u-target")

@@ -17,7 +17,7 @@ def study_form() -> None:
     if not choices:
         st.info("A study needs a trained GAN: train one on the Train page (What to train: a GAN).")
         return
-    with st.form("study-form"):
+    with st.form("study-form", enter_to_submit=False):
         c1, c2 = st.columns(2)
         name = c1.text_input("Study name", "study", max_chars=50)
         gan = c2.selectbox("GAN (also fixes the dataset)", choices, format_func=lambda g: g.label)

@@ -13,7 +13,7 @@ def gan_form(device: str) -> GanConfig | None:
     st.caption(f"An AC-GAN trained as WGAN-GP (seed 001): its generator makes images of a chosen class, its "
                f"critic's auxiliary classifier names them; both serve the Playground's unrestricted tab and "
                f"GAN augmentation. Training will run on: **{device}**")
-    with st.form("train-gan"):
+    with st.form("train-gan", enter_to_submit=False):
         c1, c2, c3 = st.columns(3)
         name = c1.text_input("Run name", "gan", max_chars=60)
         dataset = c2.selectbox("Dataset", DATASETS)

@@ -7,11 +7,13 @@ import functools
 import hashlib
 from pathlib import Path
 
+import re
+
 import numpy as np
 import streamlit as st
 
 from advcore.storage import data, images, preprocess
-from app import model_widgets
+from app import model_widgets, registry, state
 from app.registry import ModelEntry
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "samples"
@@ -34,22 +36,55 @@ class InputImage:
         return hashlib.sha1(self.pixels.tobytes()).hexdigest()[:12]
 
 
+KEPT_IMAGE = re.compile(r"[0-9a-f]{16}--[A-Za-z0-9._-]{1,80}")  # how a kept upload is named (and nothing else)
+
+
+def kept_images_dir() -> Path:
+    return registry.uploads_dir() / "images"
+
+
+def _keep(content: bytes, name: str) -> str:
+    """Keeps an accepted upload (a reload then finds it through ?upload=...); returns its kept name."""
+    kept = f"{hashlib.sha256(content).hexdigest()[:16]}--{re.sub(r'[^A-Za-z0-9._-]', '_', name)[-80:]}"
+    kept_images_dir().mkdir(parents=True, exist_ok=True)
+    (kept_images_dir() / kept).write_bytes(content)
+    return kept
+
+
+def _kept() -> tuple[bytes, str] | None:
+    """The upload the URL names, if it is a kept one: its bytes and original name."""
+    kept = st.query_params.get("upload", "")
+    path = kept_images_dir() / kept
+    if not KEPT_IMAGE.fullmatch(kept) or not path.is_file():
+        return None
+    return path.read_bytes(), kept.split("--", 1)[1]
+
+
 def _uploaded() -> InputImage | None:
     uploaded = st.file_uploader("Image (PNG, JPEG, GIF, BMP, TIFF, WebP)", type=IMAGE_TYPES, key="image_upload",
                                 max_upload_size=images.MAX_UPLOAD_BYTES // 2**20)
-    if uploaded is None:
+    if uploaded is not None:
+        content, name = uploaded.getvalue(), uploaded.name
+    elif (kept := _kept()) is not None:
+        content, name = kept
+        st.caption(f"{name}, uploaded earlier (upload another image to replace it)")
+    else:
         return None
     try:
-        pixels = images.decode_upload(uploaded.getvalue(), uploaded.name)
+        pixels = images.decode_upload(content, name)
     except images.ImageError as error:
         st.error(f"Cannot use this image: {error}")
         return None
-    return InputImage(uploaded.name, pixels, None, 0, False)
+    if uploaded is not None:
+        st.query_params["upload"] = _keep(content, name)
+    return InputImage(name, pixels, None, 0, False)
 
 
 def _sample() -> InputImage | None:
     paths = sorted(p for p in SAMPLES_DIR.iterdir() if p.suffix.lstrip(".") in IMAGE_TYPES)
-    name = st.selectbox("Sample", [p.name for p in paths], key="sample")
+    state.from_url("sample", "sample", [p.name for p in paths])
+    name = st.selectbox("Sample", [p.name for p in paths], key="sample", on_change=state.to_url,
+                        args=("sample", "sample"))
     pixels = images.read_image(SAMPLES_DIR / name)
     return InputImage(name, pixels, None, 0, False)
 
@@ -66,15 +101,21 @@ def _test_image(entry: ModelEntry) -> InputImage | None:
         return None
     left, right = st.columns(2)
     names = entry.class_names
-    wanted = left.selectbox("Class", ["any class"] + names, key="test_class")
+    state.from_url("test_class", "class", ["any class"] + names)
+    wanted = left.selectbox("Class", ["any class"] + names, key="test_class", on_change=state.to_url,
+                            args=("test_class", "class"))
     indices = np.arange(len(split)) if wanted == "any class" else np.flatnonzero(split.y == names.index(wanted))
-    nth = right.number_input(f"Image (0..{len(indices) - 1})", 0, len(indices) - 1, 0, key="test_nth")
+    state.from_url("test_nth", "nth", range(len(indices)))
+    nth = right.number_input(f"Image (0..{len(indices) - 1})", 0, len(indices) - 1, key="test_nth",
+                             on_change=state.to_url, args=("test_nth", "nth"))
     index = int(indices[nth])
     return InputImage(f"{dataset} test image {index}", split.x[index], int(split.y[index]), index, True)
 
 
 def choose_image(entry: ModelEntry) -> InputImage | None:
-    source = st.radio("Image source", SOURCES, horizontal=True, key="image_source")
+    state.from_url("image_source", "source", SOURCES)
+    source = st.radio("Image source", SOURCES, horizontal=True, key="image_source", on_change=state.to_url,
+                      args=("image_source", "source"))
     if source == SOURCES[0]:
         return _uploaded()
     if source == SOURCES[1]:

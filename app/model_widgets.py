@@ -65,7 +65,9 @@ def choose_model() -> registry.ModelEntry:
     if not choices:
         no_models_message()
         st.stop()
-    key = st.selectbox("Model", list(choices), format_func=lambda k: choices[k].label, key="model")
+    state.from_url("model", "model", choices)
+    key = st.selectbox("Model", list(choices), format_func=lambda k: choices[k].label, key="model",
+                       on_change=state.to_url, args=("model", "model"))
     st.caption(registry.card_caption(choices[key]))
     card = registry.card_markdown(choices[key])
     if card:

@@ -27,3 +27,18 @@ def select_run(run_id: str | None) -> None:
         st.query_params["run"] = run_id
     else:
         st.query_params.pop("run", None)
+
+
+def from_url(widget_key: str, param: str, allowed) -> None:
+    """Before a widget is drawn: its value from the URL (?param=...) when this session has none yet and
+    the URL's value is one of `allowed`, so a reload or a shared link shows the same choice."""
+    value = st.query_params.get(param)
+    if widget_key not in st.session_state and value is not None:
+        match = next((option for option in allowed if str(option) == value), None)
+        if match is not None:
+            st.session_state[widget_key] = match
+
+
+def to_url(widget_key: str, param: str) -> None:
+    """A widget's on_change: its value into the URL."""
+    st.query_params[param] = str(st.session_state[widget_key])

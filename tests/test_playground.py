@@ -179,3 +179,35 @@ def test_a_tiny_negative_objective_reads_as_zero():
     from app.playground.attack_views import objective_text
 
     assert (objective_text(-0.0001), objective_text(-0.0006), objective_text(1.23456)) == ("0.000", "-0.001", "1.235")
+
+
+def test_a_reload_keeps_the_model_and_the_image(playground):
+    """Finding 10 of issue 21: the choices live in the URL (and an upload in the uploads folder), so a
+    reload, which starts a new session with the same URL, shows them again."""
+    playground.selectbox(key="model").set_value("bundled:pgd-linf").run()
+    playground.radio(key="image_source").set_value("Sample gallery").run()
+    sample = playground.selectbox(key="sample").options[1]
+    playground.selectbox(key="sample").set_value(sample).run()
+    reloaded = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=90)
+    for key, value in playground.query_params.items():
+        reloaded.query_params[key] = value
+    reloaded.run()
+    reloaded.switch_page("pages/playground_page.py").run()
+    assert (reloaded.selectbox(key="model").value, reloaded.radio(key="image_source").value,
+            reloaded.selectbox(key="sample").value) == ("bundled:pgd-linf", "Sample gallery", sample)
+
+
+def test_a_reload_keeps_an_uploaded_image(playground):
+    content = (ROOT / "assets" / "samples" / "pullover.png").read_bytes()
+    playground.radio(key="image_source").set_value("Upload an image").run()
+    playground.file_uploader(key="image_upload").set_value(("my shirt.png", content, "image/png")).run()
+    reloaded = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=90)
+    for key, value in playground.query_params.items():
+        reloaded.query_params[key] = value
+    reloaded.run()
+    reloaded.switch_page("pages/playground_page.py").run()
+    assert any("my_shirt.png, uploaded earlier" in c.value for c in reloaded.caption)
+    assert "Linf distance" in {m.label for m in reloaded.metric}  # and attacked, as before the reload
+    reloaded.query_params["upload"] = "../../etc/passwd"  # only a kept upload's name is read
+    reloaded.run()
+    assert not any("uploaded earlier" in c.value for c in reloaded.caption)

@@ -168,3 +168,17 @@ def test_a_card_says_where_its_validation_images_came_from():
     assert "2,000 validation images held out of the training split" in cards.markdown(held_out)
     default = older | {"config": older["config"] | {"data": data_section}}
     assert "5,000 validation images held out of the training split" in cards.markdown(default)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_readme_table_quotes_each_card(name):
+    """The README's figures of a bundled model are its card's, rounded as shown."""
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(f"| `{name}` |"))
+    clean, autoattack, pgd = [cell.strip() for cell in row.split("|")[3:6]]
+    card = card_of(name)
+    headline = card["headline"]
+    strongest = next(r for r in card["robustness"]["rows"]
+                     if (r["norm"], r["eps"], r["count"]) == (headline["norm"], headline["eps"], headline["count"]))
+    assert clean == f"{card['clean_accuracy']['value']:.1%}"
+    assert autoattack == f"{card['autoattack']['robust_accuracy']:.1%}"
+    assert pgd == f"{strongest['robust_accuracy']:.1%} ({strongest['count']:,} images)"

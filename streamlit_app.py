@@ -37,24 +37,24 @@ activations | traverse | explain | ara | profile --help`.
 
 # Page files are not named like their URLs: a pages/ folder also makes Streamlit route
 # /<file name> to the file itself, bypassing this navigation, on a browser's first request.
-TRAIN = st.Page("pages/train_page.py", title="Train", icon=":material/model_training:", url_path="train")
-HISTORY = st.Page("pages/history_page.py", title="History", icon=":material/show_chart:", url_path="history")
-EVALUATE = st.Page("pages/evaluate_page.py", title="Evaluate", icon=":material/shield:", url_path="evaluate")
-PLAYGROUND = st.Page("pages/playground_page.py", title="Playground", icon=":material/bolt:", url_path="playground")
-INTERPRET = st.Page("pages/interpret_page.py", title="Interpret", icon=":material/visibility:", url_path="interpret")
-COMPARE = st.Page("pages/compare_page.py", title="Compare", icon=":material/compare:", url_path="compare")
-STUDY = st.Page("pages/study_page.py", title="Augmentation study", icon=":material/science:", url_path="study")
+TRAIN = st.Page("pages/train_page.py", title="Train", url_path="train")
+HISTORY = st.Page("pages/history_page.py", title="History", url_path="history")
+EVALUATE = st.Page("pages/evaluate_page.py", title="Evaluate", url_path="evaluate")
+PLAYGROUND = st.Page("pages/playground_page.py", title="Playground", url_path="playground")
+INTERPRET = st.Page("pages/interpret_page.py", title="Interpret", url_path="interpret")
+COMPARE = st.Page("pages/compare_page.py", title="Compare", url_path="compare")
+STUDY = st.Page("pages/study_page.py", title="Augmentation study", url_path="study")
 
 
 def home() -> None:
     st.markdown(HOME)
-    st.page_link(TRAIN, label="Start training", icon=":material/model_training:")
-    st.page_link(HISTORY, label="Compare histories", icon=":material/show_chart:")
-    st.page_link(PLAYGROUND, label="Attack an image", icon=":material/bolt:")
-    st.page_link(EVALUATE, label="Measure robustness", icon=":material/shield:")
-    st.page_link(INTERPRET, label="See what a model draws", icon=":material/visibility:")
-    st.page_link(COMPARE, label="Standard vs robust, side by side", icon=":material/compare:")
-    st.page_link(STUDY, label="Compare augmentations: none, FGSM, GAN samples, unrestricted", icon=":material/science:")
+    st.page_link(TRAIN, label="Start training")
+    st.page_link(HISTORY, label="Compare histories")
+    st.page_link(PLAYGROUND, label="Attack an image")
+    st.page_link(EVALUATE, label="Measure robustness")
+    st.page_link(INTERPRET, label="See what a model draws")
+    st.page_link(COMPARE, label="Standard vs robust, side by side")
+    st.page_link(STUDY, label="Compare augmentations: none, FGSM, GAN samples, unrestricted")
     st.subheader("Ready-made models")
     st.caption("Trained on this project's CPU machine from the configs in `assets/models`; every figure of "
                "their cards is measured by `python assets/models/build.py card NAME`. Their training runs "
@@ -67,5 +67,5 @@ def home() -> None:
 
 
 st.set_page_config(page_title="AdvLab", layout="wide")
-st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True), TRAIN, HISTORY, PLAYGROUND, EVALUATE,
+st.navigation([st.Page(home, title="Home", default=True), TRAIN, HISTORY, PLAYGROUND, EVALUATE,
                INTERPRET, COMPARE, STUDY]).run()

@@ -24,7 +24,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's, installe
 def server(tmp_path_factory):
     runs = tmp_path_factory.mktemp("e2e") / "runs"
     port = free_port()
-    env = os.environ | {"ADVLAB_RUNS_DIR": str(runs), "ADVLAB_MAX_RUNS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = os.environ | {"ADVLAB_RUNS_DIR": str(runs), "ADVLAB_MAX_RUNS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+                        "ADVLAB_UPLOADS_DIR": str(runs.parent / "uploads")}
     process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless",
                                 "true", "--server.port", str(port), "--server.fileWatcherType", "none"],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -76,7 +77,7 @@ def open_train(page):
 
 
 def start_run(page, name: str, epochs: int | None):
-    page.get_by_role("button", name="New run", exact=True).click()
+    page.get_by_role("radio", name="New run", exact=True).click()
     page.get_by_label("Run name").fill(name)
     page.get_by_label("Training images (0 = all)").fill("1280")
     page.get_by_label("Validation images (held out of training)", exact=True).fill("200")
@@ -191,3 +192,48 @@ def test_start_training_with_a_ticked_row_shows_the_new_run(page, server):
     time.sleep(4)  # reruns after the submit must not switch to the run now under the old tick
     assert f"run={newest.id}" in page.url
     assert page.get_by_text(newest.id, exact=True).first.is_visible()  # the selected run's caption
+
+
+PAGES = ("Home", "Train", "History", "Playground", "Evaluate", "Interpret", "Compare", "Augmentation study")
+TRUNCATED = """() => Array.from(document.querySelectorAll(
+    '[data-testid="stWidgetLabel"] p, [data-testid="stCheckbox"] p, [role="combobox"], [data-testid="stMetricValue"]'))
+  .filter(element => element.offsetParent !== null && element.scrollWidth > element.clientWidth + 1)
+  .map(element => element.value || element.innerText)"""
+
+
+def settle(page) -> None:
+    """Waits until the page's script run (and its fragments) stopped drawing."""
+    page.wait_for_timeout(1500)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=120_000)
+    page.wait_for_timeout(500)
+
+
+def test_every_page_at_1400x900_is_whole_calm_and_offline(browser, server):
+    """Issue 21: no select value or label cut off, no exception shown, and no request to any host
+    but this machine, on every page (and on the Train page's two views and an attacked image)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    outside = []
+    page.on("request", lambda request: outside.append(request.url)
+            if not re.match(r"(https?|wss?)://(localhost|127\.0\.0\.1)[:/]|data:|blob:", request.url) else None)
+    page.goto(server[0])
+    page.get_by_text("AdvLab", exact=True).first.wait_for()
+    seen = {}
+    for name in PAGES:
+        page.get_by_role("link", name=name, exact=True).first.click()
+        settle(page)
+        seen[name] = (page.evaluate(TRUNCATED), page.locator('[data-testid="stException"]').count())
+        if name == "Train":
+            page.get_by_role("radio", name="Runs", exact=True).click()
+            settle(page)
+            seen["Train: runs"] = (page.evaluate(TRUNCATED), page.locator('[data-testid="stException"]').count())
+        if name == "Playground":
+            page.get_by_text("Sample gallery", exact=True).click()
+            page.get_by_text("Linf distance").wait_for(timeout=120_000)  # the sample attacked
+            settle(page)
+            seen["Playground: attacked"] = (page.evaluate(TRUNCATED),
+                                            page.locator('[data-testid="stException"]').count())
+    context.close()
+    assert {name: found for name, found in seen.items() if found != ([], 0)} == {}
+    assert outside == []

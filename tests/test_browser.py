@@ -237,3 +237,21 @@ def test_every_page_at_1400x900_is_whole_calm_and_offline(browser, server):
     context.close()
     assert {name: found for name, found in seen.items() if found != ([], 0)} == {}
     assert outside == []
+
+
+def test_the_train_form_shows_every_problem_at_once_and_starts_nothing(page, server):
+    """Finding 2 of issue 21: a bad value hid the others, and an out-of-range one only turned red."""
+    open_train(page)
+    before = len(list_runs(server[1]))
+    page.get_by_role("radio", name="New run", exact=True).click()
+    for label, value in (("eps", "3"), ("Learning rate", "0"), ("Epochs", "0")):
+        field = page.get_by_label(label, exact=True)
+        field.fill(value)
+        field.press("Enter")
+        page.wait_for_timeout(700)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Not started: 3 problems to fix, each shown next to its field.").wait_for()
+    for message in ("attack.eps: 3 is over the linf limit of 1", "optimizer.learning_rate: must be > 0",
+                    "schedule.epochs: must lie in [1, 100000], got 0"):
+        assert page.get_by_text(message).first.is_visible(), message
+    assert len(list_runs(server[1])) == before

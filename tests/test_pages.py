@@ -322,3 +322,48 @@ def test_short_runs_get_whole_epoch_ticks_and_the_summary_shows_dashes_not_none(
     assert charts.metric_figure({"short": run.history()}, "loss").layout.xaxis.dtick == 1
     html = histories.summary_view(histories.summary({"short": run.history()})).to_html()
     assert "–" in html and "62.0%" in html and "None" not in html and "nan" not in html
+
+
+def trace_x(spec: str, trace: int = 0) -> list:
+    """A chart's x values (plotly writes numpy arrays as base64 "bdata")."""
+    import base64
+    import json
+
+    import numpy as np
+
+    x = json.loads(spec)["data"][trace]["x"]
+    return np.frombuffer(base64.b64decode(x["bdata"]), x["dtype"]).tolist() if isinstance(x, dict) else x
+
+
+def test_header_chart_and_table_agree_on_a_live_run(runs_root):
+    """Finding 7 of issue 21: one read of the run per poll feeds the header, the chart and the table."""
+    import os
+
+    from advcore.storage import files
+    from advcore.storage.runs import process_start_ticks
+
+    run = make_run(runs_root, "live", ["vanilla", "vanilla", "adversarial"], status="running")
+    run.update_status(pid=os.getpid(), pid_start=process_start_ticks(os.getpid()), total_epochs=6, ended=None)
+    files.write_json(run.progress_path, {"epoch": 4, "batch": 30, "steps_per_epoch": 60})
+    app = selected(run)
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Epochs done"] == "3 / 6"
+    assert app.dataframe[0].value.set_index("id").loc[run.id, "epoch"] == 3
+    assert app.dataframe[0].value.set_index("id").loc[run.id, "status"] == "running"
+    assert list(trace_x(app.get("plotly_chart")[0].proto.spec)) == [1, 2, 3]
+    assert "epoch 4: 50%" in app.get("progress")[0].proto.text
+
+
+def test_a_dead_run_shows_its_real_wall_time_and_a_log_without_gpu_chatter(runs_root):
+    """Finding 6 of issue 21: a run whose process died reads failed, its clock stopped at its last sign
+    of life, and its log tail without TensorFlow's start-up noise."""
+    run = make_run(runs_root, "dead", ["vanilla"], status="running")
+    run.update_status(pid=2**22 + 7, started="2026-11-21T10:00:00+00:00", ended=None)  # no such process
+    status = run.recorded_status() | {"updated": "2026-11-21T10:00:18+00:00"}
+    run.status_path.write_text(__import__("json").dumps(status))
+    run.log_path.write_text("E0000 00:00:1795554816.442510 9842 cuda_platform.cc:52] failed call to cuInit: "
+                            "INTERNAL: CUDA error\nepoch    1  loss 0.5\nValueError: the real reason\n")
+    app = selected(run)
+    assert {m.label: m.value for m in app.metric}["Wall time"] == "0:00:18"
+    log = app.code[0].value
+    assert "the real reason" in log and "cuInit" not in log

@@ -8,30 +8,27 @@ from app.evaluate import evaluate_form, evaluation_views
 POLL_SECONDS = 1
 
 st.title("Evaluate")
-left, right = st.columns([5, 7], gap="large")
-
-with left:
-    model_widgets.upload_model()
+model_widgets.upload_model()
+jobs.ensure_worker(state.root())  # a worker that died or idled out is restarted for waiting jobs
+evaluations = {job.id: job for job in jobs.list_evaluations(state.root())}
+with st.expander("New evaluation", expanded=not evaluations):
     submitted = evaluate_form.evaluate_form(model_widgets.entries())
-    if submitted is not None:
-        plan, name = submitted
-        job = jobs.submit_evaluation(plan, state.root(), name)
-        st.query_params["evaluation"] = job.id
-        st.success(f"Queued evaluation {job.id}: {len(plan.cells())} cells on {plan.count} images")
-
-with right:
-    jobs.ensure_worker(state.root())  # a worker that died or idled out is restarted for waiting jobs
+if submitted is not None:
+    plan, name = submitted
+    job = jobs.submit_evaluation(plan, state.root(), name)
+    st.query_params["evaluation"] = job.id
+    st.success(f"Queued evaluation {job.id}: {len(plan.cells())} cells on {plan.count} images")
     evaluations = {job.id: job for job in jobs.list_evaluations(state.root())}
-    if not evaluations:
-        st.info("No evaluations yet: choose models and attacks, then Evaluate.")
-        st.stop()
-    wanted = st.query_params.get("evaluation")
-    ids = list(evaluations)
-    chosen = st.selectbox("Evaluation", ids, index=ids.index(wanted) if wanted in ids else 0,
-                          format_func=lambda i: f"{evaluations[i].name()} · {i}")
-    st.query_params["evaluation"] = chosen
-    job = evaluations[chosen]
-    live = evaluation_views.status_of(job)["status"] in ("queued", "running", "stopping")
-    st.session_state["polled_evaluation"] = job.id if live else None
-    st.fragment(evaluation_views.progress, run_every=POLL_SECONDS if live else None)(job)
-    evaluation_views.results(job)
+if not evaluations:
+    st.info("No evaluations yet: choose models and attacks above, then Evaluate.")
+    st.stop()
+wanted = st.query_params.get("evaluation")
+ids = list(evaluations)
+chosen = st.selectbox("Evaluation", ids, index=ids.index(wanted) if wanted in ids else 0,
+                      format_func=lambda i: f"{evaluations[i].name()} · {i}")
+st.query_params["evaluation"] = chosen
+job = evaluations[chosen]
+live = evaluation_views.status_of(job)["status"] in ("queued", "running", "stopping")
+st.session_state["polled_evaluation"] = job.id if live else None
+st.fragment(evaluation_views.progress, run_every=POLL_SECONDS if live else None)(job)
+evaluation_views.results(job)

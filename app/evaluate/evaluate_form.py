@@ -56,25 +56,24 @@ def evaluate_form(entries: dict[str, ModelEntry]) -> tuple[plans.Plan, str] | No
                                       help="AutoAttack is the field's standard robust accuracy (Croce & Hein 2020): "
                                            "an ensemble of parameter-free attacks, each run on the images all "
                                            "earlier ones left robust")
-        version = st.radio("AutoAttack version", list(VERSIONS), format_func=VERSIONS.get, horizontal=True,
-                           key="eval.version")
-        st.caption("The gradient attacks' settings (AutoAttack sets its own):")
-        c1, c2, c3 = st.columns(3)
+        what, how, where = st.columns(3, gap="large")  # AutoAttack's version; the gradient attacks; the budgets
+        version = what.radio("AutoAttack version", list(VERSIONS), format_func=VERSIONS.get, key="eval.version")
+        how.caption("The gradient attacks' settings (AutoAttack sets its own):")
+        c1, c2 = how.columns(2)
         steps = c1.number_input("Steps (PGD, MI-FGSM)", value=20, step=1, key="eval.steps")
         restarts = c2.number_input("Restarts", value=1, step=1, key="eval.restarts")
-        loss = c3.radio("Loss", ("ce", "margin", WORST_OF_LOSSES), horizontal=True, key="eval.loss",
-                        help=f"{WORST_OF_LOSSES}: each image attacked with both losses and counted at its worst; "
-                             "with 50 steps and 10 restarts, the strongest PGD evaluation")
-        unit = st.radio("eps units", UNITS, horizontal=True, key="eval.unit")
-        g1, g2 = st.columns(2)
-        linf_text = g1.text_input("Linf eps grid", _grid_text(first, "linf", "0-1"), key="eval.linf")
-        l2_text = g2.text_input("L2 eps grid", _grid_text(first, "l2", "0-1"), key="eval.l2")
-        c4, c5 = st.columns(2)
+        loss = how.radio("Loss", ("ce", "margin", WORST_OF_LOSSES), horizontal=True, key="eval.loss",
+                         help=f"{WORST_OF_LOSSES}: each image attacked with both losses and counted at its worst; "
+                              "with 50 steps and 10 restarts, the strongest PGD evaluation")
+        sanity = how.checkbox("Gradient-masking checks", True, key="eval.sanity",
+                              help="zero gradients, PGD weaker than FGSM, accuracy rising with eps, large eps "
+                                   "not reaching 0%: each flags an evaluation that overestimates robustness")
+        unit = where.radio("eps units", UNITS, horizontal=True, key="eval.unit")
+        linf_text = where.text_input("Linf eps grid", _grid_text(first, "linf", "0-1"), key="eval.linf")
+        l2_text = where.text_input("L2 eps grid", _grid_text(first, "l2", "0-1"), key="eval.l2")
+        c4, c5 = where.columns(2)
         count = c4.number_input(f"Test images (1..{plans.MAX_IMAGES})", value=1000, step=100, key="eval.count")
-        sanity = c5.checkbox("Gradient-masking checks", True, key="eval.sanity",
-                             help="zero gradients, PGD weaker than FGSM, accuracy rising with eps, large eps "
-                                  "not reaching 0%: each flags an evaluation that overestimates robustness")
-        name = st.text_input("Name", "evaluation", key="eval.name")
+        name = c5.text_input("Name", "evaluation", key="eval.name")
         if not st.form_submit_button("Evaluate", type="primary"):
             return None
     try:

@@ -26,3 +26,25 @@ def test_home_page_lists_the_bundled_models_with_their_cards():
     assert all("clean accuracy (10,000 test images)" in label for label in labels)
     cards = [block.value for block in app.markdown if block.value.startswith("# Model card")]
     assert [card.splitlines()[0] for card in cards] == [f"# Model card: {name}" for name in names]
+
+
+def test_a_local_tool_binds_to_localhost_shows_no_deploy_button_and_caps_uploads():
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "localhost" and config["browser"]["gatherUsageStats"] is False
+    assert config["client"]["toolbarMode"] == "minimal"  # no Deploy button
+    from advcore.storage import images
+    from app import histories, registry
+
+    caps = [images.MAX_UPLOAD_BYTES // 2**20, histories.MAX_CSV_MEGABYTES, registry.MAX_MODEL_BYTES // 2**20]
+    assert max(caps) == config["server"]["maxUploadSize"]  # each uploader's own cap fits under the server's
+
+
+def test_the_step_chart_keeps_its_legend_off_the_subplot_titles():
+    import numpy as np
+
+    from app import attack_charts
+
+    figure = attack_charts.step_figure(np.zeros(5), np.full((5, 3), 1 / 3), {"a": 0, "b": 1}, "ce objective")
+    assert figure.layout.legend.y < 0 and figure.layout.legend.yanchor == "top"  # under the plots

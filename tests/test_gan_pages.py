@@ -67,6 +67,18 @@ def test_the_gan_form_queues_a_gan_run(runs_root):
     assert run.id in str(app.query_params["run"])
 
 
+def test_the_gan_form_shows_every_problem_at_once(runs_root):
+    app = page("train")
+    app.radio(key="what-to-train").set_value("A GAN").run()
+    for label, value in (("Latent size (z)", 0), ("Learning rate (Adam, betas 0 / 0.9)", 0.0)):
+        next(w for w in app.number_input if w.label == label).set_value(value)
+    next(b for b in app.get("button") if "Start GAN training" in str(b.proto.label)).click().run()
+    errors = [e.value for e in app.error]
+    assert any(e.startswith("z_dim: must lie in [1, 4096]") for e in errors), errors
+    assert any(e.startswith("learning_rate: must be > 0") for e in errors), errors
+    assert list_runs(runs_root) == []
+
+
 def test_a_gan_run_shows_its_losses_and_latest_samples_and_stays_off_history(runs_root):
     run = finished_gan_run(runs_root)
     app = page("train", run.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from advcore.storage.data import DATASETS
-from advcore.training.config import ConfigError, GanConfig
+from advcore.training.config import GanConfig, problems
 
 
 def gan_form(device: str) -> GanConfig | None:
@@ -40,13 +40,13 @@ def gan_form(device: str) -> GanConfig | None:
         submitted = st.form_submit_button("Start GAN training", type="primary")
     if not submitted:
         return None
-    try:
-        return GanConfig.from_dict({
-            "name": name, "data": {"dataset": dataset, "train_size": train_size or None},
-            "architecture": architecture, "width": width, "z_dim": z_dim, "epochs": None if until_stopped else epochs,
-            "batch_size": batch_size, "critic_steps": critic_steps, "gradient_penalty": penalty,
-            "aux_weight_critic": aux_critic, "aux_weight_generator": aux_generator, "learning_rate": rate,
-            "seed": seed})
-    except ConfigError as error:
-        problem.error(str(error), icon="⚠️")
-        return None
+    content = {"name": name, "data": {"dataset": dataset, "train_size": train_size or None},
+               "architecture": architecture, "width": width, "z_dim": z_dim,
+               "epochs": None if until_stopped else epochs, "batch_size": batch_size, "critic_steps": critic_steps,
+               "gradient_penalty": penalty, "aux_weight_critic": aux_critic,
+               "aux_weight_generator": aux_generator, "learning_rate": rate, "seed": seed}
+    found = problems(GanConfig, content)
+    with problem.container():
+        for message in found:  # every problem at once
+            st.error(message, icon="⚠️")
+    return None if found else GanConfig.from_dict(content)

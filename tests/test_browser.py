@@ -81,7 +81,7 @@ def start_run(page, name: str, epochs: int | None):
     page.get_by_label("Run name").fill(name)
     page.get_by_label("Training images (0 = all)").fill("1280")
     page.get_by_label("Validation images (held out of training)", exact=True).fill("200")
-    page.get_by_label("Robust check images per epoch").fill("100")
+    page.get_by_label("Robust check images per epoch", exact=True).fill("100")
     if epochs is None:
         page.get_by_text("Until stopped", exact=True).click()
     else:

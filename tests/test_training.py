@@ -132,6 +132,8 @@ def test_pgd_training_buys_robustness(tmp_path, fashion):
     ({"schedule": {"kind": "warmup", "vanilla_epochs": 5, "epochs": 3}}, "schedule.epochs"),
     ({"schedule": {"epochs": None}, "lr_schedule": {"kind": "cyclic"}}, "lr_schedule.kind: a cyclic schedule"),
     ({"lr_schedule": {"kind": "step"}}, "lr_schedule.milestones"),
+    ({"lr_schedule": {"kind": "step", "milestones": [20]}}, "lr_schedule.milestones: epoch 20 is after the run's last"),
+    ({"attack": {"step_size": 0.3}}, "attack.step_size: 0.3 is more than twice eps"),
     ({"model": {"architecture": "vgg"}}, "model.architecture: unknown 'vgg'"),
     ({"optimizer": {"learning_rate": 0}}, "optimizer.learning_rate"),
     ({"validation": {"collapse_ratio": 2}}, "validation.collapse_ratio"),
@@ -145,7 +147,8 @@ def test_invalid_configs_name_the_field(changes, field):
 
 
 def test_config_round_trips_through_json():
-    config = tiny_config(**{"attack.method": "ll_fgsm", "lr_schedule.kind": "step", "lr_schedule.milestones": [2]})
+    config = tiny_config(**{"attack.method": "ll_fgsm", "lr_schedule.kind": "step", "lr_schedule.milestones": [2],
+                            "schedule.epochs": 3})
     assert TrainConfig.from_dict(config.to_dict()) == config
     assert config.attack.eps_min == pytest.approx(1e-4)
 
@@ -196,7 +199,7 @@ def test_learning_rate_schedules():
     rates = [float(cyclic(step)) for step in (0, 20, 40, 70, 100)]
     np.testing.assert_allclose(rates, [0.0, 0.1, 0.2, 0.1, 0.0], atol=1e-6)
     step = learning_rate(tiny_config(**{"lr_schedule.kind": "step", "lr_schedule.milestones": [2, 4],
-                                        "optimizer.learning_rate": 1.0}), steps_per_epoch=10)
+                                        "schedule.epochs": 5, "optimizer.learning_rate": 1.0}), steps_per_epoch=10)
     np.testing.assert_allclose([float(step(s)) for s in (0, 19, 21, 41)], [1, 1, 0.1, 0.01], rtol=1e-6)
 
 

@@ -68,6 +68,11 @@ def describe(content: dict) -> str:
         attack_part = f"{method}, {attack.norm.capitalize()} eps {attack.eps:g}, step {step:.3g}"
     if attack.warmup_epochs:
         attack_part += f", eps ramped up over {attack.warmup_epochs:g} epochs"
+    objective = config.objective
+    if objective.kind != "ce":  # TRADES runs its PGD on the KL term; MART on cross-entropy
+        attack_part = f"{objective.kind.upper()} (beta {objective.beta:g}) with {attack_part}"
+    if config.awp.enabled:
+        attack_part += f", adversarial weight perturbation (gamma {config.awp.gamma:g})"
     if schedule.kind == "interleaved":
         epochs = (f"{schedule.cycles} cycles of {schedule.vanilla_epochs} vanilla then "
                   f"{schedule.adversarial_epochs} adversarial epochs")
@@ -78,7 +83,8 @@ def describe(content: dict) -> str:
     mode = {"adversarial": "on adversarial batches", "double": f"on clean + adversarial batches "
             f"(adversarial weight {config.mix.weight:g})", "split": f"with {config.mix.fraction:.0%} of each "
             "batch adversarial"}[config.mode]
-    return f"{model}, adversarial training {mode}: {attack_part}; {epochs}, {rate}, {data_part}"
+    kept = ", the epoch of best validation robust accuracy kept" if config.validation.keep_best else ""
+    return f"{model}, adversarial training {mode}: {attack_part}; {epochs}{kept}, {rate}, {data_part}"
 
 
 def training(run: Run) -> dict:
@@ -259,7 +265,7 @@ def markdown(card: dict) -> str:
     training = card["training"]
     robust = pd.DataFrame(card["robustness"]["rows"])
     percents = {c: robust[c].map(_percent) for c in ("robust_accuracy", "ce_only", "margin_only")}
-    robust = robust.fillna("").assign(eps=robust["eps"].map("{:g}".format), **percents,
+    robust = robust.astype(object).fillna("").assign(eps=robust["eps"].map("{:g}".format), **percents,
                                       standard_error=robust["standard_error"].map(lambda v: f"±{v:.1%}"))
     epochs = pd.DataFrame(card["per_epoch"])
     epochs = epochs[[c for c in ("epoch", "phase", "loss", "val_accuracy", "val_robust_accuracy") if c in epochs]]

@@ -81,12 +81,13 @@ def requeue(run: Run, more: int = 0) -> None:
         raise RunRefused(f"run {run.id} is {status['status']}: it trains already")
     content, _ = upgraded(run.config())
     gan = config_kind(content) == "gan"
-    config = (GanConfig if gan else TrainConfig).from_dict(content)
+    config_class = GanConfig if gan else TrainConfig
+    config = config_class.from_dict(content)
     length = "epochs" if gan else "schedule.cycles" if config.schedule.kind == "interleaved" else "schedule.epochs"
     section, leaf = (content, length) if gan else (content["schedule"], length.split(".")[1])
     if more and section.get(leaf) is not None:
         section[leaf] += more
-        config = (GanConfig if gan else TrainConfig).from_dict(content)
+        config = config_class.from_dict(content)
     resumable_from(run, config.epochs if gan else config.schedule.total_epochs)
     if config.to_dict() != run.config():
         files.write_json(run.config_path, config.to_dict())

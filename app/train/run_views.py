@@ -9,7 +9,7 @@ import re
 import pandas as pd
 
 from advcore.storage.runs import LIVE_STATUSES, Run, RunError
-from advcore.training.config import config_kind
+from advcore.training.config import GanConfig, TrainConfig, config_kind
 
 
 def _gan_summary(config: dict) -> str:
@@ -117,14 +117,11 @@ def progress(shot: Snapshot) -> dict:
     return {"done": done, "within": within, "total": total, "elapsed": wall_time(status), "eta": eta}
 
 
-def _planned_epochs(config: dict) -> int | None:
-    schedule = config.get("schedule", {})
-    if config_kind(config) == "gan":
-        return config.get("epochs")
-    if schedule.get("kind") == "interleaved":
-        cycles = schedule.get("cycles")
-        return cycles * (schedule.get("vanilla_epochs", 0) + schedule.get("adversarial_epochs", 0)) if cycles else None
-    return schedule.get("epochs")
+def _planned_epochs(content: dict) -> int | None:
+    """The epochs the config asks for (None: until stopped), as the training process counts them."""
+    if config_kind(content) == "gan":
+        return GanConfig.from_dict(content, checked=False).epochs
+    return TrainConfig.from_dict(content, checked=False).schedule.total_epochs
 
 
 def wall_time(status: dict) -> float | None:

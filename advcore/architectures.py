@@ -6,7 +6,9 @@ before a model is built, and `models` builds from them.
 
 from __future__ import annotations
 
-ARCHITECTURES = ("small_cnn", "madry_cnn", "preact_resnet20", "preact_resnet44", "woods_resnet44", "densenet_bc")
+BACKBONES = ("resnet50", "efficientnet_b0", "convnext_tiny", "mobilenet_v2")  # Keras applications (`backbones`)
+ARCHITECTURES = ("small_cnn", "madry_cnn", "preact_resnet20", "preact_resnet44", "woods_resnet44", "densenet_bc",
+                 *BACKBONES)
 ACTIVATIONS = ("relu", "half_huber")  # half_huber: seed 004's smooth ReLU (woods_resnet44 only)
 DENSENET_DEPTH, DENSENET_GROWTH = 100, 12  # densenet_bc's defaults: DenseNet-BC-100 (k = 12), as in seed 001
 

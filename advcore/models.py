@@ -13,7 +13,9 @@ import keras
 import tensorflow as tf
 import numpy as np
 
-from advcore.architectures import ACTIVATIONS, ARCHITECTURES, DENSENET_DEPTH, DENSENET_GROWTH, densenet_depth_problem
+from advcore import backbones
+from advcore.architectures import (ACTIVATIONS, ARCHITECTURES, BACKBONES, DENSENET_DEPTH, DENSENET_GROWTH,
+                                   densenet_depth_problem)
 from advcore.storage import files, model_files
 from advcore.storage.model_files import ModelError
 
@@ -145,8 +147,14 @@ def densenet_bc(input_shape=(32, 32, 3), num_classes=10, depth=DENSENET_DEPTH, g
 
 
 def build(architecture: str, input_shape, num_classes: int, width: int = 1, activation: str = "relu",
-          depth: int | None = None, growth: int | None = None) -> keras.Model:
-    """A fresh classifier; `depth` and `growth` are densenet_bc's (None: its defaults)."""
+          depth: int | None = None, growth: int | None = None, pretrained: bool = False) -> keras.Model:
+    """A fresh classifier; `depth` and `growth` are densenet_bc's (None: its defaults); `pretrained` takes a
+    backbone's ImageNet weights."""
+    if architecture in BACKBONES:
+        return backbones.backbone_classifier(architecture, input_shape, num_classes,
+                                             "imagenet" if pretrained else None)
+    if pretrained:
+        raise ValueError(f"pretrained weights exist for the backbones ({', '.join(BACKBONES)}), not {architecture}")
     if width < 1:
         raise ValueError(f"width must be a positive integer, got {width}")
     if activation not in ACTIVATIONS:
@@ -249,6 +257,12 @@ def outputs_probabilities(model: keras.Model, probes: int = 8, seed: int = 0) ->
     sample = np.random.default_rng(seed).uniform(0, 1, shape).astype(np.float32)
     out = np.asarray(model(sample, training=False), dtype=np.float64)
     return bool(out.min() >= 0 and np.allclose(out.sum(axis=-1), 1, atol=1e-4))
+
+
+def input_size(model: keras.Model) -> tuple[int, int] | None:
+    """(height, width) of the model's input, the size a folder's images are read at; None if not fixed."""
+    height, width = model.inputs[0].shape[1:3]
+    return None if height is None or width is None else (int(height), int(width))
 
 
 def check_compatible(model: keras.Model, input_shape, num_classes: int) -> None:

@@ -95,7 +95,7 @@ def _test_image(entry: ModelEntry) -> InputImage | None:
         st.info("This model's dataset is not known, so there is no test set to pick from: upload an image.")
         return None
     try:
-        split = model_widgets.test_split(dataset)
+        split = model_widgets.test_split(dataset, tuple(entry.card["input_shape"]))
     except data.DatasetError as error:
         st.error(f"The {dataset} test set is not available here: {error}")
         return None

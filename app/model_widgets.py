@@ -22,13 +22,14 @@ def load_model(entry: registry.ModelEntry):
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the test set...")
-def test_split(dataset: str) -> data.Split:
-    return data.load(dataset).test
+def test_split(dataset: str, input_shape: tuple) -> data.Split:
+    """A dataset's test split, a folder's read at the model's input size (`input_shape`)."""
+    return data.load(dataset, image_size=tuple(input_shape[:2]), splits=("test",)).test
 
 
 @st.cache_resource(max_entries=1, show_spinner="Loading the training set...")
-def train_split(dataset: str) -> data.Split:
-    return data.load(dataset).train
+def train_split(dataset: str, input_shape: tuple) -> data.Split:
+    return data.load(dataset, image_size=tuple(input_shape[:2]), splits=("train",)).train
 
 
 def upload_model() -> None:

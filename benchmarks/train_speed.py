@@ -66,7 +66,7 @@ def advlab_epoch(x, y, mode: str, attack: dict, **sections) -> float:
     trainer.compile(optimizer="adam")
     trainer.adversarial_phase.assign(mode != "vanilla")
     timer = EpochTimer()
-    trainer.fit(training_batches(x, y, BATCH, 0), steps_per_epoch=steps, epochs=EPOCHS, verbose=0,
+    trainer.fit(training_batches(data.Split(x, y), BATCH, 0), steps_per_epoch=steps, epochs=EPOCHS, verbose=0,
                 shuffle=False, callbacks=[timer])
     return timer.fastest
 

@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from advcore import models  # noqa: E402
+from advcore.storage import data  # noqa: E402
 from advcore.training.config import TrainConfig  # noqa: E402
 from advcore.training.trainer import AdversarialTrainer, make_optimizer, training_batches  # noqa: E402
 
@@ -48,7 +49,7 @@ def pipeline_speed(batches: int) -> dict[str, float]:
     y = rng.integers(0, 10, 50_000)
     speeds = {}
     for augment in ("none", "crop_flip"):
-        stream = iter(training_batches(x, y, BATCH, seed=0, augment=augment))
+        stream = iter(training_batches(data.Split(x, y), BATCH, seed=0, augment=augment))
         for _ in range(20):
             next(stream)
         started = time.perf_counter()

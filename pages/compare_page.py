@@ -121,7 +121,7 @@ for entry in picked:
     except (models.ModelError, OSError) as error:
         st.error(f"Cannot load {entry.label}: {error}")
 try:
-    split = model_widgets.test_split(dataset)
+    split = model_widgets.test_split(dataset, tuple(picked[0].card["input_shape"]))
 except data.DatasetError as error:
     st.error(f"The {dataset} test set is not available here: {error}")
     st.stop()

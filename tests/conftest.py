@@ -1,8 +1,10 @@
 """Shared fixtures: real Fashion-MNIST subsets and one small CNN trained on them once per session."""
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("ADVLAB_CACHE_DIR", tempfile.mkdtemp(prefix="advlab-cache-"))  # folder checks stay out of ~
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

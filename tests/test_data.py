@@ -169,12 +169,3 @@ def test_image_folder_dataset(tmp_path):
     assert dataset.class_names == ("cats", "dogs", "owls")
     assert len(dataset.train) + len(dataset.test) == 15
     assert set(dataset.test.y) == {0, 1, 2} and dataset.input_shape == (8, 8, 3)
-
-
-def test_image_folder_with_mixed_sizes_is_refused(tmp_path):
-    for name, side in (("a", 8), ("b", 9)):
-        (tmp_path / name).mkdir()
-        for i in range(2):
-            images.write_png(tmp_path / name / f"{i}.png", np.zeros((side, side, 1)))
-    with pytest.raises(data.DatasetFormatError, match="differs from the first image"):
-        data.load_image_folder(tmp_path)

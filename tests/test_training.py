@@ -206,15 +206,16 @@ def test_learning_rate_schedules():
 def test_batches_depend_on_seed_and_epoch_alone(fashion):
     from advcore.training.trainer import training_batches
 
-    x, y = fashion.train.x[:300], fashion.train.y[:300]
-    first = [b[1].numpy() for b in training_batches(x, y, 100, seed=5).take(6)]
-    resumed = [b[1].numpy() for b in training_batches(x, y, 100, seed=5, first_epoch=1).take(3)]
+    split = fashion.train.take(slice(0, 300))
+    y = split.y
+    first = [b[1].numpy() for b in training_batches(split, 100, seed=5).take(6)]
+    resumed = [b[1].numpy() for b in training_batches(split, 100, seed=5, first_epoch=1).take(3)]
     for a, b in zip(first[3:], resumed):
         np.testing.assert_array_equal(a, b)  # epoch 1 is the same whether or not epoch 0 ran
     assert not np.array_equal(np.concatenate(first[:3]), np.concatenate(first[3:]))  # reshuffled
     assert sorted(np.concatenate(first[:3])) == sorted(y)  # each epoch sees every sample once
-    shifted = next(iter(training_batches(x, y, 300, seed=5, augment="crop")))[0].numpy()
-    plain = next(iter(training_batches(x, y, 300, seed=5)))[0].numpy()
+    shifted = next(iter(training_batches(split, 300, seed=5, augment="crop")))[0].numpy()
+    plain = next(iter(training_batches(split, 300, seed=5)))[0].numpy()
     assert shifted.shape == plain.shape and not np.array_equal(shifted, plain)
     assert np.isclose(shifted.sum(), plain.sum(), rtol=0.1)  # shifts move pixels, rarely lose many
 

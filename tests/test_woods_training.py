@@ -183,7 +183,7 @@ def test_a_few_steps_of_each_option_lower_its_loss_on_cifar_format_data(cifar_fo
     trainer = AdversarialTrainer(classifier, config, steps_per_epoch=5)
     trainer.compile(optimizer=keras.optimizers.Adam(2e-3))
     trainer.adversarial_phase.assign(config.adversarial)
-    batches = training_batches(cifar_format.train.x, cifar_format.train.y, 64, 0, "crop_flip")
+    batches = training_batches(cifar_format.train, 64, 0, "crop_flip")
     history = trainer.fit(batches, steps_per_epoch=5, epochs=3, shuffle=False, verbose=0).history
     assert history["loss"][-1] < history["loss"][0], history
     if config.adversarial:  # the steps trained on the option's examples, not on clean images
@@ -217,7 +217,7 @@ def test_crop_flip_batches_are_shifted_mirrored_copies_of_their_images():
     rng = np.random.default_rng(0)
     x = rng.uniform(0.1, 1, (16, 32, 32, 3)).astype(np.float32)
     y = np.arange(16)
-    images, labels = next(iter(training_batches(x, y, 16, seed=0, augment="crop_flip")))
+    images, labels = next(iter(training_batches(data.Split(x, y), 16, seed=0, augment="crop_flip")))
     flips = 0
     for image, label in zip(images.numpy(), labels.numpy()):
         padded = np.pad(x[label], ((4, 4), (4, 4), (0, 0)))

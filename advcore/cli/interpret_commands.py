@@ -93,8 +93,8 @@ def _load(args):
     from advcore import models
     from advcore.storage import data
 
-    dataset = data.load(args.dataset, data_dir=args.data_dir)
     model = models.load(args.model)
+    dataset = data.load(args.dataset, data_dir=args.data_dir, image_size=models.input_size(model))
     models.check_compatible(model, dataset.input_shape, dataset.num_classes)
     return model, dataset
 

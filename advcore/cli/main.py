@@ -179,12 +179,12 @@ def _load_inputs(args):
     from advcore import models
     from advcore.storage import data
 
-    dataset = data.load(args.dataset, data_dir=args.data_dir)
+    model = models.load(args.model)
+    dataset = data.load(args.dataset, data_dir=args.data_dir, image_size=models.input_size(model), splits=(args.split,))
     split = dataset.test if args.split == "test" else dataset.train
     if not 0 <= args.start < len(split):
         raise UsageError(f"--start {args.start} is outside the {args.split} split (0..{len(split) - 1})")
     stop = min(args.start + args.count, len(split))
-    model = models.load(args.model)
     models.check_compatible(model, dataset.input_shape, dataset.num_classes)
     if args.target is not None and not 0 <= args.target < dataset.num_classes:
         raise UsageError(f"--target {args.target} is not a class of {dataset.name} (0..{dataset.num_classes - 1})")

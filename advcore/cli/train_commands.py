@@ -33,8 +33,13 @@ TRAIN_OPTIONS = (
     ("--validation-size", "data.validation_size", int, "validation images held out of the training split, never "
      "trained on (default 5000 for built-in sets, 10%% of a folder's; 0: none)"),
     ("--augment", "data.augment", str, "none (default), crop (random shifts), or crop_flip (also mirrors)"),
+    ("--image-size", "data.image_size", positive_int, "a folder's images become squares of this side, e.g. 224 "
+     "(default: the first image's size)"),
+    ("--fit", "data.fit", str, "a folder's images of another shape: crop (default: scale the shorter side, cut the "
+     "centre), pad (scale the longer side, pad with black) or stretch"),
     ("--architecture", "model.architecture", str, "small_cnn (default), madry_cnn, preact_resnet20, preact_resnet44, woods_resnet44 "
-     "(seed 004's CIFAR ResNet), densenet_bc (seed 001's)"),
+     "(seed 004's CIFAR ResNet), densenet_bc (seed 001's), or a Keras application: resnet50, efficientnet_b0, "
+     "convnext_tiny, mobilenet_v2 (inputs of 32 px or more; see --pretrained)"),
     ("--width", "model.width", positive_int, "width multiplier of the architecture (default 1)"),
     ("--activation", "model.activation", str, "relu (default) or half_huber (seed 004's smooth ReLU; woods_resnet44)"),
     ("--depth", "model.depth", positive_int, "densenet_bc: layers, 6n+4 (default 100)"),
@@ -153,6 +158,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--awp", dest="awp.enabled", action="store_true", default=argparse.SUPPRESS,
                         help="adversarial weight perturbation (Wu et al. 2020): gradients at weights moved toward "
                              "higher adversarial loss")
+    parser.add_argument("--pretrained", dest="model.pretrained", action="store_true", default=argparse.SUPPRESS,
+                        help="a backbone (resnet50, efficientnet_b0, convnext_tiny, mobilenet_v2) starts from its "
+                             "ImageNet weights, read from the Keras cache (~/.keras/models)")
     parser.add_argument("--keep-best", dest="validation.keep_best", action="store_true", default=argparse.SUPPRESS,
                         help="the run's model.keras is its epoch of highest validation robust accuracy")
     parser.add_argument("--no-nesterov", dest="optimizer.nesterov", action="store_false", default=argparse.SUPPRESS,

@@ -185,7 +185,8 @@ def run_plan(plan: Plan, out: Path, *, should_stop: Callable[[], bool] = lambda:
 
     A long-lived caller passes caching loaders, so repeated plans skip reading models and data.
     """
-    dataset = load_dataset(plan.dataset)
+    first_model = load_model(plan.cells()[0][0].path)  # a folder's images are read at the models' input size
+    dataset = load_dataset(plan.dataset, image_size=models.input_size(first_model), splits=("test",))
     x, y = dataset.test.x[:plan.count], dataset.test.y[:plan.count]
     names = list(dataset.class_names)
     results = Results(plan, names)

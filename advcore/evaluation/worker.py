@@ -130,6 +130,7 @@ def _run_evaluation(config: dict, job: Run, root, load_model, load_dataset) -> s
 
 def _run_profile(config: dict, job: Run, root, load_model, load_dataset) -> str:
     """Computes a model's profile into its cache folder; stops between stages when asked to."""
+    from advcore import models
     from advcore.evaluation import profile
     from advcore.interpret import alignment
 
@@ -144,9 +145,10 @@ def _run_profile(config: dict, job: Run, root, load_model, load_dataset) -> str:
                                              "cell": stage, "elapsed": time.monotonic() - began})
 
     try:
-        figures, pictures, table = profile.compute(load_model(config["model"]), load_dataset(config["dataset"]),
-                                                   settings, judge=load_model(str(judge)) if judge else None,
-                                                   report=report)
+        model = load_model(config["model"])
+        dataset = load_dataset(config["dataset"], image_size=models.input_size(model))
+        figures, pictures, table = profile.compute(model, dataset, settings,
+                                                   judge=load_model(str(judge)) if judge else None, report=report)
     except _Stopped:
         return "stopped"
     profile.save(config["folder"], figures, pictures, table)

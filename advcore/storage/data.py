@@ -22,7 +22,6 @@ import numpy as np
 
 DATA_DIR_ENV = "ADVLAB_DATA_DIR"
 SYSTEM_DATA_DIRS = (Path("/usr/share/datasets"), Path("/usr/local/share/datasets"))
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -72,11 +71,30 @@ class DatasetFormatError(DatasetError):
 
 @dataclasses.dataclass(frozen=True)
 class Split:
+    """Images held in memory. A folder's images are an `image_folder.FolderSplit`, which reads its files
+    on demand; both have `x` (indexable images), `y`, `len`, `take` and `read`."""
     x: np.ndarray  # float32, (N, H, W, C), values in [0, 1]
     y: np.ndarray  # int64, (N,)
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def take(self, index) -> "Split":
+        return Split(self.x[index], self.y[index])
+
+    def read(self, index_batches):
+        """(images, labels) batches of the samples in `index_batches`, a tf.data dataset of index vectors."""
+        import tensorflow as tf  # deferred: the built-in sets' readers need numpy only
+
+        images, labels = tf.constant(self.x), tf.constant(self.y)
+        return index_batches.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
+
+
+def batches(split, batch_size: int):
+    """Every sample of a split, in order, as (images, labels) batches of a tf.data dataset."""
+    import tensorflow as tf
+
+    return split.read(tf.data.Dataset.range(len(split)).batch(batch_size)).prefetch(tf.data.AUTOTUNE)
 
 
 SPLITS = ("train", "test")
@@ -89,6 +107,8 @@ class Dataset:
     test: Split | None
     class_names: tuple[str, ...]
     source: str  # where the files were found, for display and provenance
+    validation: Split | None = None  # a folder's own val/ sub-folder; otherwise held out of train
+    skipped: tuple = ()  # image_folder.Skipped: files of a folder that could not be read
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -318,8 +338,7 @@ def hold_out(split: Split, size: int, seed: int = 0) -> tuple[Split, Split]:
     if not 0 <= size < len(split):
         raise ValueError(f"cannot hold out {size} validation images from a training split of {len(split)}")
     order = np.random.default_rng(seed).permutation(len(split))
-    held, rest = np.sort(order[:size]), np.sort(order[size:])
-    return Split(split.x[rest], split.y[rest]), Split(split.x[held], split.y[held])
+    return split.take(np.sort(order[size:])), split.take(np.sort(order[:size]))
 
 
 def subset(split: Split, size: int | None, seed: int = 0) -> Split:
@@ -328,8 +347,7 @@ def subset(split: Split, size: int | None, seed: int = 0) -> Split:
         return split
     if size <= 0:
         raise ValueError(f"subset size must be positive, got {size}")
-    index = np.sort(np.random.default_rng(seed).permutation(len(split))[:size])
-    return Split(split.x[index], split.y[index])
+    return split.take(np.sort(np.random.default_rng(seed).permutation(len(split))[:size]))
 
 
 def _subset_if_read(split: Split | None, size: int | None, seed: int) -> Split | None:
@@ -338,14 +356,17 @@ def _subset_if_read(split: Split | None, size: int | None, seed: int) -> Split |
 
 def load(name: str = "fashion_mnist", *, data_dir: str | os.PathLike | None = None,
          train_size: int | None = None, test_size: int | None = None, seed: int = 0,
-         download: bool = True, splits: tuple[str, ...] = SPLITS) -> Dataset:
-    """Loads a built-in dataset by name, or a folder of class sub-folders given by its path; only
-    the `splits` asked for are read (training reads no test file)."""
+         download: bool = True, splits: tuple[str, ...] = SPLITS, image_size: int | tuple[int, int] | None = None,
+         fit: str = "crop", say=None) -> Dataset:
+    """Loads a built-in dataset by name (in memory), or streams a folder of class sub-folders given by
+    its path (`image_size` and `fit` apply to folders only); only the `splits` asked for are read
+    (training reads no test file)."""
     if unknown := set(splits) - set(SPLITS):
         raise ValueError(f"unknown split {sorted(unknown)[0]!r}: choose from {', '.join(SPLITS)}")
     if name not in _SPECS:
         if Path(name).expanduser().is_dir():
-            return load_image_folder(name, train_size=train_size, test_size=test_size, seed=seed, splits=splits)
+            return load_image_folder(name, train_size=train_size, test_size=test_size, seed=seed, splits=splits,
+                                     image_size=image_size, fit=fit, say=say)
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)} "
                          "or give the path of a folder with one sub-folder of images per class")
     spec = _SPECS[name]
@@ -386,51 +407,46 @@ def load(name: str = "fashion_mnist", *, data_dir: str | os.PathLike | None = No
 
 
 def load_image_folder(path: str | os.PathLike, *, test_fraction: float = 0.2,
-                      train_size: int | None = None, test_size: int | None = None,
-                      seed: int = 0, splits: tuple[str, ...] = SPLITS) -> Dataset:
-    """A user's dataset: one sub-folder of same-sized images per class, split train/test.
+                      train_size: int | None = None, test_size: int | None = None, seed: int = 0,
+                      splits: tuple[str, ...] = SPLITS, image_size: int | tuple[int, int] | None = None,
+                      fit: str = "crop", say=None) -> Dataset:
+    """A user's folder of class sub-folders, streamed (see `image_folder`): images of any size become
+    `image_size` squares, or (height, width) (default: the first image's size), fitted by `fit`. Files
+    that do not decode are skipped and listed in `Dataset.skipped`; a class left without images is an
+    error."""
+    from advcore.storage import image_folder  # deferred: TensorFlow, needed for folders only
 
-    Split per class with a fixed seed so every class appears in both halves.
-    """
-    from advcore.storage import images  # deferred: keeps `advcore.data` import light for built-ins
-
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DatasetNotFoundError(f"{root}: no such folder")
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if len(class_dirs) < 2:
-        raise DatasetFormatError(f"{root}: needs at least two class sub-folders, found {len(class_dirs)}")
-    rng = np.random.default_rng(seed)
-    parts = {"train": ([], []), "test": ([], [])}
-    shape = None
-    for label, class_dir in enumerate(class_dirs):
-        files = sorted(f for f in class_dir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        if len(files) < 2:
-            raise DatasetFormatError(f"{class_dir}: needs at least two images, found {len(files)}")
-        order = rng.permutation(len(files))
-        n_test = max(1, int(round(test_fraction * len(files))))
-        for rank, file_index in enumerate(order):
-            part = "test" if rank < n_test else "train"
-            if part not in splits:
-                continue
-            image = images.read_image(files[file_index])
-            if shape is None:
-                shape = image.shape
-            elif image.shape != shape:
-                raise DatasetFormatError(
-                    f"{files[file_index]}: shape {image.shape} differs from the first image's {shape}; "
-                    "all images of a folder dataset must have the same size and channels")
-            xs, ys = parts[part]
-            xs.append(image)
-            ys.append(label)
-    read = {key: Split(np.stack(xs), np.asarray(ys, dtype=np.int64)) if key in splits else None
-            for key, (xs, ys) in parts.items()}
+    if fit not in image_folder.FITS:
+        raise ValueError(f"fit must be one of {', '.join(image_folder.FITS)}, got {fit!r}")
+    size = (image_size, image_size) if isinstance(image_size, int) else image_size
+    if size is not None and not (len(size) == 2 and all(isinstance(side, int) and 8 <= side <= 1024 for side in size)):
+        raise ValueError(f"image_size must be a whole number of pixels from 8 to 1024, got {image_size!r}")
+    try:
+        listing = image_folder.scan(path, test_fraction=test_fraction, seed=seed)
+        height, width, channels = image_folder.first_image_shape(listing)
+    except image_folder.FolderError as error:
+        raise DatasetFormatError(str(error)) from None
+    decoding = image_folder.Decoding(*(size or (height, width)), channels, fit)
+    skipped = list(listing.passed_over)
+    read = {}
+    for part in ("train", "val", "test"):
+        if part not in listing.splits or (part == "val" and "train" not in splits) or (
+                part != "val" and part not in splits):
+            continue
+        paths, labels = listing.splits[part]
+        keep, bad = image_folder.verified(paths, channels, say)
+        skipped += bad
+        present = set(labels[keep].tolist())
+        if part == "train" and (empty := [name for c, name in enumerate(listing.class_names) if c not in present]):
+            raise DatasetFormatError(f"{listing.root}: no readable training image of class {', '.join(empty)} "
+                                     f"({len(bad)} of the training files do not decode)")
+        read[part] = image_folder.FolderSplit(paths[keep], labels[keep], decoding)
     return Dataset(
-        name=root.name,
-        train=_subset_if_read(read["train"], train_size, seed),
-        test=_subset_if_read(read["test"], test_size, seed),
-        class_names=tuple(d.name for d in class_dirs),
-        source=str(root),
+        name=listing.root.name,
+        train=_subset_if_read(read.get("train"), train_size, seed),
+        test=_subset_if_read(read.get("test"), test_size, seed),
+        class_names=listing.class_names,
+        source=str(listing.root),
+        validation=read.get("val"),
+        skipped=tuple(skipped),
     )

@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Literal, Optional
 
-from advcore.architectures import ARCHITECTURES, densenet_depth_problem
+from advcore.architectures import ARCHITECTURES, BACKBONES, densenet_depth_problem
 from advcore.storage import files
 
 VANILLA, ADVERSARIAL = "vanilla", "adversarial"
@@ -40,6 +40,8 @@ class DataConfig:
     train_size: Optional[int] = None  # a deterministic subset of the training split
     validation_size: Optional[int] = None  # held out of the training split; null: 5,000 (built-in) or 10% (folder)
     augment: Literal["none", "crop", "crop_flip"] = "none"
+    image_size: Optional[int] = None  # folders: the side of the square input; null: the first image's size
+    fit: Literal["crop", "pad", "stretch"] = "crop"  # folders: how an image of another shape becomes the input
 
     def check(self):
         from advcore.storage.data import DATASETS  # numpy only; keeps this module free of heavy imports
@@ -47,6 +49,8 @@ class DataConfig:
         if self.dataset not in DATASETS and not Path(self.dataset).expanduser().is_dir():
             raise ConfigError(f"dataset: unknown {self.dataset!r}; choose one of {', '.join(DATASETS)} or give "
                               "the path of a folder with one sub-folder of images per class")
+        if self.dataset in DATASETS and self.image_size is not None:
+            raise ConfigError(f"image_size: {self.dataset} images keep their own size; image_size is for folders")
 
 
 @dataclasses.dataclass
@@ -57,6 +61,7 @@ class ModelConfig:
     depth: Optional[int] = None  # densenet_bc: 6n+4 layers, default DENSENET_DEPTH
     growth: Optional[int] = None  # densenet_bc: channels each layer adds, default DENSENET_GROWTH
     path: Optional[str] = None  # start from a user's .keras model instead of a fresh one
+    pretrained: bool = False  # a backbone (Keras application) starts from its ImageNet weights
 
     def check(self):
         if self.path is not None and not Path(self.path).expanduser().is_file():
@@ -73,6 +78,12 @@ class ModelConfig:
                 raise ConfigError(f"{name}: only the densenet_bc architecture has a {name} setting")
         if densenet and self.width != 1:
             raise ConfigError("width: densenet_bc is widened by its growth rate, not width")
+        backbone = self.path is None and self.architecture in BACKBONES
+        if self.pretrained and not backbone:
+            raise ConfigError(f"pretrained: ImageNet weights exist for the backbones ({', '.join(BACKBONES)}), not "
+                              f"{self.path or self.architecture}")
+        if backbone and self.width != 1:
+            raise ConfigError(f"width: {self.architecture} is a Keras application of fixed width")
         if self.depth is not None and (problem := densenet_depth_problem(self.depth)):
             raise ConfigError(f"depth: {problem}")
 
@@ -459,6 +470,7 @@ BOUNDS = {  # "Section.field": (lowest, highest): sizes that end, numbers that t
     "GanConfig.width": (1, 16), "GanConfig.z_dim": (1, 4096), "GanConfig.critic_steps": (1, 100),
     "GanConfig.epochs": (1, 100_000), "GanConfig.learning_rate": (0, 1), "GanConfig.gradient_penalty": (0, 1000),
     "DataConfig.train_size": (1, 10**9), "DataConfig.validation_size": (0, 10**7),
+    "DataConfig.image_size": (8, 1024),
     "ModelConfig.width": (1, 16), "ModelConfig.depth": (10, 400), "ModelConfig.growth": (1, 256),
     "AttackConfig.steps": (1, 1000), "AttackConfig.step_size": (0, 1000), "AttackConfig.warmup_epochs": (0, 10_000),
     "ObjectiveConfig.beta": (0, 100), "AwpConfig.gamma": (0, 1), "AwpConfig.steps": (1, 20),

@@ -31,7 +31,8 @@ from advcore.storage.runs import Run, RunError, RunRefused, TrainingDiverged, no
 from advcore.training import distribute
 from advcore.training.config import ADVERSARIAL, RMSE_METHODS, UNTIL_STOPPED, TrainConfig, phase
 from advcore.training.resumption import resume_point
-from advcore.training.trainer import AdversarialTrainer, current_learning_rate, make_optimizer, training_batches
+from advcore.training.trainer import (AdversarialTrainer, batches_per_epoch, current_learning_rate, distributed_batches,
+                                      make_optimizer)
 
 HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_robust_accuracy",
                    "val_gan_accuracy", "val_unrestricted_accuracy", "kl", "lipschitz_penalty", "psi", "learning_rate",
@@ -297,10 +298,18 @@ def load_optimizer(trainer: AdversarialTrainer, path: Path) -> None:
         getattr(trainer, name).assign(value)
 
 
-def datasets(config: TrainConfig) -> tuple[data.Dataset, data.Split]:
+def datasets(config: TrainConfig, say=None) -> tuple[data.Dataset, data.Split]:
     """The training split less the validation images held out of it (then `train_size` of the rest),
-    and those validation images. No test file is read."""
-    dataset = data.load(config.data.dataset, data_dir=config.data.data_dir, seed=config.seed, splits=("train",))
+    and those validation images; a folder with its own val/ sub-folder validates on that (`validation_size`
+    of it). No test file is read."""
+    dataset = data.load(config.data.dataset, data_dir=config.data.data_dir, seed=config.seed, splits=("train",),
+                        image_size=config.data.image_size, fit=config.data.fit, say=say)
+    if dataset.validation is not None:
+        size = config.data.validation_size
+        validation = (dataset.validation.take(slice(0, 0)) if size == 0
+                      else data.subset(dataset.validation, size, config.seed))
+        return dataclasses.replace(dataset, train=data.subset(dataset.train, config.data.train_size,
+                                                              config.seed)), validation
     size = config.data.validation_size
     size = data.default_validation_size(dataset) if size is None else size
     if size >= len(dataset.train):
@@ -413,8 +422,10 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
     first_epoch, history = 0, pd.DataFrame(columns=HISTORY_COLUMNS)
     if resume:
         first_epoch, history = resume_point(run, config, config.schedule.total_epochs, history)
-    dataset, validation = datasets(config)
-    steps_per_epoch = math.ceil(len(dataset.train) / config.batch_size)
+    dataset, validation = datasets(config, say)
+    for skipped in dataset.skipped:
+        say(f"skipped {skipped.path}: {skipped.reason}")
+    steps_per_epoch = batches_per_epoch(len(dataset.train), config.batch_size, strategy.num_replicas_in_sync)
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)
         if config.model.path:
@@ -422,7 +433,7 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
         else:
             classifier = models.build(config.model.architecture, dataset.input_shape, dataset.num_classes,
                                       config.model.width, config.model.activation, config.model.depth,
-                                      config.model.growth)
+                                      config.model.growth, config.model.pretrained)
         models.check_compatible(classifier, dataset.input_shape, dataset.num_classes)
         gan = _load_gan(config, dataset)
         trainer = AdversarialTrainer(classifier, config, steps_per_epoch, gan)
@@ -441,8 +452,8 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
 
     control = EpochControl(stop, steps_per_epoch, stopping_notice(run, stop, say), set_phase)
     recorder = Recorder(run, config, control, history, chief, say)
-    robust_x, robust_y = validation.x[:config.validation.robust_size], validation.y[:config.validation.robust_size]
-    robust_check = RobustCheck(control, classifier, robust_x, robust_y, _robust_spec(config, dataset.input_shape))
+    robust = validation.take(slice(0, config.validation.robust_size))  # a folder's images decoded at each check
+    robust_check = RobustCheck(control, classifier, robust.x, robust.y, _robust_spec(config, dataset.input_shape))
     callbacks = [control, DivergenceCheck(control), robust_check, recorder,
                  keras.callbacks.TensorBoard(str(run.tensorboard_dir), write_graph=False)]
     if gan is not None and config.validation.gan_size:
@@ -450,11 +461,10 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
     if chief:
         callbacks.insert(1, ProgressFile(run, control))
     if first_epoch < total:
-        trainer.fit(training_batches(dataset.train.x, dataset.train.y, config.batch_size, config.seed,
-                                     config.data.augment, first_epoch),
+        trainer.fit(distributed_batches(strategy, dataset.train, config.batch_size, config.seed,
+                                        config.data.augment, first_epoch),
                     steps_per_epoch=steps_per_epoch, epochs=total, initial_epoch=first_epoch,
-                    validation_data=(validation.x, validation.y) if len(validation) else None,
-                    validation_batch_size=500,
+                    validation_data=data.batches(validation, 500) if len(validation) else None,
                     shuffle=False, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 0)
     if chief and not config.validation.keep_best:
         models.save(classifier, run.model_path)

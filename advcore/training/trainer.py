@@ -99,28 +99,62 @@ def _augment(images, seed, pad: int, flip: bool):
     return tf.gather(rows, columns, axis=2, batch_dims=1)
 
 
-def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment: str = "none",
-                     first_epoch: int = 0) -> tf.data.Dataset:
-    """An endless stream of batches whose order (and augmentation) depends on (seed, epoch) alone,
-    so a resumed run sees exactly the batches the uninterrupted run would have seen. The images
-    stay in memory (the cache); batches are gathered, then augmented in parallel and prefetched."""
-    images, labels = tf.constant(x), tf.constant(y)
-    count = len(x)
-    pad = 4 if x.shape[1] >= 32 else 2
+def batches_per_epoch(count: int, batch_size: int, replicas: int = 1) -> int:
+    """Batches in an epoch of `count` samples: a last batch too small to give every replica a sample
+    is left out (it is a different handful every epoch)."""
+    whole, rest = divmod(count, batch_size)
+    return whole + (rest >= replicas)
+
+
+def training_batches(split, batch_size: int, seed: int, augment: str = "none", first_epoch: int = 0,
+                     replicas: tuple[int, int, int] = (1, 0, 1)) -> tf.data.Dataset:
+    """An endless stream of batches of a split (in memory or a streamed folder) whose order (and
+    augmentation) depends on (seed, epoch) alone, so a resumed run sees exactly the batches the
+    uninterrupted run would have seen; each epoch has exactly `batches_per_epoch` steps.
+
+    `replicas` = (replicas in sync, this pipeline's first replica, replicas it feeds): each step's batch
+    is cut into one near-equal share per replica, and this pipeline reads only its replicas' shares
+    (see `distributed_batches`); the default is one pipeline feeding one replica the whole batch."""
+    count, (total, first, local) = len(split), replicas
+    pad = 4 if split.x.shape[1] >= 32 else 2
+
+    def shares(batch):
+        size = tf.cast(tf.shape(batch)[0], tf.int64)
+        return tf.data.Dataset.range(first, first + local).map(
+            lambda r: batch[r * size // total:(r + 1) * size // total])
 
     def epoch_batches(epoch):
         order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64),
                                                          seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        index_batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).take(
+            batches_per_epoch(count, batch_size, total))
+        if replicas != (1, 0, 1):
+            index_batches = index_batches.flat_map(shares)
+        batches = split.read(index_batches)
         if augment == "none":
-            return batches.map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
+            return batches
         return batches.enumerate().map(
-            lambda b, i: (_augment(tf.gather(images, i), tf.stack([epoch * 1_000_003 + seed, b]), pad,
-                                   augment == "crop_flip"), tf.gather(labels, i)),
+            lambda b, batch: (_augment(batch[0], tf.stack([epoch * 1_000_003 + seed, b * total + first]), pad,
+                                       augment == "crop_flip"), batch[1]),
             num_parallel_calls=tf.data.AUTOTUNE)
 
     return (tf.data.Dataset.range(first_epoch, UNTIL_STOPPED).flat_map(epoch_batches)
             .prefetch(tf.data.AUTOTUNE))
+
+
+def distributed_batches(strategy: tf.distribute.Strategy, split, batch_size: int, seed: int, augment: str = "none",
+                        first_epoch: int = 0):
+    """`training_batches` for `fit` under `strategy`: with several replicas, each input pipeline (one per
+    worker) reads only its replicas' shares of each batch, so no worker decodes another's images."""
+    total = strategy.num_replicas_in_sync
+    if total == 1:
+        return training_batches(split, batch_size, seed, augment, first_epoch)
+
+    def pipeline(context: tf.distribute.InputContext):
+        local = total // context.num_input_pipelines
+        return training_batches(split, batch_size, seed, augment, first_epoch,
+                                (total, context.input_pipeline_id * local, local))
+    return strategy.distribute_datasets_from_function(pipeline)
 
 
 # ----------------------------------------------------------------------------- the trainer

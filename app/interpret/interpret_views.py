@@ -108,7 +108,7 @@ def activations(entry: ModelEntry, model, settings: gradient_ascent.Ascent, star
                 seed: int) -> gradient_ascent.Ascension:
     def compute():
         report, clear = progress_reporter(settings.steps, "Climbing the class logits")
-        train = model_widgets.train_split(entry.card["dataset"]).x[:5000] if start == "mean" else None
+        train = model_widgets.train_split(entry.card["dataset"], tuple(entry.card["input_shape"])).x[:5000] if start == "mean" else None
         result = gradient_ascent.maximal_activations(model, classes, settings, start=start, images=train, seed=seed,
                                                      on_frames=report)
         clear()

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -79,3 +80,35 @@ BAD_IMAGES = {
     "thin strip": (lambda: encode(Image.new("1", (100000, 10)), "PNG"), "100000 x 10 pixels is too thin"),
     "wide banner": (lambda: encode(Image.new("L", (20000, 800)), "PNG"), "20000 x 800 pixels is too thin"),
 }
+
+
+# ----------------------------------------------------------------------------- image folders
+
+CLASSES = ("cat", "dog", "eel")
+FORMATS = ("png", "jpeg", "bmp", "webp")
+DAMAGED = {"cat/broken.jpg": "Invalid JPEG data", "dog/empty.png": "empty",
+           "eel/fake.png": "Unknown image file format", "dog/notes.txt": "not an image format"}
+
+
+def file_bytes(pixels: np.ndarray, fmt: str) -> bytes:
+    """Float [0, 1] pixels as the bytes of an image file in `fmt`."""
+    return encode(Image.fromarray(np.clip(np.rint(pixels * 255), 0, 255).astype(np.uint8).squeeze()), fmt)
+
+
+def write_mixed_folder(root: Path, per_class: int = 10, seed: int = 0) -> Path:
+    """`per_class` readable images per class, 16 to 48 px on a side, RGB and grayscale, in four formats,
+    plus the damaged files of DAMAGED."""
+    rng = np.random.default_rng(seed)
+    for name in CLASSES:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            height, width = rng.integers(16, 49, 2)
+            channels = 1 if i % 5 == 4 else 3
+            pixels = rng.uniform(0, 1, (height, width, channels))
+            fmt = FORMATS[i % len(FORMATS)]
+            (root / name / f"{i}.{fmt}").write_bytes(file_bytes(pixels, fmt))
+    (root / "cat" / "broken.jpg").write_bytes(file_bytes(rng.uniform(0, 1, (40, 40, 3)), "jpeg")[:300])
+    (root / "dog" / "empty.png").write_bytes(b"")
+    (root / "eel" / "fake.png").write_bytes(b"these are not pixels")
+    (root / "dog" / "notes.txt").write_text("a note left in a class folder")
+    return root

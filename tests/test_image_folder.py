@@ -10,41 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import encode
-from PIL import Image
+from helpers import CLASSES, DAMAGED, file_bytes, write_mixed_folder
 
 from advcore.storage import data, image_folder, images
 from advcore.training.trainer import batches_per_epoch, training_batches
 
 ROOT = Path(__file__).resolve().parents[1]
-CLASSES = ("cat", "dog", "eel")
-FORMATS = ("png", "jpeg", "bmp", "webp")
-DAMAGED = {"cat/broken.jpg": "Invalid JPEG data", "dog/empty.png": "empty",
-           "eel/fake.png": "Unknown image file format", "dog/notes.txt": "not an image format"}
-
-
-def file_bytes(pixels: np.ndarray, fmt: str) -> bytes:
-    """Float [0, 1] pixels as the bytes of an image file in `fmt`."""
-    return encode(Image.fromarray(images.to_uint8(pixels)), fmt)
-
-
-def write_mixed_folder(root: Path, per_class: int = 10, seed: int = 0) -> Path:
-    """`per_class` readable images per class, 16 to 48 px on a side, RGB and grayscale, in four formats,
-    plus the damaged files of DAMAGED."""
-    rng = np.random.default_rng(seed)
-    for name in CLASSES:
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            height, width = rng.integers(16, 49, 2)
-            channels = 1 if i % 5 == 4 else 3
-            pixels = rng.uniform(0, 1, (height, width, channels))
-            fmt = FORMATS[i % len(FORMATS)]
-            (root / name / f"{i}.{fmt}").write_bytes(file_bytes(pixels, fmt))
-    (root / "cat" / "broken.jpg").write_bytes(file_bytes(rng.uniform(0, 1, (40, 40, 3)), "jpeg")[:300])
-    (root / "dog" / "empty.png").write_bytes(b"")
-    (root / "eel" / "fake.png").write_bytes(b"these are not pixels")
-    (root / "dog" / "notes.txt").write_text("a note left in a class folder")
-    return root
 
 
 @pytest.fixture

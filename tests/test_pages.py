@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from helpers import CLASSES, write_mixed_folder
+
 from advcore.storage.runs import Run, list_runs
 from advcore.training.config import TrainConfig
 
@@ -94,6 +96,9 @@ def test_every_problem_shows_at_once_next_to_its_field(runs_root):
     ({"mode": "vanilla"}, {"epochs"}, {"method", "eps", "steps", "schedule", "objective", "awp"}),
     ({"schedule": "interleaved"}, {"vanilla", "adversarial", "cycles"}, {"epochs", "until_stopped"}),
     ({"lr_schedule": "step", "optimizer": "sgd", "objective": "trades"}, {"milestones", "nesterov", "beta"}, set()),
+    ({"dataset": "image folder", "architecture": "resnet50"}, {"folder", "image_size", "fit", "pretrained"},
+     {"width"}),
+    ({}, {"dataset", "width"}, {"folder", "image_size", "fit", "pretrained"}),
 ])
 def test_the_form_shows_only_the_fields_that_apply(runs_root, values, shown, hidden):
     app = page("train")
@@ -367,3 +372,26 @@ def test_a_dead_run_shows_its_real_wall_time_and_a_log_without_gpu_chatter(runs_
     assert {m.label: m.value for m in app.metric}["Wall time"] == "0:00:18"
     log = app.code[0].value
     assert "the real reason" in log and "cuInit" not in log
+
+
+def test_a_folder_dataset_is_previewed_and_trained_from_the_form(runs_root, tmp_path):
+    folder = write_mixed_folder(tmp_path / "photos")
+    app = page("train")
+    _set(app, "dataset", "image folder")
+    [w for w in app.main.get("text_input") if w.key == "train_form.folder"][0].set_value(str(tmp_path / "nowhere")).run()
+    assert any("no such folder" in e.value for e in app.error)
+    [w for w in app.main.get("text_input") if w.key == "train_form.folder"][0].set_value(str(folder)).run()
+    _set(app, "image_size", 32)
+    assert [e.value for e in app.error] == ["data.validation_size: the folder's training split holds 27 images; hold "
+                                            "out fewer (10% is 3)"]
+    _set(app, "validation_size", 3)
+    assert not app.error
+    counts = app.dataframe[0].value
+    assert list(counts.index) == list(CLASSES) and (counts["train"] + counts["test"]).tolist() == [11, 11, 11]
+    assert any("3 classes" in c.value and "Passed over: 1 file(s) of other formats" in c.value for c in app.caption)
+    assert len(app.main.get("image")) == 3 and any("32 x 32 px, crop" in c.value for c in app.caption)
+    _set(app, "architecture", "mobilenet_v2")
+    _submit(app)
+    run = list_runs(runs_root)[0]
+    assert run.config()["data"].items() >= {"dataset": str(folder), "image_size": 32, "fit": "crop"}.items()
+    assert run.config()["model"]["architecture"] == "mobilenet_v2"

@@ -117,9 +117,9 @@ def test_two_logical_devices_match_one(tmp_path, training):
         histories[strategy] = run.history()
         replicas = "2 replicas" in run.status()["device"]
         assert replicas == (strategy == "mirrored")
-    for column in ("loss", "accuracy", "val_loss", "val_accuracy"):
+    for column in ("loss", "accuracy", "val_loss", "val_accuracy"):  # accuracy: a prediction or two may flip
         np.testing.assert_allclose(histories["mirrored"][column], histories["default"][column], rtol=2e-3,
-                                   err_msg=column)
+                                   atol=2.5e-3 if "accuracy" in column else 0, err_msg=column)
 
 
 def test_two_workers_train_one_run(tmp_path):

@@ -7,6 +7,7 @@ at once with a message the user can act on. Unknown fields are refused rather th
 from __future__ import annotations
 
 import dataclasses
+import os
 import math
 import types
 import typing
@@ -46,6 +47,11 @@ class DataConfig:
     def check(self):
         from advcore.storage.data import DATASETS  # numpy only; keeps this module free of heavy imports
 
+        if not self.dataset.strip():
+            raise ConfigError("dataset: give a built-in set's name or the path of a folder with one sub-folder of "
+                              "images per class")
+        if self.dataset not in DATASETS and os.sep in self.dataset and not Path(self.dataset).expanduser().is_dir():
+            raise ConfigError(f"dataset: no such folder {self.dataset}")
         if self.dataset not in DATASETS and not Path(self.dataset).expanduser().is_dir():
             raise ConfigError(f"dataset: unknown {self.dataset!r}; choose one of {', '.join(DATASETS)} or give "
                               "the path of a folder with one sub-folder of images per class")

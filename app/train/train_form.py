@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from advcore.architectures import ACTIVATIONS, ARCHITECTURES, DENSENET_DEPTH, DENSENET_GROWTH
+from advcore.architectures import ACTIVATIONS, ARCHITECTURES, BACKBONES, DENSENET_DEPTH, DENSENET_GROWTH
 from advcore.storage.data import DATASETS
 from advcore.storage.runs import RunError
 from advcore.training.config import (GENERATIVE_METHODS, PIXEL_STEP_METHODS, RMSE_METHODS, ConfigError, TrainConfig,
                                      config_kind, problems, read_file)
 from app import generators, registry, state
+from app.train import folder_preview
 
 PRESETS = {
     "Interleaved: 10 vanilla + 3 adversarial epochs, until stopped": {
@@ -42,7 +43,8 @@ DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "validat
             "depth": DENSENET_DEPTH, "growth": DENSENET_GROWTH, "lipschitz": False, "zeta": 0.2, "weight_decay": 0.0,
             "milestones": "",
             "robust_eps": 0.0, "nesterov": True, "objective": "ce", "beta": 6.0, "awp": False, "awp_gamma": 5e-3,
-            "keep_best": False}
+            "keep_best": False, "folder": "", "image_size": 0, "fit": "crop", "pretrained": False}
+FOLDER = "image folder"  # the Dataset choice that shows the folder's fields
 OBJECTIVE_LABELS = {"ce": "CE", "trades": "TRADES", "mart": "MART"}
 METHODS = ("pgd", "fgsm_rs", "fgsm", "ll_fgsm", "gan", "unrestricted", "rmse_ball", "l2_min")
 STEPPED_METHODS = ("pgd", "unrestricted", *RMSE_METHODS)  # the methods whose steps the form sets
@@ -54,7 +56,10 @@ def values_from_config(content: dict) -> dict:
     """The form's values for a config: the inverse of `config_from_values` on what the form shows."""
     config = TrainConfig.from_dict(content)
     data, attack, schedule = config.data, config.attack, config.schedule
-    return {"name": config.name, "dataset": data.dataset, "train_size": data.train_size or 0,
+    folder = data.dataset not in DATASETS
+    return {"name": config.name, "dataset": FOLDER if folder else data.dataset, "train_size": data.train_size or 0,
+            "folder": data.dataset if folder else "", "image_size": data.image_size or 0, "fit": data.fit,
+            "pretrained": config.model.pretrained,
             "validation_size": DEFAULTS["validation_size"] if data.validation_size is None else data.validation_size,
             "augment": data.augment,
             "architecture": config.model.architecture, "width": config.model.width, "mode": config.mode,
@@ -109,12 +114,18 @@ def _densenet(v: dict) -> bool:
     return v["architecture"] == "densenet_bc"
 
 
+def _folder(v: dict) -> bool:
+    return v["dataset"] == FOLDER
+
+
 def _interleaved(v: dict) -> bool:
     return v["schedule"] == "interleaved"
 
 
 APPLIES = {  # field: when it means something; a field that does not apply is hidden and keeps its default
-    "width": lambda v: not _densenet(v), "activation": lambda v: v["architecture"] == "woods_resnet44",
+    "folder": _folder, "image_size": _folder, "fit": _folder,
+    "pretrained": lambda v: v["architecture"] in BACKBONES,
+    "width": lambda v: not _densenet(v) and v["architecture"] not in BACKBONES, "activation": lambda v: v["architecture"] == "woods_resnet44",
     "depth": _densenet, "growth": _densenet,
     "weight": lambda v: v["mode"] in ("double", "split"), "fraction": lambda v: v["mode"] == "split",
     "objective": _adversarial, "beta": lambda v: _adversarial(v) and v["objective"] != "ce",
@@ -132,7 +143,8 @@ APPLIES = {  # field: when it means something; a field that does not apply is hi
 }
 FIELD_OF = {  # a config field's dotted name: the form field that sets it (its problems show under it)
     "data.dataset": "dataset", "data.train_size": "train_size", "data.validation_size": "validation_size",
-    "data.augment": "augment", "model.architecture": "architecture", "model.width": "width",
+    "data.augment": "augment", "data.image_size": "image_size", "data.fit": "fit",
+    "model.pretrained": "pretrained", "model.architecture": "architecture", "model.width": "width",
     "model.activation": "activation", "model.depth": "depth", "model.growth": "growth", "mix.weight": "weight",
     "mix.fraction": "fraction", "attack.method": "method", "attack.norm": "norm", "attack.eps": "eps",
     "attack.steps": "steps", "attack.step_size": "step_size", "schedule.kind": "schedule", "schedule.epochs": "epochs",
@@ -165,8 +177,24 @@ def field_problems(values: dict) -> dict[str, list[str]]:
                if not (typos and message.startswith("lr_schedule.milestones"))]  # the typo says it first
     for message in typos + checked:
         dotted = message.split(":", 1)[0].split("[", 1)[0]
-        found.setdefault(FIELD_OF.get(dotted, dotted if dotted in DEFAULTS else ""), []).append(message)
+        field = FIELD_OF.get(dotted, dotted if dotted in DEFAULTS else "")
+        found.setdefault("folder" if field == "dataset" and _folder(effective) else field, []).append(message)
+    if _folder(effective) and "folder" not in found:
+        found.update(_folder_problems(effective))
     return found
+
+
+def _folder_problems(values: dict) -> dict[str, list[str]]:
+    """What the folder's listing says against the form: the folder unusable, or too few training images to
+    hold the validation images out of (the images that turn out damaged are not known yet)."""
+    if problem := folder_preview.problem(values["folder"]):
+        return {"folder": [f"data.dataset: {problem}"]}
+    listing = folder_preview.listing(values["folder"])
+    count = len(listing.splits["train"][1])
+    if "val" not in listing.splits and values["validation_size"] >= count:
+        return {"validation_size": [f"data.validation_size: the folder's training split holds {count:,} images; "
+                                    f"hold out fewer (10% is {max(1, round(count / 10)):,})"]}
+    return {}
 
 
 def _apply_values(values: dict) -> None:
@@ -215,9 +243,11 @@ def config_from_values(v: dict) -> dict:
                 "cycles": None if until or v["cycles"] == 0 else v["cycles"]}
     return {
         "name": v["name"], "mode": v["mode"], "batch_size": v["batch_size"], "seed": v["seed"],
-        "data": {"dataset": v["dataset"], "train_size": v["train_size"] or None,
-                 "validation_size": v["validation_size"], "augment": v["augment"]},
+        "data": {"dataset": v["folder"].strip() if _folder(v) else v["dataset"], "train_size": v["train_size"] or None,
+                 "validation_size": v["validation_size"], "augment": v["augment"],
+                 "image_size": v["image_size"] or None, "fit": v["fit"]},
         "model": {"architecture": v["architecture"], "width": v["width"], "activation": v["activation"],
+                  "pretrained": v["pretrained"],
                   **({"depth": v["depth"], "growth": v["growth"]} if v["architecture"] == "densenet_bc" else {})},
         "attack": {"method": v["method"], "norm": v["norm"], "eps": eps,
                    "steps": v["steps"] if v["method"] in STEPPED_METHODS else None,
@@ -295,7 +325,21 @@ def train_form(device: str, on_valid) -> None:
 def _data_and_model(field: _Fields) -> None:
     st.markdown("**Data**")
     field("text_input", "Run name", "name", max_chars=60)
-    field("selectbox", "Dataset", "dataset", options=DATASETS)
+    field("selectbox", "Dataset", "dataset", options=[*DATASETS, FOLDER],
+          help="a built-in set, or a folder of your own with one sub-folder of images per class")
+    field("text_input", "Image folder", "folder", placeholder="/data/photos",
+          help="one sub-folder per class, images of any size (PNG, JPEG, BMP, GIF, WebP); train/, val/ and test/ "
+               "sub-folders are kept, otherwise 20% of each class is set aside for testing")
+    c1, c2 = st.columns(2)
+    field("number_input", "Input size (px)", "image_size", c1, step=32,
+          help="every image becomes a square of this side, e.g. 224 for the ImageNet backbones; 0: the size of "
+               "the first image")
+    field("selectbox", "Fit", "fit", c2, options=["crop", "pad", "stretch"],
+          help="crop: scale the shorter side and cut the centre; pad: scale the longer side, pad with black; "
+               "stretch: ignore the aspect ratio")
+    values = field.values
+    if _folder(values) and values["folder"].strip() and "folder" not in field.found:
+        folder_preview.show(values["folder"].strip(), values["image_size"], values["fit"])
     c1, c2 = st.columns(2)
     field("number_input", "Training images (0 = all)", "train_size", c1, step=1000)
     field("number_input", "Validation images (held out of training)", "validation_size", c2, step=500,
@@ -305,9 +349,14 @@ def _data_and_model(field: _Fields) -> None:
           help="crop: random shifts (zero padding); crop_flip: also mirrors (CIFAR)")
     st.markdown("**Model**")
     field("selectbox", "Architecture", "architecture", options=ARCHITECTURES,
-          help="woods_resnet44: seed 004's pre-activation ResNet-44 for CIFAR; densenet_bc: seed 001's DenseNet-BC")
+          help="woods_resnet44: seed 004's pre-activation ResNet-44 for CIFAR; densenet_bc: seed 001's DenseNet-BC; "
+               "resnet50, efficientnet_b0, convnext_tiny, mobilenet_v2: Keras applications (inputs of 32 px or "
+               "more) for fine-tuning")
     c1, c2 = st.columns(2)
     field("number_input", "Width", "width", c1, step=1, help="channel multiplier of the layers")
+    field("checkbox", "ImageNet weights", "pretrained", c1,
+          help="fine-tune from the backbone's ImageNet weights, read from the Keras cache (~/.keras/models); "
+               "the backbone's input normalisation is part of the model, so attacks work on [0, 1] pixels")
     field("selectbox", "Activation", "activation", c2, options=ACTIVATIONS,
           help="half_huber: seed 004's smooth ReLU")
     field("number_input", "DenseNet depth", "depth", c1, step=6, help="6n + 4 layers")

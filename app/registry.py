@@ -93,7 +93,9 @@ def _bundled() -> list[ModelEntry]:
     return entries
 
 
-def _run_card(run: Run) -> dict:
+def _run_card(run: Run, status: dict) -> dict:
+    """A run's card; its classes and input shape as its training recorded them (a folder's are known
+    only from its files), else those of its built-in dataset."""
     config, history = run.training_config(), run.history()
     dataset = config.get("data", {}).get("dataset", "fashion_mnist")
     attack = config.get("attack", {})
@@ -103,7 +105,9 @@ def _run_card(run: Run) -> dict:
     for column in ("val_accuracy", "val_robust_accuracy"):
         if column in history and history[column].notna().any():
             metrics[f"last {column}"] = float(history[column].iloc[-1])
-    return {"dataset": dataset, "class_names": list(data.CLASS_NAMES.get(dataset, ())),
+    shape = status.get("input_shape") or _INPUT_SHAPES.get(dataset)
+    return {"dataset": dataset, "class_names": list(status.get("class_names") or data.CLASS_NAMES.get(dataset, ())),
+            **({"input_shape": list(shape)} if shape else {}),
             "architecture": config.get("model", {}).get("architecture"), "trained": trained,
             "epochs": len(history), "metrics": metrics}
 
@@ -112,8 +116,9 @@ def _runs(root: Path | None) -> list[ModelEntry]:
     entries = []
     for run in list_runs(root):
         try:
-            usable = run.status()["status"] in _USABLE_RUN_STATUSES and run.model_path.exists()
-            card = _run_card(run) if usable else None
+            status = run.status()
+            usable = status["status"] in _USABLE_RUN_STATUSES and run.model_path.exists()
+            card = _run_card(run, status) if usable else None
         except RunError:
             continue  # a damaged run is listed, with its reason, on the Train page
         if card:

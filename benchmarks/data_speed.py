@@ -88,7 +88,7 @@ def overhead(images: int, work: Path) -> None:
         write_png_folder(memory, data.FASHION_MNIST_CLASSES, folder / "part")
         print(f"wrote {images:,} PNGs in {time.perf_counter() - started:.0f} s")
     started = time.perf_counter()
-    streamed = data.load(str(folder / "part"), test_fraction=0.0001, splits=("train",)).train
+    streamed = data.load_image_folder(folder / "part", test_fraction=0.0001, splits=("train",)).train
     print(f"opened the folder (listing and decoding check) in {time.perf_counter() - started:.1f} s: "
           f"{len(streamed):,} training images")
     memory = memory.take(slice(0, len(streamed)))  # the same count (a few went to the folder's test split)
@@ -136,7 +136,7 @@ def one_pass(folder: str) -> dict:
     from advcore.training.trainer import batches_per_epoch, training_batches
 
     started = time.perf_counter()
-    train = data.load(folder, image_size=SIDE, test_fraction=0.0001, splits=("train",)).train
+    train = data.load_image_folder(folder, image_size=SIDE, test_fraction=0.0001, splits=("train",)).train
     opened = time.perf_counter() - started
     steps = batches_per_epoch(len(train), BATCH)
     started, count = time.perf_counter(), 0

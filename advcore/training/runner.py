@@ -445,7 +445,8 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
             load_optimizer(trainer, optimizer_path)
             say(f"resuming {run.id} after epoch {first_epoch}")
     total = config.schedule.total_epochs or UNTIL_STOPPED
-    mark_running(run, strategy, resume, steps_per_epoch=steps_per_epoch, total_epochs=config.schedule.total_epochs)
+    mark_running(run, strategy, resume, steps_per_epoch=steps_per_epoch, total_epochs=config.schedule.total_epochs,
+                 class_names=list(dataset.class_names), input_shape=list(dataset.input_shape))
 
     def set_phase(epoch):
         trainer.adversarial_phase.assign(phase(config, epoch) == ADVERSARIAL)

@@ -91,7 +91,7 @@ def _sample() -> InputImage | None:
 
 def _test_image(entry: ModelEntry) -> InputImage | None:
     dataset = entry.card.get("dataset")
-    if dataset not in data.DATASETS:
+    if not data.available(dataset):
         st.info("This model's dataset is not known, so there is no test set to pick from: upload an image.")
         return None
     try:

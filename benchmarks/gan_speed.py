@@ -41,7 +41,7 @@ def gan_epoch_seconds() -> tuple[float, int]:
     trainer = acgan.ACGANTrainer(generator, critic, config, dataset.num_classes)
     trainer.compile()
     steps = acgan.steps_per_epoch(len(dataset.train), config)
-    batches = acgan.real_batches(dataset.train.x, dataset.train.y, config)
+    batches = acgan.real_batches(dataset.train, config)
     trainer.fit(batches, steps_per_epoch=5, epochs=1, verbose=0)  # tracing, kept out of the timing
     started = time.perf_counter()
     trainer.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)

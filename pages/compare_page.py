@@ -7,7 +7,7 @@ from advcore import models
 from advcore.evaluation import profile
 from advcore.interpret import gradient_ascent
 from advcore.storage import data
-from app import attack_charts, jobs, model_widgets, state
+from app import attack_charts, jobs, model_widgets, pictures, state
 from app.evaluate.evaluation_views import status_of
 from app.interpret import interpret_views
 
@@ -111,7 +111,7 @@ if found:
     for column, (label, saved) in zip(st.columns(len(found)), found.items()):
         with column:
             st.markdown(f"**{label}**")
-            interpret_views.show_grid(saved.pictures["activations"], names, columns=5)
+            pictures.show_grid(saved.pictures["activations"], names, columns=5)
 
 st.subheader("The same image, side by side")
 loaded = {}

@@ -14,6 +14,7 @@ import tensorflow as tf
 from helpers import wait_for
 
 from advcore.generative import acgan
+from advcore.storage import data
 from advcore.storage.runs import list_runs
 from advcore.training.config import ConfigError, GanConfig
 
@@ -92,7 +93,7 @@ def test_a_few_gan_steps_lower_the_auxiliary_loss(fashion):
             y[:500], critic(x[:500], training=False)[1])))
 
     before = aux_loss()
-    trainer.fit(acgan.real_batches(x, y, config), steps_per_epoch=20, epochs=1, verbose=0)
+    trainer.fit(acgan.real_batches(data.Split(x, y), config), steps_per_epoch=20, epochs=1, verbose=0)
     assert aux_loss() < 0.8 * before
     images = generator([np.zeros((3, 16), np.float32), np.array([0, 1, 2])], training=False).numpy()
     assert images.shape == (3, 28, 28, 1) and images.min() >= 0 and images.max() <= 1

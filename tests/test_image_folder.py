@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from helpers import CLASSES, DAMAGED, file_bytes, write_mixed_folder
 
-from advcore.storage import data, image_folder, images
+from advcore.storage import data, folder_listing, image_folder, images
 from advcore.training.trainer import batches_per_epoch, training_batches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,7 +163,7 @@ def test_an_empty_class_or_a_folder_without_images_is_a_clear_error(tmp_path, la
             else:
                 (tmp_path / name / file).write_bytes(b"\x89PNG\r\n\x1a\n damaged")
     if message == "no readable training image":  # every image of b but the test ones is damaged
-        listing = image_folder.scan(tmp_path)
+        listing = folder_listing.scan(tmp_path)
         kept = {os.fsdecode(p) for p in listing.splits["train"][0]}
         for path in (tmp_path / "b").iterdir():
             if str(path) in kept:
@@ -173,7 +173,7 @@ def test_an_empty_class_or_a_folder_without_images_is_a_clear_error(tmp_path, la
 
 
 def test_the_decoding_check_runs_once_per_set_of_files(mixed, monkeypatch):
-    paths = image_folder.scan(mixed).splits["train"][0]
+    paths = folder_listing.scan(mixed).splits["train"][0]
     checks = []
     real = image_folder._undecodable
     monkeypatch.setattr(image_folder, "_undecodable", lambda *args: checks.append(1) or real(*args))

@@ -4,10 +4,14 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
-from helpers import BAD_IMAGES, encode
+from helpers import BAD_IMAGES, CLASSES, encode, write_mixed_folder
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+
+from advcore import models
+from advcore.storage.runs import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted(p for p in (ROOT / "assets" / "samples").iterdir() if p.suffix != ".py")
@@ -211,3 +215,20 @@ def test_a_reload_keeps_an_uploaded_image(playground):
     reloaded.query_params["upload"] = "../../etc/passwd"  # only a kept upload's name is read
     reloaded.run()
     assert not any("uploaded earlier" in c.value for c in reloaded.caption)
+
+
+def test_a_model_trained_on_a_folder_attacks_the_folders_test_images(playground, tmp_path):
+    """A run on a user's folder (its classes and input shape recorded by its training) is offered with its
+    class names, and the Test set picker reads the folder's test images at the model's input size."""
+    folder = write_mixed_folder(tmp_path / "photos")
+    run = Run.create({"name": "photos", "mode": "vanilla", "data": {"dataset": str(folder), "image_size": 32}},
+                     tmp_path / "runs", "photos")
+    models.save(models.small_cnn((32, 32, 3), 3), run.model_path)
+    run.write_history(pd.DataFrame({"epoch": [1], "phase": ["vanilla"]}))
+    run.update_status(status="finished", class_names=list(CLASSES), input_shape=[32, 32, 3])
+    playground.run()
+    playground.selectbox(key="model").set_value(f"run:{run.id}").run()
+    playground.radio(key="image_source").set_value("Test set").run()
+    assert playground.selectbox(key="test_class").options == ["any class", *CLASSES]
+    playground.selectbox(key="test_class").set_value("dog").run()
+    assert messages(playground) == [] and "dog" in verdict(playground)  # the untrained model may get it wrong

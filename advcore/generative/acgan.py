@@ -248,17 +248,16 @@ class ACGANTrainer(keras.Model):
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
 
-def real_batches(x: np.ndarray, y: np.ndarray, config: GanConfig, first_epoch: int = 0) -> tf.data.Dataset:
-    """Endless batches of critic_steps x batch_size real images, reshuffled per (seed, epoch);
-    every batch is full, as the critic steps slice it."""
-    pictures, labels = tf.constant(x), tf.constant(y.astype(np.int32))
+def real_batches(split, config: GanConfig, first_epoch: int = 0) -> tf.data.Dataset:
+    """Endless batches of critic_steps x batch_size real images of a split (in memory or a streamed
+    folder), reshuffled per (seed, epoch); every batch is full, as the critic steps slice it."""
     size = config.batch_size * config.critic_steps
 
     def epoch_batches(epoch):
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(len(x), dtype=tf.int64), seed=tf.stack([tf.constant(config.seed, tf.int64), epoch]))
-        return (tf.data.Dataset.from_tensor_slices(order).batch(size, drop_remainder=True)
-                .map(lambda i: (tf.gather(pictures, i), tf.gather(labels, i))))
+            tf.range(len(split), dtype=tf.int64), seed=tf.stack([tf.constant(config.seed, tf.int64), epoch]))
+        index_batches = tf.data.Dataset.from_tensor_slices(order).batch(size, drop_remainder=True)
+        return split.read(index_batches).map(lambda images, labels: (images, tf.cast(labels, tf.int32)))
 
     return tf.data.Dataset.range(first_epoch, UNTIL_STOPPED).flat_map(epoch_batches).prefetch(tf.data.AUTOTUNE)
 

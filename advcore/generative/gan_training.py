@@ -88,7 +88,7 @@ def _train_gan(config: GanConfig, run: Run, resume: bool, stop, say) -> str:
         first_epoch, history = resume_point(run, config, config.epochs, history)
     strategy = distribute.make_strategy(config.distribute.strategy)
     dataset = data.load(config.data.dataset, data_dir=config.data.data_dir, train_size=config.data.train_size,
-                        seed=config.seed, splits=("train",))
+                        seed=config.seed, splits=("train",), image_size=config.data.image_size, fit=config.data.fit)
     steps = acgan.steps_per_epoch(len(dataset.train), config, strategy.num_replicas_in_sync)
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)
@@ -106,7 +106,7 @@ def _train_gan(config: GanConfig, run: Run, resume: bool, stop, say) -> str:
     recorder = GanRecorder(run, config, control, history, dataset.class_names, say)
     total = config.epochs or UNTIL_STOPPED
     if first_epoch < total:
-        trainer.fit(acgan.real_batches(dataset.train.x, dataset.train.y, config, first_epoch),
+        trainer.fit(acgan.real_batches(dataset.train, config, first_epoch),
                     steps_per_epoch=steps, epochs=total, initial_epoch=first_epoch, shuffle=False,
                     callbacks=[control, ProgressFile(run, control), recorder],
                     verbose=1 if sys.stdout.isatty() else 0)

@@ -286,6 +286,11 @@ DATASETS = tuple(_SPECS)
 CLASS_NAMES = {name: spec.class_names for name, spec in _SPECS.items()}
 
 
+def available(dataset: str | None) -> bool:
+    """Whether a model's dataset can be read here: a built-in set's name, or a folder that exists."""
+    return bool(dataset) and (dataset in DATASETS or Path(dataset).expanduser().is_dir())
+
+
 def keras_cache_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
 
@@ -414,7 +419,7 @@ def load_image_folder(path: str | os.PathLike, *, test_fraction: float = 0.2,
     `image_size` squares, or (height, width) (default: the first image's size), fitted by `fit`. Files
     that do not decode are skipped and listed in `Dataset.skipped`; a class left without images is an
     error."""
-    from advcore.storage import image_folder  # deferred: TensorFlow, needed for folders only
+    from advcore.storage import folder_listing, image_folder  # deferred: TensorFlow, needed for folders only
 
     if fit not in image_folder.FITS:
         raise ValueError(f"fit must be one of {', '.join(image_folder.FITS)}, got {fit!r}")
@@ -422,9 +427,9 @@ def load_image_folder(path: str | os.PathLike, *, test_fraction: float = 0.2,
     if size is not None and not (len(size) == 2 and all(isinstance(side, int) and 8 <= side <= 1024 for side in size)):
         raise ValueError(f"image_size must be a whole number of pixels from 8 to 1024, got {image_size!r}")
     try:
-        listing = image_folder.scan(path, test_fraction=test_fraction, seed=seed)
-        height, width, channels = image_folder.first_image_shape(listing)
-    except image_folder.FolderError as error:
+        listing = folder_listing.scan(path, test_fraction=test_fraction, seed=seed)
+        height, width, channels = folder_listing.first_image_shape(listing)
+    except folder_listing.FolderError as error:
         raise DatasetFormatError(str(error)) from None
     decoding = image_folder.Decoding(*(size or (height, width)), channels, fit)
     skipped = list(listing.passed_over)

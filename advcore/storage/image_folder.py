@@ -1,4 +1,5 @@
-"""A user's image folder, streamed: one sub-folder of images per class, any sizes, decoded on demand.
+"""A user's image folder, streamed: one sub-folder of images per class, any sizes, decoded on demand
+(the listing, which needs no TensorFlow, is `folder_listing`'s).
 
 Only file paths and labels stay in memory; pixels are decoded, resized and cropped (or padded) to one
 input size inside tf.data, in parallel, batch by batch, so memory does not grow with the folder.
@@ -20,26 +21,13 @@ from typing import Literal
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from advcore.storage import files
+from advcore.storage.folder_listing import Skipped
 
-DECODED_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")  # what tf.io.decode_image reads
-FOLDER_SPLITS = ("train", "val", "test")
 FITS = ("crop", "pad", "stretch")
 Fit = Literal["crop", "pad", "stretch"]
 CACHE_ENV = "ADVLAB_CACHE_DIR"
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "P;L"}
-
-
-class FolderError(ValueError):
-    """A folder that cannot be used as a dataset, with the reason."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Skipped:
-    path: str
-    reason: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,104 +135,6 @@ class FolderSplit:
         def batch(index):
             return tf.map_fn(one, tf.gather(paths, index), fn_output_signature=signature), tf.gather(labels, index)
         return index_batches.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-@dataclasses.dataclass(frozen=True)
-class Listing:
-    """What a folder holds, found without decoding a pixel: classes, files by split, files passed over."""
-    root: Path
-    class_names: tuple[str, ...]
-    splits: dict  # split name -> (paths, labels); "train" and "test" always, "val" when the folder has one
-    passed_over: tuple[Skipped, ...]  # files of formats TensorFlow does not decode
-    presplit: bool  # whether the split came from train/ val/ test/ sub-folders
-
-    def counts(self) -> dict[str, list[int]]:
-        """Images per class, per split."""
-        return {name: np.bincount(labels, minlength=len(self.class_names)).tolist()
-                for name, (_, labels) in self.splits.items()}
-
-
-def _class_dirs(folder: Path) -> list[Path]:
-    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-
-
-def _image_files(class_dir: Path, passed_over: list) -> list[Path]:
-    found = []
-    for path in sorted(class_dir.rglob("*")):
-        if not path.is_file() or path.name.startswith("."):
-            continue
-        if path.suffix.lower() in DECODED_SUFFIXES:
-            found.append(path)
-        else:
-            passed_over.append(Skipped(str(path), f"not an image format TensorFlow decodes "
-                                                  f"({', '.join(DECODED_SUFFIXES)})"))
-    return found
-
-
-def _classes_of(folder: Path, passed_over: list) -> dict[str, list[Path]]:
-    classes = {d.name: _image_files(d, passed_over) for d in _class_dirs(folder)}
-    if len(classes) < 2:
-        raise FolderError(f"{folder}: needs at least two class sub-folders (one per class, holding its images), "
-                          f"found {len(classes)}")
-    if empty := [name for name, found in classes.items() if not found]:
-        raise FolderError(f"{folder}: no images in the class folder{'s' if len(empty) > 1 else ''} "
-                          f"{', '.join(empty)} (formats read: {', '.join(DECODED_SUFFIXES)})")
-    return classes
-
-
-def _as_arrays(classes: dict[str, list[Path]], names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    paths = [os.fsencode(path) for name in names for path in classes.get(name, [])]
-    labels = [label for label, name in enumerate(names) for _ in classes.get(name, [])]
-    return np.asarray(paths, dtype=bytes), np.asarray(labels, dtype=np.int64)  # bytes: a quarter of str's memory
-
-
-def scan(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: int = 0) -> Listing:
-    """Lists a folder's classes and files and splits them; decodes nothing."""
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FolderError(f"{root}: no such folder")
-    if not 0 < test_fraction < 1:
-        raise FolderError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
-    passed_over: list[Skipped] = []
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        parts = {name: _classes_of(root / name, passed_over) for name in FOLDER_SPLITS if (root / name).is_dir()}
-        names = tuple(parts["train"])
-        for name, classes in parts.items():
-            if unknown := sorted(set(classes) - set(names)):
-                raise FolderError(f"{root / name}: classes {', '.join(unknown)} are not in {root / 'train'}")
-        return Listing(root, names, {name: _as_arrays(classes, names) for name, classes in parts.items()},
-                       tuple(passed_over), True)
-    classes = _classes_of(root, passed_over)
-    names = tuple(classes)
-    rng = np.random.default_rng(seed)
-    chosen = {"train": {}, "test": {}}
-    for name, found in classes.items():
-        if len(found) < 2:
-            raise FolderError(f"{root / name}: needs at least two images (one to train on, one to test), found 1")
-        order = rng.permutation(len(found))
-        n_test = min(len(found) - 1, max(1, round(test_fraction * len(found))))
-        chosen["test"][name] = [found[i] for i in sorted(order[:n_test])]
-        chosen["train"][name] = [found[i] for i in sorted(order[n_test:])]
-    return Listing(root, names, {part: _as_arrays(found, names) for part, found in chosen.items()},
-                   tuple(passed_over), False)
-
-
-def first_image_shape(listing: Listing) -> tuple[int, int, int]:
-    """(height, width, channels) of the first training image, channels 1 when every class's first
-    image is grayscale (read from the headers only)."""
-    paths, labels = listing.splits["train"]
-    firsts = [paths[np.argmax(labels == label)] for label in np.unique(labels)]
-    modes, width, height = [], None, None
-    for path in firsts:
-        try:
-            with Image.open(os.fsdecode(path)) as image:
-                modes.append(image.mode)
-                width, height = (width, height) if width else image.size
-        except (OSError, ValueError, Image.DecompressionBombError):
-            continue  # a damaged file: found and reported by `verified`
-    if height is None:
-        raise FolderError(f"{listing.root}: the first image of every class is unreadable")
-    return height, width, 1 if all(mode in _GRAY_MODES for mode in modes) else 3
 
 
 def cache_dir() -> Path:

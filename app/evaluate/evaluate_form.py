@@ -43,7 +43,7 @@ def _attack_refs(names: list[str], steps: int, restarts: int, loss: str, version
 
 def evaluate_form(entries: dict[str, ModelEntry]) -> tuple[plans.Plan, str] | None:
     """The form; on submit a checked plan and its name, or None after showing what is wrong."""
-    usable = {key: e for key, e in entries.items() if e.card.get("dataset") in data.DATASETS}
+    usable = {key: e for key, e in entries.items() if data.available(e.card.get("dataset"))}
     if not usable:
         st.info("No model with a known dataset yet: train one, or use a bundled model.")
         return None

@@ -17,10 +17,10 @@ from advcore.interpret import alignment, explain, gradient_ascent, video
 from advcore.storage import images
 from app import model_widgets, state
 from app.colours import colour as model_colour
+from app.pictures import cell, show_grid
 from app.registry import ModelEntry
 
 REMEMBERED = 16  # results kept per browser session, newest last
-CELL_PIXELS = 84  # grid images are enlarged to about this size
 
 
 def remembered(key: tuple, compute):
@@ -60,17 +60,6 @@ def progress_reporter(total: int, what: str):
         preview.empty()
 
     return report, clear
-
-
-def cell(image: np.ndarray) -> np.ndarray:
-    return images.to_uint8(images.enlarge(image, max(1, CELL_PIXELS // image.shape[0])))
-
-
-def show_grid(pictures: np.ndarray, captions: list[str], columns: int = 5) -> None:
-    for start in range(0, len(pictures), columns):
-        slots = st.columns(columns)
-        for slot, picture, text in zip(slots, pictures[start:start + columns], captions[start:start + columns]):
-            slot.image(cell(picture), caption=text)
 
 
 def score_line(score: dict) -> str:

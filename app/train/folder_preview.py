@@ -9,18 +9,18 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from advcore.storage import image_folder
-from app.interpret.interpret_views import show_grid
+from advcore.storage import folder_listing
+from app.pictures import show_grid
 
 SAMPLES_SHOWN = 10  # classes with a sample picture
 
 
 @st.cache_data(ttl=60, show_spinner="Listing the folder...")
-def listing(path: str) -> image_folder.Listing | str:
+def listing(path: str) -> folder_listing.Listing | str:
     """The folder's listing, or why it cannot be used."""
     try:
-        return image_folder.scan(path)
-    except (image_folder.FolderError, OSError) as error:
+        return folder_listing.scan(path)
+    except (folder_listing.FolderError, OSError) as error:
         return str(error)
 
 
@@ -32,9 +32,11 @@ def problem(path: str) -> str | None:
 @st.cache_data(ttl=60, show_spinner="Reading sample images...")
 def samples(path: str, image_size: int, fit: str) -> tuple[np.ndarray, list[str]]:
     """One image per class (the first that decodes), read as training will read it."""
+    from advcore.storage import image_folder  # deferred: TensorFlow, for the samples only
+
     found = listing(path)
     paths, labels = found.splits["train"]
-    height, width, channels = image_folder.first_image_shape(found)
+    height, width, channels = folder_listing.first_image_shape(found)
     decoding = image_folder.Decoding(image_size or height, image_size or width, channels, fit)
     pictures, captions = [], []
     for label, name in enumerate(found.class_names[:SAMPLES_SHOWN]):

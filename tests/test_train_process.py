@@ -75,8 +75,16 @@ def test_stop_keeps_every_epoch_and_resume_continues(tmp_path, sig):
     assert "resuming" in run.log_tail(200)
 
 
-def test_sigkill_loses_no_finished_epoch_and_resume_matches_an_uninterrupted_run(tmp_path):
-    fixed = [*SMALL, *INTERLEAVED, "--cycles", "2"]  # 6 epochs
+def test_sigkill_loses_no_finished_epoch_and_resume_matches_an_uninterrupted_run(tmp_path, fashion):
+    """On a streamed folder (Fashion-MNIST images as PNG files): the files are read in the same order
+    after a resume as in one uninterrupted run."""
+    from advcore.storage import images
+
+    folder = tmp_path / "fashion-png"
+    for index, (image, label) in enumerate(zip(fashion.train.x[:1480], fashion.train.y[:1480])):
+        (folder / f"class{label}").mkdir(parents=True, exist_ok=True)
+        images.write_png(folder / f"class{label}" / f"{index:04d}.png", image)
+    fixed = [*SMALL, *INTERLEAVED, "--cycles", "2", "--dataset", str(folder)]  # 6 epochs
     reference_dir = tmp_path / "reference" / "runs"
     process = start(reference_dir, *fixed)
     assert process.wait(timeout=300) == 0

@@ -425,6 +425,11 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
     dataset, validation = datasets(config, say)
     for skipped in dataset.skipped:
         say(f"skipped {skipped.path}: {skipped.reason}")
+    counts = np.bincount(dataset.train.y, minlength=dataset.num_classes)
+    per_class = ", ".join(f"{name} {count:,}" for name, count in zip(dataset.class_names, counts))
+    say(f"{dataset.name}: {len(dataset.train):,} training and {len(validation):,} validation images of "
+        f"{dataset.num_classes} classes ({per_class}), input {dataset.input_shape}"
+        + (f", {len(dataset.skipped)} files skipped" if dataset.skipped else ""))
     steps_per_epoch = batches_per_epoch(len(dataset.train), config.batch_size, strategy.num_replicas_in_sync)
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)

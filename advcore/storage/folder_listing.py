@@ -119,7 +119,7 @@ def first_image_shape(listing: Listing) -> tuple[int, int, int]:
                 modes.append(image.mode)
                 width, height = (width, height) if width else image.size
         except (OSError, ValueError, Image.DecompressionBombError):
-            continue  # a damaged file: found and reported by `verified`
+            continue  # a damaged file: found and reported by `image_folder.verified`
     if height is None:
         raise FolderError(f"{listing.root}: the first image of every class is unreadable")
     return height, width, 1 if all(mode in _GRAY_MODES for mode in modes) else 3

@@ -36,7 +36,10 @@ def samples(path: str, image_size: int, fit: str) -> tuple[np.ndarray, list[str]
 
     found = listing(path)
     paths, labels = found.splits["train"]
-    height, width, channels = folder_listing.first_image_shape(found)
+    try:
+        height, width, channels = folder_listing.first_image_shape(found)
+    except folder_listing.FolderError:  # every class's first image damaged: no samples, training says why
+        return np.zeros((0, 1, 1, 1), np.float32), []
     decoding = image_folder.Decoding(image_size or height, image_size or width, channels, fit)
     pictures, captions = [], []
     for label, name in enumerate(found.class_names[:SAMPLES_SHOWN]):

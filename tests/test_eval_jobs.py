@@ -74,14 +74,15 @@ def test_a_queued_evaluation_stops_at_once(root):
     assert jobs.stop_evaluation(job) == "stopped" and job.status()["status"] == "stopped"
 
 
-def test_a_profile_job_stops_between_stages_and_saves_nothing(root):
+def test_a_profile_job_stops_at_its_next_report_and_saves_nothing(root):
     from advcore.evaluation import profile
 
-    settings = profile.ProfileSettings(count=3000, ara_steps=450)
+    settings = profile.ProfileSettings(count=300, ara_steps=450)  # minutes of work: the stop lands in AutoAttack
     folder = profile.folder_for(worker.profiles_root(root), ROBUST, settings)
     job = jobs.submit_profile(ROBUST, "fashion_mnist", settings.to_dict(), folder, root)
     assert jobs.profile_job(folder, root).id == job.id and jobs.list_evaluations(root) == []  # not the Evaluate page's
-    wait_for(lambda: job.status()["status"] == "running" and job.progress().get("cell"), timeout=120)
+    wait_for(lambda: job.progress().get("cell", "").startswith("AutoAttack"), timeout=120)
     assert jobs.stop_evaluation(job) == "stopping"
     wait_for(lambda: job.status()["status"] == "stopped", timeout=120)
+    assert job.progress()["cell"].startswith("AutoAttack")  # it stopped after a member, not after all four
     assert profile.load(folder) is None

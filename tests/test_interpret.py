@@ -207,9 +207,14 @@ def test_the_judge_scores_real_images_above_noise(fashion):
     assert real["total_variation"] < fake["total_variation"] / 2
 
 
-def test_a_profile_is_saved_once_per_model_file_and_settings(robust, fashion, tmp_path):
+def test_a_profile_is_saved_once_per_model_file_and_settings(trained_model, robust, fashion, tmp_path):
     settings = profile.ProfileSettings(count=30, eps=(0.0, 0.1), ara_steps=40, traversals=5)
-    figures, pictures, table = profile.compute(robust, fashion, settings, judge=robust)
+    stages = []
+    figures, pictures, table = profile.compute(trained_model, fashion, settings, judge=robust,
+                                               report=lambda stage, fraction: stages.append((stage, fraction)))
+    assert [stage for stage, _ in stages[1:6]] == ["AutoAttack"] + [f"AutoAttack: {member} done" for member in (
+        "apgd-ce", "apgd-t", "fab-t", "square")]
+    assert stages[-1] == ("done", 1.0) and [f for _, f in stages] == sorted(f for _, f in stages)
     assert [p["eps"] for p in figures["curve"]] == [0.0, 0.1]
     assert figures["curve"][1]["robust_accuracy"] <= figures["clean_accuracy"]
     strongest = figures["autoattack"]

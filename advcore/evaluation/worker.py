@@ -95,7 +95,8 @@ class _Models:
 
 
 class _Stopped(Exception):
-    """A profile job was asked to stop; raised between its stages."""
+    """A profile job was asked to stop; raised at its next progress report (between stages, AutoAttack's
+    members and ARA's batches)."""
 
 
 def run_job(job: Run, root, load_model, load_dataset) -> str:
@@ -129,7 +130,7 @@ def _run_evaluation(config: dict, job: Run, root, load_model, load_dataset) -> s
 
 
 def _run_profile(config: dict, job: Run, root, load_model, load_dataset) -> str:
-    """Computes a model's profile into its cache folder; stops between stages when asked to."""
+    """Computes a model's profile into its cache folder; stops at its next progress report when asked to."""
     from advcore import models
     from advcore.evaluation import profile
     from advcore.interpret import alignment

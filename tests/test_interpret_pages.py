@@ -77,7 +77,7 @@ def test_interpret_computes_ara_in_the_background(app):
 
 def test_compare_profiles_two_models_in_the_background_then_reads_them_back(app):
     app.switch_page("pages/compare_page.py").run()
-    app.select_slider(key="compare-count").set_value(100).run()
+    app.select_slider(key="compare-count").set_value(50).run()
     assert not worker.evaluations_root().exists()  # nothing is computed before the user asks
     ok(app.button(key="compare-run").click().run())
     jobs = list(worker.evaluations_root().glob("2*"))
@@ -94,7 +94,7 @@ def test_compare_profiles_two_models_in_the_background_then_reads_them_back(app)
     second = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)  # another visit
     second.run()
     second.switch_page("pages/compare_page.py").run()
-    ok(second.select_slider(key="compare-count").set_value(100).run())
+    ok(second.select_slider(key="compare-count").set_value(50).run())
     assert second.dataframe[0].value.equals(table)  # read back at once, nothing recomputed
     assert not [b for b in second.button if b.key == "compare-run"]
     assert len(list(worker.evaluations_root().glob("2*"))) == 2

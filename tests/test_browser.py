@@ -101,6 +101,15 @@ def run_named(runs: Path, name: str):
     return matches[0]
 
 
+def queue_state(runs: Path) -> str:
+    """What a time-out should say: every run's status and log tail, and the scheduler's log."""
+    from advcore.jobs import scheduler
+
+    lines = [f"{run.name()}: {run.recorded_status()}\n{run.log_tail(8)}" for run in list_runs(runs)]
+    log = scheduler.log_path(runs)
+    return "\n".join(lines + [log.read_text()[-2000:] if log.exists() else "no scheduler log"])
+
+
 def test_train_a_tiny_run_and_see_its_history(page, server):
     open_train(page)
     start_run(page, "e2e-tiny", epochs=2)
@@ -119,7 +128,7 @@ def test_stop_a_run_from_the_page(page, server):
     open_train(page)
     start_run(page, "e2e-stop", epochs=None)
     run = run_named(server[1], "e2e-stop")
-    wait_for(lambda: len(run.history()) >= 2)
+    wait_for(lambda: len(run.history()) >= 2, timeout=240, describe=lambda: queue_state(server[1]))
     page.get_by_role("button", name="Stop", exact=True).click()
     badge(page, "stopped").wait_for(timeout=120_000)
     assert run.status()["status"] == "stopped" and len(run.history()) >= 2
@@ -129,7 +138,8 @@ def test_a_killed_run_shows_failed_with_its_log(page, server):
     open_train(page)
     start_run(page, "e2e-kill", epochs=None)
     run = run_named(server[1], "e2e-kill")
-    wait_for(lambda: "epoch    1" in run.log_tail())  # the epoch line follows its history row
+    wait_for(lambda: "epoch    1" in run.log_tail(), timeout=240,  # the epoch line follows its history row
+             describe=lambda: queue_state(server[1]))
     os.kill(run.status()["pid"], signal.SIGKILL)
     badge(page, "failed").wait_for(timeout=60_000)
     page.get_by_text("ended without reporting").first.wait_for()

@@ -1,5 +1,6 @@
 """Shared fixtures: real Fashion-MNIST subsets and one small CNN trained on them once per session."""
 
+import gc
 import os
 import tempfile
 
@@ -12,6 +13,18 @@ import pytest  # noqa: E402
 
 from advcore import models  # noqa: E402
 from advcore.storage import data
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _garbage_collector_skips_the_imports():
+    """Freezes what is alive when a module starts (TensorFlow's, Keras's and Streamlit's millions of
+    objects): otherwise every full collection walks them all, and the suite's Streamlit page tests ran
+    three to four times slower late in a session than alone. Unfrozen at the module's end, so what the
+    module leaves behind is collected at the next one's start."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +66,14 @@ def linear_pair():
     x = (0.5 + rng.uniform(-0.2, 0.2, size=(64, 4, 4, 1))).astype(np.float32)
     y = np.argmax(x.reshape(64, -1) @ weights + bias, axis=1)  # the model is right on every sample
     return model, weights, bias, x, y
+
+
+LONGEST_FIRST = ("test_interpret_pages.py", "test_train_process.py", "test_art_agreement.py", "test_generative.py",
+                 "test_browser.py")  # each holds a test of a minute or more
+
+
+def pytest_collection_modifyitems(items):
+    """The longest files first: `-n 3 --dist loadfile` hands out files in this order, so none of them is
+    left to run alone at the end while the other workers idle."""
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -18,7 +18,7 @@ with warnings.catch_warnings():
     evasion = pytest.importorskip("art.attacks.evasion")
     classification = pytest.importorskip("art.estimators.classification")
 
-EPS, IMAGES, QUERIES = 0.02, 500, 300
+EPS, IMAGES, QUERIES = 0.02, 250, 300
 
 MEMBERS = {
     "apgd-ce": (lambda: Apgd(EPS, loss="ce"),

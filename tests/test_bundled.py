@@ -20,7 +20,7 @@ from app import registry
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "assets" / "models"
 NAMES = ("standard", "pgd-linf", "fast-linf", "pgd-l2", "interleaved")
-RECHECK = 500  # test images of the quick re-measurement
+RECHECK = 300  # test images of the quick re-measurement
 
 
 def card_of(name: str) -> dict:
@@ -87,8 +87,8 @@ def test_a_quick_remeasurement_agrees_with_the_card(name, fashion):
     assert within_sampling_error(clean, card["clean_accuracy"]["value"], RECHECK), (clean, card["clean_accuracy"])
     norm, eps = ("l2", 1.5) if name == "pgd-l2" else ("linf", 0.1)
     row = next(r for r in card["robustness"]["rows"] if (r["norm"], r["eps"]) == (norm, eps))
-    # The card's attack, fewer restarts: never weaker than the card by more than sampling error.
-    strong = robustness.strongest(eps, norm=norm, restarts=2)
+    # The card's attack, one restart: never weaker than the card by more than sampling error.
+    strong = robustness.strongest(eps, norm=norm, restarts=1)
     robust = robustness.worst_case_accuracy(model, x, y, strong).robust_accuracy
     assert within_sampling_error(robust, row["robust_accuracy"], RECHECK), (robust, row)
 
@@ -148,17 +148,18 @@ def test_an_autoattack_headline_is_the_whole_test_set_and_no_weaker_than_pgd(nam
 
 
 def test_the_autoattack_headline_leads_a_cards_figures(trained_model, fashion):
-    settings = cards.CardSettings(headline=("linf", 0.03), headline_count=200, batch_size=250)
+    # A budget that breaks the standard model at once: AutoAttack's later members have nothing left to attack.
+    settings = cards.CardSettings(headline=("linf", 0.1), headline_count=200, batch_size=250)
     small = dataclasses.replace(fashion, test=data.Split(fashion.test.x[:60], fashion.test.y[:60]))
     auto = cards.autoattack_headline(trained_model, small, settings, report=lambda line: None)
-    assert (auto["count"], auto["norm"], auto["eps"]) == (60, "linf", 0.03)
+    assert (auto["count"], auto["norm"], auto["eps"]) == (60, "linf", 0.1)
     assert auto["robust_accuracy"] < auto["accuracy_after"]["clean"]
-    card = {"headline": {"norm": "linf", "eps": 0.03, "count": 200}, "autoattack": auto,
+    card = {"headline": {"norm": "linf", "eps": 0.1, "count": 200}, "autoattack": auto,
             "clean_accuracy": {"value": auto["accuracy_after"]["clean"], "count": 60},
-            "robustness": {"rows": [{"norm": "linf", "eps": 0.03, "count": 200, "robust_accuracy": 0.5}]}}
+            "robustness": {"rows": [{"norm": "linf", "eps": 0.1, "count": 200, "robust_accuracy": 0.5}]}}
     assert list(cards.headline_metrics(card).items())[1:] == [
-        ("robust accuracy, Linf eps 0.03, AutoAttack standard (60 test images)", auto["robust_accuracy"]),
-        ("robust accuracy, Linf eps 0.03, PGD-50 x 10 restarts, CE + margin (200 test images)", 0.5)]
+        ("robust accuracy, Linf eps 0.1, AutoAttack standard (60 test images)", auto["robust_accuracy"]),
+        ("robust accuracy, Linf eps 0.1, PGD-50 x 10 restarts, CE + margin (200 test images)", 0.5)]
 
 
 def test_a_card_says_where_its_validation_images_came_from():

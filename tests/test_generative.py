@@ -153,21 +153,20 @@ def check_gan_run(run, epochs: int) -> pd.DataFrame:
 
 
 def test_a_killed_gan_run_resumes_to_the_uninterrupted_history(tmp_path):
-    reference_dir = tmp_path / "reference" / "runs"
+    reference_dir, runs_dir = tmp_path / "reference" / "runs", tmp_path / "killed" / "runs"
     reference_dir.parent.mkdir()
-    assert start(reference_dir, *TINY, "--epochs", "3").wait(timeout=300) == 0
-    reference = check_gan_run(list_runs(reference_dir)[0], 3)
-
-    runs_dir = tmp_path / "killed" / "runs"
     runs_dir.parent.mkdir()
-    process = start(runs_dir, *TINY, "--epochs", "3")
+    uninterrupted = start(reference_dir, *TINY, "--epochs", "2")  # beside the run to kill
+    process = start(runs_dir, *TINY, "--epochs", "2")
     run = wait_for(lambda: list_runs(runs_dir), 60)[0]
     wait_for(lambda: len(run.history()) >= 1, 240, 0.05, describe=lambda: run.log_tail())
     process.kill()
     process.wait(timeout=60)
     assert run.status()["status"] == "failed"
     assert start(runs_dir, "--resume", run.id).wait(timeout=300) == 0, run.log_tail()
-    resumed = check_gan_run(run, 3)
+    resumed = check_gan_run(run, 2)
+    assert uninterrupted.wait(timeout=300) == 0
+    reference = check_gan_run(list_runs(reference_dir)[0], 2)
     assert run.status()["status"] == "finished" and "resuming" in run.log_tail(200)
     for column in ("critic_loss", "generator_loss", "aux_loss_real", "aux_accuracy_fake"):
         np.testing.assert_allclose(resumed[column], reference[column], rtol=1e-3, atol=1e-4, err_msg=column)

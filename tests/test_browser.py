@@ -87,7 +87,7 @@ def start_run(page, name: str, epochs: int | None):
     else:
         page.get_by_label("Epochs", exact=True).fill(str(epochs))
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text(re.compile(f"Queued run \\S*-{re.escape(name)}-")).wait_for()  # this run's, not an earlier one's
+    page.get_by_text(re.compile(f"Queued run \\S*-{re.escape(name)}-")).wait_for(timeout=120_000)  # this run's
 
 
 def badge(page, status: str):

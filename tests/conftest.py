@@ -67,13 +67,3 @@ def linear_pair():
     y = np.argmax(x.reshape(64, -1) @ weights + bias, axis=1)  # the model is right on every sample
     return model, weights, bias, x, y
 
-
-LONGEST_FIRST = ("test_interpret_pages.py", "test_train_process.py", "test_art_agreement.py", "test_generative.py",
-                 "test_browser.py")  # each holds a test of a minute or more
-
-
-def pytest_collection_modifyitems(items):
-    """The longest files first: `-n 3 --dist loadfile` hands out files in this order, so none of them is
-    left to run alone at the end while the other workers idle."""
-    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -109,17 +109,6 @@ def test_the_form_shows_only_the_fields_that_apply(runs_root, values, shown, hid
     assert shown <= keys and not hidden & keys, (shown - keys, hidden & keys)
 
 
-def test_a_hidden_field_keeps_its_value_until_it_is_shown_again(runs_root):
-    app = page("train")
-    _set(app, "steps", 15)
-    _set(app, "mode", "vanilla")  # the attack's fields go
-    _set(app, "epochs", 3)
-    assert not [w for w in app.main.get("number_input") if w.key == "train_form.steps"]
-    _set(app, "mode", "adversarial")
-    shown = {w.key: w.value for w in app.main.get("number_input")}
-    assert (shown["train_form.steps"], shown["train_form.epochs"]) == (15, 3)
-
-
 def _set(app: AppTest, key, value) -> None:
     """Sets one field and reruns, as a user's change does (a change may show other fields)."""
     widgets = [w for w in app.main.get(_kind(value, key)) if w.key == f"train_form.{key}"]

@@ -49,7 +49,6 @@ OBJECTIVE_LABELS = {"ce": "CE", "trades": "TRADES", "mart": "MART"}
 METHODS = ("pgd", "fgsm_rs", "fgsm", "ll_fgsm", "gan", "unrestricted", "rmse_ball", "l2_min")
 STEPPED_METHODS = ("pgd", "unrestricted", *RMSE_METHODS)  # the methods whose steps the form sets
 KEY = "train_form."
-STORE = KEY + "values"  # every field's value, shown or hidden
 RECIPES_DIR = registry.PROJECT_ROOT / "assets" / "recipes"
 
 
@@ -199,8 +198,7 @@ def _folder_problems(values: dict) -> dict[str, list[str]]:
 
 
 def _apply_values(values: dict) -> None:
-    st.session_state[STORE] = DEFAULTS | values
-    for field, value in st.session_state[STORE].items():
+    for field, value in (DEFAULTS | values).items():
         st.session_state[KEY + field] = value
 
 
@@ -215,13 +213,8 @@ def clone(content: dict) -> None:
 
 
 def _init_state() -> None:
-    """Gives back the widgets Streamlit dropped while their field was hidden. A widget's key is written only
-    then: written on every rerun, its value would be sent to the browser each time, and a number being typed
-    while a rerun runs would be overwritten by the old one."""
-    st.session_state.setdefault(STORE, dict(DEFAULTS))
-    for field in DEFAULTS:
-        if KEY + field not in st.session_state:
-            st.session_state[KEY + field] = st.session_state[STORE][field]
+    for field, value in DEFAULTS.items():  # kept even while hidden: Streamlit drops the state of unshown widgets
+        st.session_state[KEY + field] = st.session_state.get(KEY + field, value)
 
 
 def _milestone_parts(text: str) -> list[str]:
@@ -274,10 +267,7 @@ def config_from_values(v: dict) -> dict:
 
 
 def current_values() -> dict:
-    """The fields' values; a hidden field's from the store (a button's callback runs before `_init_state`)."""
-    kept = st.session_state.get(STORE, DEFAULTS)
-    return {field: st.session_state[KEY + field] if KEY + field in st.session_state else kept[field]
-            for field in DEFAULTS}
+    return {field: st.session_state[KEY + field] for field in DEFAULTS}
 
 
 def _start(on_valid) -> None:
@@ -309,7 +299,7 @@ def train_form(device: str, on_valid) -> None:
     """The form, as wide as the page, in two columns of sections; Start calls `on_valid(config)` when
     every field is valid and otherwise lists every problem, each also next to its field."""
     _init_state()
-    values = st.session_state[STORE] = current_values()
+    values = current_values()
     found = field_problems(values)
     field = _Fields(effective_values(values), found)
     top, device_note = st.columns([2, 1])

@@ -66,4 +66,3 @@ def linear_pair():
     x = (0.5 + rng.uniform(-0.2, 0.2, size=(64, 4, 4, 1))).astype(np.float32)
     y = np.argmax(x.reshape(64, -1) @ weights + bias, axis=1)  # the model is right on every sample
     return model, weights, bias, x, y
-

@@ -32,7 +32,8 @@ def list_generators(root: Path | None = None) -> list[GeneratorEntry]:
     bundled = [(Run(BUNDLED_DIR, folder.name), True) for folder in sorted(BUNDLED_DIR.glob("*"))]
     entries = []
     for run, is_bundled in bundled + [(run, False) for run in list_runs(root)]:
-        if not (run.path / GENERATOR_FILE).is_file():
+        generator = run.path / GENERATOR_FILE
+        if generator.is_symlink() or not generator.is_file():  # never a link out of the runs folder
             continue
         try:
             config = run.training_config()

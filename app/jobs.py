@@ -87,25 +87,40 @@ def resume(run: Run, more: int = 0, root: Path | None = None) -> None:
 
 
 def stop(run: Run) -> str:
-    """Asks a run to stop: a queued run stops at once, a training one after its current batch."""
+    """Asks a run to stop, and says what happened: a queued run stops at once, a training one after its
+    current batch. Only a process proven to be the run's own (`Run.owner`) is signalled; otherwise the
+    run is marked stopping, for its process to see, and the answer says it could not be reached."""
     status = run.status()
     if status["status"] not in LIVE_STATUSES:
         raise RunError(f"run {run.id} is {status['status']}, not running")
-    if "pid" in status:
+    owner = run.owner(status)
+    if owner is not None:
         try:
-            os.kill(status["pid"], signal.SIGTERM)
+            os.kill(owner, signal.SIGTERM)
         except ProcessLookupError:
             pass
     if status["status"] == "queued":  # not training yet: nothing to save
         run.update_status(status="stopped", ended=now(), reason="stopped before training began")
-        return "stopped"
-    return "stopping"
+        return f"run {run.id} stopped"
+    if owner is None:
+        run.update_status(status="stopping")
+        return (f"run {run.id} marked stopping, but its process (pid {status.get('pid', 'unknown')} on "
+                f"{status.get('host', 'an unknown host')}) could not be proven to be the run's own, so it was "
+                "not signalled")
+    return f"run {run.id} stopping after its current batch"
 
 
 def delete(run: Run) -> None:
+    """Deletes an ended run's folder; a symbolic link is never a run, and what the folder holds is removed
+    without following any link in it."""
+    if run.path.is_symlink():
+        raise RunError(f"{run.path} is a symbolic link, not a run: AdvLab neither lists nor deletes it")
     if safe_status(run)["status"] in LIVE_STATUSES:
         raise RunError(f"run {run.id} is still active: stop it before deleting it")
-    shutil.rmtree(run.path)
+    try:
+        shutil.rmtree(run.path)
+    except OSError as error:
+        raise RunError(f"run {run.id} could not be deleted entirely ({error.strerror}: {error.filename})") from None
 
 
 # ----------------------------------------------------------------------------- evaluations

@@ -117,7 +117,7 @@ def _runs(root: Path | None) -> list[ModelEntry]:
     for run in list_runs(root):
         try:
             status = run.status()
-            usable = status["status"] in _USABLE_RUN_STATUSES and run.model_path.exists()
+            usable = status["status"] in _USABLE_RUN_STATUSES and run.model_file() is not None
             card = _run_card(run, status) if usable else None
         except RunError:
             continue  # a damaged run is listed, with its reason, on the Train page

@@ -55,7 +55,7 @@ def gather() -> tuple[dict, list, list]:
 def pending(waiting) -> None:
     for label, job in waiting:
         where = job.progress()
-        st.progress(where.get("done", 0) / 100, text=f"{label}: {where.get('cell', 'queued')} "
+        st.progress(min(1.0, where.get("done", 0) / 100), text=f"{label}: {where.get('cell', 'queued')} "
                     f"({status_of(job)['status']})")
 
 

@@ -60,7 +60,10 @@ def header(shot: run_views.Snapshot) -> None:
     if shot.live:
         st.progress(where["within"], text=f"epoch {where['done'] + 1}: {where['within']:.0%}")
         if st.button("Stop", type="secondary", key="stop"):
-            st.toast(f"run {jobs.stop(shot.run)}")
+            try:
+                st.toast(jobs.stop(shot.run))
+            except RunError as error:
+                st.error(str(error))
     if status.get("best_epoch"):
         st.caption(f"model.keras is epoch {status['best_epoch']}, the one of highest validation robust accuracy "
                    f"({status['best_val_robust_accuracy']:.1%}); every epoch's checkpoint and history row stay")
@@ -105,9 +108,9 @@ def charts_of(shot: run_views.Snapshot) -> None:
                                                       "gradient_penalty"], "GAN losses"), key="live-gan-loss")
         right.plotly_chart(charts.run_figure(history, ["aux_accuracy_real", "aux_accuracy_fake"],
                                              "auxiliary classifier accuracy"), key="live-gan-aux")
-        grid = shot.run.samples_path()
-        if grid.is_file():
-            st.image(grid.read_bytes(), caption=f"samples after epoch {int(history['epoch'].iloc[-1])}: one row "
+        grid = shot.run.latest_samples()
+        if grid is not None:
+            st.image(grid, caption=f"samples after epoch {int(history['epoch'].iloc[-1])}: one row "
                                                 "per class, the same latents in each column", width=480)
         return
     figures = [(["loss", "val_loss"], "loss", "live-loss"),

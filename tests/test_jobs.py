@@ -53,9 +53,9 @@ def test_runs_queue_behind_the_limit_and_all_finish(root):
 def test_stop_a_queued_run_and_a_running_one(root):
     running = jobs.submit(tiny("long", epochs=1000), root)
     waiting = jobs.submit(tiny("waiting"), root)
-    assert jobs.stop(waiting) == "stopped" and waiting.status()["status"] == "stopped"
+    assert jobs.stop(waiting) == f"run {waiting.id} stopped" and waiting.status()["status"] == "stopped"
     wait_until(lambda: len(running.history()) >= 1)
-    assert jobs.stop(running) == "stopping"
+    assert jobs.stop(running) == f"run {running.id} stopping after its current batch"
     wait_until(lambda: running.status()["status"] == "stopped")
     with pytest.raises(RunError, match="not running"):
         jobs.stop(running)

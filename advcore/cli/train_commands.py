@@ -288,8 +288,10 @@ def run_gan(args) -> dict:
 def run_study(args) -> dict:
     """Creates the study's four runs (or takes up an earlier study's unfinished ones) and trains them
     one after another in this process; a stop ends the study, leaving later arms unstarted."""
+    import socket
+
     from advcore.generative import study
-    from advcore.storage.runs import Run, now
+    from advcore.storage.runs import Run, now, process_start_ticks
     from advcore.training.config import TrainConfig
     from advcore.training.runner import train
 
@@ -315,7 +317,7 @@ def run_study(args) -> dict:
         if stopped:
             run.update_status(status="stopped", ended=now(), reason="the study was stopped before this arm")
             continue
-        run.update_status(pid=os.getpid())
+        run.update_status(pid=os.getpid(), pid_start=process_start_ticks(os.getpid()), host=socket.gethostname())
         print(f"--- {arm}: run {run.id}")
         resume = bool(run.checkpoints())
         stopped = train(TrainConfig.from_dict(run.config()), run, resume=resume) == "stopped"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from advcore.jobs.processes import spawn
 from advcore.storage import files, locks
-from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, RunRefused, list_runs, now, process_start_ticks,
-                                  runs_root, safe_status)
+from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, RunRefused, list_runs, now, on_this_host,
+                                  process_start_ticks, runs_root, safe_status)
 from advcore.training.config import GanConfig, TrainConfig, config_kind, upgraded
 from advcore.training.resumption import resumable_from
 
@@ -45,10 +45,13 @@ def log_path(root=None) -> Path:
 
 
 def _queue(root) -> tuple[int, list[Run]]:
-    """How many runs have a live process, and the runs waiting for one, oldest first."""
+    """How many runs have a live process on this host, and the runs waiting for one, oldest first. A
+    process that cannot be proven the run's own (`Run.status`) holds no slot; another host's runs hold
+    that host's slots, not these."""
     runs = list_runs(root)
     statuses = {run.id: safe_status(run) for run in runs}
-    active = sum(1 for status in statuses.values() if status["status"] in LIVE_STATUSES and "pid" in status)
+    active = sum(1 for status in statuses.values()
+                 if status["status"] in LIVE_STATUSES and "pid" in status and on_this_host(status))
     waiting = [run for run in reversed(runs)
                if statuses[run.id]["status"] == "queued" and "pid" not in statuses[run.id]]
     return active, waiting

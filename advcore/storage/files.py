@@ -1,5 +1,5 @@
-"""Atomic file writes (a reader sees the old file or the new one, never half of one), JSON reads, safe names,
-content digests."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of one), bounded reads that never
+follow a symbolic link, JSON reads, safe names, content digests."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,16 +39,48 @@ def write_json(path: str | os.PathLike, content) -> Path:
 
 
 class FileProblem(ValueError):
-    """A JSON file that cannot be read or does not hold an object, with the reason."""
+    """A file that cannot be read safely, or a JSON file that does not hold an object, with the reason."""
 
 
-def read_json(path: str | os.PathLike, what: str = "file") -> dict:
-    """A JSON file's object, or a FileProblem naming `what` it is and what is wrong."""
+def read_bounded(path: str | os.PathLike, limit: int, *, tail: bool = False) -> bytes:
+    """A regular file's bytes, never through a symbolic link and never more than `limit` of them: a larger
+    file is a FileProblem, or with `tail` its last `limit` bytes. Files of a shared folder may be links to
+    anything (/etc/shadow), FIFOs that block a reader for ever, or gigabytes: all are refused before a read."""
     try:
-        content = json.loads(Path(path).read_text())
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if os.path.islink(path):
+            raise FileProblem(f"{Path(path).name} is a symbolic link, which AdvLab never follows") from None
+        raise
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode):
+            raise FileProblem(f"{Path(path).name} is not a regular file")
+        if info.st_size > limit and not tail:
+            raise FileProblem(f"{Path(path).name} holds {info.st_size:,} bytes, over the {limit:,} expected at most")
+        if info.st_size > limit:
+            os.lseek(handle, info.st_size - limit, os.SEEK_SET)
+        chunks, left = [], limit
+        while left and (chunk := os.read(handle, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(handle)
+
+
+MAX_JSON_BYTES = 64 * 2**20  # AdvLab's largest JSON (an evaluation's results) takes a few megabytes
+
+
+def read_json(path: str | os.PathLike, what: str = "file", limit: int = MAX_JSON_BYTES) -> dict:
+    """A JSON file's object (read by `read_bounded`), or a FileProblem naming `what` it is and what is wrong."""
+    try:
+        content = json.loads(read_bounded(path, limit))
+    except FileProblem as problem:
+        raise FileProblem(f"{what} {path}: {problem}") from None
     except OSError as error:
         raise FileProblem(f"{what} {path}: cannot be read ({error.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise FileProblem(f"{what} {path}: not valid JSON ({error})") from None
     if not isinstance(content, dict):
         raise FileProblem(f"{what} {path}: must hold a JSON object")

@@ -12,11 +12,17 @@
 
 A run whose process died without saying so (SIGKILL, a crash of the machine) is reported as failed
 by `Run.status()`, so no reader ever sees a run stuck at running.
+
+Run folders may sit on a filesystem other people share, so every file is untrusted: each is read
+through `files.read_bounded` (never through a symbolic link, never more than its expected size), every
+field is checked and bounded before a page computes with it, a symbolic link is never a run, and a
+process is taken for a run's own only when it provably is (`Run.owner`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import re
@@ -34,6 +40,13 @@ RUNS_ENV = "ADVLAB_RUNS_DIR"
 STATUSES = ("queued", "running", "stopping", "stopped", "finished", "failed")
 LIVE_STATUSES = ("queued", "running", "stopping")  # a process may own the run (a queued one once launched)
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+PID_MAX = 2**22  # Linux's highest possible pid: a larger number names no process anywhere
+MAX_COUNT = 10**9  # epochs, batches and steps beyond any run (and still exact as floats)
+MAX_JSON_BYTES = 2 * 2**20  # status, config and progress files take kilobytes
+MAX_HISTORY_BYTES = 64 * 2**20  # about 200,000 epochs of history
+MAX_NAME_BYTES = 4096
+LOG_TAIL_BYTES = 64 * 2**10
+MAX_SAMPLES_BYTES = 16 * 2**20  # a GAN's sample grid is a PNG of a few hundred kilobytes
 
 
 class RunError(Exception):
@@ -68,8 +81,16 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def valid_pid(pid) -> bool:
+    """Whether `pid` can name one other process: a positive int above 1 (never init, never a process group
+    or "every process", as 0 and negatives do for kill) and within the system's range."""
+    return isinstance(pid, int) and not isinstance(pid, bool) and 1 < pid <= PID_MAX
+
+
 def _proc_stat(pid: int) -> list[str] | None:
     """The fields of /proc/<pid>/stat after the command name; [] if gone, None without /proc."""
+    if not valid_pid(pid):
+        return []
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except FileNotFoundError:
@@ -86,6 +107,8 @@ def process_start_ticks(pid: int) -> int | None:
 
 def process_alive(pid: int, start_ticks: int | None = None) -> bool:
     """Whether the process runs: not gone, not a zombie, and not a newer process reusing the pid."""
+    if not valid_pid(pid):
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -96,6 +119,20 @@ def process_alive(pid: int, start_ticks: int | None = None) -> bool:
     if fields is None:  # no /proc to ask (not Linux): the signal check is all there is
         return True
     return bool(fields) and fields[0] != "Z" and (start_ticks is None or int(fields[19]) == start_ticks)
+
+
+def runs_advcore(pid: int) -> bool:
+    """Whether the process is one of ours: this user's, running `python -m advcore` (always true where
+    there is no /proc to ask)."""
+    proc = Path(f"/proc/{pid}")
+    if not Path("/proc/self").exists():
+        return True
+    try:
+        command = proc.joinpath("cmdline").read_bytes().split(b"\0")
+        advcore = any(flag == b"-m" and module == b"advcore" for flag, module in zip(command, command[1:]))
+        return advcore and proc.stat().st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 class Run:
@@ -143,18 +180,32 @@ class Run:
     @classmethod
     def open(cls, run_id: str, root: str | os.PathLike | None = None) -> "Run":
         run = cls(runs_root(root), run_id)
-        if not run.path.is_dir():
-            raise RunError(f"no run {run_id!r} in {run.root}")
+        if run.path.is_symlink() or not run.path.is_dir():
+            raise RunError(f"no run {run_id!r} in {run.root}" + (" (a symbolic link is never a run)"
+                                                                  if run.path.is_symlink() else ""))
         return run
 
     # ------------------------------------------------------------------ reading
 
-    def _read_json(self, path: Path) -> dict:
+    def _read(self, path: Path, limit: int, tail: bool = False) -> bytes:
+        """A file of the run, bounded and never through a symbolic link (`files.read_bounded`); a file
+        that is missing, a link, too large or unreadable is a RunError naming it."""
+        if self.path.is_symlink():
+            raise RunError(f"run {self.id}: the run folder is a symbolic link, which AdvLab never follows")
         try:
-            content = json.loads(path.read_text())
+            return files.read_bounded(path, limit, tail=tail)
         except FileNotFoundError:
             raise RunError(f"run {self.id}: {path.name} is missing") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        except files.FileProblem as problem:
+            raise RunError(f"run {self.id}: {path.name} is damaged ({problem})") from None
+        except OSError as error:
+            raise RunError(f"run {self.id}: {path.name} cannot be read ({error.strerror})") from None
+
+    def _read_json(self, path: Path) -> dict:
+        raw = self._read(path, MAX_JSON_BYTES)
+        try:
+            content = json.loads(raw.decode())
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
             raise RunError(f"run {self.id}: {path.name} is damaged ({error})") from None
         if not isinstance(content, dict):
             raise RunError(f"run {self.id}: {path.name} is damaged (not a JSON object)")
@@ -182,25 +233,51 @@ class Run:
         return status
 
     def status(self) -> dict:
-        """The recorded status, with a live status whose process has died reported as failed."""
+        """The recorded status, with a live status of this host whose process cannot be proven alive
+        (`owner`) reported as failed: a dead process, a reused pid, or a made-up one never holds a slot."""
         status = self.recorded_status()
-        if status["status"] in LIVE_STATUSES and "pid" in status and status.get("host") == socket.gethostname():
-            if not process_alive(status["pid"], status.get("pid_start")):
-                status = status | {"status": "failed",
-                                   "error": f"the training process (pid {status['pid']}) ended without "
-                                            f"reporting; last recorded status was {status['status']}"}
+        owned = status["status"] in ("running", "stopping") or status["status"] == "queued" and "pid" in status
+        if owned and on_this_host(status) and self.owner(status) is None:
+            process = f"the training process (pid {status['pid']})" if "pid" in status else "no training process"
+            status = status | {"status": "failed", "error": f"{process} ended without reporting, or is not the "
+                                                            f"run's own; last recorded status was {status['status']}"}
         return status
+
+    def owner(self, status: dict | None = None) -> int | None:
+        """The pid of the process that provably owns the run on this host, else None. Proof: a pid in
+        range that is not this process, recorded by this host, alive, AdvLab's and this user's
+        (`runs_advcore`), and either started when the status says (its start time) or holding the run's
+        lock. Only such a process is ever signalled."""
+        status = self.recorded_status() if status is None else status
+        pid = status.get("pid")
+        if not valid_pid(pid) or pid == os.getpid() or not on_this_host(status):
+            return None
+        started = status.get("pid_start")
+        proven = (started is not None and process_alive(pid, started)) or (
+            process_alive(pid) and self._lock_holder() == pid)
+        return pid if proven and runs_advcore(pid) else None
+
+    def _lock_holder(self) -> int | None:
+        from advcore.storage import locks  # (locks imports nothing of the run store)
+
+        if self.lock_path.is_symlink():
+            return None
+        try:
+            return locks.holder(self.lock_path)
+        except OSError:
+            return None
 
     def history(self) -> pd.DataFrame:
         """history.csv, checked: every column but phase and warning numeric, epochs counting up. A missing
         file is damage once the run has a model (the model of an epoch is saved after its history row)."""
-        if not self.history_path.exists():
+        if not self.history_path.exists() and not self.history_path.is_symlink():
             if any(self.path.glob("*.keras")):
                 raise RunError(f"run {self.id}: history.csv is missing, although the run has a model")
             return pd.DataFrame()
+        raw = self._read(self.history_path, MAX_HISTORY_BYTES)
         try:
-            history = pd.read_csv(self.history_path)
-        except (OSError, ValueError) as error:
+            history = pd.read_csv(io.BytesIO(raw))
+        except (ValueError, UnicodeDecodeError) as error:
             raise RunError(f"run {self.id}: history.csv is damaged ({str(error).splitlines()[0]})") from None
         problem = _history_problem(history)
         if problem:
@@ -208,20 +285,24 @@ class Run:
         return history
 
     def progress(self) -> dict:
-        """Where the running epoch is: {epoch, batch, steps_per_epoch, time}, or {} if unknown."""
+        """Where the running work is (a training run's {epoch, batch, steps_per_epoch, time}, an
+        evaluation's {done, total, ...}), or {} if unknown: a progress file that is missing, damaged or
+        holds anything but counts in range, finite numbers and short texts counts as unknown (it is
+        rewritten every few batches, so it is no reason to call a run damaged)."""
         try:
-            return self._read_json(self.progress_path)
+            progress = self._read_json(self.progress_path)
         except RunError:
             return {}
+        return {} if _progress_problem(progress) else progress
 
     def name(self) -> str:
         """The name shown for the run: as renamed by the user, else the config's."""
         try:
-            return self.name_path.read_text().strip() or self.id
-        except OSError:
+            return self._read(self.name_path, MAX_NAME_BYTES).decode(errors="replace").strip()[:100] or self.id
+        except RunError:
             pass
         try:
-            return str(self.config().get("name", self.id))
+            return str(self.config().get("name", self.id))[:100]
         except RunError:
             return self.id
 
@@ -236,9 +317,9 @@ class Run:
         parts = []
         for path in (self.log_path, self.process_log_path):
             try:
-                tail = path.read_text(errors="replace").splitlines()[-lines:]
-            except OSError:
-                continue
+                tail = self._read(path, LOG_TAIL_BYTES, tail=True).decode(errors="replace").splitlines()[-lines:]
+            except RunError as problem:
+                tail = [str(problem)] if path.is_symlink() else []
             if tail:
                 parts.append(f"--- {path.name} ---\n" + "\n".join(tail))
         return "\n".join(parts)
@@ -246,11 +327,27 @@ class Run:
     def checkpoints(self) -> list[int]:
         """Epochs (1-based) with a complete checkpoint: the model and the optimizer state."""
         epochs = []
+        if self.checkpoint_dir.is_symlink():
+            return epochs
         for model in self.checkpoint_dir.glob("epoch-*.keras"):
             match = re.fullmatch(r"epoch-(\d+)", model.stem)
             if match and model.with_suffix(".optimizer.npz").exists():
                 epochs.append(int(match.group(1)))
         return sorted(epochs)
+
+    def latest_samples(self) -> bytes | None:
+        """A GAN run's latest sample grid (PNG bytes), or None when there is none to show safely."""
+        if self.samples_path().parent.is_symlink():
+            return None
+        try:
+            return self._read(self.samples_path(), MAX_SAMPLES_BYTES)
+        except RunError:
+            return None
+
+    def model_file(self) -> Path | None:
+        """The run's model.keras when it is a regular file of the run folder (never a link out of it)."""
+        path = self.model_path
+        return path if not (self.path.is_symlink() or path.is_symlink()) and path.is_file() else None
 
     def checkpoint_paths(self, epoch: int) -> tuple[Path, Path]:
         stem = self.checkpoint_dir / f"epoch-{epoch:04d}"
@@ -287,7 +384,41 @@ class Run:
 _STATUS_FIELDS = {"pid": int, "pid_start": int, "epoch": int, "total_epochs": int, "steps_per_epoch": int,
                   "best_epoch": int, "best_val_robust_accuracy": float, "error": str, "reason": str, "device": str,
                   "host": str, "signal": str, "phase": str}
+_STATUS_RANGES = {"pid": (2, PID_MAX), "pid_start": (0, 2**62), "epoch": (0, MAX_COUNT),
+                  "total_epochs": (1, MAX_COUNT), "steps_per_epoch": (1, MAX_COUNT), "best_epoch": (1, MAX_COUNT),
+                  "best_val_robust_accuracy": (0, 1)}
 _STATUS_TIMES = ("created", "launched", "started", "resumed", "requeued", "ended", "updated")
+_MAX_TEXT = 20_000  # an error message with its context; longer is not AdvLab's writing
+
+
+def on_this_host(status: dict) -> bool:
+    """Whether the run's process was started on this host (a status that names no host is this host's)."""
+    return status.get("host", socket.gethostname()) == socket.gethostname()
+
+
+_PROGRESS_NUMBERS = {"epoch": 1, "batch": 0, "steps_per_epoch": 1, "done": 0, "total": 1, "elapsed": 0}  # lowest
+
+
+def _progress_problem(progress: dict) -> bool:
+    """Whether a progress object holds anything a page could not compute with: its counts must be
+    numbers from their lowest to MAX_COUNT (NaN fails the comparison), its other fields short texts,
+    and no more done than the total."""
+    for key, value in progress.items():
+        if key in _PROGRESS_NUMBERS:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    _PROGRESS_NUMBERS[key] <= value <= MAX_COUNT):
+                return True
+        elif not isinstance(value, str) or len(value) > 1000:
+            return True
+    return progress.get("done", 0) > progress.get("total", MAX_COUNT)
+
+
+def parse_time(text: str) -> dt.datetime:
+    """An ISO time with its time zone (as AdvLab writes them); ValueError for anything else."""
+    time = dt.datetime.fromisoformat(text)
+    if time.tzinfo is None:
+        raise ValueError("no time zone")
+    return time
 _TEXT_COLUMNS = ("phase", "warning")  # every other history column holds numbers (or nothing)
 
 
@@ -299,14 +430,25 @@ def _status_problem(status: dict) -> str:
         value = status.get(field)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float) if kind is float
                                                                             else kind)):
-            return f"field {field!r} is {value!r}, not {'a number' if kind is not str else 'text'}"
+            return f"field {field!r} is {_shown(value)}, not {'a number' if kind is not str else 'text'}"
+        low, high = _STATUS_RANGES.get(field, (None, None))
+        if value is not None and low is not None and not low <= value <= high:  # (NaN compares False)
+            return f"field {field!r} is {_shown(value)}, outside {low:,} to {high:,}"
+        if isinstance(value, str) and len(value) > _MAX_TEXT:
+            return f"field {field!r} holds {len(value):,} characters, over {_MAX_TEXT:,}"
     for field in _STATUS_TIMES:
         try:
             if status.get(field) is not None:
-                dt.datetime.fromisoformat(status[field])
+                parse_time(status[field])
         except (TypeError, ValueError):
-            return f"field {field!r} is {status[field]!r}, not a time"
+            return f"field {field!r} is {_shown(status[field])}, not a time with its time zone"
     return ""
+
+
+def _shown(value) -> str:
+    """A value for a message, cut short (a 10**400 or a megabyte of text stays readable)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"{str(value)[:12]}... (huge)"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _history_problem(history: pd.DataFrame) -> str:
@@ -340,4 +482,4 @@ def list_runs(root: str | os.PathLike | None = None) -> list[Run]:
     if not root.is_dir():
         return []
     return [Run(root, path.name) for path in sorted(root.iterdir(), reverse=True)
-            if path.is_dir() and _RUN_ID.fullmatch(path.name) and ".." not in path.name]
+            if not path.is_symlink() and path.is_dir() and _RUN_ID.fullmatch(path.name) and ".." not in path.name]

@@ -42,10 +42,10 @@ def progress(job: Run) -> None:
         done, total = where.get("done", 0), where.get("total") or 1
         count = f"{done}%" if where.get("unit") == "%" else f"{done}/{total} {where.get('unit', 'slices')}"
         text = f"{count} · {where.get('cell', 'waiting for the worker')}"
-        if done:
+        if done and "elapsed" in where:
             eta = where["elapsed"] / done * (total - done)
             text += f" · {run_views.duration(where['elapsed'])} elapsed, about {run_views.duration(eta)} left"
-        st.progress(done / total, text=text)
+        st.progress(min(1.0, done / total), text=text)
         if status["status"] != "stopping" and st.button("Stop", key="stop-evaluation"):
             st.toast(f"evaluation {jobs.stop_evaluation(job)}")
     elif st.session_state.get("polled_evaluation") == job.id:

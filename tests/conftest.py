@@ -2,7 +2,10 @@
 
 import gc
 import os
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("ADVLAB_CACHE_DIR", tempfile.mkdtemp(prefix="advlab-cache-"))  # folder checks stay out of ~
@@ -66,3 +69,20 @@ def linear_pair():
     x = (0.5 + rng.uniform(-0.2, 0.2, size=(64, 4, 4, 1))).astype(np.float32)
     y = np.argmax(x.reshape(64, -1) @ weights + bias, axis=1)  # the model is right on every sample
     return model, weights, bias, x, y
+
+
+@pytest.fixture
+def advcore_process(tmp_path):
+    """A real `python -m advcore` process of this user (a scheduler of an empty runs root, which idles):
+    what a run's own process looks like from outside, for runs that must read as live."""
+    from advcore.jobs import scheduler
+    from helpers import wait_for
+
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen([sys.executable, "-m", "advcore", "scheduler", "--runs-dir", str(tmp_path / "other"),
+                                "--idle-exit", "600"], cwd=root, env=os.environ | {"PYTHONPATH": str(root)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: (tmp_path / "other" / scheduler.LOCK_FILE).exists(), 30)
+    yield process
+    process.kill()
+    process.wait()

@@ -15,7 +15,6 @@ from helpers import kill_scheduler, kill_worker, wait_for, worker_pid
 from streamlit.testing.v1 import AppTest
 from test_pages import ROOT, make_run
 
-from advcore.jobs import scheduler
 from advcore.storage.runs import Run, RunError, list_runs, process_start_ticks
 from app import jobs
 
@@ -33,20 +32,6 @@ def runs_root(tmp_path, monkeypatch):
 def bystander():
     """An unrelated process of this user (not AdvLab's): nothing may signal it."""
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    yield process
-    process.kill()
-    process.wait()
-
-
-@pytest.fixture
-def advcore_process(tmp_path):
-    """A real `python -m advcore` process (a scheduler of an empty runs root, which idles): what a run's own
-    process looks like from outside."""
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "advcore", "scheduler", "--runs-dir", str(tmp_path / "other"),
-                                "--idle-exit", "600"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    wait_for(lambda: (tmp_path / "other" / scheduler.LOCK_FILE).exists(), 30)
     yield process
     process.kill()
     process.wait()

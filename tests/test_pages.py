@@ -340,15 +340,14 @@ def trace_x(spec: str, trace: int = 0) -> list:
     return np.frombuffer(base64.b64decode(x["bdata"]), x["dtype"]).tolist() if isinstance(x, dict) else x
 
 
-def test_header_chart_and_table_agree_on_a_live_run(runs_root):
+def test_header_chart_and_table_agree_on_a_live_run(runs_root, advcore_process):
     """Finding 7 of issue 21: one read of the run per poll feeds the header, the chart and the table."""
-    import os
-
     from advcore.storage import files
     from advcore.storage.runs import process_start_ticks
 
     run = make_run(runs_root, "live", ["vanilla", "vanilla", "adversarial"], status="running")
-    run.update_status(pid=os.getpid(), pid_start=process_start_ticks(os.getpid()), total_epochs=6, ended=None)
+    run.update_status(pid=advcore_process.pid, pid_start=process_start_ticks(advcore_process.pid), total_epochs=6,
+                      ended=None)
     files.write_json(run.progress_path, {"epoch": 4, "batch": 30, "steps_per_epoch": 60})
     app = selected(run)
     metrics = {m.label: m.value for m in app.metric}
@@ -363,7 +362,7 @@ def test_a_dead_run_shows_its_real_wall_time_and_a_log_without_gpu_chatter(runs_
     """Finding 6 of issue 21: a run whose process died reads failed, its clock stopped at its last sign
     of life, and its log tail without TensorFlow's start-up noise."""
     run = make_run(runs_root, "dead", ["vanilla"], status="running")
-    run.update_status(pid=2**22 + 7, started="2026-11-21T10:00:00+00:00", ended=None)  # no such process
+    run.update_status(pid=2**22, started="2026-11-21T10:00:00+00:00", ended=None)  # above any pid Linux gives
     status = run.recorded_status() | {"updated": "2026-11-21T10:00:18+00:00"}
     run.status_path.write_text(__import__("json").dumps(status))
     run.log_path.write_text("E0000 00:00:1795554816.442510 9842 cuda_platform.cc:52] failed call to cuInit: "

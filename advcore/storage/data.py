@@ -416,7 +416,8 @@ def load_image_folder(path: str | os.PathLike, *, test_fraction: float = 0.2,
                       splits: tuple[str, ...] = SPLITS, image_size: int | tuple[int, int] | None = None,
                       fit: str = "crop", say=None) -> Dataset:
     """A user's folder of class sub-folders, streamed (see `image_folder`): images of any size become
-    `image_size` squares, or (height, width) (default: the first image's size), fitted by `fit`. Files
+    `image_size` squares, or (height, width) (default: the first image's size, at most 256 a side), fitted by
+    `fit`. Files
     that do not decode are skipped and listed in `Dataset.skipped`; a class left without images is an
     error."""
     from advcore.storage import folder_listing, image_folder  # deferred: TensorFlow, needed for folders only
@@ -428,7 +429,7 @@ def load_image_folder(path: str | os.PathLike, *, test_fraction: float = 0.2,
         raise ValueError(f"image_size must be a whole number of pixels from 8 to 1024, got {image_size!r}")
     try:
         listing = folder_listing.scan(path, test_fraction=test_fraction, seed=seed)
-        height, width, channels = folder_listing.first_image_shape(listing)
+        height, width, channels = folder_listing.default_input_shape(listing)
     except folder_listing.FolderError as error:
         raise DatasetFormatError(str(error)) from None
     decoding = image_folder.Decoding(*(size or (height, width)), channels, fit)

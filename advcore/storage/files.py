@@ -48,7 +48,7 @@ def read_bounded(path: str | os.PathLike, limit: int, *, tail: bool = False) -> 
     anything (/etc/shadow), FIFOs that block a reader for ever, or gigabytes: all are refused before a read."""
     try:
         handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as error:
+    except OSError:
         if os.path.islink(path):
             raise FileProblem(f"{Path(path).name} is a symbolic link, which AdvLab never follows") from None
         raise

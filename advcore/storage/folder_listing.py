@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from advcore.storage.images import MAX_PIXELS
+
 DECODED_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")  # what tf.io.decode_image reads
 FOLDER_SPLITS = ("train", "val", "test")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "P;L"}
+DEFAULT_SIDE = 256  # a folder's default input: the first image's size, its longer side at most this
+HEADERS_TRIED = 5  # files per class whose headers may be read to find the default input size
 
 
 class FolderError(ValueError):
@@ -107,19 +112,47 @@ def scan(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: int = 0) 
                    tuple(passed_over), False)
 
 
-def first_image_shape(listing: Listing) -> tuple[int, int, int]:
-    """(height, width, channels) of the first training image, channels 1 when every class's first
-    image is grayscale (read from the headers only)."""
+def _header(path: str) -> tuple[int, int, str] | str:
+    """(width, height, mode) from an image file's header, without decoding a pixel; else why not."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked below
+            with Image.open(path) as image:
+                return (*image.size, image.mode)
+    except Image.DecompressionBombError:
+        return "its header announces far too many pixels (a decompression bomb?)"
+    except (OSError, ValueError, SyntaxError) as error:
+        return f"its header cannot be read ({error})"
+
+
+def size_problem(path: str) -> str:
+    """Why a file must not be decoded because of the size its header announces; "" when it may be (a
+    header that cannot be read is left to the decoding check, which names the damage)."""
+    header = _header(path)
+    if isinstance(header, str):
+        return header if "decompression bomb" in header else ""
+    width, height, _ = header
+    if width * height > MAX_PIXELS:
+        return f"its header announces {width} x {height} pixels, over the {MAX_PIXELS:,} AdvLab decodes"
+    return ""
+
+
+def default_input_shape(listing: Listing) -> tuple[int, int, int]:
+    """(height, width, channels) a folder's images are read at when no size is given: the first readable
+    training image's size, shrunk to a longer side of at most DEFAULT_SIDE (a 9000 x 9000 first image
+    must not make every input 9000 x 9000), channels 1 when every class's first readable image is grayscale.
+    Read from the headers only; a file whose header cannot be read, or announces too many pixels, is
+    passed over for the next one of its class (a few at most)."""
     paths, labels = listing.splits["train"]
-    firsts = [paths[np.argmax(labels == label)] for label in np.unique(labels)]
-    modes, width, height = [], None, None
-    for path in firsts:
-        try:
-            with Image.open(os.fsdecode(path)) as image:
-                modes.append(image.mode)
-                width, height = (width, height) if width else image.size
-        except (OSError, ValueError, Image.DecompressionBombError):
-            continue  # a damaged file: found and reported by `image_folder.verified`
-    if height is None:
-        raise FolderError(f"{listing.root}: the first image of every class is unreadable")
-    return height, width, 1 if all(mode in _GRAY_MODES for mode in modes) else 3
+    headers = []
+    for label in np.unique(labels):
+        for path in map(os.fsdecode, paths[labels == label][:HEADERS_TRIED]):
+            if not size_problem(path) and not isinstance(header := _header(path), str):
+                headers.append(header)
+                break
+    if not headers:
+        raise FolderError(f"{listing.root}: the first {HEADERS_TRIED} images of every class are unreadable")
+    width, height, _ = headers[0]
+    scale = min(1.0, DEFAULT_SIDE / max(width, height))
+    channels = 1 if all(mode in _GRAY_MODES for *_, mode in headers) else 3
+    return max(8, round(height * scale)), max(8, round(width * scale)), channels

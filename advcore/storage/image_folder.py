@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from advcore.storage import files
-from advcore.storage.folder_listing import Skipped
+from advcore.storage.folder_listing import Skipped, size_problem
 
 FITS = ("crop", "pad", "stretch")
 Fit = Literal["crop", "pad", "stretch"]
@@ -194,7 +194,8 @@ def _reason(path: bytes, channels: int) -> str:
 
 
 def verified(paths: np.ndarray, channels: int, say=None) -> tuple[np.ndarray, list[Skipped]]:
-    """(positions of the files that decode, the others with the reason), cached by the files' listing."""
+    """(positions of the files that decode, the others with the reason), cached by the files' listing. A
+    file whose header announces more pixels than AdvLab decodes is passed over unread."""
     cache = cache_dir() / f"{_fingerprint(paths, channels)}.json"
     if cache.is_file():
         try:
@@ -207,8 +208,11 @@ def verified(paths: np.ndarray, channels: int, say=None) -> tuple[np.ndarray, li
             return np.flatnonzero(keep), [Skipped(path, reason) for path, reason in known.items()]
     if say:
         say(f"checking that the {len(paths):,} image files decode (once per set of files)")
-    bad = _undecodable(paths, channels)
-    skipped = [Skipped(os.fsdecode(paths[i]), _reason(paths[i], channels)) for i in bad]
+    too_large = {i: problem for i, path in enumerate(paths) if (problem := size_problem(os.fsdecode(path)))}
+    rest = np.asarray([i for i in range(len(paths)) if i not in too_large], np.int64)
+    undecodable = rest[_undecodable(paths[rest], channels)].tolist() if len(rest) else []
+    bad = sorted([*too_large, *undecodable])
+    skipped = [Skipped(os.fsdecode(paths[i]), too_large.get(i) or _reason(paths[i], channels)) for i in bad]
     cache.parent.mkdir(parents=True, exist_ok=True)
     files.write_json(cache, {"undecodable": [[s.path, s.reason] for s in skipped]})
     keep = np.ones(len(paths), bool)

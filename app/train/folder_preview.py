@@ -5,6 +5,8 @@ rerun."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -37,13 +39,15 @@ def samples(path: str, image_size: int, fit: str) -> tuple[np.ndarray, list[str]
     found = listing(path)
     paths, labels = found.splits["train"]
     try:
-        height, width, channels = folder_listing.first_image_shape(found)
+        height, width, channels = folder_listing.default_input_shape(found)
     except folder_listing.FolderError:  # every class's first image damaged: no samples, training says why
         return np.zeros((0, 1, 1, 1), np.float32), []
     decoding = image_folder.Decoding(image_size or height, image_size or width, channels, fit)
     pictures, captions = [], []
     for label, name in enumerate(found.class_names[:SAMPLES_SHOWN]):
         for file in paths[labels == label][:5]:
+            if folder_listing.size_problem(os.fsdecode(file)):
+                continue  # never decoded: training skips it too
             try:
                 pictures.append(image_folder.LazyImages(np.asarray([file]), decoding)[0])
                 captions.append(name)

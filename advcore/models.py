@@ -206,9 +206,42 @@ def load(path: str | os.PathLike, *, logits: bool = True, max_parameters: int | 
     problem = unusable(model)
     if model.count_params() > limit:
         problem = f"{model.count_params():,} parameters, over the cap of {limit:,} (${model_files.PARAMETERS_ENV})"
-    if problem:
+    if problem or (problem := non_finite_weights(model)):
         raise ModelError(f"{path}: {problem}")
     return as_logits(model) if logits else model
+
+
+def non_finite_weights(model: keras.Model) -> str | None:
+    """Which weight holds NaN or infinite values, if one does: such a model answers NaN to everything."""
+    for weight in model.weights:
+        values = np.asarray(weight.numpy())
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            return (f"its weight {weight.path} holds NaN or infinite values "
+                    f"({int((~np.isfinite(values)).sum()):,} of {values.size:,}): it cannot classify anything")
+    return None
+
+
+def output_activation(model: keras.Model) -> str | None:
+    """The non-linear activation the model's last layer applies to its output (softmax, sigmoid, ...), or
+    None for linear outputs: logits, which attacks need."""
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return "softmax"
+    name = getattr(getattr(last, "activation", None), "__name__", "linear")
+    return None if name == "linear" else name
+
+
+def output_warning(model: keras.Model, stripped: bool = True) -> str | None:
+    """What a user must know about a model whose output is not plain logits, or None."""
+    activation = output_activation(model)
+    if activation == "softmax":
+        return ("its output passes through a softmax: AdvLab attacks the logits before it (the softmax stripped)"
+                if stripped else "its output passes through a softmax, kept: attacks see probabilities, whose "
+                                 "gradients vanish where the model is confident (weaker attacks)")
+    if activation:
+        return (f"its output passes through {activation}, so it is not logits: attacks may find vanishing "
+                "gradients (rebuild it with a linear last layer for honest robustness numbers)")
+    return None
 
 
 def unusable(model: keras.Model) -> str | None:
@@ -219,7 +252,11 @@ def unusable(model: keras.Model) -> str | None:
     if len(shape) != 3 or any(size is None for size in shape) or shape[-1] not in (1, 3):
         return (f"it takes inputs of shape {shape}; AdvLab feeds images of a fixed (height, width, "
                 "channels) with 1 (grayscale) or 3 (RGB) channels")
-    classes = model.outputs[0].shape[-1] if len(model.outputs) == 1 else None
+    if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
+        shapes = ", ".join(str(tuple(output.shape)) for output in model.outputs)
+        return (f"it outputs {shapes}; a classifier outputs one vector of class logits per image, of shape "
+                "(batch, classes)")
+    classes = model.outputs[0].shape[-1]
     if classes is None or classes < 2:
         return "it does not output one logit per class (a single output of 2 or more values)"
     return None

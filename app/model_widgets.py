@@ -12,13 +12,14 @@ MODEL_UPLOAD_TYPES = ["keras"]
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model...")
-def _load(path: str, modified: float):
-    return models.load(path)
+def _load(path: str, modified: float, logits: bool = True):
+    return models.load(path, logits=logits)
 
 
 def load_model(entry: registry.ModelEntry):
-    """The entry's model, loaded once per file version and shared by every session."""
-    return _load(str(entry.path), entry.path.stat().st_mtime)
+    """The entry's model, loaded once per file version and shared by every session; an upload whose
+    card says so keeps its final softmax."""
+    return _load(str(entry.path), entry.path.stat().st_mtime, not entry.card.get("keep_softmax", False))
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the test set...")
@@ -36,19 +37,24 @@ def upload_model() -> None:
     """An expander to add a `.keras` file to the registry; shows why a file is refused."""
     with st.expander("Add a model: upload a Keras 3 `.keras` file"):
         st.caption("Loaded with `safe_mode=True`: a file with custom code (Lambda layers) is refused and "
-                   "never run. A softmax output is used through its logits.")
+                   "never run. A softmax output is used through its logits unless you keep it below; "
+                   "evaluations always attack the logits.")
+        keep_softmax = st.checkbox("Keep a final softmax (attack the probabilities: shows gradient masking)",
+                                   key="model_upload_keep_softmax")
         uploaded = st.file_uploader("Model file", type=MODEL_UPLOAD_TYPES, key="model_upload",
                                     max_upload_size=registry.MAX_MODEL_BYTES // 2**20)
         if uploaded is None or st.session_state.get("model_upload_done") == uploaded.file_id:
             return
         try:
-            entry = registry.save_upload(uploaded.getvalue(), uploaded.name)
+            entry = registry.save_upload(uploaded.getvalue(), uploaded.name, keep_softmax)
         except registry.RegistryError as error:
             st.error(f"Model not added: {error}")
             return
         st.session_state["model_upload_done"] = uploaded.file_id
         st.success(f"Added {entry.label}: input {tuple(entry.card['input_shape'])}, "
                    f"{len(entry.class_names)} classes, dataset guessed as {entry.card['dataset'] or 'unknown'}")
+        if entry.card.get("warning"):
+            st.warning(f"{entry.label}: {entry.card['warning']}")
 
 
 def entries() -> dict[str, registry.ModelEntry]:

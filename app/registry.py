@@ -144,8 +144,10 @@ def list_models(root: Path | None = None) -> list[ModelEntry]:
     return _bundled() + _runs(runs_root(root)) + uploads()
 
 
-def save_upload(content: bytes, file_name: str) -> ModelEntry:
-    """Keeps an uploaded `.keras` file if it is a usable classifier; refuses it otherwise."""
+def save_upload(content: bytes, file_name: str, keep_softmax: bool = False) -> ModelEntry:
+    """Keeps an uploaded `.keras` file if it is a usable classifier; refuses it otherwise. Its card says
+    how its output ends (`warning`), and whether the pages attack a final softmax's probabilities
+    (`keep_softmax`) instead of the logits under it; evaluations always attack the logits."""
     from advcore import models  # deferred: Keras is needed only to check the file
 
     if not file_name.lower().endswith(".keras"):
@@ -161,7 +163,8 @@ def save_upload(content: bytes, file_name: str) -> ModelEntry:
         tmp.write_bytes(content)
     try:
         model_files.check_in_sandbox(path, file_name)  # a hostile file can only hurt that child process
-        model = models.load(path)
+        model = models.load(path, logits=False)
+        models.as_logits(model)
     except models.ModelError as error:
         path.unlink(missing_ok=True)
         raise RegistryError(str(error).replace(str(path), file_name).replace(path.name, file_name)) from None
@@ -171,5 +174,9 @@ def save_upload(content: bytes, file_name: str) -> ModelEntry:
                     if len(names) == classes and _INPUT_SHAPES[name] == shape), None)
     card = {"file name": re.sub(r"[^\w.\- ]", "_", file_name)[:100], "dataset": dataset,
             "input_shape": list(shape), "class_names": list(data.CLASS_NAMES[dataset]) if dataset else
-            [f"class {i}" for i in range(classes)], "trained": "uploaded by a user", "metrics": {}}
+            [f"class {i}" for i in range(classes)], "trained": "uploaded by a user", "metrics": {},
+            "output_activation": models.output_activation(model),
+            "keep_softmax": keep_softmax and models.output_activation(model) == "softmax"}
+    if warning := models.output_warning(model, stripped=not card["keep_softmax"]):
+        card["warning"] = warning
     return _upload_entry(files.write_json(path.with_suffix(".json"), card), card)

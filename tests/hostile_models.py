@@ -14,12 +14,20 @@ import keras
 DENSE = {"module": "keras.layers", "class_name": "Dense", "registered_name": None}
 
 
-def real_model() -> bytes:
-    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+def real_model(*layers, weights=None) -> bytes:
+    """A small Fashion-MNIST-shaped model's file: Flatten and Dense(10), or the `layers` given; `weights`
+    maps its weight arrays to others."""
+    model = keras.Sequential([keras.Input((28, 28, 1)), *(layers or (keras.layers.Flatten(), keras.layers.Dense(10)))])
+    if weights:
+        model.set_weights([weights(array) for array in model.get_weights()])
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.keras"
         model.save(path)
         return path.read_bytes()
+
+
+def _with_members(extra: dict[str, bytes]) -> bytes:
+    return _zipped(_members(real_model()) | extra)
 
 
 def _members(content: bytes) -> dict[str, bytes]:
@@ -85,4 +93,16 @@ HOSTILE_MODELS = {
                            "loading it runs out of"),
     "3,000,000-unit Dense": (lambda: _with_config(lambda c: _dense_units(c, 3_000_000)),
                              "loading it runs out of"),
+    "an image out, not a vector": (lambda: real_model(keras.layers.Conv2D(10, 3, padding="same")),
+                                   "it outputs (None, 28, 28, 10); a classifier outputs one vector of class logits"),
+    "NaN weights": (lambda: real_model(weights=lambda array: array * float("nan")),
+                    "holds NaN or infinite values (7,840 of 7,840)"),
+    "an infinite bias": (lambda: real_model(weights=lambda array: array + (float("inf") if array.ndim == 1 else 0)),
+                         "holds NaN or infinite values (10 of 10)"),
+    "30 members": (lambda: _with_members({f"assets/{i}.txt": b"x" for i in range(27)}),
+                   "the archive holds 30 members; a Keras 3 model file holds three (at most 16)"),
+    "a member declaring 100 MB": (lambda: _with_members({"assets/zeros.bin": bytes(100 * 2**20)}),
+                                  "the archive's other members declare 100 MB"),
+    "a member outside the archive": (lambda: _with_members({"../../outside.txt": b"x"}),
+                                     "the archive names a member outside itself ('../../outside.txt')"),
 }

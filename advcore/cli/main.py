@@ -179,7 +179,10 @@ def _load_inputs(args):
     from advcore import models
     from advcore.storage import data
 
-    model = models.load(args.model)
+    model = models.load(args.model, logits=False)
+    if warning := models.output_warning(model):
+        print(f"warning: {args.model.name}: {warning}", file=sys.stderr)
+    model = models.as_logits(model)
     dataset = data.load(args.dataset, data_dir=args.data_dir, image_size=models.input_size(model), splits=(args.split,))
     split = dataset.test if args.split == "test" else dataset.train
     if not 0 <= args.start < len(split):
@@ -306,11 +309,21 @@ def _run_worker(args) -> None:
 def _run_check_model(args) -> None:
     import json
 
-    from advcore import models
+    import tensorflow
 
-    model = models.load(args.path, max_parameters=args.max_parameters)
+    from advcore import models
+    from advcore.storage import model_files
+
+    try:
+        model = models.load(args.path, logits=False, max_parameters=args.max_parameters)
+        models.as_logits(model)  # a softmax AdvLab cannot unwrap is refused here
+    except (MemoryError, tensorflow.errors.ResourceExhaustedError):
+        raise models.ModelError(f"{args.path}: {model_files.OUT_OF_MEMORY}") from None
+    warning = models.output_warning(model)
+    if warning:
+        print(f"warning: {args.path.name}: {warning}", file=sys.stderr)
     print(json.dumps({"parameters": model.count_params(), "input_shape": list(model.inputs[0].shape[1:]),
-                      "classes": int(model.outputs[0].shape[-1])}))
+                      "classes": int(model.outputs[0].shape[-1]), "output_activation": models.output_activation(model)}))
 
 
 def _run_scheduler(args) -> None:
@@ -356,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         except (UsageError, ValueError) as error:
             print(f"{prog}: error: {error}", file=sys.stderr)
             return EXIT_USAGE
+    if args.command == "check-model":  # the same limits whether the app's sandbox or a person runs it
+        from advcore.storage import model_files
+
+        model_files.limit_resources()
     _import_tensorflow_quietly()
     import tensorflow
 

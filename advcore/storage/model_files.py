@@ -2,11 +2,13 @@
 
 A `.keras` file is a zip archive: config.json (the architecture), metadata.json and model.weights.h5.
 `check_archive` reads only the archive's directory and its config.json, bounded, without TensorFlow:
-the declared sizes (a 4 MB file may declare a 3.9 GiB config), the weights' size against the parameter
+every member's declared size and their count (Keras unpacks the members to disk: a 4 MB file may
+declare a 3.9 GiB config, or gigabytes of other members), the weights' size against the parameter
 cap, and every class the config names (Keras's own and AdvLab's registered layers only: nothing else
 is ever deserialised). `check_in_sandbox` then loads the file for real in a child process
-(`python -m advcore check-model`) under address-space, CPU and time limits, so a file that passes the
-static checks and still asks for gigabytes hurts only that child; the server loads it only after.
+(`python -m advcore check-model`, which limits its own address space and CPU time, by hand as well)
+under a time limit, so a file that passes the static checks and still asks for gigabytes hurts only
+that child; the server loads it only after.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ ADVCORE_CLASSES = frozenset({"advcore>HalfHuberReLU"})  # AdvLab's registered la
 KERAS_MARKERS = frozenset({"__keras_tensor__", "__tensor__", "__numpy__", "__bytes__", "__ellipsis__", "__slice__",
                            "__typespec__"})  # plain values in Keras's own serialisation ("__lambda__" is code)
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+MAX_MEMBERS = 16  # a Keras 3 file has three (config.json, metadata.json, model.weights.h5)
+MAX_OTHER_BYTES = 16 * 2**20  # metadata.json and any assets, in all
 
 
 class ModelError(ValueError):
@@ -71,6 +75,9 @@ def check_archive(path: str | os.PathLike, limit: int | None = None) -> dict:
             if required not in members:
                 raise ModelError(f"{path.name}: {required} is missing from the archive: not a Keras 3 model "
                                  "file")
+        problem = _members_problem(archive.infolist(), limit)
+        if problem:
+            raise ModelError(f"{path.name}: {problem}")
         declared = members["config.json"].file_size
         if declared > MAX_CONFIG_BYTES:
             raise ModelError(f"{path.name}: its config.json declares {declared / 2**20:,.0f} MB (a model's "
@@ -91,6 +98,19 @@ def check_archive(path: str | os.PathLike, limit: int | None = None) -> dict:
     if problem:
         raise ModelError(f"{path.name}: {problem}")
     return config
+
+
+def _members_problem(infos: list[zipfile.ZipInfo], limit: int) -> str:
+    """What is wrong with the archive's members as Keras would unpack them, in words; "" when nothing is."""
+    if len(infos) > MAX_MEMBERS:
+        return f"the archive holds {len(infos):,} members; a Keras 3 model file holds three (at most {MAX_MEMBERS})"
+    if names := [info.filename for info in infos if info.filename.startswith("/") or ".." in info.filename.split("/")]:
+        return f"the archive names a member outside itself ({names[0][:80]!r})"
+    other = sum(info.file_size for info in infos if info.filename not in ("config.json", "model.weights.h5"))
+    if other > MAX_OTHER_BYTES:
+        return (f"the archive's other members declare {other / 2**20:,.0f} MB; a model's metadata takes "
+                f"kilobytes (at most {MAX_OTHER_BYTES // 2**20} MB)")
+    return ""
 
 
 def _unknown_class(node, depth: int = 0) -> str:
@@ -115,9 +135,19 @@ def _unknown_class(node, depth: int = 0) -> str:
     return ""
 
 
-def _limit_resources() -> None:  # runs in the child, before it executes Python
-    resource.setrlimit(resource.RLIMIT_AS, (SANDBOX_MEMORY, SANDBOX_MEMORY))
-    resource.setrlimit(resource.RLIMIT_CPU, (SANDBOX_SECONDS, SANDBOX_SECONDS + 5))
+def limit_resources() -> None:
+    """The model check's own limits on address space and CPU time (`check-model` sets them before it
+    imports TensorFlow, whether the app or a person runs it); a limit already lower stays."""
+    for kind, wanted in ((resource.RLIMIT_AS, SANDBOX_MEMORY), (resource.RLIMIT_CPU, SANDBOX_SECONDS)):
+        soft, hard = resource.getrlimit(kind)
+        if hard != resource.RLIM_INFINITY:
+            wanted = min(wanted, hard)
+        if soft == resource.RLIM_INFINITY or soft > wanted:
+            resource.setrlimit(kind, (wanted, hard))
+
+
+OUT_OF_MEMORY = f"loading it runs out of the {SANDBOX_MEMORY // 2**30} GB of memory a model check may use " \
+                "(far too many parameters?)"
 
 
 def check_in_sandbox(path: str | os.PathLike, name: str | None = None, limit: int | None = None) -> dict:
@@ -129,7 +159,7 @@ def check_in_sandbox(path: str | os.PathLike, name: str | None = None, limit: in
     try:
         child = subprocess.run(**processes.command(["check-model", str(path), "--max-parameters", str(limit)],
                                                    CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3"),
-                               capture_output=True, text=True, timeout=SANDBOX_SECONDS, preexec_fn=_limit_resources)
+                               capture_output=True, text=True, timeout=SANDBOX_SECONDS)
     except subprocess.TimeoutExpired:
         raise ModelError(f"{name}: loading it took longer than {SANDBOX_SECONDS} s") from None
     lines = child.stdout.strip().splitlines()
@@ -140,6 +170,5 @@ def check_in_sandbox(path: str | os.PathLike, name: str | None = None, limit: in
         message = errors[-1].split(": error: ", 1)[1].replace(str(path), name).replace(path.name, name)
         raise ModelError(message if message.startswith(name) else f"{name}: {message}")
     if child.returncode in (-signal.SIGABRT, -signal.SIGKILL, -signal.SIGSEGV) or "MemoryError" in child.stderr:
-        raise ModelError(f"{name}: loading it runs out of the {SANDBOX_MEMORY // 2**30} GB of memory a model "
-                         "check may use (far too many parameters?)")
+        raise ModelError(f"{name}: {OUT_OF_MEMORY}")
     raise ModelError(f"{name}: the model check failed (exit code {child.returncode})")

@@ -10,6 +10,7 @@ from typing import Literal
 import numpy as np
 
 from advcore.attacks.norms import NORMS, SCALING_NORM, SCALINGS
+from advcore.training.config import MIN_EPS
 
 LOSSES = ("ce", "margin")
 TARGET_MODES = ("untargeted", "targeted", "least_likely")
@@ -41,6 +42,8 @@ class AttackSpec:
         require(self.norm in NORMS, f"unknown norm {self.norm!r}: choose one of {', '.join(NORMS)}")
         require(is_number(self.eps) and math.isfinite(self.eps) and self.eps >= 0,
                 f"eps must be a finite number >= 0, got {self.eps!r}")
+        require(self.eps == 0 or self.eps >= MIN_EPS,
+                f"eps {self.eps:g} is below {MIN_EPS:g}, too small to move a pixel: use 0 for no attack")
         require(is_int(self.steps) and 1 <= self.steps <= MAX_STEPS,
                 f"steps must be an integer in [1, {MAX_STEPS}], got {self.steps!r}")
         require(self.step_size is None or (is_number(self.step_size) and math.isfinite(self.step_size)

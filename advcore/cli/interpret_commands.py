@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from advcore.cli.parsing import UsageError, number, positive_int
+from advcore.cli.parsing import UsageError, integer, number, positive_int
 
 DEFAULT_PRESET = "advlab"
 
@@ -36,12 +36,12 @@ def add_parsers(commands) -> None:
     activations.add_argument("--start", choices=("noise", "mean"), default=None,
                              help="start from uniform noise or the blurred mean training image (default: the preset's)")
     for flag, kind, text in (("--steps", positive_int, "ascent steps"), ("--step-size", number, "step size"),
-                             ("--jitter-every", int, "roll one pixel every N steps (0: never)"),
-                             ("--blur-every", int, "3x3 Gaussian blur every N steps (0: never)"),
+                             ("--jitter-every", integer, "roll one pixel every N steps (0: never)"),
+                             ("--blur-every", integer, "3x3 Gaussian blur every N steps (0: never)"),
                              ("--l2", number, "weight of the L2 penalty"), ("--tv", number, "weight of total variation"),
                              ("--record-every", positive_int, "keep a frame every N steps")):
         activations.add_argument(flag, type=kind, default=None, help=f"{text} (default: the preset's)")
-    _options(activations, [("--seed", int, 0, "seed of the noise start and jitter")])
+    _options(activations, [("--seed", integer, 0, "seed of the noise start and jitter")])
     activations.add_argument("--out", type=Path, required=True, help="output folder")
 
     traverse = commands.add_parser(
@@ -50,9 +50,9 @@ def add_parsers(commands) -> None:
                     "inside an L2 or Linf budget; writes a labelled MP4 or GIF (by --out's extension).")
     _model_and_data(traverse)
     source = traverse.add_mutually_exclusive_group()
-    source.add_argument("--index", type=int, default=0, help="test image index (default: 0)")
+    source.add_argument("--index", type=integer, default=0, help="test image index (default: 0)")
     source.add_argument("--image", type=Path, default=None, help="an image file instead of a test image")
-    traverse.add_argument("--target", type=int, required=True, help="the class to climb toward")
+    traverse.add_argument("--target", type=integer, required=True, help="the class to climb toward")
     traverse.add_argument("--norm", choices=("l2", "linf"), default=None, help="stay inside this ball (default: none)")
     _options(traverse, [("--steps", positive_int, 400, "steps"), ("--step-size", number, 0.01, "sign step size"),
                         ("--eps", number, 0.0, "the ball's radius, with --norm"),
@@ -65,7 +65,7 @@ def add_parsers(commands) -> None:
         description="For each test image: explanations toward the true class, the most confident other class "
                     "and every class, inside RMSE rho; one folder per image with seed 004's file names.")
     _model_and_data(explain)
-    _options(explain, [("--start", int, 0, "first test image"), ("--count", positive_int, 10, "test images"),
+    _options(explain, [("--start", integer, 0, "first test image"), ("--count", positive_int, 10, "test images"),
                        ("--rho", number, 0.1, "RMSE budget"), ("--steps", positive_int, 35, "steps"),
                        ("--overshoot", number, 5.0, "step sizes sum to rho x this")])
     explain.add_argument("--out", type=Path, required=True, help="output folder")
@@ -75,7 +75,7 @@ def add_parsers(commands) -> None:
         description="Minimal RMSE perturbation per image that misclassifies it (Attack) or pushes the true class "
                     "to 1/K (BTR), on a seeded sample of test images; prints both ARAs.")
     _model_and_data(ara)
-    _options(ara, [("--count", positive_int, 1000, "test images"), ("--seed", int, 1776, "seed of the image sample"),
+    _options(ara, [("--count", positive_int, 1000, "test images"), ("--seed", integer, 1776, "seed of the image sample"),
                    ("--steps", positive_int, 450, "steps per image"), ("--eps", number, 20.0, "total step length"),
                    ("--momentum", number, 0.9, "momentum")])
     ara.add_argument("--out", type=Path, default=None, help="folder for ara.csv, curve.csv and summary.json")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from advcore.cli import interpret_commands, train_commands
-from advcore.cli.parsing import EXIT_USAGE, Parser, UsageError, number, number_list, positive_int
+from advcore.cli.parsing import EXIT_USAGE, Parser, UsageError, int_in, number, number_list, positive_int
 from advcore.training.config import WORST_OF_LOSSES
 
 EXIT_FAILURE = 1
@@ -33,13 +33,13 @@ def _add_data_options(parser: argparse.ArgumentParser, default_count: int, requi
                             "cache, system dataset folders, then a download)")
     group.add_argument("--split", choices=("test", "train"), default="test",
                        help="which split to take images from (default: test)")
-    group.add_argument("--start", type=int, default=0,
+    group.add_argument("--start", type=int_in(0, 10**9), default=0,
                        help="index of the first image of the split to use (default: 0)")
-    group.add_argument("--count", type=positive_int, default=default_count,
+    group.add_argument("--count", type=int_in(1, 10**7), default=default_count,
                        help=f"how many consecutive images to use (default: {default_count})")
-    group.add_argument("--batch-size", type=positive_int, default=500,
+    group.add_argument("--batch-size", type=int_in(1, 65_536), default=500,
                        help="images attacked at once; bounds memory (default: 500)")
-    group.add_argument("--seed", type=int, default=0,
+    group.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0,
                        help="seed of the random starts; the same seed gives the same result (default: 0)")
     group.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
 
@@ -76,7 +76,7 @@ def _add_attack_options(parser: argparse.ArgumentParser, eps_help: str, eps_type
     start.add_argument("--no-random-start", dest="random_start", action="store_false",
                        help="start from the clean image")
     target = group.add_mutually_exclusive_group()
-    target.add_argument("--target", type=int, default=None,
+    target.add_argument("--target", type=int_in(0, 100_000), default=None,
                         help="targeted attack toward this class index (default: untargeted)")
     target.add_argument("--least-likely", action="store_true",
                         help="targeted attack toward each image's least likely class")
@@ -336,6 +336,26 @@ def _run_scheduler(args) -> None:
         raise RuntimeError(f"a scheduler already serves {held.path.parent} (pid {held.pid})") from None
 
 
+def _prepare_out(args) -> None:
+    """Makes --out's folder (traverse: the folder of its file) before any work, or raises UsageError saying
+    why it cannot be: a file in the way, a path that cannot be made, a folder that cannot be written."""
+    out = getattr(args, "out", None)
+    if out is None:
+        return
+    file_out = args.command == "traverse"
+    if file_out and out.is_dir():
+        raise UsageError(f"--out {out} is a folder; name the .mp4 or .gif file to write")
+    folder = out.parent if file_out else out
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {folder} is a file, not a folder: name a folder for the results")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {out}: the folder cannot be made ({error.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: the folder {folder} cannot be written")
+
+
 def _import_tensorflow_quietly() -> None:
     """TensorFlow's C++ start-up notices ignore TF_CPP_MIN_LOG_LEVEL; keep them off the terminal, and the
     device probe's too ("failed call to cuInit" on a machine without a GPU: the device is reported anyway)."""
@@ -363,12 +383,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{prog}: error: {error}", file=sys.stderr)
             return EXIT_FAILURE
         return 0
-    if args.command in ("train", "train-gan"):
-        try:
+    try:
+        if args.command in ("train", "train-gan"):
             train_commands.precheck(args)
-        except (UsageError, ValueError) as error:
-            print(f"{prog}: error: {error}", file=sys.stderr)
-            return EXIT_USAGE
+        _prepare_out(args)
+    except (UsageError, ValueError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "check-model":  # the same limits whether the app's sandbox or a person runs it
         from advcore.storage import model_files
 

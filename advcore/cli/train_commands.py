@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from advcore.cli.parsing import UsageError, number, positive_int
+from advcore.cli.parsing import UsageError, integer, number, positive_int
 
 
 def _epochs(text: str) -> int | None:
@@ -18,10 +18,7 @@ def _epochs(text: str) -> int | None:
 
 
 def _int_list(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r} (use e.g. 10,15)") from None
+    return [integer(part) for part in text.split(",") if part.strip()]
 
 
 # flag, config field, type, help (defaults come from the config file, else from advcore.training.config)
@@ -30,7 +27,7 @@ TRAIN_OPTIONS = (
     ("--dataset", "data.dataset", str, "fashion_mnist, mnist, cifar10, cifar100, or a folder of class sub-folders"),
     ("--data-dir", "data.data_dir", str, "folder with the dataset files"),
     ("--train-size", "data.train_size", positive_int, "train on a deterministic subset of this many images"),
-    ("--validation-size", "data.validation_size", int, "validation images held out of the training split, never "
+    ("--validation-size", "data.validation_size", integer, "validation images held out of the training split, never "
      "trained on (default 5000 for built-in sets, 10%% of a folder's; 0: none)"),
     ("--augment", "data.augment", str, "none (default), crop (random shifts), or crop_flip (also mirrors)"),
     ("--image-size", "data.image_size", positive_int, "a folder's images become squares of this side, e.g. 224 "
@@ -77,7 +74,7 @@ TRAIN_OPTIONS = (
                                                            "(default 1.5)"),
     ("--schedule", "schedule.kind", str, "constant (default), interleaved, or warmup"),
     ("--epochs", "schedule.epochs", _epochs, "epochs, or until-stopped (default 10)"),
-    ("--vanilla-epochs", "schedule.vanilla_epochs", int, "vanilla epochs per cycle (interleaved) or first (warmup)"),
+    ("--vanilla-epochs", "schedule.vanilla_epochs", integer, "vanilla epochs per cycle (interleaved) or first (warmup)"),
     ("--adversarial-epochs", "schedule.adversarial_epochs", positive_int, "adversarial epochs per interleaved cycle"),
     ("--cycles", "schedule.cycles", _epochs, "interleaved cycles, or until-stopped (the default)"),
     ("--optimizer", "optimizer.name", str, "adam (default) or sgd"),
@@ -88,13 +85,13 @@ TRAIN_OPTIONS = (
     ("--lr-milestones", "lr_schedule.milestones", _int_list, "step schedule: epochs to multiply the rate at"),
     ("--lr-factor", "lr_schedule.factor", number, "step schedule: the multiplier (default 0.1)"),
     ("--batch-size", "batch_size", positive_int, "batch size (default 128)"),
-    ("--seed", "seed", int, "seed of weights, data order and attacks (default 0)"),
-    ("--robust-val-size", "validation.robust_size", int, "images of the per-epoch PGD check (default 500, 0: off)"),
+    ("--seed", "seed", integer, "seed of weights, data order and attacks (default 0)"),
+    ("--robust-val-size", "validation.robust_size", integer, "images of the per-epoch PGD check (default 500, 0: off)"),
     ("--robust-eps", "validation.eps", number, "eps of the per-epoch PGD check (default: the training eps)"),
     ("--robust-steps", "validation.steps", positive_int, "steps of the per-epoch PGD check (default 10)"),
     ("--collapse-ratio", "validation.collapse_ratio", number, "warn when robust accuracy falls below this "
      "share of its best (default 0.5)"),
-    ("--gan-check-size", "validation.gan_size", int, "per epoch: accuracy on this many GAN samples and "
+    ("--gan-check-size", "validation.gan_size", integer, "per epoch: accuracy on this many GAN samples and "
      "unrestricted examples (default 0: off)"),
     ("--gan-check-steps", "validation.gan_steps", positive_int, "latent steps of those examples (default 100)"),
     ("--keep-checkpoints", "keep_checkpoints", positive_int, "per-epoch checkpoints to keep (default 5)"),
@@ -119,7 +116,7 @@ GAN_OPTIONS = (
     ("--lr", "learning_rate", number, "Adam learning rate of both networks (default 2e-4)"),
     ("--beta1", "beta_1", number, "Adam beta_1 (default 0)"),
     ("--beta2", "beta_2", number, "Adam beta_2 (default 0.9)"),
-    ("--seed", "seed", int, "seed of weights, data order and latents (default 0)"),
+    ("--seed", "seed", integer, "seed of weights, data order and latents (default 0)"),
     ("--keep-checkpoints", "keep_checkpoints", positive_int, "per-epoch checkpoints to keep (default 3)"),
     ("--strategy", "distribute.strategy", str, "auto (default), default, mirrored, or multi_worker (TF_CONFIG)"),
 )

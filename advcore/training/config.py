@@ -107,8 +107,8 @@ class AttackConfig:
 
     def check(self):
         _finite("eps", self.eps, minimum=0.0)
-        if self.eps == 0:
-            raise ConfigError("eps: must be > 0 for adversarial training")
+        if self.eps < MIN_EPS:
+            raise ConfigError(f"eps: must be at least {MIN_EPS:g} for adversarial training, got {self.eps:g}")
         if self.method not in RMSE_METHODS and self.eps > EPS_BOUNDS[self.norm]:
             unit = " (images are in [0, 1]: 8/255 is 0.031; an eps of 1 already covers every image)"
             raise ConfigError(f"eps: {self.eps:g} is over the {self.norm} limit of {EPS_BOUNDS[self.norm]:g}"
@@ -487,6 +487,7 @@ BOUNDS = {  # "Section.field": (lowest, highest): sizes that end, numbers that t
     "ValidationConfig.robust_size": (0, 100_000), "ValidationConfig.steps": (1, 1000),
     "ValidationConfig.gan_size": (0, 100_000), "ValidationConfig.gan_steps": (1, 10_000),
 }
+MIN_EPS = 1e-6  # a smaller budget is no attack: a float32 pixel near 1 moves in steps of 6e-8, an 8-bit one of 4e-3
 EPS_BOUNDS = {"linf": 1.0, "l2": 1000.0}  # Linf in [0, 1] pixel units covers every image at 1
 
 

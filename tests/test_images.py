@@ -89,3 +89,33 @@ def test_shrink_averages_blocks_exactly():
 def test_a_panorama_within_the_ratio_passes():
     pixels = images.decode_upload(encode(Image.new("RGB", (2000, 100)), "PNG"), "panorama.png")
     assert pixels.shape == (25, 500, 3)
+
+
+def test_a_one_bit_png_is_black_and_white():
+    bits = np.zeros((6, 10), bool)
+    bits[:, 5:] = True
+    decoded = images.decode_upload(encode(Image.fromarray(bits), "PNG"), "bits.png")
+    assert decoded.shape == (6, 10, 1) and set(np.unique(decoded)) == {0.0, 1.0}
+    np.testing.assert_array_equal(decoded[..., 0], bits.astype(np.float32))
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_sixteen_bit_pngs_keep_all_sixteen_bits(channels):
+    """Pillow reads 16-bit colour at 8 bits; the low byte must survive (values 1 apart stay 1 apart)."""
+    import tensorflow as tf
+
+    pixels = (np.arange(12 * 9 * channels).reshape(12, 9, channels) * 601 + 3).astype(np.uint16)
+    if channels == 4:
+        pixels[..., 3] = 65535  # opaque
+    decoded = images.decode_upload(tf.io.encode_png(pixels).numpy(), "deep.png")
+    expected = pixels[..., :3] if channels == 4 else pixels
+    np.testing.assert_allclose(decoded, expected / np.float32(65535), atol=1e-7)
+
+
+def test_the_content_decides_the_format_not_the_name():
+    icon = encode(Image.new("RGB", (16, 16)), "ICO")
+    with pytest.raises(images.ImageError, match="icon.png: its content is in the ICO format, which AdvLab does not "
+                                                 "read .* the content decides, not the file's name"):
+        images.decode_upload(icon, "icon.png")
+    png_named_jpg = encode(Image.fromarray(GRADIENT), "PNG")
+    np.testing.assert_allclose(images.decode_upload(png_named_jpg, "photo.jpg")[..., 0], GRADIENT / 255, atol=1e-6)

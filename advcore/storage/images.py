@@ -1,7 +1,10 @@
 """Reading and writing single images as float32 HWC arrays in [0, 1] (imageio underneath).
 
 `decode_upload` is the gate for files from users: it reads the header first, so an oversized or
-animated file, or a decompression bomb, is refused before any pixel is decoded.
+animated file, a decompression bomb, or a format AdvLab does not read, is refused before any pixel is
+decoded. The content decides the format, never the file's name: a PNG named .jpg is read as the PNG it
+is, an icon named .png is refused as the icon it is. 1-bit images become black and white, 16-bit ones
+keep their 16 bits.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from PIL import Image
 MAX_UPLOAD_BYTES = 10 * 2**20
 MAX_PIXELS = 16_000_000  # 4000 x 4000: far above any classifier input, far below a bomb
 MAX_ASPECT = 20  # longer side over shorter side: panoramas pass, a 100000 x 10 strip does not
+READ_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "BMP": "BMP", "GIF": "GIF", "WEBP": "WebP",
+                "TIFF": "TIFF"}  # Pillow's name of a file's format: the name users know
 WORKING_SIDE = 512  # a decoded upload is shrunk to this longer side: 3 MB as float RGB, above any input size
 
 
@@ -71,6 +76,8 @@ def decode_upload(data: bytes, name: str = "upload", *, max_bytes: int = MAX_UPL
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as opened:
+                file_format = opened.format
             properties = iio.improps(data, index=..., plugin="pillow")
             mode = iio.immeta(data, index=0, plugin="pillow").get("mode", "")
     except Exception as error:  # imageio raises many types for what it cannot read
@@ -79,6 +86,9 @@ def decode_upload(data: bytes, name: str = "upload", *, max_bytes: int = MAX_UPL
         if _has_image_signature(data):
             raise ImageError(f"{name}: the file is truncated or corrupt") from None
         raise ImageError(f"{name}: not an image file AdvLab can read (PNG, JPEG, BMP, GIF, WebP or TIFF)") from None
+    if file_format not in READ_FORMATS:
+        raise ImageError(f"{name}: its content is in the {file_format} format, which AdvLab does not read (PNG, "
+                         "JPEG, BMP, GIF, WebP or TIFF; the content decides, not the file's name)")
     frames, height, width = properties.shape[0], properties.shape[1], properties.shape[2]
     if frames > 1:
         raise ImageError(f"{name}: an animated image ({frames} frames); save the frame you want as PNG")
@@ -90,10 +100,24 @@ def decode_upload(data: bytes, name: str = "upload", *, max_bytes: int = MAX_UPL
     if mode == "CMYK":
         raise ImageError(f"{name}: a CMYK image (made for print); save it as RGB")
     try:
-        pixels = iio.imread(data, index=0, plugin="pillow")
+        pixels = _png16(data) if _png_bit_depth(data) == 16 else np.asarray(iio.imread(data, index=0, plugin="pillow"))
     except Exception:
         raise ImageError(f"{name}: the file is truncated or corrupt") from None
-    return to_float(shrink(np.asarray(pixels), WORKING_SIDE), name)
+    if pixels.dtype == bool:  # a 1-bit image: black and white
+        pixels = pixels.astype(np.uint8) * np.uint8(255)
+    return to_float(shrink(pixels, WORKING_SIDE), name)
+
+
+def _png_bit_depth(data: bytes) -> int | None:
+    """A PNG's bits per sample, from its header (IHDR is always the first chunk); None for other files."""
+    return data[24] if data.startswith(_SIGNATURES[0]) and data[12:16] == b"IHDR" and len(data) > 24 else None
+
+
+def _png16(data: bytes) -> np.ndarray:
+    """A 16-bit PNG's pixels as uint16 (Pillow reads 16-bit colour at 8 bits, dropping the low byte)."""
+    import tensorflow as tf  # deferred: only 16-bit PNGs need it
+
+    return tf.io.decode_png(data, dtype=tf.uint16).numpy()
 
 
 def shrink(pixels: np.ndarray, longest: int) -> np.ndarray:

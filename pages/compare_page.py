@@ -9,6 +9,7 @@ from advcore.interpret import gradient_ascent
 from advcore.storage import data
 from app import attack_charts, jobs, model_widgets, pictures, state
 from app.evaluate.evaluation_views import status_of
+from app.text import literal
 from app.interpret import interpret_views
 
 POLL_SECONDS = 2
@@ -112,7 +113,7 @@ if found:
     st.subheader("Maximal class activations")
     for column, (label, saved) in zip(st.columns(len(found)), found.items()):
         with column:
-            st.markdown(f"**{label}**")
+            st.markdown(f"**{literal(label)}**")
             pictures.show_grid(saved.pictures["activations"], names, columns=5)
 
 st.subheader("The same image, side by side")
@@ -121,7 +122,7 @@ for entry in picked:
     try:
         loaded[entry.label] = (entry, model_widgets.load_model(entry))
     except (models.ModelError, OSError) as error:
-        st.error(f"Cannot load {entry.label}: {error}")
+        st.error(f"Cannot load {literal(entry.label)}: {literal(error)}")
 try:
     split = model_widgets.test_split(dataset, tuple(picked[0].card["input_shape"]))
 except data.DatasetError as error:

@@ -4,6 +4,7 @@ import streamlit as st
 
 from advcore.storage.runs import list_runs
 from app import charts, histories, registry, state
+from app.text import literal
 
 st.title("History")
 runs = {histories.run_label(run): run for run in histories.classifier_runs(list_runs(state.root()))}
@@ -24,7 +25,7 @@ for upload in uploads or []:
     except histories.HistoryFormatError as error:
         problems[upload.name] = str(error)
 for label, problem in problems.items():
-    st.warning(f"{label}: {problem}")
+    st.warning(f"{literal(label)}: {literal(problem)}")
 if not loaded:
     st.info("Pick a run with finished epochs, or upload a history CSV.")
     st.stop()

@@ -5,6 +5,7 @@ import streamlit as st
 from advcore.storage.runs import RunError, list_runs
 from advcore.training.config import ADVERSARIAL, ConfigError, TrainConfig, config_kind, phase
 from app import charts, jobs, state
+from app.text import literal
 from app.device import training_device
 from app.train import run_views, train_form
 from app.train.gan_form import gan_form
@@ -52,7 +53,7 @@ def header(shot: run_views.Snapshot) -> None:
     colour = {"finished": "green", "stopped": "orange", "failed": "red"}.get(status["status"], "blue")
     st.markdown(f"Status: :{colour}-badge[{status['status']}]"
                 + (f" · epoch phase: :{'red' if epoch_phase == ADVERSARIAL else 'gray'}-badge[{epoch_phase}]"
-                   if shot.live and epoch_phase else "") + f" · {status.get('device', 'device not known yet')}")
+                   if shot.live and epoch_phase else "") + f" · {literal(status.get('device', 'device not known yet'))}")
     c1, c2, c3 = st.columns(3)
     c1.metric("Epochs done", f"{where['done']} / {where['total'] or '∞'}")
     c2.metric("Wall time", run_views.duration(where["elapsed"]))
@@ -61,14 +62,14 @@ def header(shot: run_views.Snapshot) -> None:
         st.progress(where["within"], text=f"epoch {where['done'] + 1}: {where['within']:.0%}")
         if st.button("Stop", type="secondary", key="stop"):
             try:
-                st.toast(jobs.stop(shot.run))
+                st.toast(literal(jobs.stop(shot.run)))
             except RunError as error:
-                st.error(str(error))
+                st.error(literal(error))
     if status.get("best_epoch"):
         st.caption(f"model.keras is epoch {status['best_epoch']}, the one of highest validation robust accuracy "
                    f"({status['best_val_robust_accuracy']:.1%}); every epoch's checkpoint and history row stay")
     if status["status"] == "failed":
-        st.error(status.get("error") or "the run failed")
+        st.error(literal(status.get("error") or "the run failed"))
         st.code(run_views.readable_log(shot.run.log_tail()) or "(no log)", language=None, wrap_lines=True)
 
 
@@ -89,7 +90,7 @@ def actions(shot: run_views.Snapshot) -> None:
                 jobs.resume(shot.run, more, root=state.root())
                 st.rerun(scope="app")
     except (RunError, ConfigError) as error:
-        st.error(str(error))
+        st.error(literal(error))
     if config_kind(shot.config) == "classifier" and c4.button("Clone into the form", key="clone",
                                                                 help="a new run's form with this run's config"):
         train_form.clone(shot.config)
@@ -128,10 +129,10 @@ def selected_view(shot: run_views.Snapshot | None) -> None:
     if shot is None:
         st.info("Pick a run in the table below, or start one under *New run*.")
         return
-    st.subheader(shot.run.name())
+    st.subheader(literal(shot.run.name()))
     st.caption(shot.run.id)
     if shot.problem:
-        st.error(f"Run {shot.run.id} is damaged: {shot.problem}")
+        st.error(f"Run {shot.run.id} is damaged: {literal(shot.problem)}")
         return
     header(shot)
     if not shot.live:

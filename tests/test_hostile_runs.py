@@ -270,3 +270,30 @@ def test_an_evaluation_workers_record_with_a_wild_pid_starts_a_new_worker(runs_r
         assert 1 < worker_pid(runs_root) < 2**22
     finally:
         kill_worker(runs_root)
+
+
+@pytest.mark.parametrize("history", [
+    "epoch\n1\n2\n",
+    "epoch,loss,seconds\n1,inf,inf\n2,-inf,1e308\n",
+    "epoch,phase,loss,val_accuracy,seconds\n1,adversarial,0.5,1e300,nan\n",
+    "epoch,loss\n" + "".join(f"{i},0.5\n" for i in range(1, 200_001)),
+], ids=["epochs only", "infinities", "absurd values", "200,000 epochs"])
+def test_a_history_of_odd_but_numeric_columns_is_drawn_without_a_crash(runs_root, advcore_process, history):
+    run = with_status(runs_root, "odd-history", pid=advcore_process.pid,
+                      pid_start=process_start_ticks(advcore_process.pid), started="2026-11-21T10:00:00+00:00")
+    run.history_path.write_text(history)
+    train_page(run)
+
+
+def test_markdown_in_a_shared_runs_files_is_shown_as_text(runs_root):
+    """A name, device or error written by someone else into a shared runs folder never becomes a link or
+    an image fetched from another host."""
+    image = "![x](http://example.com/pixel.png)"
+    run = with_status(runs_root, "markdown", status="failed", error=f"boom {image}", device=f"cpu {image}")
+    run.rename(f"name {image}")
+    damaged = with_status(runs_root, "markdown-damaged", pid=image)
+    for shown in (run, damaged):
+        app = train_page(shown)
+        texts = [e.value for e in app.error] + [m.value for m in app.markdown] + [h.value for h in app.subheader]
+        assert any("example" in text for text in texts)
+        assert not any("![x](http://example.com" in text for text in texts)

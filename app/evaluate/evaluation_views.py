@@ -11,6 +11,7 @@ from advcore.evaluation import robustness
 from advcore.storage import files
 from advcore.storage.runs import LIVE_STATUSES, Run, RunError
 from app import attack_charts, jobs
+from app.text import literal
 from app.train import run_views
 
 COMPONENTS = {"apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR", "apgd-t": "APGD-T", "fab-t": "FAB-T", "square": "Square"}
@@ -52,7 +53,7 @@ def progress(job: Run) -> None:
         st.session_state["polled_evaluation"] = None
         st.rerun()  # just ended: draw the results once
     if status["status"] in ("failed", "damaged"):
-        st.error(status.get("error") or "the evaluation failed")
+        st.error(literal(status.get("error") or "the evaluation failed"))
         st.code(job.log_tail() or "(no log)", language=None)
 
 

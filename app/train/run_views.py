@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import re
 
 import pandas as pd
@@ -109,7 +110,7 @@ def progress(shot: Snapshot) -> dict:
     steps = shot.position.get("steps_per_epoch") or status.get("steps_per_epoch")
     current = shot.position.get("epoch") == done + 1  # progress.json is about the epoch after the history's last
     within = min(1.0, shot.position.get("batch", 0) / steps) if steps and current else 0.0
-    epoch_seconds = shot.history["seconds"].tail(5).mean() if done else None
+    epoch_seconds = shot.history["seconds"].tail(5).mean() if done and "seconds" in shot.history else None
     total = status.get("total_epochs") or _planned_epochs(shot.config)
     eta = None
     if total and epoch_seconds and shot.live:
@@ -148,7 +149,7 @@ def readable_log(text: str) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return "-"
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -112,3 +112,10 @@ def write_mixed_folder(root: Path, per_class: int = 10, seed: int = 0) -> Path:
     (root / "eel" / "fake.png").write_bytes(b"these are not pixels")
     (root / "dog" / "notes.txt").write_text("a note left in a class folder")
     return root
+
+
+def shown(markdown: str) -> str:
+    """What a reader sees of markdown that escapes its punctuation (app.text.literal): the text itself."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown)

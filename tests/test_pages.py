@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from helpers import CLASSES, write_mixed_folder
+from helpers import CLASSES, shown, write_mixed_folder
 
 from advcore.storage.runs import Run, list_runs
 from advcore.training.config import TrainConfig
@@ -46,7 +46,7 @@ def page(name: str) -> AppTest:
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"eps": 0.0}, "attack.eps: must be > 0"),
+    ({"eps": 0.0}, "attack.eps: must be at least 1e-06 for adversarial training, got 0"),
     ({"lr_schedule": "cyclic", "until_stopped": True}, "lr_schedule.kind: a cyclic schedule"),
     ({"schedule": "warmup", "vanilla": 10, "epochs": 5}, "schedule.epochs: warm-up of 10 vanilla epochs"),
     ({"lr_schedule": "step", "milestones": "20"}, "lr_schedule.milestones: epoch 20 is after the run's last epoch (10)"),
@@ -262,7 +262,7 @@ def test_history_imports_the_notebook_csv_and_explains_a_bad_one(runs_root):
     app.file_uploader[0].set_value([("seed.csv", SEED_CSV, "text/csv"),
                                     ("bad.csv", b"\x00\x01garbage,,\n\"", "text/csv")]).run()
     assert not app.exception
-    assert any("bad.csv" in w.value for w in app.warning)
+    assert any("bad.csv" in shown(w.value) for w in app.warning)
     spec = app.get("plotly_chart")[0].proto.spec
     assert "seed.csv (uploaded)" in spec and '"type":"rect"' in spec.replace(" ", "")
 
@@ -299,7 +299,7 @@ def test_a_resume_that_would_lose_work_is_refused_on_the_page(runs_root):
     run = make_run(runs_root, "no-checkpoint", ["vanilla"], status="stopped")
     app = selected(run)
     _button(app, "Resume").click().run()
-    assert any("history.csv has 1 epochs but checkpoints/ holds no complete checkpoint" in e.value for e in app.error)
+    assert any("history.csv has 1 epochs but checkpoints/ holds no complete checkpoint" in shown(e.value) for e in app.error)
     assert run.status()["status"] == "stopped"
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +75,24 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _png16(pixels: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG of `pixels` (uint16, HxWx3), written by hand: Pillow cannot write one."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    height, width, _ = pixels.shape
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in pixels)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def _encoded(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
 def hostile_images() -> dict[str, bytes]:
-    """The files of issue 20 and their kin: thin strips, bombs, a large photo, garbage."""
+    """The files of issues 20 and 29 and their kin: thin strips, bombs, a large photo, garbage, odd depths."""
     rng = np.random.default_rng(0)
     blocks = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8).repeat(11, axis=0).repeat(11, axis=1)
     return {
@@ -85,6 +103,10 @@ def hostile_images() -> dict[str, bytes]:
         "photo 4400 x 3300 RGB": _png(Image.fromarray(blocks)),
         "truncated PNG": _png(Image.fromarray(blocks[:1000, :1000]))[:1000],
         "not an image": b"GIF89a" + bytes(200),
+        "1-bit PNG 4000 x 4000": _png(Image.new("1", (4000, 4000), 1)),
+        "16-bit RGB PNG 3000 x 3000": _png16(np.broadcast_to(np.arange(3000, dtype=np.uint16)[:, None, None] * 21,
+                                                             (3000, 3000, 3))),
+        "an icon named .png": _encoded(Image.new("RGB", (64, 64)), "ICO"),
     }
 
 

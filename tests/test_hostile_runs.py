@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from test_pages import ROOT, make_run
 
 from advcore.storage.runs import Run, RunError, list_runs, process_start_ticks
+from advcore.jobs import scheduler
 from app import jobs
 
 HERE = socket.gethostname()
@@ -297,3 +298,45 @@ def test_markdown_in_a_shared_runs_files_is_shown_as_text(runs_root):
         texts = [e.value for e in app.error] + [m.value for m in app.markdown] + [h.value for h in app.subheader]
         assert any("example" in text for text in texts)
         assert not any("![x](http://example.com" in text for text in texts)
+
+
+# ----------------------------------------------------------------------------- nothing written through a link
+
+
+def _queued(root, name: str) -> Run:
+    return Run.create({"name": name, "schedule": {"epochs": 1}, "data": {"train_size": 256, "validation_size": 64}},
+                      root, name)
+
+
+def test_the_scheduler_never_appends_a_process_log_through_a_link(runs_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVLAB_MAX_RUNS", "1")
+    precious = tmp_path / "bashrc"
+    precious.write_text("export PRECIOUS=1\n")
+    trap = _queued(runs_root, "a-trap")  # ids sort by time, then name: the trap is first in the queue
+    trap.process_log_path.symlink_to(precious)
+    honest = _queued(runs_root, "b-honest")
+    lines = []
+    started, _ = scheduler.start_queued(runs_root, echo=lines.append)
+    assert started == [] and trap.status()["status"] == "failed"
+    assert "process.log is a symbolic link, which AdvLab never follows" in trap.status()["error"]
+    (process,), _ = scheduler.start_queued(runs_root, echo=lines.append)  # the queue goes on
+    try:
+        assert honest.recorded_status()["pid"] == process.pid
+    finally:
+        process.kill()
+        process.wait()
+    assert precious.read_text() == "export PRECIOUS=1\n"
+
+
+@pytest.mark.parametrize("file", ["train.log", "owner.lock"])
+def test_training_refuses_a_run_whose_log_or_lock_is_a_link_and_writes_nothing_through_it(runs_root, tmp_path, file):
+    from test_run_safety import advcore as advcore_cli
+
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me\n")
+    run = _queued(runs_root, "linked")
+    (run.path / file).symlink_to(precious)
+    result = advcore_cli("train", "--resume", run.id, "--runs-dir", str(runs_root))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{file} is a symbolic link, which AdvLab never follows" in result.stderr
+    assert precious.read_text() == "keep me\n"

@@ -106,8 +106,11 @@ def run_job(job: Run, root, load_model, load_dataset) -> str:
         run = _run_profile if config.get("kind") == PROFILE else _run_evaluation
         outcome = run(config, job, root, load_model, load_dataset)
     except Exception as error:  # the job fails; the worker goes on with the next one
-        with open(job.log_path, "a") as log:
-            log.write(traceback.format_exc())
+        try:
+            with files.open_append(job.log_path) as log:
+                log.write(traceback.format_exc())
+        except (OSError, files.FileProblem):
+            pass  # the error itself goes into status.json below
         job.update_status(status="failed", ended=now(), error=f"{type(error).__name__}: {error}")
         return "failed"
     job.update_status(status=outcome, ended=now())

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from advcore.storage import files
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -22,6 +24,6 @@ def command(arguments: list[str], **env) -> dict:
 def spawn(arguments: list[str], log_path: Path) -> subprocess.Popen:
     """`python -m advcore <arguments>` in a new session, its output appended to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    with files.open_append(log_path, binary=True) as log:
         return subprocess.Popen(**command(arguments), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)

@@ -63,13 +63,18 @@ def has_work(root=None) -> bool:
     return bool(waiting) and active < max_concurrent()
 
 
-def launch(run: Run) -> subprocess.Popen:
-    """Starts the run's own training process and records it as the run's owner."""
+def launch(run: Run) -> subprocess.Popen | None:
+    """Starts the run's own training process and records it as the run's owner; a run whose process
+    log cannot be opened safely (a link planted in its folder) fails with the reason instead."""
     try:
         command = "train-gan" if config_kind(run.config()) == "gan" else "train"
     except RunError:
         command = "train"  # the process reports the damaged config in the run
-    process = spawn([command, "--resume", run.id, "--runs-dir", str(run.root.resolve())], run.process_log_path)
+    try:
+        process = spawn([command, "--resume", run.id, "--runs-dir", str(run.root.resolve())], run.process_log_path)
+    except (files.FileProblem, OSError) as problem:
+        run.update_status(status="failed", ended=now(), error=f"not started: {problem}")
+        return None
     run.update_status(pid=process.pid, pid_start=process_start_ticks(process.pid), launched=now())
     return process
 
@@ -104,8 +109,12 @@ def start_queued(root=None, echo=print) -> tuple[list[subprocess.Popen], bool]:
     slots = max(0, max_concurrent() - active)
     started = []
     for run in waiting[:slots]:
-        started.append(launch(run))
-        echo(f"{now()} started {run.id} (pid {started[-1].pid})")
+        process = launch(run)
+        if process is None:
+            echo(f"{now()} could not start {run.id}: {run.recorded_status().get('error')}")
+            continue
+        started.append(process)
+        echo(f"{now()} started {run.id} (pid {process.pid})")
     return started, bool(active or started or (waiting and slots))
 
 

@@ -42,20 +42,36 @@ class FileProblem(ValueError):
     """A file that cannot be read safely, or a JSON file that does not hold an object, with the reason."""
 
 
-def read_bounded(path: str | os.PathLike, limit: int, *, tail: bool = False) -> bytes:
-    """A regular file's bytes, never through a symbolic link and never more than `limit` of them: a larger
-    file is a FileProblem, or with `tail` its last `limit` bytes. Files of a shared folder may be links to
-    anything (/etc/shadow), FIFOs that block a reader for ever, or gigabytes: all are refused before a read."""
+def _opened(path: str | os.PathLike, flags: int, mode: int = 0o644) -> int:
+    """A descriptor of a regular file opened with `flags`, never through a symbolic link (a FileProblem);
+    non-blocking, so a FIFO planted in its place cannot hang the caller before it is refused."""
     try:
-        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        handle = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     except OSError:
         if os.path.islink(path):
             raise FileProblem(f"{Path(path).name} is a symbolic link, which AdvLab never follows") from None
         raise
+    if not stat.S_ISREG(os.fstat(handle).st_mode):
+        os.close(handle)
+        raise FileProblem(f"{Path(path).name} is not a regular file")
+    return handle
+
+
+def open_append(path: str | os.PathLike, binary: bool = False):
+    """A log opened for appending (created if missing), line-buffered as text: never through a symbolic
+    link, never anything but a regular file, so a link planted in a shared folder cannot make AdvLab
+    write into a file outside it."""
+    handle = _opened(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    return os.fdopen(handle, "ab" if binary else "a", buffering=0 if binary else 1)
+
+
+def read_bounded(path: str | os.PathLike, limit: int, *, tail: bool = False) -> bytes:
+    """A regular file's bytes, never through a symbolic link and never more than `limit` of them: a larger
+    file is a FileProblem, or with `tail` its last `limit` bytes. Files of a shared folder may be links to
+    anything (/etc/shadow), FIFOs that block a reader for ever, or gigabytes: all are refused before a read."""
+    handle = _opened(path, os.O_RDONLY)
     try:
         info = os.fstat(handle)
-        if not stat.S_ISREG(info.st_mode):
-            raise FileProblem(f"{Path(path).name} is not a regular file")
         if info.st_size > limit and not tail:
             raise FileProblem(f"{Path(path).name} holds {info.st_size:,} bytes, over the {limit:,} expected at most")
         if info.st_size > limit:

@@ -2,7 +2,8 @@
 
 A lock is `flock` on a small file holding the holder's pid. The OS drops it when the holder's process
 ends however it ends (even SIGKILL), so no stale lock ever outlives its process, and no pid check can
-race with a new process reusing the pid.
+race with a new process reusing the pid. A lock file that is a symbolic link or not a regular file is
+never opened (`files.FileProblem`): taking the lock truncates the file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from advcore.storage import files
 
 
 class LockHeld(RuntimeError):
@@ -32,7 +35,7 @@ def _holder_pid(path: Path) -> int | None:
 def _try_lock(path: Path) -> int | None:
     """An open descriptor holding the lock, or None when another process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    handle = files._opened(path, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -355,14 +355,15 @@ def supervise(run: Run, work, echo=print) -> str:
     with contextlib.ExitStack() as owning:
         try:
             owning.enter_context(locks.hold(run.lock_path, wait=2.0))
+            log = owning.enter_context(files.open_append(run.log_path))
         except locks.LockHeld as held:
             raise RunRefused(f"run {run.id} is being trained by process {held.pid}: one process per run") from None
-        return _supervised(run, work, echo)
+        except files.FileProblem as problem:
+            raise RunRefused(f"run {run.id}: {problem}; the run is left as it is") from None
+        return _supervised(run, work, echo, log)
 
 
-def _supervised(run: Run, work, echo) -> str:
-    log = open(run.log_path, "a", buffering=1)
-
+def _supervised(run: Run, work, echo, log) -> str:
     def say(line: str) -> None:
         echo(line)
         log.write(line + "\n")
@@ -379,7 +380,6 @@ def _supervised(run: Run, work, echo) -> str:
         raise
     finally:
         StopRequest.restore(previous_handlers)
-        log.close()
 
 
 def train(config: TrainConfig, run: Run, *, resume: bool = False, echo=print) -> str:

@@ -68,7 +68,8 @@ def card_caption(entry: ModelEntry) -> str:
     """One line: the dataset, how the model was trained, its headline figures."""
     card = entry.card
     metrics = "; ".join(f"{name}: {value:.1%}" for name, value in card.get("metrics", {}).items())
-    return " · ".join(filter(None, [f"dataset: {card.get('dataset') or 'unknown'}", card.get("trained"), metrics]))
+    return " · ".join(filter(None, [f"dataset: {card.get('dataset') or 'unknown'}", card.get("trained"), metrics,
+                                    card.get("warning")]))
 
 
 def card_markdown(entry: ModelEntry) -> str | None:

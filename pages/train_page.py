@@ -132,7 +132,7 @@ def selected_view(shot: run_views.Snapshot | None) -> None:
     st.subheader(literal(shot.run.name()))
     st.caption(shot.run.id)
     if shot.problem:
-        st.error(f"Run {shot.run.id} is damaged: {literal(shot.problem)}")
+        st.error(f"Run {shot.run.id} is damaged: {literal(shot.problem.removeprefix(f'run {shot.run.id}: '))}")
         return
     header(shot)
     if not shot.live:

@@ -118,4 +118,4 @@ def shown(markdown: str) -> str:
     """What a reader sees of markdown that escapes its punctuation (app.text.literal): the text itself."""
     import re
 
-    return re.sub(r"\\(.)", r"\1", markdown)
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u200b", "")

@@ -38,6 +38,7 @@ def new_run() -> None:
     if what == "A classifier":
         train_form.train_form(training_device(), _queued)
         return
+    train_form.set_aside()
     config = gan_form(training_device())
     if config is not None:
         _queued(config)
@@ -205,6 +206,7 @@ st.segmented_control("View", [NEW_RUN, RUNS], key=VIEW, required=True, label_vis
 if st.session_state[VIEW] == NEW_RUN:
     new_run()
 else:
+    train_form.set_aside()
     if FLASH in st.session_state:
         st.success(st.session_state.pop(FLASH))
     st.session_state[POLLED_LIVE] = any(run_views.is_live(run) for run in list_runs(state.root()))

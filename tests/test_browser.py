@@ -1,5 +1,6 @@
 """End to end in Chromium: `streamlit run` on a free localhost port, driven by Playwright."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -20,11 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's, installed by tests/setup.sh
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("e2e") / "runs"
+@contextlib.contextmanager
+def streamlit_server(runs: Path, max_runs: int = 1):
+    """`streamlit run` on a free localhost port over `runs`; yields its URL. Ends the server, the runs
+    root's scheduler and every training process it leaves."""
     port = free_port()
-    env = os.environ | {"ADVLAB_RUNS_DIR": str(runs), "ADVLAB_MAX_RUNS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+    env = os.environ | {"ADVLAB_RUNS_DIR": str(runs), "ADVLAB_MAX_RUNS": str(max_runs), "TF_CPP_MIN_LOG_LEVEL": "2",
                         "ADVLAB_UPLOADS_DIR": str(runs.parent / "uploads")}
     process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless",
                                 "true", "--server.port", str(port), "--server.fileWatcherType", "none"],
@@ -37,17 +39,26 @@ def server(tmp_path_factory):
                 break
         except OSError:
             time.sleep(0.3)
-    yield url, runs
-    process.terminate()
-    process.wait(timeout=30)
-    kill_scheduler(runs)
-    for run in list_runs(runs):  # leave no training process behind
-        pid = run.recorded_status().get("pid")
-        if pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        kill_scheduler(runs)
+        for run in list_runs(runs):  # leave no training process behind
+            pid = run.recorded_status().get("pid")
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("e2e") / "runs"
+    with streamlit_server(runs) as url:
+        yield url, runs
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +71,21 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, server):
+def new_page(browser, url: str):
+    """A fresh browser context (a new Streamlit session) on the app's home page."""
     context = browser.new_context(viewport={"width": 1500, "height": 1300})
     page = context.new_page()
     page.set_default_timeout(60_000)
-    page.goto(server[0])
+    page.goto(url)
     page.get_by_text("AdvLab", exact=True).first.wait_for()
+    return page
+
+
+@pytest.fixture
+def page(browser, server):
+    page = new_page(browser, server[0])
     yield page
-    context.close()
+    page.context.close()
 
 
 def open_train(page):
@@ -80,7 +97,7 @@ def start_run(page, name: str, epochs: int | None):
     page.get_by_role("radio", name="New run", exact=True).click()
     page.get_by_label("Run name").fill(name)
     page.get_by_label("Training images (0 = all)").fill("1280")
-    page.get_by_label("Validation images (held out of training)", exact=True).fill("200")
+    page.get_by_label("Validation images", exact=True).fill("200")
     page.get_by_label("Robust check images per epoch", exact=True).fill("100")
     if epochs is None:
         page.get_by_text("Until stopped", exact=True).click()

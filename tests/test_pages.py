@@ -109,6 +109,17 @@ def test_the_form_shows_only_the_fields_that_apply(runs_root, values, shown, hid
     assert shown <= keys and not hidden & keys, (shown - keys, hidden & keys)
 
 
+def test_a_hidden_field_keeps_its_value_until_it_is_shown_again(runs_root):
+    app = page("train")
+    _set(app, "steps", 15)
+    _set(app, "mode", "vanilla")  # the attack's fields go
+    _set(app, "epochs", 3)
+    assert not [w for w in app.main.get("number_input") if w.key == "train_form.steps"]
+    _set(app, "mode", "adversarial")
+    shown = {w.key: w.value for w in app.main.get("number_input")}
+    assert (shown["train_form.steps"], shown["train_form.epochs"]) == (15, 3)
+
+
 def _set(app: AppTest, key, value) -> None:
     """Sets one field and reruns, as a user's change does (a change may show other fields)."""
     widgets = [w for w in app.main.get(_kind(value, key)) if w.key == f"train_form.{key}"]
@@ -136,6 +147,19 @@ def test_a_valid_form_submits_a_queued_run_and_selects_it(runs_root):
     assert len(runs) == 1 and runs[0].status()["status"] == "queued"
     assert runs[0].config()["data"]["train_size"] == 2000 and runs[0].name() == "from-form"
     assert runs[0].id in str(app.query_params["run"])
+
+
+def test_the_draft_is_kept_after_start_for_the_next_run(runs_root):
+    """Finding 6 of issue 30: the next run is usually a variation of the last."""
+    app = page("train")
+    _set(app, "mode", "vanilla")
+    _set(app, "train_size", 2000)
+    _set(app, "epochs", 3)
+    _submit(app)
+    assert app.segmented_control(key="train-view").value == "Runs"
+    app.segmented_control(key="train-view").set_value("New run").run()
+    shown = {w.key: w.value for w in app.main.get("number_input") + app.main.get("selectbox")}
+    assert (shown["train_form.mode"], shown["train_form.train_size"], shown["train_form.epochs"]) == ("vanilla", 2000, 3)
 
 
 def test_presets_fill_the_form(runs_root):

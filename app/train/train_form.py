@@ -49,6 +49,9 @@ OBJECTIVE_LABELS = {"ce": "CE", "trades": "TRADES", "mart": "MART"}
 METHODS = ("pgd", "fgsm_rs", "fgsm", "ll_fgsm", "gan", "unrestricted", "rmse_ball", "l2_min")
 STEPPED_METHODS = ("pgd", "unrestricted", *RMSE_METHODS)  # the methods whose steps the form sets
 KEY = "train_form."
+STORE = KEY + "values"  # every field's value, shown or hidden
+APPLIED = KEY + "applied-preset"  # the preset whose values the fields last received
+SHOWN = KEY + "shown"  # whether the page's last run drew this form
 RECIPES_DIR = registry.PROJECT_ROOT / "assets" / "recipes"
 
 
@@ -198,23 +201,46 @@ def _folder_problems(values: dict) -> dict[str, list[str]]:
 
 
 def _apply_values(values: dict) -> None:
-    for field, value in (DEFAULTS | values).items():
+    st.session_state[STORE] = DEFAULTS | values
+    for field, value in st.session_state[STORE].items():
         st.session_state[KEY + field] = value
 
 
 def _apply_preset() -> None:
-    _apply_values(presets().get(st.session_state[KEY + "preset"], {}))
+    """Fills the fields with a newly chosen preset; Custom keeps them as they are. When the form comes back
+    after the Runs view, the browser may still send the Preset box's old state, and Streamlit then calls
+    this again with the same choice: only a new choice may overwrite what was typed."""
+    chosen = st.session_state[KEY + "preset"]
+    if chosen == st.session_state.get(APPLIED, "Custom"):
+        return
+    st.session_state[APPLIED] = chosen
+    if chosen in presets():
+        _apply_values(presets()[chosen])
 
 
 def clone(content: dict) -> None:
     """Fills the form with a run's config (the page shows the form next)."""
     _apply_values(values_from_config(content))
-    st.session_state[KEY + "preset"] = "Custom"
+    st.session_state[KEY + "preset"] = st.session_state[APPLIED] = "Custom"
+
+
+def set_aside() -> None:
+    """Called by the page when a run draws something else (the runs, the GAN form) instead of this form."""
+    st.session_state[SHOWN] = False
 
 
 def _init_state() -> None:
-    for field, value in DEFAULTS.items():  # kept even while hidden: Streamlit drops the state of unshown widgets
-        st.session_state[KEY + field] = st.session_state.get(KEY + field, value)
+    """Gives back the widgets Streamlit dropped while their field was hidden, and all of them from the draft
+    when the form comes back from another view (the browser may then send stale or blank states for its
+    widgets). A widget's key is written only then: written on every rerun, its value would be sent to the
+    browser each time, and a number being typed while a rerun runs would be overwritten by the old one."""
+    st.session_state.setdefault(STORE, dict(DEFAULTS))
+    if not st.session_state.get(SHOWN):
+        _apply_values(st.session_state[STORE])
+        st.session_state[SHOWN] = True
+    for field in DEFAULTS:
+        if KEY + field not in st.session_state:
+            st.session_state[KEY + field] = st.session_state[STORE][field]
 
 
 def _milestone_parts(text: str) -> list[str]:
@@ -267,7 +293,10 @@ def config_from_values(v: dict) -> dict:
 
 
 def current_values() -> dict:
-    return {field: st.session_state[KEY + field] for field in DEFAULTS}
+    """The fields' values; a hidden field's from the store (a button's callback runs before `_init_state`)."""
+    kept = st.session_state.get(STORE, DEFAULTS)
+    return {field: st.session_state[KEY + field] if KEY + field in st.session_state else kept[field]
+            for field in DEFAULTS}
 
 
 def _start(on_valid) -> None:
@@ -279,27 +308,29 @@ def _start(on_valid) -> None:
 
 
 class _Fields:
-    """Draws a field when it applies to the current values, with its problems right under it."""
+    """Draws a field when it applies to the current values, with its problems right under it. Each field has
+    a container of its own, drawn even while the field is hidden: a widget keeps its place in the page
+    whatever the fields and problems above it do (a widget that moves is drawn anew by the browser, which
+    then forgets what was typed into it)."""
 
     def __init__(self, values: dict, found: dict[str, list[str]]):
         self.values, self.found = values, found
 
     def __call__(self, widget, label: str, field: str, place=None, **options) -> None:
+        box = (place or st).container()
         applies = APPLIES.get(field)
         if applies is not None and not applies(self.values):
             return
-        place = place or st
-        widget_function = getattr(place, widget)
-        widget_function(label, key=KEY + field, **options)
+        getattr(box, widget)(label, key=KEY + field, **options)
         for message in self.found.get(field, []):
-            place.error(message, icon="⚠️")
+            box.error(message, icon="⚠️")
 
 
 def train_form(device: str, on_valid) -> None:
     """The form, as wide as the page, in two columns of sections; Start calls `on_valid(config)` when
     every field is valid and otherwise lists every problem, each also next to its field."""
     _init_state()
-    values = current_values()
+    values = st.session_state[STORE] = current_values()
     found = field_problems(values)
     field = _Fields(effective_values(values), found)
     top, device_note = st.columns([2, 1])
@@ -307,12 +338,10 @@ def train_form(device: str, on_valid) -> None:
                   help="fills the form with a recipe; every field stays editable")
     device_note.caption(f"Training will run on: **{device}**")
     left, right = st.columns(2, gap="large")
-    with left:
-        _data_and_model(field)
-        _training(field)
-    with right:
-        _attack(field)
-        _schedule_optimiser_validation(field)
+    for column, sections in ((left, (_data_and_model, _training)), (right, (_attack, _schedule_optimiser_validation))):
+        for section in sections:  # each in a container of its own: a section that comes or goes moves no other
+            with column.container():
+                section(field)
     general = found.get("", [])
     for message in general:
         st.error(message, icon="⚠️")
@@ -338,13 +367,14 @@ def _data_and_model(field: _Fields) -> None:
           help="crop: scale the shorter side and cut the centre; pad: scale the longer side, pad with black; "
                "stretch: ignore the aspect ratio")
     values = field.values
-    if _folder(values) and values["folder"].strip() and "folder" not in field.found:
-        folder_preview.show(values["folder"].strip(), values["image_size"], values["fit"])
+    with st.container():
+        if _folder(values) and values["folder"].strip() and "folder" not in field.found:
+            folder_preview.show(values["folder"].strip(), values["image_size"], values["fit"])
     c1, c2 = st.columns(2)
     field("number_input", "Training images (0 = all)", "train_size", c1, step=1000)
-    field("number_input", "Validation images (held out of training)", "validation_size", c2, step=500,
-          help="taken from the training split by the seed and never trained on; the per-epoch checks run on "
-               "them, and training reads no test image (0: no validation)")
+    field("number_input", "Validation images", "validation_size", c2, step=500,
+          help="held out of training: taken from the training split by the seed and never trained on; the "
+               "per-epoch checks run on them, and training reads no test image (0: no validation)")
     field("selectbox", "Augmentation", "augment", options=["none", "crop", "crop_flip"],
           help="crop: random shifts (zero padding); crop_flip: also mirrors (CIFAR)")
     st.markdown("**Model**")

@@ -86,3 +86,18 @@ def advcore_process(tmp_path):
     yield process
     process.kill()
     process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium (installed by tests/setup.sh) under Playwright, one per test module."""
+    import shutil
+
+    from playwright import sync_api as playwright
+
+    with playwright.sync_playwright() as driver:
+        chromium = driver.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield chromium
+        chromium.close()

@@ -3,7 +3,6 @@
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,12 +12,10 @@ from pathlib import Path
 
 import pytest
 from helpers import kill_scheduler, free_port, wait_for
-from playwright import sync_api as playwright
 
 from advcore.storage.runs import list_runs
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's, installed by tests/setup.sh
 
 
 @contextlib.contextmanager
@@ -59,16 +56,6 @@ def server(tmp_path_factory):
     runs = tmp_path_factory.mktemp("e2e") / "runs"
     with streamlit_server(runs) as url:
         yield url, runs
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        yield chromium
-        chromium.close()
 
 
 def new_page(browser, url: str):

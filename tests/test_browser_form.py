@@ -8,7 +8,7 @@ import re
 import pytest
 from helpers import wait_for
 from playwright import sync_api as playwright
-from test_browser import browser, new_page, open_train, streamlit_server  # noqa: F401 (browser: a fixture)
+from test_browser import new_page, open_train, streamlit_server
 
 from advcore.storage.runs import list_runs
 
@@ -59,7 +59,7 @@ def typed_values(attempt: int) -> tuple:
 
 
 @pytest.mark.parametrize("repeat", range(3))
-def test_what_is_typed_fast_is_what_trains(browser, quiet_server, repeat):  # noqa: F811
+def test_what_is_typed_fast_is_what_trains(browser, quiet_server, repeat):
     url, runs = quiet_server
     page = new_page(browser, url)
     try:

@@ -383,8 +383,8 @@ def test_header_chart_and_table_agree_on_a_live_run(runs_root, advcore_process):
 
 
 def test_a_dead_run_shows_its_real_wall_time_and_a_log_without_gpu_chatter(runs_root):
-    """Finding 6 of issue 21: a run whose process died reads failed, its clock stopped at its last sign
-    of life, and its log tail without TensorFlow's start-up noise."""
+    """Finding 6 of issue 21: a run whose process died reads failed, its clock stopped (the time spent
+    training: its one epoch of 2 s), and its log tail without TensorFlow's start-up noise."""
     run = make_run(runs_root, "dead", ["vanilla"], status="running")
     run.update_status(pid=2**22, started="2026-11-21T10:00:00+00:00", ended=None)  # above any pid Linux gives
     status = run.recorded_status() | {"updated": "2026-11-21T10:00:18+00:00"}
@@ -392,9 +392,28 @@ def test_a_dead_run_shows_its_real_wall_time_and_a_log_without_gpu_chatter(runs_
     run.log_path.write_text("E0000 00:00:1795554816.442510 9842 cuda_platform.cc:52] failed call to cuInit: "
                             "INTERNAL: CUDA error\nepoch    1  loss 0.5\nValueError: the real reason\n")
     app = selected(run)
-    assert {m.label: m.value for m in app.metric}["Wall time"] == "0:00:18"
+    assert {m.label: m.value for m in app.metric}["Wall time"] == "0:00:02"
     log = app.code[0].value
     assert "the real reason" in log and "cuInit" not in log
+
+
+def test_wall_time_counts_training_not_the_time_a_run_sat_ended(runs_root, advcore_process):
+    """Finding 4 of issue 30: extended a day after it finished, a run of three 2-second epochs has trained
+    for 6 s plus the time since it resumed, not for a day."""
+    import datetime as dt
+
+    from advcore.storage.runs import process_start_ticks
+
+    run = make_run(runs_root, "extended", ["vanilla", "vanilla", "adversarial"])  # started 2026-11-21
+    app = selected(run)
+    assert {m.label: m.value for m in app.metric}["Wall time"] == "0:00:06"
+    resumed = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=30)).isoformat(timespec="seconds")
+    run.update_status(status="running", pid=advcore_process.pid, pid_start=process_start_ticks(advcore_process.pid),
+                      resumed=resumed, ended=None)
+    status = run.recorded_status() | {"updated": resumed}
+    run.status_path.write_text(__import__("json").dumps(status))
+    hours, minutes, seconds = map(int, {m.label: m.value for m in selected(run).metric}["Wall time"].split(":"))
+    assert 36 <= 3600 * hours + 60 * minutes + seconds <= 50  # 6 s of epochs + about 30 s since the resume
 
 
 def test_a_folder_dataset_is_previewed_and_trained_from_the_form(runs_root, tmp_path):

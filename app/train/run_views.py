@@ -115,7 +115,7 @@ def progress(shot: Snapshot) -> dict:
     eta = None
     if total and epoch_seconds and shot.live:
         eta = max(0.0, (total - done - within) * epoch_seconds)
-    return {"done": done, "within": within, "total": total, "elapsed": wall_time(status), "eta": eta}
+    return {"done": done, "within": within, "total": total, "elapsed": wall_time(status, shot.history), "eta": eta}
 
 
 def _planned_epochs(content: dict) -> int | None:
@@ -125,16 +125,17 @@ def _planned_epochs(content: dict) -> int | None:
     return TrainConfig.from_dict(content, checked=False).schedule.total_epochs
 
 
-def wall_time(status: dict) -> float | None:
-    """Seconds from the first start to the end, or for a run that died without saying so, to its last
-    recorded sign of life (never to now: a dead run's clock does not run on); None before it started."""
+def wall_time(status: dict, history: pd.DataFrame) -> float | None:
+    """Seconds spent training: the finished epochs' own seconds, and for a live run the time since its last
+    epoch ended or it (re)started (its status's last update). A run that sat finished, stopped or dead
+    before a resume or an extension counts none of that idle time; None before it started."""
     if not status.get("started"):
         return None
-    if status["status"] in LIVE_STATUSES:
-        end = dt.datetime.now(dt.timezone.utc)
-    else:
-        end = dt.datetime.fromisoformat(status.get("ended") or status.get("updated") or status["started"])
-    return max(0.0, (end - dt.datetime.fromisoformat(status["started"])).total_seconds())
+    trained = float(history["seconds"].sum()) if "seconds" in history else 0.0
+    if status["status"] in LIVE_STATUSES and status.get("updated"):
+        since = dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(status["updated"])
+        trained += max(0.0, since.total_seconds())
+    return trained
 
 
 NOISE = re.compile(r"^[EWI]\d{4} .*\] .*(cuda|cuInit|GPU|TensorRT|cpu_feature_guard|oneDNN)|"

@@ -51,8 +51,10 @@ def _count(label: str, default: int, largest: int, key: str, column) -> int:
     return int(value)
 
 
-def attack_controls(dataset: str | None, class_names: list[str], input_shape, key: str = "attack") -> AttackChoice | None:
-    """The controls; None after showing on the page why the chosen values cannot run."""
+def attack_controls(dataset: str | None, class_names: list[str], input_shape, key: str = "attack",
+                    avoid: int | None = None) -> AttackChoice | None:
+    """The controls; None after showing on the page why the chosen values cannot run. A chosen target
+    starts at the class after `avoid` (the image's true class or prediction: no target to reach there)."""
     method_label = st.selectbox("Method", list(METHODS), index=4, key=f"{key}.method")
     method, fixed = METHODS[method_label]
     norm = attacks.fgm_norm(fixed["scaling"]) if method == "fgm" else fixed.get("norm", "linf")
@@ -88,7 +90,9 @@ def attack_controls(dataset: str | None, class_names: list[str], input_shape, ke
                                                      "usually a smaller perturbation")
         target = None
         if target_mode == TARGETS[1]:
-            target = class_names.index(st.selectbox("Target class", class_names, key=f"{key}.target_class"))
+            first = 0 if avoid is None else (avoid + 1) % len(class_names)
+            target = class_names.index(st.selectbox("Target class", class_names, index=first,
+                                                    key=f"{key}.target_class"))
             options["target"] = "targeted"
         elif target_mode == TARGETS[2]:
             options["target"] = "least_likely"

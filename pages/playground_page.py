@@ -46,7 +46,8 @@ with pixel_tab:
                 st.dataframe(np.round(x[..., 0], 3), height=200)
 
     st.subheader("Attack")
-    choice = attack_form.attack_controls(entry.card.get("dataset"), names, shape)
+    choice = attack_form.attack_controls(entry.card.get("dataset"), names, shape,
+                                         avoid=prediction if label is None else label)
     if choice is None:
         st.stop()
     st.caption(choice.description)

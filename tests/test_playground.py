@@ -232,3 +232,21 @@ def test_a_model_trained_on_a_folder_attacks_the_folders_test_images(playground,
     assert playground.selectbox(key="test_class").options == ["any class", *CLASSES]
     playground.selectbox(key="test_class").set_value("dog").run()
     assert messages(playground) == [] and "dog" in verdict(playground)  # the untrained model may get it wrong
+
+
+def test_a_chosen_target_starts_at_another_class_than_the_images(playground):
+    """Finding 8 of issue 30: the target class defaulted to the first class, which may be the true one."""
+    playground.radio(key="image_source").set_value("Test set").run()
+    playground.selectbox(key="test_class").set_value("T-shirt/top").run()
+    playground.radio(key="attack.target").set_value("a chosen class").run()
+    assert playground.selectbox(key="attack.target_class").value == "Trouser"
+
+
+def test_the_download_note_blames_resizing_only_for_an_attack_that_had_succeeded():
+    from app.playground.attack_views import _own_verdict
+
+    names = ["cat", "dog", "eel"]
+    assert _own_verdict(names, 1, 1, succeeded=True) == ", as the attacked input."
+    assert _own_verdict(names, 0, 1, succeeded=True) == ", not dog: resizing weakened the attack."
+    assert "resizing" not in _own_verdict(names, 0, 1, succeeded=False)
+    assert _own_verdict(names, 0, 1, succeeded=False).endswith("(the attack itself had not reached its goal).")

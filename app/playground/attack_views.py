@@ -98,11 +98,11 @@ def show_result(model, x: np.ndarray, trace: Trace, choice: AttackChoice, names:
                                                      lines, f"{choice.spec.loss} objective, restart {restart + 1}"),
                            key="steps")
         animation.image(steps_gif(path, x), caption="the iterates and their perturbation, step by step")
-    _downloads(model, x, x_adv, names, int(result.predictions[0]), image, options)
+    _downloads(model, x, x_adv, names, int(result.predictions[0]), bool(result.success[0]), image, options)
 
 
-def _downloads(model, x: np.ndarray, x_adv: np.ndarray, names: list[str], prediction: int, image: InputImage,
-               options: preprocess.Preprocessing) -> None:
+def _downloads(model, x: np.ndarray, x_adv: np.ndarray, names: list[str], prediction: int, succeeded: bool,
+               image: InputImage, options: preprocess.Preprocessing) -> None:
     """The exact model input (PNG and .npy), and the user's image at its own size with the perturbation
     carried back, each with the model's verdict on what the file holds."""
     png = images.encode_png(x_adv)
@@ -128,6 +128,14 @@ def _downloads(model, x: np.ndarray, x_adv: np.ndarray, names: list[str], predic
                                    ".npy. ")
                + f"Your image carries the perturbation resized to its {width}x{height} pixels (uploads over "
                f"{images.WORKING_SIDE} pixels are first shrunk to that); prepared for the model again, it is "
-               f"classified **{names[own_prediction]}**" + (", as the attacked input." if own_prediction == prediction
-                                                         else f", not {names[prediction]}: resizing weakened the "
-                                                         "attack."))
+               f"classified **{names[own_prediction]}**" + _own_verdict(names, own_prediction, prediction, succeeded))
+
+
+def _own_verdict(names: list[str], own: int, attacked: int, succeeded: bool) -> str:
+    """How the user's resized image compares with the attacked input: the same class, or another one,
+    which weakens the attack only where the attack had succeeded."""
+    if own == attacked:
+        return ", as the attacked input."
+    if succeeded:
+        return f", not {names[attacked]}: resizing weakened the attack."
+    return f", not {names[attacked]} as the attacked input (the attack itself had not reached its goal)."

@@ -11,6 +11,7 @@ from advcore import attacks
 from advcore.attacks import checks
 from advcore.cli.parsing import number
 from advcore.storage import data
+from app.text import counted
 
 # label -> (method, fixed options); every choice of the course assignment and the usual iterative ones
 METHODS = {
@@ -109,7 +110,7 @@ def describe(spec: attacks.AttackSpec) -> str:
     steps = f"{spec.steps} steps of {spec.effective_step_size:.4g}" if spec.steps > 1 else "one step"
     parts = [f"{spec.norm} eps {spec.eps:.4g}", steps, f"{spec.effective_scaling} scaling"]
     if spec.random_start:
-        parts.append(f"random start, {spec.restarts} restart(s)")
+        parts.append(f"random start, {counted(spec.restarts, 'restart')}")
     if spec.momentum:
         parts.append(f"momentum {spec.momentum:g}")
     return ", ".join(parts + [f"{spec.loss} loss", spec.target.replace("_", " ")])

@@ -15,6 +15,7 @@ import streamlit as st
 from advcore.storage import data, images, preprocess
 from app import model_widgets, registry, state
 from app.registry import ModelEntry
+from app.text import counted
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "samples"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"]
@@ -138,7 +139,8 @@ def preprocessing(image: InputImage, entry: ModelEntry) -> preprocess.Preprocess
                                   "needs inverting" if dark_background else "1 - x")
     contrast = right.checkbox("Auto-contrast", value=suggest_invert, key=f"contrast-{image.digest}",
                               help="stretch the 1st..99th percentile of the values to [0, 1]")
-    st.caption(f"Read as {image.pixels.shape[1]} x {image.pixels.shape[0]} px, {image.pixels.shape[2]} channel(s); "
-               f"the model takes {shape[1]} x {shape[0]} px, {shape[2]} channel(s)"
+    height, width, channels = image.pixels.shape
+    st.caption(f"Read as {width} x {height} px, {counted(channels, 'channel')}; "
+               f"the model takes {shape[1]} x {shape[0]} px, {counted(shape[2], 'channel')}"
                + (" · invert suggested: the background is light" if suggest_invert else ""))
     return preprocess.Preprocessing(fit=fit, invert=invert, autocontrast=contrast)

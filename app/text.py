@@ -1,12 +1,17 @@
-"""Text from files that other people may write (run names, statuses, errors, labels), shown through
-Streamlit's markdown as the characters it is."""
+"""Text for the pages: what other people may write in files (run names, statuses, errors, labels), shown
+through Streamlit's markdown as the characters it is, and counts with their nouns in agreement."""
 
 from __future__ import annotations
 
 import re
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$<>&])")  # CommonMark escapes any of these with a backslash
-_AFTER_COLON = "\u200b"  # a zero-width space: Streamlit reads :icon: and :material/x: codes, and bare URLs, past escapes
+_AFTER_COLON = "\u200b"  # a zero-width space: Streamlit reads :icon: codes and bare URLs past escapes
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """"1 epoch", "3 epochs", "1,000 images": a count and its noun, in the number that agrees."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
 
 
 def literal(text) -> str:

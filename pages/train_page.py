@@ -5,7 +5,7 @@ import streamlit as st
 from advcore.storage.runs import RunError, list_runs
 from advcore.training.config import ADVERSARIAL, ConfigError, TrainConfig, config_kind, phase
 from app import charts, jobs, state
-from app.text import literal
+from app.text import counted, literal
 from app.device import training_device
 from app.train import run_views, train_form
 from app.train.gan_form import gan_form
@@ -27,8 +27,8 @@ def _queued(config) -> None:
     state.select_run(run.id)
     st.session_state.pop(RUNS_TABLE, None)  # a ticked row would now point at another run: untick it
     st.session_state[SWITCH] = RUNS
-    st.session_state[FLASH] = (f"Queued run {run.id}: it starts as soon as a slot is free "
-                               f"({jobs.max_concurrent()} run(s) train at a time), whether or not this page stays open")
+    st.session_state[FLASH] = (f"Queued run {run.id}: it starts as soon as a slot is free ("
+                               f"{counted(jobs.max_concurrent(), 'run')} at a time), whether or not this page stays open")
 
 
 def new_run() -> None:
@@ -79,15 +79,15 @@ def actions(shot: run_views.Snapshot) -> None:
     where = run_views.progress(shot)
     unfinished = where["total"] is None or where["done"] < where["total"]
     interleaved = shot.config.get("schedule", {}).get("kind") == "interleaved"
-    unit = "cycles" if interleaved else "epochs"
+    unit = "cycle" if interleaved else "epoch"
     c1, c2, c3, c4 = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
     try:
         if shot.status["status"] in ("stopped", "failed") and unfinished and c1.button("Resume", key="resume"):
             jobs.resume(shot.run, root=state.root())
             st.rerun(scope="app")
         if where["total"] is not None:
-            more = c2.number_input(f"More {unit}", min_value=1, value=10, step=1, key="extend-by")
-            if c3.button(f"Extend by {more} {unit}", key="extend"):
+            more = c2.number_input(f"More {unit}s", min_value=1, value=10, step=1, key="extend-by")
+            if c3.button(f"Extend by {counted(more, unit)}", key="extend"):
                 jobs.resume(shot.run, more, root=state.root())
                 st.rerun(scope="app")
     except (RunError, ConfigError) as error:

@@ -430,7 +430,7 @@ def test_a_folder_dataset_is_previewed_and_trained_from_the_form(runs_root, tmp_
     assert not app.error
     counts = app.dataframe[0].value
     assert list(counts.index) == list(CLASSES) and (counts["train"] + counts["test"]).tolist() == [11, 11, 11]
-    assert any("3 classes" in c.value and "Passed over: 1 file(s) of other formats" in c.value for c in app.caption)
+    assert any("3 classes" in c.value and "Passed over: 1 file of other formats" in c.value for c in app.caption)
     assert len(app.main.get("image")) == 3 and any("32 x 32 px, crop" in c.value for c in app.caption)
     _set(app, "architecture", "mobilenet_v2")
     _submit(app)

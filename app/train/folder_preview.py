@@ -13,6 +13,7 @@ import streamlit as st
 
 from advcore.storage import folder_listing
 from app.pictures import show_grid
+from app.text import counted
 
 SAMPLES_SHOWN = 10  # classes with a sample picture
 
@@ -67,7 +68,8 @@ def show(path: str, image_size: int, fit: str) -> None:
     split_note = "its own train/val/test folders" if found.presplit else "a seeded split, 20% for testing"
     st.caption(f"{len(found.class_names)} classes, {int(counts.to_numpy().sum()):,} images ({split_note}); "
                f"damaged files are found when training starts, skipped and listed in the run's log."
-               + (f" Passed over: {len(found.passed_over)} file(s) of other formats." if found.passed_over else ""))
+               + (f" Passed over: {counted(len(found.passed_over), 'file')} of other formats." if found.passed_over
+                  else ""))
     st.dataframe(counts, height=min(320, 38 + 35 * len(counts)))
     pictures, captions = samples(path, image_size, fit)
     if len(pictures):

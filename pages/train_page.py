@@ -157,12 +157,11 @@ def runs_table(shots: list[run_views.Snapshot]) -> None:
         return
     table = run_views.runs_table(shots)
     st.session_state[RUNS_TABLE + "-ids"] = list(table["id"])
-    st.dataframe(table, hide_index=True, on_select=_pick_run, selection_mode="single-row",
-                 key=RUNS_TABLE, column_config={
-                     "last val acc": st.column_config.NumberColumn(format="percent"),
-                     "best val acc": st.column_config.NumberColumn(format="percent"),
-                     "best robust acc": st.column_config.NumberColumn(format="percent"),
-                     "summary": st.column_config.TextColumn(width="large")})
+    percent = st.column_config.NumberColumn(format="%.1f%%")  # one decimal for every figure
+    st.dataframe(table.assign(**{column: table[column].astype(float) * 100 for column in run_views.PERCENT_COLUMNS}),
+                 hide_index=True, on_select=_pick_run, selection_mode="single-row", key=RUNS_TABLE,
+                 placeholder="—", column_config={**dict.fromkeys(run_views.PERCENT_COLUMNS, percent),
+                                                 "summary": st.column_config.TextColumn(width="large")})
     if st.session_state.pop(RUNS_TABLE + "-picked", False):
         st.rerun()  # the whole page: the selected run's view is outside this fragment
 

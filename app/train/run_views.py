@@ -90,6 +90,7 @@ def run_row(shot: Snapshot) -> dict:
 
 TABLE_COLUMNS = ["name", "status", "epoch", "last val acc", "best val acc", "best robust acc", "summary", "problem",
                  "id"]  # the figures first: no scrolling to reach them
+PERCENT_COLUMNS = ("last val acc", "best val acc", "best robust acc")  # fractions, shown as percentages
 
 
 def runs_table(shots: list[Snapshot]) -> pd.DataFrame:

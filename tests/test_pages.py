@@ -424,6 +424,8 @@ def test_a_folder_dataset_is_previewed_and_trained_from_the_form(runs_root, tmp_
     assert any("no such folder" in e.value for e in app.error)
     [w for w in app.main.get("text_input") if w.key == "train_form.folder"][0].set_value(str(folder)).run()
     _set(app, "image_size", 32)
+    assert app.number_input(key="train_form.validation_size").value == 3 and not app.error  # 10% of 27
+    _set(app, "validation_size", 30)
     assert [e.value for e in app.error] == ["data.validation_size: the folder's training split holds 27 images; hold "
                                             "out fewer (10% is 3)"]
     _set(app, "validation_size", 3)

@@ -52,6 +52,7 @@ KEY = "train_form."
 STORE = KEY + "values"  # every field's value, shown or hidden
 APPLIED = KEY + "applied-preset"  # the preset whose values the fields last received
 SHOWN = KEY + "shown"  # whether the page's last run drew this form
+FOLDER_DEFAULT = KEY + "folder-validation"  # the validation size the last chosen folder proposed
 RECIPES_DIR = registry.PROJECT_ROOT / "assets" / "recipes"
 
 
@@ -198,6 +199,19 @@ def _folder_problems(values: dict) -> dict[str, list[str]]:
         return {"validation_size": [f"data.validation_size: the folder's training split holds {count:,} images; "
                                     f"hold out fewer (10% is {max(1, round(count / 10)):,})"]}
     return {}
+
+
+def _folder_validation() -> None:
+    """When a folder is chosen, its validation images default to 10% of its training split (the built-in
+    sets' 5,000 would be more than a small folder holds), unless the field holds a number typed by hand."""
+    path = st.session_state[KEY + "folder"].strip()
+    listing = folder_preview.listing(path) if path else None
+    if listing is None or isinstance(listing, str) or "val" in listing.splits:
+        return
+    current = st.session_state.get(KEY + "validation_size", DEFAULTS["validation_size"])
+    if current in (DEFAULTS["validation_size"], st.session_state.get(FOLDER_DEFAULT)):
+        value = max(1, round(len(listing.splits["train"][1]) / 10))
+        st.session_state[KEY + "validation_size"] = st.session_state[FOLDER_DEFAULT] = value
 
 
 def _apply_values(values: dict) -> None:
@@ -356,7 +370,7 @@ def _data_and_model(field: _Fields) -> None:
     field("text_input", "Run name", "name", max_chars=60)
     field("selectbox", "Dataset", "dataset", options=[*DATASETS, FOLDER],
           help="a built-in set, or a folder of your own with one sub-folder of images per class")
-    field("text_input", "Image folder", "folder", placeholder="/data/photos",
+    field("text_input", "Image folder", "folder", placeholder="/data/photos", on_change=_folder_validation,
           help="one sub-folder per class, images of any size (PNG, JPEG, BMP, GIF, WebP); train/, val/ and test/ "
                "sub-folders are kept, otherwise 20% of each class is set aside for testing")
     c1, c2 = st.columns(2)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers import kill_scheduler, free_port, wait_for
+from playwright import sync_api as playwright
 
 from advcore.storage.runs import list_runs
 
@@ -80,8 +81,27 @@ def open_train(page):
     page.get_by_role("button", name="Start training").wait_for()
 
 
+def settled(page) -> None:
+    """The form as a person starts typing into it: the runs view gone, the form's rerun over and none of
+    its old copy left. While a rerun is under way Streamlit still shows the elements of the last one,
+    faded, and what is typed into such a stale copy is gone when the new one replaces it."""
+    playwright.expect(page.get_by_text(re.compile(r"^All runs \("))).to_have_count(0, timeout=60_000)
+    page.wait_for_function("""() => {
+        const app = document.querySelector('[data-testid="stApp"]');
+        return app && !['running', 'rerunRequested'].includes(app.getAttribute('data-test-script-state'))
+            && !document.querySelector('[data-stale="true"]');
+    }""", timeout=60_000)
+    playwright.expect(page.get_by_label("Epochs", exact=True)).to_have_count(1)
+    page.get_by_role("button", name="Start training").wait_for()
+
+
+def alerts(page) -> str:
+    return " | ".join(page.locator('[data-testid="stAlert"]').all_inner_texts())
+
+
 def start_run(page, name: str, epochs: int | None):
     page.get_by_role("radio", name="New run", exact=True).click()
+    settled(page)
     page.get_by_label("Run name").fill(name)
     page.get_by_label("Training images (0 = all)").fill("1280")
     page.get_by_label("Validation images", exact=True).fill("200")
@@ -91,7 +111,10 @@ def start_run(page, name: str, epochs: int | None):
     else:
         page.get_by_label("Epochs", exact=True).fill(str(epochs))
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text(re.compile(f"Queued run \\S*-{re.escape(name)}-")).wait_for(timeout=120_000)  # this run's
+    try:
+        page.get_by_text(re.compile(f"Queued run \\S*-{re.escape(name)}-")).wait_for(timeout=120_000)  # this run's
+    except playwright.TimeoutError:
+        raise AssertionError(f"run {name} was not queued; the page says: {alerts(page)}") from None
 
 
 def badge(page, status: str):

@@ -8,7 +8,7 @@ import re
 import pytest
 from helpers import wait_for
 from playwright import sync_api as playwright
-from test_browser import new_page, open_train, streamlit_server
+from test_browser import alerts, new_page, open_train, settled, streamlit_server
 
 from advcore.storage.runs import list_runs
 
@@ -34,24 +34,6 @@ def type_into(page, label: str, text: str) -> None:
     box.press("Control+a")
     box.press_sequentially(text, delay=25)
     box.press("Tab")
-
-
-def settled(page) -> None:
-    """The form as a person starts typing into it: the runs view gone, the form's rerun over and none of
-    its old copy left. While a rerun is under way Streamlit still shows the elements of the last one,
-    faded, and what is typed into such a stale copy is gone when the new one replaces it."""
-    playwright.expect(page.get_by_text(re.compile(r"^All runs \("))).to_have_count(0, timeout=60_000)
-    page.wait_for_function("""() => {
-        const app = document.querySelector('[data-testid="stApp"]');
-        return app && !['running', 'rerunRequested'].includes(app.getAttribute('data-test-script-state'))
-            && !document.querySelector('[data-stale="true"]');
-    }""", timeout=60_000)
-    playwright.expect(page.get_by_label("Epochs", exact=True)).to_have_count(1)
-    page.get_by_role("button", name="Start training").wait_for()
-
-
-def alerts(page) -> str:
-    return " | ".join(page.locator('[data-testid="stAlert"]').all_inner_texts())
 
 
 def typed_values(attempt: int) -> tuple:

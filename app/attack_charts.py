@@ -67,7 +67,10 @@ def robustness_figure(cells) -> go.Figure:
         column = norms.index(curve["norm"].iloc[0]) + 1
         line = {"color": model_colour(model), "dash": DASHES[attacks.index(attack) % len(DASHES)]}
         figure.add_trace(go.Scatter(x=curve["eps"], y=curve["robust_accuracy"], mode="lines+markers",
-                                    name=f"{model} / {attack}", line=line), row=1, col=column)
+                                    name=f"{model} / {attack}", line=line, marker={"size": 9}), row=1, col=column)
+    for column, norm in enumerate(norms, start=1):  # from eps 0 to the largest: one eps is a point, not a speck
+        largest = float(cells.loc[cells["norm"] == norm, "eps"].max())
+        figure.update_xaxes(range=[0, 1.08 * largest if largest > 0 else 1], row=1, col=column)
     figure.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="robust accuracy", col=1)
     figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
     figure.update_layout(title="Robust accuracy vs eps", legend=LEGEND | {"y": -0.25, "yanchor": "top"},

@@ -49,3 +49,13 @@ def test_evaluate_history_and_ara_charts_draw_a_model_in_its_colour(runs):
     table = {"attack_rmse": [0.1, 0.2], "btr_rmse": [0.1, 0.3]}
     ara = interpret_views.ara_figure({first: table, second: table}, 10)
     assert [t.line.color for t in ara.data] == [colours.colour(first)] * 2 + [colours.colour(second)] * 2
+
+
+def test_a_robustness_chart_of_one_eps_spans_zero_to_that_eps():
+    """Finding 9 of issue 30: one eps drew tiny points on an axis from -0.5 to 1."""
+    cells = pd.DataFrame([{"model": "m", "attack": "pgd", "norm": norm, "eps": eps, "robust_accuracy": 0.5}
+                          for norm, eps in (("linf", 0.1), ("l2", 1.5))])
+    figure = attack_charts.robustness_figure(cells)
+    assert tuple(figure.layout.xaxis.range) == pytest.approx((0, 0.108))
+    assert tuple(figure.layout.xaxis2.range) == pytest.approx((0, 1.62))
+    assert all(trace.marker.size == 9 for trace in figure.data)

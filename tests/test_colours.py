@@ -3,6 +3,7 @@ and no two models share one while the palette lasts."""
 
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_pages import make_run
@@ -59,3 +60,21 @@ def test_a_robustness_chart_of_one_eps_spans_zero_to_that_eps():
     assert tuple(figure.layout.xaxis.range) == pytest.approx((0, 0.108))
     assert tuple(figure.layout.xaxis2.range) == pytest.approx((0, 1.62))
     assert all(trace.marker.size == 9 for trace in figure.data)
+
+
+def _cielab(hex_colour: str) -> np.ndarray:
+    """sRGB (D65) to CIELAB, from the standard formulas."""
+    rgb = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    linear = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ linear
+    f = np.where((ratio := xyz / np.array([0.95047, 1.0, 1.08883])) > 216 / 24389, np.cbrt(ratio),
+                 ratio * 24389 / 27 / 116 + 16 / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_every_two_model_colours_are_far_apart():
+    """Finding 9 of issue 30: two runs drew in near-identical pinks."""
+    labs = [_cielab(colour) for colour in colours.PALETTE]
+    closest = min(np.linalg.norm(a - b) for i, a in enumerate(labs) for b in labs[i + 1:])
+    assert len(colours.PALETTE) >= 20 and closest >= 30
+    assert np.linalg.norm(_cielab("#FF97FF") - _cielab("#DA60CA")) < 30  # the two pinks of the old palette

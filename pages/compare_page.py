@@ -56,8 +56,9 @@ def gather() -> tuple[dict, list, list]:
 def pending(waiting) -> None:
     for label, job in waiting:
         where = job.progress()
-        st.progress(min(1.0, where.get("done", 0) / 100), text=f"{label}: {where.get('cell', 'queued')} "
-                    f"({status_of(job)['status']})")
+        status = status_of(job)["status"]
+        doing = where.get("cell") or ("waiting for the worker" if status == "queued" else status)
+        st.progress(min(1.0, where.get("done", 0) / 100), text=f"{label}: {doing}")
 
 
 found, waiting, missing = gather()

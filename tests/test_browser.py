@@ -198,7 +198,7 @@ def test_playground_upload_attack_and_download(page, tmp_path):
     assert saved.name == "pullover-adversarial.png" and images.read_image(saved).shape == (28, 28, 1)
     sample = images.read_image(ROOT / "assets" / "samples" / "pullover.png")
     with page.expect_download() as download:  # the user's image at its own size, the perturbation resized
-        page.get_by_role("button", name=re.compile(r"Your image with the perturbation, PNG")).click()
+        page.get_by_role("button", name=re.compile(r"Your image, perturbed, PNG")).click()
     saved = tmp_path / download.value.suggested_filename
     download.value.save_as(saved)
     assert images.read_image(saved).shape == sample.shape and saved.name.startswith("pullover-adversarial-")
@@ -233,7 +233,8 @@ def test_start_training_with_a_ticked_row_shows_the_new_run(page, server):
 
 PAGES = ("Home", "Train", "History", "Playground", "Evaluate", "Interpret", "Compare", "Augmentation study")
 TRUNCATED = """() => Array.from(document.querySelectorAll(
-    '[data-testid="stWidgetLabel"] p, [data-testid="stCheckbox"] p, [role="combobox"], [data-testid="stMetricValue"]'))
+    '[data-testid="stWidgetLabel"] p, [data-testid="stCheckbox"] p, [role="combobox"], [data-testid="stMetricValue"], '
+    + '[data-testid="stDownloadButton"] button'))
   .filter(element => element.offsetParent !== null && element.scrollWidth > element.clientWidth + 1)
   .map(element => element.value || element.innerText)"""
 

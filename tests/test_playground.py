@@ -111,7 +111,7 @@ def test_targeted_attack_on_a_test_image_reaches_its_target_in_255_units(playgro
     assert float({m.label: m.value for m in playground.metric}["Linf distance"]) <= 0.1 * 255 / 255 + 1e-4
     assert [b.proto.label for b in playground.get("download_button")] == [
         "Model input, PNG (28x28)", "Model input, exact float32 array (.npy)",
-        "Your image with the perturbation, PNG (28x28)"]
+        "Your image, perturbed, PNG (28x28)"]
     assert any("prepared for the model again, it is classified **Bag**" in c.value for c in playground.caption)
 
 

@@ -120,7 +120,7 @@ def _downloads(model, x: np.ndarray, x_adv: np.ndarray, names: list[str], predic
         model, preprocess.prepare(images.to_uint8(own).reshape(own.shape).astype(np.float32) / 255, x.shape,
                                   options)[None]).argmax())
     height, width = own.shape[:2]
-    d3.download_button(f"Your image with the perturbation, PNG ({width}x{height})", images.encode_png(own),
+    d3.download_button(f"Your image, perturbed, PNG ({width}x{height})", images.encode_png(own),
                        f"{stem}-adversarial-{width}x{height}.png", "image/png", key="download_own", on_click="ignore")
     st.caption("The model-input PNG rounds every value to 8 bits (up to 0.5/255 of change); the .npy keeps the "
                "exact floats. " + ("The rounded PNG is classified the same as the exact input. " if png_prediction

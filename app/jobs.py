@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from advcore.evaluation import plans
 
 from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, list_runs, now, process_alive, process_start_ticks,
-                                  runs_root, safe_status)
+                                  runs_advcore, runs_root, safe_status)
 
 WATCH_SECONDS = 5.0  # how soon a dead scheduler is started again while runs wait
 _children: list[subprocess.Popen] = []  # processes this server started, reaped so none lingers as a zombie
@@ -89,7 +89,8 @@ def resume(run: Run, more: int = 0, root: Path | None = None) -> None:
 def stop(run: Run) -> str:
     """Asks a run to stop, and says what happened: a queued run stops at once, a training one after its
     current batch. Only a process proven to be the run's own (`Run.owner`) is signalled; otherwise the
-    run is marked stopping, for its process to see, and the answer says it could not be reached."""
+    run is only marked stopping (no training process watches for that yet) and the answer says its process
+    could not be reached."""
     status = run.status()
     if status["status"] not in LIVE_STATUSES:
         raise RunError(f"run {run.id} is {status['status']}, not running")
@@ -176,7 +177,7 @@ def ensure_worker(root: Path | None = None) -> None:
         _reap()
         try:
             record = files.read_json(worker.worker_file(root), "worker record")
-            alive = process_alive(record["pid"], record.get("pid_start"))
+            alive = process_alive(record["pid"], record.get("pid_start")) and runs_advcore(record["pid"])
         except (files.FileProblem, KeyError):
             alive = False
         if waiting and not alive:

@@ -27,8 +27,9 @@ def _queued(config) -> None:
     state.select_run(run.id)
     st.session_state.pop(RUNS_TABLE, None)  # a ticked row would now point at another run: untick it
     st.session_state[SWITCH] = RUNS
-    st.session_state[FLASH] = (f"Queued run {run.id}: it starts as soon as a slot is free ("
-                               f"{counted(jobs.max_concurrent(), 'run')} at a time), whether or not this page stays open")
+    st.session_state[FLASH] = (f"Queued run {run.id}: it starts as soon as a slot is free "
+                               f"({counted(jobs.max_concurrent(), 'run')} at a time), whether or not this page "
+                               "stays open")
 
 
 def new_run() -> None:
@@ -54,7 +55,8 @@ def header(shot: run_views.Snapshot) -> None:
     colour = {"finished": "green", "stopped": "orange", "failed": "red"}.get(status["status"], "blue")
     st.markdown(f"Status: :{colour}-badge[{status['status']}]"
                 + (f" · epoch phase: :{'red' if epoch_phase == ADVERSARIAL else 'gray'}-badge[{epoch_phase}]"
-                   if shot.live and epoch_phase else "") + f" · {literal(status.get('device', 'device not known yet'))}")
+                   if shot.live and epoch_phase else "")
+                + f" · {literal(status.get('device', 'device not known yet'))}")
     c1, c2, c3 = st.columns(3)
     c1.metric("Epochs done", f"{where['done']} / {where['total'] or '∞'}")
     c2.metric("Wall time", run_views.duration(where["elapsed"]))

@@ -251,24 +251,32 @@ def test_links_inside_a_run_to_models_checkpoints_samples_and_names_are_not_foll
     assert not any(entry.path == run.model_path for entry in registry._runs(runs_root))
 
 
-def test_a_linked_lock_file_is_never_opened_for_writing(runs_root, tmp_path, advcore_process):
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_a_linked_or_fifo_lock_file_is_never_opened_for_writing(runs_root, tmp_path, advcore_process, kind):
     target = tmp_path / "not-a-lock"
     target.write_text("precious\n")
     run = with_status(runs_root, "lock-link", pid=advcore_process.pid)  # no start time: the lock would decide
-    run.lock_path.symlink_to(target)
+    if kind == "link":
+        run.lock_path.symlink_to(target)
+    else:
+        os.mkfifo(run.lock_path)
     assert run.owner() is None and run.status()["status"] == "failed"
     assert target.read_text() == "precious\n"
+    train_page(run)
 
 
-def test_an_evaluation_workers_record_with_a_wild_pid_starts_a_new_worker(runs_root):
+@pytest.mark.parametrize("record", ["wild", "bystander"])
+def test_an_evaluation_workers_record_naming_no_worker_starts_a_new_one(runs_root, bystander, record):
     from advcore.evaluation import worker
 
     worker.worker_file(runs_root).parent.mkdir(parents=True)
-    worker.worker_file(runs_root).write_text(json.dumps({"pid": 2**40, "pid_start": "x"}))
+    named = {"wild": {"pid": 2**40, "pid_start": "x"},  # an alive process that is not AdvLab's holds no worker slot
+             "bystander": {"pid": bystander.pid, "pid_start": process_start_ticks(bystander.pid)}}[record]
+    worker.worker_file(runs_root).write_text(json.dumps(named))
     Run.create({"kind": "plan"}, worker.evaluations_root(runs_root), "queued-eval")
     try:
         jobs.ensure_worker(runs_root)
-        assert 1 < worker_pid(runs_root) < 2**22
+        assert 1 < worker_pid(runs_root) < 2**22 and worker_pid(runs_root) != named["pid"]  # a worker of its own
     finally:
         kill_worker(runs_root)
 

@@ -323,7 +323,8 @@ def _run_check_model(args) -> None:
     if warning:
         print(f"warning: {args.path.name}: {warning}", file=sys.stderr)
     print(json.dumps({"parameters": model.count_params(), "input_shape": list(model.inputs[0].shape[1:]),
-                      "classes": int(model.outputs[0].shape[-1]), "output_activation": models.output_activation(model)}))
+                      "classes": int(model.outputs[0].shape[-1]),
+                      "output_activation": models.output_activation(model)}))
 
 
 def _run_scheduler(args) -> None:

@@ -37,7 +37,8 @@ def number(text: str) -> float:
     text = text.strip()
     parts = [part.strip() for part in text.split("/")]
     if len(text) > 100 or len(parts) > 2 or not all(_DECIMAL.fullmatch(part) for part in parts):
-        raise argparse.ArgumentTypeError(f"not a number: {_shown(text)} (use e.g. 0.03, 8/255 or 3e-2: ASCII digits, an exponent of three digits at most)")
+        raise argparse.ArgumentTypeError(f"not a number: {_shown(text)} (use e.g. 0.03, 8/255 or 3e-2: ASCII "
+                                         "digits, an exponent of three digits at most)")
     try:
         value = float(Fraction(text))
     except ZeroDivisionError:

@@ -42,7 +42,7 @@ class FileProblem(ValueError):
     """A file that cannot be read safely, or a JSON file that does not hold an object, with the reason."""
 
 
-def _opened(path: str | os.PathLike, flags: int, mode: int = 0o644) -> int:
+def open_regular(path: str | os.PathLike, flags: int, mode: int = 0o644) -> int:
     """A descriptor of a regular file opened with `flags`, never through a symbolic link (a FileProblem);
     non-blocking, so a FIFO planted in its place cannot hang the caller before it is refused."""
     try:
@@ -61,7 +61,7 @@ def open_append(path: str | os.PathLike, binary: bool = False):
     """A log opened for appending (created if missing), line-buffered as text: never through a symbolic
     link, never anything but a regular file, so a link planted in a shared folder cannot make AdvLab
     write into a file outside it."""
-    handle = _opened(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    handle = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     return os.fdopen(handle, "ab" if binary else "a", buffering=0 if binary else 1)
 
 
@@ -69,7 +69,7 @@ def read_bounded(path: str | os.PathLike, limit: int, *, tail: bool = False) -> 
     """A regular file's bytes, never through a symbolic link and never more than `limit` of them: a larger
     file is a FileProblem, or with `tail` its last `limit` bytes. Files of a shared folder may be links to
     anything (/etc/shadow), FIFOs that block a reader for ever, or gigabytes: all are refused before a read."""
-    handle = _opened(path, os.O_RDONLY)
+    handle = open_regular(path, os.O_RDONLY)
     try:
         info = os.fstat(handle)
         if info.st_size > limit and not tail:

@@ -35,7 +35,7 @@ def _holder_pid(path: Path) -> int | None:
 def _try_lock(path: Path) -> int | None:
     """An open descriptor holding the lock, or None when another process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = files._opened(path, os.O_RDWR | os.O_CREAT)
+    handle = files.open_regular(path, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

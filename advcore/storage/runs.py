@@ -258,13 +258,13 @@ class Run:
         return pid if proven and runs_advcore(pid) else None
 
     def _lock_holder(self) -> int | None:
+        """The pid in the run's lock file while a process holds it; None for a lock that is free, a link,
+        a FIFO or unreadable (such a file is never opened for writing)."""
         from advcore.storage import locks  # (locks imports nothing of the run store)
 
-        if self.lock_path.is_symlink():
-            return None
         try:
             return locks.holder(self.lock_path)
-        except OSError:
+        except (OSError, files.FileProblem):
             return None
 
     def history(self) -> pd.DataFrame:

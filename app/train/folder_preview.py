@@ -41,7 +41,7 @@ def samples(path: str, image_size: int, fit: str) -> tuple[np.ndarray, list[str]
     paths, labels = found.splits["train"]
     try:
         height, width, channels = folder_listing.default_input_shape(found)
-    except folder_listing.FolderError:  # every class's first image damaged: no samples, training says why
+    except folder_listing.FolderError:  # no class has a readable image among its first: training says why
         return np.zeros((0, 1, 1, 1), np.float32), []
     decoding = image_folder.Decoding(image_size or height, image_size or width, channels, fit)
     pictures, captions = [], []

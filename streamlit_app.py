@@ -1,8 +1,9 @@
-"""AdvLab dashboard entry point: `streamlit run streamlit_app.py`."""
+"""AdvLab dashboard: the navigation over the pages. `python -m app.server` serves it (see app/server.py)."""
 
 import streamlit as st
 
 from app import registry, state
+from app.navigation import PAGES
 
 HOME = """
 # AdvLab
@@ -36,25 +37,19 @@ activations | traverse | explain | ara | profile --help`.
 
 
 # Page files are not named like their URLs: a pages/ folder also makes Streamlit route
-# /<file name> to the file itself, bypassing this navigation, on a browser's first request.
-TRAIN = st.Page("pages/train_page.py", title="Train", url_path="train")
-HISTORY = st.Page("pages/history_page.py", title="History", url_path="history")
-EVALUATE = st.Page("pages/evaluate_page.py", title="Evaluate", url_path="evaluate")
-PLAYGROUND = st.Page("pages/playground_page.py", title="Playground", url_path="playground")
-INTERPRET = st.Page("pages/interpret_page.py", title="Interpret", url_path="interpret")
-COMPARE = st.Page("pages/compare_page.py", title="Compare", url_path="compare")
-STUDY = st.Page("pages/study_page.py", title="Augmentation study", url_path="study")
+# /<file name> to the file itself, bypassing this navigation (see app/server.py).
+PAGE = {url: st.Page(path, title=title, url_path=url) for url, (path, title) in PAGES.items()}
 
 
 def home() -> None:
     st.markdown(HOME)
-    st.page_link(TRAIN, label="Start training")
-    st.page_link(HISTORY, label="Compare histories")
-    st.page_link(PLAYGROUND, label="Attack an image")
-    st.page_link(EVALUATE, label="Measure robustness")
-    st.page_link(INTERPRET, label="See what a model draws")
-    st.page_link(COMPARE, label="Standard vs robust, side by side")
-    st.page_link(STUDY, label="Compare augmentations: none, FGSM, GAN samples, unrestricted")
+    st.page_link(PAGE["train"], label="Start training")
+    st.page_link(PAGE["history"], label="Compare histories")
+    st.page_link(PAGE["playground"], label="Attack an image")
+    st.page_link(PAGE["evaluate"], label="Measure robustness")
+    st.page_link(PAGE["interpret"], label="See what a model draws")
+    st.page_link(PAGE["compare"], label="Standard vs robust, side by side")
+    st.page_link(PAGE["study"], label="Compare augmentations: none, FGSM, GAN samples, unrestricted")
     st.subheader("Ready-made models")
     st.caption("Trained on this project's CPU machine from the configs in `assets/models`; every figure of "
                "their cards is measured by `python assets/models/build.py card NAME`. Their training runs "
@@ -67,5 +62,4 @@ def home() -> None:
 
 
 st.set_page_config(page_title="AdvLab", layout="wide")
-st.navigation([st.Page(home, title="Home", default=True), TRAIN, HISTORY, PLAYGROUND, EVALUATE,
-               INTERPRET, COMPARE, STUDY]).run()
+st.navigation([st.Page(home, title="Home", default=True), *PAGE.values()]).run()

@@ -88,7 +88,7 @@ def watch_cost(root: Path, seconds: float) -> float | None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = os.environ | {"ADVLAB_RUNS_DIR": str(root), "ADVLAB_MAX_RUNS": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
+    server = subprocess.Popen([sys.executable, "-m", "app.server", "--server.port",
                                str(port), "--server.headless", "true"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.environ["ADVLAB_RUNS_DIR"] = str(root)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,3 +49,20 @@ def test_the_step_chart_keeps_its_legend_off_the_subplot_titles():
 
     figure = attack_charts.step_figure(np.zeros(5), np.full((5, 3), 1 / 3), {"a": 0, "b": 1}, "ce objective")
     assert figure.layout.legend.y < 0 and figure.layout.legend.yanchor == "top"  # under the plots
+
+
+def test_the_server_takes_streamlit_options_as_streamlit_run_does():
+    from app import server
+
+    assert server.options(["--server.port", "8502", "--server.headless", "False", "--server.fileWatcherType",
+                           "none"]) == {"server.port": 8502, "server.headless": False, "server.fileWatcherType": "none"}
+    for wrong in (["--server.port"], ["server.port", "8502"]):
+        with pytest.raises(SystemExit, match="usage"):
+            server.options(wrong)
+
+
+def test_every_page_opened_by_url_gets_the_servers_base():
+    from app import server
+
+    html = server.page_html()
+    assert html.index(server.BASE_HINT) < html.index("<script type=\"module\"")  # set before Streamlit loads

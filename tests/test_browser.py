@@ -26,7 +26,7 @@ def streamlit_server(runs: Path, max_runs: int = 1):
     port = free_port()
     env = os.environ | {"ADVLAB_RUNS_DIR": str(runs), "ADVLAB_MAX_RUNS": str(max_runs), "TF_CPP_MIN_LOG_LEVEL": "2",
                         "ADVLAB_UPLOADS_DIR": str(runs.parent / "uploads")}
-    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless",
+    process = subprocess.Popen([sys.executable, "-m", "app.server", "--server.headless",
                                 "true", "--server.port", str(port), "--server.fileWatcherType", "none"],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://localhost:{port}"

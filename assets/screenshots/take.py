@@ -37,7 +37,7 @@ def free_port() -> int:
 def serve(runs: Path, port: int) -> subprocess.Popen:
     env = os.environ | {"ADVLAB_RUNS_DIR": str(runs), "ADVLAB_UPLOADS_DIR": str(runs.parent / "uploads"),
                         "ADVLAB_MAX_RUNS": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless",
+    server = subprocess.Popen([sys.executable, "-m", "app.server", "--server.headless",
                                "true", "--server.port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     for _ in range(300):

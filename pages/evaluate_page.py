@@ -18,7 +18,7 @@ if submitted is not None:
     plan, name = submitted
     job = jobs.submit_evaluation(plan, state.root(), name)
     st.query_params["evaluation"] = job.id
-    st.success(f"Queued evaluation {job.id}: {counted(len(plan.cells()), 'cell')} on {counted(plan.count, 'image')}")
+    st.toast(f"Queued evaluation {job.id}: {counted(len(plan.cells()), 'cell')} on {counted(plan.count, 'image')}")
     evaluations = {job.id: job for job in jobs.list_evaluations(state.root())}
 if not evaluations:
     st.info("No evaluations yet: choose models and attacks above, then Evaluate.")

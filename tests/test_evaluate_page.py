@@ -52,7 +52,7 @@ def test_bad_values_are_explained_and_nothing_is_queued(page, values, message):
 
 def test_an_evaluation_runs_in_the_background_and_shows_curves_matrix_and_downloads(page):
     assert submit(page, count=200, sanity=False, unit="/255", linf="0, 12.75, 25.5", name="mine") == []
-    assert "Queued evaluation" in page.success[0].value
+    assert "Queued evaluation" in page.toast[0].value  # gone once it runs, unlike a banner
     wait_for(lambda: "finished" in str([m.value for m in page.run().markdown]), interval=0.5)
     assert "Status: :green-badge[finished]" in [m.value for m in page.markdown]
     assert "-mine-" in page.selectbox[0].value

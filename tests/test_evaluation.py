@@ -73,7 +73,11 @@ def test_run_plan_equals_the_robustness_curve(finished, fashion):
     ours = results.frame().query("model == 'standard' and attack == 'pgd'")
     np.testing.assert_array_equal(ours["eps"], curve["eps"])
     np.testing.assert_array_equal(ours["robust_accuracy"], curve["robust_accuracy"])
-    assert reports[-1]["done"] == reports[-1]["total"] == 8  # one slice of 1000 images per cell
+    assert reports[-1]["done"] == reports[-1]["total"] == 8 * 1000  # one pass of 1000 images per cell
+    assert reports[-1]["fraction"] == 1.0 and reports[-1]["unit"] == "image-attacks"
+    assert {r["total"] for r in reports} == {8000}  # known from the first report on
+    for earlier, later in zip(reports, reports[1:]):
+        assert earlier["done"] <= later["done"] and earlier["fraction"] <= later["fraction"]
 
 
 def test_a_ce_and_margin_cell_is_their_per_sample_worst_case_however_sliced(tmp_path):

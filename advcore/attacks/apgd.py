@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from advcore import graphs
+from advcore.attacks import progress
 from advcore.attacks import rows as rows_random
 from advcore.attacks.gradient import AttackResult
 from advcore.attacks.norms import NORMS, SCALINGS
@@ -63,6 +64,11 @@ class Apgd:
         needed = {"ce": 2, "dlr": 3, "dlr_targeted": max(4, self.targets + 1)}[self.loss]
         require(classes >= needed, f"APGD with the {self.loss} loss (targets={self.targets}) needs a model of at "
                                    f"least {needed} classes, this one has {classes}")
+
+    @property
+    def cost(self) -> int:
+        """Model evaluations per image at most (see `progress`): what this attack weighs in an estimate."""
+        return self.steps * len(self.runs()) * self.eot * progress.GRADIENT
 
     def runs(self) -> list[tuple[int, int]]:
         """(target rank, run index) of each run: rank 0 for untargeted losses, else 2..targets+1."""

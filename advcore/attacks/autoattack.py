@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import keras
 import numpy as np
 
+from advcore.attacks import progress
 from advcore.attacks.apgd import Apgd, apgd
 from advcore.attacks.checks import checked_batch
 from advcore.attacks.fab import FabT, fab_t
@@ -94,13 +95,15 @@ def autoattack(model: keras.Model, x, y, *, eps: float, norm: str = "linf", vers
     broken_by = np.where(np.argmax(clean_logits(model, x, batch_size), -1) == labels, "", CLEAN).astype(object)
     x_adv = x.copy()
     accuracy_after = {CLEAN: float(np.mean(broken_by == ""))}
-    for name, setting in components:
+    stages = [f"{name} ({i} of {len(components)})" for i, (name, _) in enumerate(components, 1)]
+    for (name, setting), share in zip(components, progress.parts([s.cost for _, s in components], stages)):
         todo = np.flatnonzero(broken_by == "")
-        if len(todo) and eps > 0:  # a zero budget leaves every image as it is
-            result = RUNNERS[type(setting)](model, x[todo], labels[todo], setting, seed=seed, indices=indices[todo],
-                                            batch_size=batch_size)
-            broken = todo[result.success]
-            broken_by[broken], x_adv[broken] = name, result.x_adv[result.success]
+        with share:
+            if len(todo) and eps > 0:  # a zero budget leaves every image as it is
+                result = RUNNERS[type(setting)](model, x[todo], labels[todo], setting, seed=seed,
+                                                indices=indices[todo], batch_size=batch_size)
+                broken = todo[result.success]
+                broken_by[broken], x_adv[broken] = name, result.x_adv[result.success]
         accuracy_after[name] = float(np.mean(broken_by == ""))
         if report:
             report(name, accuracy_after[name])

@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from advcore import graphs
+from advcore.attacks import progress
 from advcore.attacks import rows as rows_random
 from advcore.attacks.gradient import AttackResult
 from advcore.attacks.norms import NORMS
@@ -56,6 +57,11 @@ class FabT:
     def check_classes(self, classes: int) -> None:
         require(classes > self.targets, f"FAB-T with {self.targets} target classes needs a model of at least "
                                         f"{self.targets + 1} classes, this one has {classes}")
+
+    @property
+    def cost(self) -> int:
+        """Model evaluations per image at most (see `progress`): a step takes the gradients of two logits."""
+        return self.steps * len(self.runs()) * (progress.FORWARD + 2 * progress.GRADIENT)
 
     def runs(self) -> list[tuple[int, int]]:
         """(target rank, run index) of each run: ranks 2..targets+1, `restarts` runs each."""

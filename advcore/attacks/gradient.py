@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from advcore import graphs
+from advcore.attacks import progress
 from advcore.attacks import rows as rows_random
 from advcore.attacks.checks import checked_inputs
 from advcore.attacks.norms import NORMS, SCALINGS, l1_norm, l2_norm, linf_norm
@@ -285,6 +286,7 @@ def attack(model: keras.Model, x, y, spec: AttackSpec, *, target=None, batch_siz
         out = run(x[first:first + stretch], labels[first:first + stretch], spec.eps, spec.effective_step_size,
                   spec.steps, spec.restarts, spec.momentum, seed, first_index + first, batch_size)
         outputs.append({key: value.numpy() for key, value in out.items()})
+        progress.advance((first + stretch) / len(x))
     merged = {key: np.concatenate([o[key] for o in outputs]) for key in outputs[0]}
     return AttackResult(
         x_adv=merged["x_adv"], success=merged["success"], loss=merged["loss"],

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from advcore import graphs
+from advcore.attacks import progress
 from advcore.attacks.checks import checked_batch
 from advcore.attacks.gradient import AttackResult
 from advcore.attacks.spec import is_int, require
@@ -35,7 +36,7 @@ def attack_remaining(model: keras.Model, x: np.ndarray, labels: np.ndarray, runs
     ranked = np.argsort(-logits, axis=1, kind="stable")
     best = {"x_adv": x.copy(), "success": ranked[:, 0] != labels, "logits": logits,
             "loss": np.full(len(x), -np.inf, np.float32)}
-    for rank, run_index in runs:
+    for run, (rank, run_index) in enumerate(runs):
         todo = np.flatnonzero(~best["success"])
         for first in range(0, len(todo), batch_size):
             rows = todo[first:first + batch_size]
@@ -44,6 +45,7 @@ def attack_remaining(model: keras.Model, x: np.ndarray, labels: np.ndarray, runs
             better = out["success"] | (out["loss"] > best["loss"][rows])
             for key in best:
                 best[key][rows[better]] = out[key][better]
+            progress.advance((run + (first + len(rows)) / len(todo)) / len(runs))
     delta = (best["x_adv"] - x).reshape(len(x), -1)
     return AttackResult(x_adv=best["x_adv"], success=best["success"], loss=best["loss"],
                         linf=np.abs(delta).max(1, initial=0.0), l2=np.sqrt(np.square(delta).sum(1)), labels=labels,

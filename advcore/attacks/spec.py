@@ -9,6 +9,7 @@ from typing import Literal
 
 import numpy as np
 
+from advcore.attacks import progress
 from advcore.attacks.norms import NORMS, SCALING_NORM, SCALINGS
 from advcore.training.config import MIN_EPS
 
@@ -84,6 +85,11 @@ class AttackSpec:
     @property
     def targeted(self) -> bool:
         return self.target != "untargeted"
+
+    @property
+    def cost(self) -> int:
+        """Model evaluations per image at most (see `progress`): what this attack weighs in an estimate."""
+        return self.steps * self.restarts * progress.GRADIENT
 
     def replace(self, **changes) -> "AttackSpec":
         return dataclasses.replace(self, **changes)

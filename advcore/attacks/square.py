@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from advcore import graphs
+from advcore.attacks import progress
 from advcore.attacks import rows as rows_random
 from advcore.attacks.gradient import AttackResult
 from advcore.attacks.norms import NORMS
@@ -56,6 +57,11 @@ class Square:
 
     def check_classes(self, classes: int) -> None:
         """Any classifier will do: the margin needs two classes, which every model AdvLab loads has."""
+
+    @property
+    def cost(self) -> int:
+        """Model evaluations per image at most (see `progress`): one forward pass a query."""
+        return self.queries * self.restarts * progress.FORWARD
 
     def runs(self) -> list[tuple[int, int]]:
         return [(0, restart) for restart in range(self.restarts)]

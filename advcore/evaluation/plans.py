@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from advcore import attacks, models
-from advcore.attacks import autoattack
-from advcore.evaluation import robustness
+from advcore.attacks import autoattack, progress
+from advcore.evaluation import robustness, tracking
 from advcore.storage import data, files
 from advcore.training.config import WORST_OF_LOSSES
 
@@ -64,6 +64,13 @@ class AttackRef:
         if self.options.get("loss") == WORST_OF_LOSSES:
             return [attacks.build(self.method, eps, **(self.options | {"loss": loss})) for loss in attacks.LOSSES]
         return [attacks.build(self.method, eps, **self.options)]
+
+    def passes(self, eps: float, classes: int) -> list[tuple[str, int]]:
+        """(name, model evaluations per image) of each pass an image goes through (`evaluation.tracking`)."""
+        if self.method == AUTOATTACK:
+            return [(name, setting.cost) for name, setting in
+                    autoattack.settings_of(self.options.get("version", "standard"), self.norm, eps, classes)]
+        return [(spec.loss, spec.cost) for spec in self.specs(eps)]
 
     def check(self, eps: float, classes: int) -> None:
         """Builds the attack at `eps`: a ValueError says what is wrong with it."""
@@ -190,23 +197,21 @@ def run_plan(plan: Plan, out: Path, *, should_stop: Callable[[], bool] = lambda:
     x, y = dataset.test.x[:plan.count], dataset.test.y[:plan.count]
     names = list(dataset.class_names)
     results = Results(plan, names)
-    cells, step = plan.cells(), slice_size(plan.batch_size)
-    work = len(cells) * math.ceil(len(x) / step)
-    done, started, current = 0, time.perf_counter(), None
-    for model_ref, attack_ref, eps in cells:  # model by model
+    work = plan_work(plan, len(x), dataset.num_classes)
+    tracker, current = tracking.Tracker(list(work.values()), report), None
+    for model_ref, attack_ref, eps in plan.cells():  # model by model
         if model_ref != current:
             current, model = model_ref, load_model(model_ref.path)
             models.check_compatible(model, dataset.input_shape, dataset.num_classes)
             clean = robustness.predict_logits(model, x, plan.batch_size).argmax(-1) == y
         begun, measured = time.perf_counter(), []
-        for first in range(0, len(x), step):
-            if should_stop():
-                return "stopped", results
-            measured.append(attack_ref.measure(model, x[first:first + step], y[first:first + step], eps,
-                                               batch_size=plan.batch_size, seed=plan.seed, first_index=first))
-            done += 1
-            report({"done": done, "total": work, "elapsed": time.perf_counter() - started,
-                    "cell": f"{model_ref.label} / {attack_ref.name} / eps {eps:g}"})
+        with tracker.doing(work[model_ref.label, attack_ref.name, eps]):
+            for (first, last), share in _slices(len(x), slice_size(plan.batch_size)):
+                if should_stop():
+                    return "stopped", results
+                with share:
+                    measured.append(attack_ref.measure(model, x[first:last], y[first:last], eps,
+                                                       batch_size=plan.batch_size, seed=plan.seed, first_index=first))
         robust = np.concatenate([m.robust for m in measured])
         results.rows.append({"model": model_ref.label, "attack": attack_ref.name, "norm": attack_ref.norm, "eps": eps,
                              "clean_accuracy": float(clean.mean()), "robust_accuracy": float(robust.mean()),
@@ -216,10 +221,38 @@ def run_plan(plan: Plan, out: Path, *, should_stop: Callable[[], bool] = lambda:
             _autoattack_breakdown(results, model_ref, attack_ref, np.concatenate([m.broken_by for m in measured]))
         if eps == max(plan.eps[attack_ref.norm]):
             _finish_curve(results, model_ref, attack_ref)
-            if plan.sanity and attack_ref == plan.attacks[-1] and max(plan.eps[attack_ref.norm]) > 0:
-                _sanity(results, model_ref, model, x, y, plan, attack_ref.norm)
+            if (model_ref.label, SANITY) in work and attack_ref == plan.attacks[-1]:
+                results.save(out)  # the cell's results are shown while the checks run
+                with tracker.doing(work[model_ref.label, SANITY]):
+                    _sanity(results, model_ref, model, x, y, plan, attack_ref.norm)
         results.save(out)
     return "finished", results
+
+
+SANITY = "sanity checks"  # the work key of a model's gradient-masking checks
+
+
+def plan_work(plan: Plan, count: int, classes: int) -> dict:
+    """The plan's work in order, known before the first image: (model label, attack name, eps) per
+    cell and (model label, SANITY) per model checked -> `tracking.Work`."""
+    work = {}
+    for model_ref, attack_ref, eps in plan.cells():
+        passes = attack_ref.passes(eps, classes)
+        work[model_ref.label, attack_ref.name, eps] = tracking.Work(f"{model_ref.label} / {attack_ref.name} / eps {eps:g}",
+                                                         count * len(passes), count * sum(c for _, c in passes))
+        last_attack = plan.attacks[-1]
+        if plan.sanity and attack_ref == last_attack and eps == max(plan.eps[last_attack.norm]) > 0:
+            passes, costs = robustness.sanity_cost()
+            work[model_ref.label, SANITY] = tracking.Work(f"{model_ref.label} / gradient-masking checks",
+                                                    count * sum(passes), count * sum(costs))
+    return work
+
+
+def _slices(count: int, step: int) -> list:
+    """((first, last), its `attacks.progress.part`) of each slice of images."""
+    bounds = [(first, min(first + step, count)) for first in range(0, count, step)]
+    return list(zip(bounds, progress.parts([last - first for first, last in bounds], [None] * len(bounds),
+                                           [last - first for first, last in bounds])))
 
 
 def _autoattack_breakdown(results: Results, model_ref: ModelRef, attack_ref: AttackRef, broken_by: np.ndarray) -> None:

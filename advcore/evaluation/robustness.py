@@ -18,7 +18,7 @@ import pandas as pd
 import tensorflow as tf
 
 from advcore import attacks, models
-from advcore.attacks import AttackSpec, autoattack
+from advcore.attacks import AttackSpec, autoattack, progress
 from advcore.attacks.norms import NORMS
 from advcore.attacks.remaining import clean_logits
 
@@ -83,10 +83,14 @@ def worst_case_accuracy(model: keras.Model, x, y, specs: Sequence[AttackSpec], *
     """
     if not specs:
         raise ValueError("worst_case_accuracy needs at least one attack")
-    outcomes = tuple(robust_accuracy(model, x, y, spec, batch_size=batch_size, seed=seed, first_index=first_index)
-                     for spec in specs)
+    stages = [f"{spec.loss} loss" if len(specs) > 1 else None for spec in specs]
+    outcomes = []
+    for spec, share in zip(specs, progress.parts([spec.cost for spec in specs], stages)):
+        with share:
+            outcomes.append(robust_accuracy(model, x, y, spec, batch_size=batch_size, seed=seed,
+                                            first_index=first_index))
     robust = np.logical_and.reduce([outcome.robust for outcome in outcomes])
-    return WorstCase(outcomes[0].clean_accuracy, float(robust.mean()), robust, outcomes,
+    return WorstCase(outcomes[0].clean_accuracy, float(robust.mean()), robust, tuple(outcomes),
                      sum(outcome.seconds for outcome in outcomes))
 
 
@@ -106,10 +110,11 @@ def robustness_curve(model: keras.Model, x, y, spec: AttackSpec | Sequence[Attac
     if len(eps_values) == 0:
         raise ValueError("eps_values is empty: give at least one eps")
     specs = [spec] if isinstance(spec, AttackSpec) else list(spec)
-    rows = []
-    for eps in sorted(float(e) for e in eps_values):
-        outcome = worst_case_accuracy(model, x, y, [s.replace(eps=eps) for s in specs], batch_size=batch_size,
-                                      seed=seed)
+    rows, grid = [], sorted(float(e) for e in eps_values)
+    for eps, share in zip(grid, progress.parts([1.0] * len(grid), [None] * len(grid))):
+        with share:
+            outcome = worst_case_accuracy(model, x, y, [s.replace(eps=eps) for s in specs], batch_size=batch_size,
+                                          seed=seed)
         rows.append({"eps": eps, "robust_accuracy": outcome.robust_accuracy,
                      "clean_accuracy": outcome.clean_accuracy, "seconds": outcome.seconds})
     return pd.DataFrame(rows)
@@ -238,23 +243,32 @@ def autoattack_flags(row: Mapping, tolerance: float) -> list[SanityFlag]:
     return flags
 
 
+SANITY_STAGES = ("zero gradients", "single step", "PGD at eps/4, eps/2, eps", "unbounded PGD")
+
+
+def sanity_cost(steps: int = 20) -> tuple[list[int], list[int]]:
+    """Per stage of `sanity_checks`: its passes and its model evaluations per image (`attacks.progress`)."""
+    return [1, 1, 3, 1], [progress.GRADIENT * n for n in (1, 1, 3 * steps, steps)]
+
+
 def sanity_checks(model: keras.Model, x, y, *, norm: str = "linf", eps: float = 0.1, steps: int = 20,
                   batch_size: int = 500, seed: int = 0) -> tuple[list[SanityFlag], dict]:
     """Runs the standard gradient-masking checks; returns the flags and the figures behind them."""
     def accuracy_under(spec):
         return robust_accuracy(model, x, y, spec, batch_size=batch_size, seed=seed).robust_accuracy
 
-    curve = robustness_curve(model, x, y, attacks.pgd(eps, norm=norm, steps=steps), [eps / 4, eps / 2, eps],
-                             batch_size=batch_size, seed=seed)
+    passes, costs = sanity_cost(steps)
+    zero, single, curve_part, unbounded = progress.parts(costs, [f"check: {s}" for s in SANITY_STAGES], passes)
     whole_box = 1.0 if norm == "linf" else float(np.sqrt(np.prod(np.shape(x)[1:])))
-    figures = {
-        "outputs_probabilities": models.outputs_probabilities(model),
-        "zero_gradient_fraction": zero_gradient_fraction(model, x, y, batch_size),
-        "single_step_accuracy": accuracy_under(
-            attacks.fgm(eps, scaling=NORMS[norm].steepest_scaling)),
-        "pgd_accuracy": float(curve["robust_accuracy"].iloc[-1]),
-        "curve": curve.to_dict(orient="records"),
-        "unbounded_eps": whole_box,
-        "unbounded_accuracy": accuracy_under(attacks.pgd(whole_box, norm=norm, steps=steps)),
-    }
+    figures = {"outputs_probabilities": models.outputs_probabilities(model), "unbounded_eps": whole_box}
+    with zero:
+        figures["zero_gradient_fraction"] = zero_gradient_fraction(model, x, y, batch_size)
+    with single:
+        figures["single_step_accuracy"] = accuracy_under(attacks.fgm(eps, scaling=NORMS[norm].steepest_scaling))
+    with curve_part:
+        curve = robustness_curve(model, x, y, attacks.pgd(eps, norm=norm, steps=steps), [eps / 4, eps / 2, eps],
+                                 batch_size=batch_size, seed=seed)
+    figures |= {"pgd_accuracy": float(curve["robust_accuracy"].iloc[-1]), "curve": curve.to_dict(orient="records")}
+    with unbounded:
+        figures["unbounded_accuracy"] = accuracy_under(attacks.pgd(whole_box, norm=norm, steps=steps))
     return check_figures(figures, tolerance=max(0.005, 1.5 / max(len(x), 1))), figures

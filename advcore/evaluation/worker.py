@@ -125,6 +125,7 @@ def _run_evaluation(config: dict, job: Run, root, load_model, load_dataset) -> s
     from advcore.evaluation import plans
 
     plan = plans.Plan.from_dict(config)
+    files.write_json(job.progress_path, {"cell": "loading the models and the test images"})
     outcome, results = plans.run_plan(
         plan, job.path, load_model=load_model, load_dataset=load_dataset, should_stop=lambda: _stopping(job),
         report=lambda progress: files.write_json(job.progress_path, progress))

@@ -396,17 +396,19 @@ def on_this_host(status: dict) -> bool:
     return status.get("host", socket.gethostname()) == socket.gethostname()
 
 
-_PROGRESS_NUMBERS = {"epoch": 1, "batch": 0, "steps_per_epoch": 1, "done": 0, "total": 1, "elapsed": 0}  # lowest
+# progress number -> its lowest and highest value
+_PROGRESS_NUMBERS = {"epoch": (1, MAX_COUNT), "batch": (0, MAX_COUNT), "steps_per_epoch": (1, MAX_COUNT),
+                     "done": (0, MAX_COUNT), "total": (1, MAX_COUNT), "elapsed": (0, MAX_COUNT), "fraction": (0, 1)}
 
 
 def _progress_problem(progress: dict) -> bool:
     """Whether a progress object holds anything a page could not compute with: its counts must be
-    numbers from their lowest to MAX_COUNT (NaN fails the comparison), its other fields short texts,
+    numbers in their ranges (NaN fails the comparison), its other fields short texts,
     and no more done than the total."""
     for key, value in progress.items():
         if key in _PROGRESS_NUMBERS:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                    _PROGRESS_NUMBERS[key] <= value <= MAX_COUNT):
+            lowest, highest = _PROGRESS_NUMBERS[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lowest <= value <= highest:
                 return True
         elif not isinstance(value, str) or len(value) > 1000:
             return True

@@ -39,14 +39,8 @@ def progress(job: Run) -> None:
     colour = {"finished": "green", "stopped": "orange", "failed": "red", "damaged": "red"}.get(status["status"], "blue")
     st.markdown(f"Status: :{colour}-badge[{status['status']}]")
     if status["status"] in LIVE_STATUSES:
-        where = job.progress()
-        done, total = where.get("done", 0), where.get("total") or 1
-        count = f"{done}%" if where.get("unit") == "%" else f"{done}/{total} {where.get('unit', 'slices')}"
-        text = f"{count} · {where.get('cell', 'waiting for the worker')}"
-        if done and "elapsed" in where:
-            eta = where["elapsed"] / done * (total - done)
-            text += f" · {run_views.duration(where['elapsed'])} elapsed, about {run_views.duration(eta)} left"
-        st.progress(min(1.0, done / total), text=text)
+        fraction, text = progress_text(status["status"], job.progress())
+        st.progress(fraction, text=text)
         if status["status"] != "stopping" and st.button("Stop", key="stop-evaluation"):
             st.toast(f"evaluation {jobs.stop_evaluation(job)}")
     elif st.session_state.get("polled_evaluation") == job.id:
@@ -55,6 +49,20 @@ def progress(job: Run) -> None:
     if status["status"] in ("failed", "damaged"):
         st.error(literal(status.get("error") or "the evaluation failed"))
         st.code(job.log_tail() or "(no log)", language=None)
+
+
+def progress_text(status: str, where: dict) -> tuple[float, str]:
+    """The bar's fraction and its text: image-attacks done of all, what runs now, time spent and left.
+    The bar and the time left follow the work's cost (`advcore.evaluation.tracking`)."""
+    if status == "queued" or "total" not in where:
+        return 0.0, "queued: waiting for the worker" if status == "queued" else where.get("cell", "starting")
+    done, total = where.get("done", 0), where["total"]
+    fraction = min(1.0, where.get("fraction", done / total))
+    parts = [f"{done:,} of {total:,} {where.get('unit', 'units')}", where.get("cell"), where.get("stage")]
+    if "elapsed" in where:
+        left = f", about {run_views.duration(where['elapsed'] * (1 - fraction) / fraction)} left" if fraction else ""
+        parts.append(f"{run_views.duration(where['elapsed'])} elapsed{left}")
+    return fraction, " · ".join(part for part in parts if part)
 
 
 def autoattack_breakdown(row: dict) -> str:

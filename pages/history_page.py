@@ -43,12 +43,15 @@ log_y = c4.toggle("log scale")
 for metric in shown:
     figure = charts.metric_figure(loaded, metric, x=x_axis, smoothing=smoothing, log_y=log_y)
     st.plotly_chart(figure, key=f"chart-{metric}")
-    st.download_button(f"Download the {metric} chart (HTML)", lambda figure=figure: figure.to_html(),
-                       file_name=f"{metric}.html", mime="text/html", key=f"html-{metric}")
+    st.download_button(f"Download the {metric} chart (HTML)", figure.to_html(), file_name=f"{metric}.html",
+                       mime="text/html", key=f"html-{metric}", on_click="ignore")
 
 st.subheader("Summary")
 st.dataframe(histories.summary_view(histories.summary(loaded)), hide_index=True,
              column_config={"run": st.column_config.TextColumn(width="large")})
-st.download_button("Download the merged history (CSV)", lambda: histories.merged(loaded).to_csv(index=False),
-                   file_name="histories.csv", mime="text/csv")
+# Files are made now, not on click: a file made on click is Streamlit's "deferred" download, whose link
+# every rerun replaces and voids, so a click while the page reran (a slider just moved) got nothing. A
+# file made now keeps its link while its content does not change.
+st.download_button("Download the merged history (CSV)", histories.merged(loaded).to_csv(index=False),
+                   file_name="histories.csv", mime="text/csv", on_click="ignore")
 st.caption("Each chart's camera icon saves it as PNG.")

@@ -86,13 +86,18 @@ def settled(page) -> None:
     its old copy left. While a rerun is under way Streamlit still shows the elements of the last one,
     faded, and what is typed into such a stale copy is gone when the new one replaces it."""
     playwright.expect(page.get_by_text(re.compile(r"^All runs \("))).to_have_count(0, timeout=60_000)
+    settled_script(page)
+    playwright.expect(page.get_by_label("Epochs", exact=True)).to_have_count(1)
+    page.get_by_role("button", name="Start training").wait_for()
+
+
+def settled_script(page) -> None:
+    """The page's script run over, and no faded element of an earlier run left."""
     page.wait_for_function("""() => {
         const app = document.querySelector('[data-testid="stApp"]');
         return app && !['running', 'rerunRequested'].includes(app.getAttribute('data-test-script-state'))
             && !document.querySelector('[data-stale="true"]');
     }""", timeout=60_000)
-    playwright.expect(page.get_by_label("Epochs", exact=True)).to_have_count(1)
-    page.get_by_role("button", name="Start training").wait_for()
 
 
 def alerts(page) -> str:

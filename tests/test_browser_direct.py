@@ -4,7 +4,7 @@
 import json
 
 from playwright import sync_api as playwright
-from test_browser import streamlit_server
+from test_browser import settled_script, streamlit_server
 
 from advcore.storage.runs import Run
 
@@ -22,16 +22,11 @@ def open_directly(browser, url: str) -> tuple:
     return page, problems
 
 
-def settle(page) -> None:
-    page.wait_for_function("() => document.querySelector('[data-test-script-state]')"
-                           "?.getAttribute('data-test-script-state') === 'notRunning'")
-
-
 def test_evaluate_opened_first_on_a_fresh_server(browser, tmp_path):
     with streamlit_server(tmp_path / "runs") as url:
         page, problems = open_directly(browser, f"{url}/evaluate")
         playwright.expect(page.get_by_role("heading", name="Evaluate")).to_be_visible()
-        settle(page)
+        settled_script(page)
         assert page.get_by_text("does not seem to exist").count() == 0
         assert problems == []
         page.get_by_role("link", name="Train").first.click()  # the navigation works from there
@@ -46,7 +41,7 @@ def test_a_run_link_opens_that_run(browser, tmp_path):
     with streamlit_server(runs, max_runs=0) as url:
         page, problems = open_directly(browser, f"{url}/train?run={run.id}")
         playwright.expect(page.get_by_role("heading", name="Train")).to_be_visible()
-        settle(page)
+        settled_script(page)
         playwright.expect(page.get_by_text(run.id).first).to_be_visible()
         assert page.get_by_text("does not seem to exist").count() == 0
         assert problems == []

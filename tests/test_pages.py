@@ -266,6 +266,19 @@ def test_history_overlays_runs_with_a_band_strip(runs_root):
     assert list(summary["adversarial epochs"]) == [1, 1]
 
 
+def test_history_downloads_keep_their_links_across_a_rerun(runs_root):
+    """Finding 7 of issue 30: a file made on click (a deferred download) got a new link at every rerun,
+    so a click during one got nothing. The files are made with the page, their links stable."""
+    make_run(runs_root, "first", ["vanilla", "adversarial"])
+    app = page("history")
+    links = lambda: {b.proto.label: (b.proto.url, b.proto.deferred_file_id) for b in app.get("download_button")}
+    before = links()
+    app.slider[0].set_value(0.25).run()  # the charts change, the merged history does not
+    after = links()
+    assert after["Download the merged history (CSV)"] == before["Download the merged history (CSV)"]
+    assert all(url and not deferred for url, deferred in [*before.values(), *after.values()])
+
+
 def test_a_fresh_history_page_shows_the_bundled_example_runs_read_only(runs_root):
     app = page("history")
     assert not app.exception

@@ -6,7 +6,6 @@ import io
 
 import pandas as pd
 import pytest
-from playwright import sync_api as playwright
 from test_browser import settled_script, streamlit_server
 
 from advcore.storage.runs import Run

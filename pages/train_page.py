@@ -138,9 +138,23 @@ def selected_view(shot: run_views.Snapshot | None) -> None:
         st.error(f"Run {shot.run.id} is damaged: {literal(shot.problem.removeprefix(f'run {shot.run.id}: '))}")
         return
     header(shot)
+    skipped_files(shot.run)
     if not shot.live:
         actions(shot)
     charts_of(shot)
+
+
+def skipped_files(run) -> None:
+    """The image folder's files the run skipped, per split, with the reasons."""
+    try:
+        skipped = run.skipped()
+    except RunError as error:
+        st.warning(literal(error))
+        return
+    if skipped:
+        label, table = run_views.skipped_summary(skipped)
+        with st.expander(label):
+            st.dataframe(table, hide_index=True, column_config={"file": st.column_config.TextColumn(width="large")})
 
 
 def _pick_run() -> None:

@@ -241,3 +241,32 @@ def test_training_on_a_folder_copy_matches_training_in_memory(fashion_folder):
         losses.append(history["loss"])
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
     assert losses[0][1] < losses[0][0]
+
+
+def presplit_with_damage(root: Path) -> Path:
+    """train/ and test/ folders of two classes, with an empty file in test/ and a truncated one in train/."""
+    rng = np.random.default_rng(1)
+    for part in ("train", "test"):
+        for name in ("a", "b"):
+            (root / part / name).mkdir(parents=True)
+            for i in range(3):
+                images.write_png(root / part / name / f"{i}.png", rng.uniform(0, 1, (12, 12, 3)))
+    (root / "test" / "b" / "empty.png").write_bytes(b"")
+    (root / "train" / "a" / "cut.png").write_bytes((root / "train" / "a" / "0.png").read_bytes()[:40])
+    return root
+
+
+def test_every_splits_damaged_files_are_named_with_their_split(tmp_path):
+    """Finding 5 of issue 30: an empty file of the test split was never named."""
+    folder = presplit_with_damage(tmp_path / "photos")
+    found = {(file.split, Path(file.path).relative_to(folder).as_posix()) for file in data.folder_skipped(folder)}
+    assert found == {("test", "test/b/empty.png"), ("train", "train/a/cut.png")}
+    loaded = data.load(str(folder), splits=("test",))
+    assert [(file.split, Path(file.path).name) for file in loaded.skipped] == [("test", "empty.png")]
+
+
+def test_a_folders_split_is_the_folders_whatever_seed_a_run_trains_with(mixed):
+    """Evaluations read a folder with seed 0: a run trained with another seed must not find its
+    training images in their test split."""
+    tests = [sorted(map(os.fsdecode, data.load(str(mixed), seed=seed, image_size=16).test.paths)) for seed in (0, 7)]
+    assert tests[0] == tests[1]

@@ -437,18 +437,41 @@ def test_a_folder_dataset_is_previewed_and_trained_from_the_form(runs_root, tmp_
     assert any("no such folder" in e.value for e in app.error)
     [w for w in app.main.get("text_input") if w.key == "train_form.folder"][0].set_value(str(folder)).run()
     _set(app, "image_size", 32)
-    assert app.number_input(key="train_form.validation_size").value == 3 and not app.error  # 10% of 27
+    # 27 training files, 2 of them damaged (finding 5 of issue 30: counted no more)
+    assert app.number_input(key="train_form.validation_size").value == 2 and not app.error  # 10% of 25
     _set(app, "validation_size", 30)
-    assert [e.value for e in app.error] == ["data.validation_size: the folder's training split holds 27 images; hold "
-                                            "out fewer (10% is 3)"]
-    _set(app, "validation_size", 3)
+    assert [e.value for e in app.error] == ["data.validation_size: the folder's training split holds 25 images; hold "
+                                            "out fewer (10% is 2)"]
+    _set(app, "validation_size", 2)
     assert not app.error
     counts = app.dataframe[0].value
-    assert list(counts.index) == list(CLASSES) and (counts["train"] + counts["test"]).tolist() == [11, 11, 11]
-    assert any("3 classes" in c.value and "Passed over: 1 file of other formats" in c.value for c in app.caption)
+    assert list(counts.index) == list(CLASSES) and (counts["train"] + counts["test"]).tolist() == [10, 10, 10]
+    assert any("3 classes, 30 images" in c.value and "the files skipped are listed below" in c.value
+               for c in app.caption)
+    assert "4 files of the image folder skipped: training 2, test 1, no split 1" in [e.label for e in app.expander]
+    skipped = app.dataframe[1].value
+    assert sorted(Path(f).name for f in skipped["file"]) == ["broken.jpg", "empty.png", "fake.png", "notes.txt"]
+    assert skipped.set_index("file").loc[str(folder / "dog" / "empty.png"), "reason"] == "the file is empty"
     assert len(app.main.get("image")) == 3 and any("32 x 32 px, crop" in c.value for c in app.caption)
     _set(app, "architecture", "mobilenet_v2")
     _submit(app)
     run = list_runs(runs_root)[0]
     assert run.config()["data"].items() >= {"dataset": str(folder), "image_size": 32, "fit": "crop"}.items()
     assert run.config()["model"]["architecture"] == "mobilenet_v2"
+
+
+def test_the_run_page_lists_the_skipped_files_per_split(runs_root):
+    from advcore.storage.folder_listing import Skipped
+
+    run = make_run(runs_root, "folder", ["vanilla"])
+    run.write_skipped([Skipped("/photos/test/b/empty.png", "the file is empty", "test"),
+                       Skipped("/photos/train/a/cut.png", "Input is empty.", "train"),
+                       Skipped("/photos/a/notes.txt", "not an image format TensorFlow decodes", "")])
+    app = selected(run)
+    assert "3 files of the image folder skipped: training 1, test 1, no split 1" in [e.label for e in app.expander]
+    table = [frame.value for frame in app.dataframe if "reason" in frame.value.columns][0]
+    assert table.to_dict(orient="records")[0] == {"split": "test", "file": "/photos/test/b/empty.png",
+                                                  "reason": "the file is empty"}
+    run.skipped_path.write_text('{"skipped": [["test", 7, "x"]]}')
+    app = selected(run)
+    assert not app.exception and any("skipped.json is damaged" in shown(w.value) for w in app.warning)

@@ -1,5 +1,7 @@
 """The training engine in-process: schedules, the adversarial step, robustness gained, configs, run ids."""
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -46,6 +48,20 @@ def test_a_real_run_records_phases_in_order(tmp_path):
     assert history["val_robust_accuracy"].between(0, 1).all()
     assert run.status()["status"] == "finished" and run.checkpoints() == [2, 3, 4, 5, 6]
     assert models.load(run.model_path).count_params() == models.small_cnn().count_params()
+
+
+def test_a_folder_run_records_the_files_it_skips_per_split(tmp_path):
+    from test_image_folder import presplit_with_damage
+
+    folder = presplit_with_damage(tmp_path / "photos")
+    config = tiny_config(**{"data.dataset": str(folder), "data.train_size": None, "data.validation_size": 2,
+                            "data.image_size": 12, "batch_size": 4, "validation.robust_size": 2})
+    run = Run.create(config.to_dict(), tmp_path / "runs")
+    assert train(config, run, echo=lambda line: None) == "finished"
+    skipped = {Path(path).name: (split, reason) for split, path, reason in run.skipped()}
+    assert set(skipped) == {"empty.png", "cut.png"} and skipped["cut.png"][0] == "train"
+    assert skipped["empty.png"] == ("test", "the file is empty")  # named before the test set is read
+    assert "skipped" in run.log_path.read_text() and "empty.png (test): the file is empty" in run.log_path.read_text()
 
 
 def _one_step_trainer(mode: str, fraction: float = 0.5, weight: float = 1.0):

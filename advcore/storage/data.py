@@ -369,7 +369,7 @@ def load(name: str = "fashion_mnist", *, data_dir: str | os.PathLike | None = No
     if unknown := set(splits) - set(SPLITS):
         raise ValueError(f"unknown split {sorted(unknown)[0]!r}: choose from {', '.join(SPLITS)}")
     if name not in _SPECS:
-        if Path(name).expanduser().is_dir():
+        if is_folder(name):
             return load_image_folder(name, train_size=train_size, test_size=test_size, seed=seed, splits=splits,
                                      image_size=image_size, fit=fit, say=say)
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)} "
@@ -411,6 +411,29 @@ def load(name: str = "fashion_mnist", *, data_dir: str | os.PathLike | None = No
     )
 
 
+def is_folder(name: str) -> bool:
+    """Whether `name` names an image folder rather than a built-in dataset."""
+    return name not in _SPECS and Path(name).expanduser().is_dir()
+
+
+def folder_skipped(path: str | os.PathLike, *, test_fraction: float = 0.2, say=None) -> list:
+    """Every file of an image folder that AdvLab skips, with its split and the reason (`Skipped`): files
+    of other formats, and the files of every split that do not decode, the test split's too, so that they
+    are named before the test set is read. The same check as loading, cached with it: no file is decoded
+    twice."""
+    from advcore.storage import folder_listing, image_folder  # deferred: TensorFlow, needed for folders only
+
+    try:
+        listing = folder_listing.scan(path, test_fraction=test_fraction)
+        channels = folder_listing.default_input_shape(listing)[2]
+    except folder_listing.FolderError as error:
+        raise DatasetFormatError(str(error)) from None
+    skipped = list(listing.passed_over)
+    for part, (paths, _) in listing.splits.items():
+        skipped += [dataclasses.replace(file, split=part) for file in image_folder.verified(paths, channels, say)[1]]
+    return skipped
+
+
 def load_image_folder(path: str | os.PathLike, *, test_fraction: float = 0.2,
                       train_size: int | None = None, test_size: int | None = None, seed: int = 0,
                       splits: tuple[str, ...] = SPLITS, image_size: int | tuple[int, int] | None = None,
@@ -428,7 +451,7 @@ def load_image_folder(path: str | os.PathLike, *, test_fraction: float = 0.2,
     if size is not None and not (len(size) == 2 and all(isinstance(side, int) and 8 <= side <= 1024 for side in size)):
         raise ValueError(f"image_size must be a whole number of pixels from 8 to 1024, got {image_size!r}")
     try:
-        listing = folder_listing.scan(path, test_fraction=test_fraction, seed=seed)
+        listing = folder_listing.scan(path, test_fraction=test_fraction)
         height, width, channels = folder_listing.default_input_shape(listing)
     except folder_listing.FolderError as error:
         raise DatasetFormatError(str(error)) from None
@@ -441,7 +464,7 @@ def load_image_folder(path: str | os.PathLike, *, test_fraction: float = 0.2,
             continue
         paths, labels = listing.splits[part]
         keep, bad = image_folder.verified(paths, channels, say)
-        skipped += bad
+        skipped += [dataclasses.replace(file, split=part) for file in bad]
         present = set(labels[keep].tolist())
         if part == "train" and (empty := [name for c, name in enumerate(listing.class_names) if c not in present]):
             raise DatasetFormatError(f"{listing.root}: no readable training image of class {', '.join(empty)} "

@@ -30,6 +30,7 @@ class FolderError(ValueError):
 class Skipped:
     path: str
     reason: str
+    split: str = ""  # "train", "val" or "test"; "" for a file in no split (one of another format)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +82,13 @@ def _as_arrays(classes: dict[str, list[Path]], names: tuple[str, ...]) -> tuple[
     return np.asarray(paths, dtype=bytes), np.asarray(labels, dtype=np.int64)  # bytes: a quarter of str's memory
 
 
-def scan(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: int = 0) -> Listing:
-    """Lists a folder's classes and files and splits them; decodes nothing."""
+SPLIT_SEED = 0
+
+
+def scan(root: str | os.PathLike, *, test_fraction: float = 0.2) -> Listing:
+    """Lists a folder's classes and files and splits them; decodes nothing. The split is the folder's,
+    drawn with one fixed seed: every run and every evaluation of the folder sees the same test images,
+    whatever seed a run trains with."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FolderError(f"{root}: no such folder")
@@ -99,7 +105,7 @@ def scan(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: int = 0) 
                        tuple(passed_over), True)
     classes = _classes_of(root, passed_over)
     names = tuple(classes)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(SPLIT_SEED)
     chosen = {"train": {}, "test": {}}
     for name, found in classes.items():
         if len(found) < 2:

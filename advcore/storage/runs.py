@@ -155,6 +155,7 @@ class Run:
     progress_path = property(lambda self: self.path / "progress.json")
     lock_path = property(lambda self: self.path / "owner.lock")  # held by the one process training the run
     name_path = property(lambda self: self.path / "name.txt")
+    skipped_path = property(lambda self: self.path / "skipped.json")  # an image folder's files that were skipped
 
     def samples_path(self, epoch: int | None = None) -> Path:
         """A GAN run's sample grid of an epoch, or its latest one."""
@@ -294,6 +295,21 @@ class Run:
         except RunError:
             return {}
         return {} if _progress_problem(progress) else progress
+
+    def write_skipped(self, skipped: list) -> None:
+        """Records an image folder's skipped files (`folder_listing.Skipped`): split, path and reason."""
+        files.write_json(self.skipped_path, {"skipped": [[s.split, s.path, s.reason] for s in skipped]})
+
+    def skipped(self) -> list[tuple[str, str, str]]:
+        """(split, path, reason) of each file the run's image folder skipped; [] if none was recorded."""
+        if not self.skipped_path.exists() and not self.skipped_path.is_symlink():
+            return []
+        rows = self._read_json(self.skipped_path).get("skipped")
+        if not isinstance(rows, list) or not all(
+                isinstance(row, list) and len(row) == 3 and all(isinstance(t, str) and len(t) <= 5000 for t in row)
+                for row in rows):
+            raise RunError(f"run {self.id}: skipped.json is damaged (not a list of [split, path, reason])")
+        return [tuple(row) for row in rows]
 
     def name(self) -> str:
         """The name shown for the run: as renamed by the user, else the config's."""

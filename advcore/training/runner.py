@@ -423,13 +423,16 @@ def _train(config: TrainConfig, run: Run, resume: bool, stop: StopRequest, say) 
     if resume:
         first_epoch, history = resume_point(run, config, config.schedule.total_epochs, history)
     dataset, validation = datasets(config, say)
-    for skipped in dataset.skipped:
-        say(f"skipped {skipped.path}: {skipped.reason}")
+    if data.is_folder(config.data.dataset):
+        skipped = data.folder_skipped(config.data.dataset, say=say)  # the test split's too, named now
+        for file in skipped:
+            say(f"skipped {file.path} ({file.split or 'no split'}): {file.reason}")
+        if chief:
+            run.write_skipped(skipped)
     counts = np.bincount(dataset.train.y, minlength=dataset.num_classes)
     per_class = ", ".join(f"{name} {count:,}" for name, count in zip(dataset.class_names, counts))
     say(f"{dataset.name}: {len(dataset.train):,} training and {len(validation):,} validation images of "
-        f"{dataset.num_classes} classes ({per_class}), input {dataset.input_shape}"
-        + (f", {len(dataset.skipped)} files skipped" if dataset.skipped else ""))
+        f"{dataset.num_classes} classes ({per_class}), input {dataset.input_shape}")
     steps_per_epoch = batches_per_epoch(len(dataset.train), config.batch_size, strategy.num_replicas_in_sync)
     with strategy.scope():
         keras.utils.set_random_seed(config.seed)

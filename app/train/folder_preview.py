@@ -1,7 +1,8 @@
-"""What an image folder holds, shown on the Train page before training: classes, counts, files passed
-over and one sample per class at the chosen input size. Listing a folder decodes nothing; the samples
-are a handful of decodes. The listing is cached for a minute, as the form's checks ask for it on every
-rerun."""
+"""What an image folder holds, shown on the Train page before training: classes, counts of the images
+that decode, the files skipped with the reasons, and one sample per class at the chosen input size.
+Listing a folder decodes nothing; a folder of up to PREVIEW_CHECK_LIMIT files is also decoded once to
+find its damaged files (training's check, whose result training reuses), a larger one at training.
+Both are cached for a minute, as the form's checks ask for them on every rerun."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from advcore.storage import folder_listing
+from advcore.storage import data, folder_listing
 from app.pictures import show_grid
 from app.text import counted
+from app.train import run_views
 
 SAMPLES_SHOWN = 10  # classes with a sample picture
+PREVIEW_CHECK_LIMIT = 5_000  # files decoded on the page to find the damaged ones; beyond, training finds them
 
 
 @st.cache_data(ttl=60, show_spinner="Listing the folder...")
@@ -30,6 +33,35 @@ def listing(path: str) -> folder_listing.Listing | str:
 def problem(path: str) -> str | None:
     found = listing(path)
     return found if isinstance(found, str) else None
+
+
+@st.cache_data(ttl=60, show_spinner="Checking that the images decode...")
+def skipped(path: str) -> list[tuple[str, str, str]] | None:
+    """(split, path, reason) of every file training will skip, or None for a folder too large to check here."""
+    found = listing(path)
+    if sum(len(paths) for paths, _ in found.splits.values()) > PREVIEW_CHECK_LIMIT:
+        return None
+    try:
+        return [(file.split, file.path, file.reason) for file in data.folder_skipped(path)]
+    except data.DatasetFormatError:  # no class has a readable image among its first: training says why
+        return None
+
+
+def training_count(path: str) -> int:
+    """Images of a usable folder's training split, less its damaged files where they were checked."""
+    found = listing(path)
+    return int(readable_counts(found, {file for _, file, _ in skipped(path) or []})["train"].sum())
+
+
+def readable_counts(found: folder_listing.Listing, skipped_paths: set[str]) -> pd.DataFrame:
+    """Images per class (rows) and split (columns), less the skipped files."""
+    counts = {}
+    for split, (paths, labels) in found.splits.items():
+        kept = np.asarray([os.fsdecode(path) not in skipped_paths for path in paths], bool)
+        counts[split] = np.bincount(labels[kept], minlength=len(found.class_names))
+    table = pd.DataFrame(counts, index=list(found.class_names))
+    table.index.name = "class"
+    return table
 
 
 @st.cache_data(ttl=60, show_spinner="Reading sample images...")
@@ -63,14 +95,23 @@ def show(path: str, image_size: int, fit: str) -> None:
     found = listing(path)
     if isinstance(found, str):
         return
-    counts = pd.DataFrame(found.counts(), index=list(found.class_names))
-    counts.index.name = "class"
-    split_note = "its own train/val/test folders" if found.presplit else "a seeded split, 20% for testing"
+    bad = skipped(path)
+    counts = readable_counts(found, {file for _, file, _ in bad or []})
+    split_note = "its own train/val/test folders" if found.presplit else "a fixed split, 20% for testing"
+    if bad is None:
+        checked = (f"not yet checked for damaged files (more than {PREVIEW_CHECK_LIMIT:,}): training finds them, "
+                   f"skips them and lists them on the run's page")
+        if found.passed_over:
+            checked += f"; {counted(len(found.passed_over), 'file')} of other formats passed over"
+    else:
+        checked = "every file decodes" if not bad else "the files skipped are listed below"
     st.caption(f"{len(found.class_names)} classes, {int(counts.to_numpy().sum()):,} images ({split_note}); "
-               f"damaged files are found when training starts, skipped and listed in the run's log."
-               + (f" Passed over: {counted(len(found.passed_over), 'file')} of other formats." if found.passed_over
-                  else ""))
+               f"{checked}.")
     st.dataframe(counts, height=min(320, 38 + 35 * len(counts)))
+    if bad:
+        label, table = run_views.skipped_summary(bad)
+        with st.expander(label):
+            st.dataframe(table, hide_index=True, column_config={"file": st.column_config.TextColumn(width="large")})
     pictures, captions = samples(path, image_size, fit)
     if len(pictures):
         shape = pictures.shape[1:3]

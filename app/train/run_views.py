@@ -11,6 +11,7 @@ import pandas as pd
 
 from advcore.storage.runs import LIVE_STATUSES, Run, RunError
 from advcore.training.config import GanConfig, TrainConfig, config_kind
+from app.text import counted
 
 
 def _gan_summary(config: dict) -> str:
@@ -155,3 +156,17 @@ def duration(seconds: float | None) -> str:
         return "-"
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test", "": "no split"}
+
+
+def skipped_summary(skipped: list[tuple[str, str, str]]) -> tuple[str, pd.DataFrame]:
+    """("5 files skipped: training 2, test 3", a table of split, file and reason) of a folder's skipped files."""
+    table = pd.DataFrame(skipped, columns=["split", "file", "reason"])
+    table["split"] = table["split"].map(lambda split: SPLIT_NAMES.get(split, split))
+    per_split = table["split"].value_counts()
+    order = [*SPLIT_NAMES.values(), *(split for split in per_split.index if split not in SPLIT_NAMES.values())]
+    label = f"{counted(len(table), 'file')} of the image folder skipped: " + ", ".join(
+        f"{split} {per_split[split]}" for split in order if split in per_split)
+    return label, table

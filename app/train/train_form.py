@@ -190,11 +190,11 @@ def field_problems(values: dict) -> dict[str, list[str]]:
 
 def _folder_problems(values: dict) -> dict[str, list[str]]:
     """What the folder's listing says against the form: the folder unusable, or too few training images to
-    hold the validation images out of (the images that turn out damaged are not known yet)."""
+    hold the validation images out of (damaged files not counted, where the preview checked them)."""
     if problem := folder_preview.problem(values["folder"]):
         return {"folder": [f"data.dataset: {problem}"]}
     listing = folder_preview.listing(values["folder"])
-    count = len(listing.splits["train"][1])
+    count = folder_preview.training_count(values["folder"])
     if "val" not in listing.splits and values["validation_size"] >= count:
         return {"validation_size": [f"data.validation_size: the folder's training split holds {count:,} images; "
                                     f"hold out fewer (10% is {max(1, round(count / 10)):,})"]}
@@ -210,7 +210,7 @@ def _folder_validation() -> None:
         return
     current = st.session_state.get(KEY + "validation_size", DEFAULTS["validation_size"])
     if current in (DEFAULTS["validation_size"], st.session_state.get(FOLDER_DEFAULT)):
-        value = max(1, round(len(listing.splits["train"][1]) / 10))
+        value = max(1, round(folder_preview.training_count(path) / 10))
         st.session_state[KEY + "validation_size"] = st.session_state[FOLDER_DEFAULT] = value
 
 

@@ -31,5 +31,7 @@ st.query_params["evaluation"] = chosen
 job = evaluations[chosen]
 live = evaluation_views.status_of(job)["status"] in ("queued", "running", "stopping")
 st.session_state["polled_evaluation"] = job.id if live else None
-st.fragment(evaluation_views.progress, run_every=POLL_SECONDS if live else None)(job)
-evaluation_views.results(job)
+content = evaluation_views.read_results(job)
+watch = st.fragment(evaluation_views.progress, run_every=POLL_SECONDS if live else None)
+watch(job, evaluation_views.cell_count(content))
+evaluation_views.results(job, content)

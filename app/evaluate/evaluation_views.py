@@ -34,13 +34,17 @@ def read_results(job: Run) -> dict | None:
         return None  # none yet, or being replaced
 
 
-def progress(job: Run) -> None:
+def progress(job: Run, cells_shown: int) -> None:
+    """Status and progress bar, redrawn every second while the job is live; `cells_shown` is the number
+    of finished cells the page shows below."""
     status = status_of(job)
     colour = {"finished": "green", "stopped": "orange", "failed": "red", "damaged": "red"}.get(status["status"], "blue")
     st.markdown(f"Status: :{colour}-badge[{status['status']}]")
     if status["status"] in LIVE_STATUSES:
         fraction, text = progress_text(status["status"], job.progress())
         st.progress(fraction, text=text)
+        if cell_count(read_results(job)) != cells_shown:
+            st.rerun()  # a cell finished: draw the results with it (this fragment redraws only the bar)
         if status["status"] != "stopping" and st.button("Stop", key="stop-evaluation"):
             st.toast(f"evaluation {jobs.stop_evaluation(job)}")
     elif st.session_state.get("polled_evaluation") == job.id:
@@ -74,8 +78,13 @@ def autoattack_breakdown(row: dict) -> str:
     return ", ".join(parts)
 
 
-def results(job: Run) -> None:
-    content = read_results(job)
+def cell_count(content: dict | None) -> int:
+    return len((content or {}).get("cells") or [])
+
+
+def results(job: Run, content: dict | None) -> None:
+    """The finished cells of `content` (`read_results`): the page reads them once for this and for
+    `progress`, which reruns the page when their number changes."""
     if not content or not content.get("cells"):
         st.caption("No finished cells yet.")
         return

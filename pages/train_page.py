@@ -7,7 +7,7 @@ from advcore.training.config import ADVERSARIAL, ConfigError, TrainConfig, confi
 from app import charts, jobs, state
 from app.text import counted, literal
 from app.device import training_device
-from app.train import run_views, train_form
+from app.train import folder_preview, run_views, train_form
 from app.train.gan_form import gan_form
 
 LIVE_SECONDS, IDLE_SECONDS = 3, 10  # each poll costs the server a script rerun; idle: new runs, the scheduler
@@ -152,9 +152,9 @@ def skipped_files(run) -> None:
         st.warning(literal(error))
         return
     if skipped:
-        label, table = run_views.skipped_summary(skipped)
+        label, folder, table = run_views.skipped_summary(skipped)
         with st.expander(label):
-            st.dataframe(table, hide_index=True, column_config={"file": st.column_config.TextColumn(width="large")})
+            folder_preview.skipped_table(folder, table)
 
 
 def _pick_run() -> None:

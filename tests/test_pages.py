@@ -449,9 +449,11 @@ def test_a_folder_dataset_is_previewed_and_trained_from_the_form(runs_root, tmp_
     assert any("3 classes, 30 images" in c.value and "the files skipped are listed below" in c.value
                for c in app.caption)
     assert "4 files of the image folder skipped: training 2, test 1, no split 1" in [e.label for e in app.expander]
-    skipped = app.dataframe[1].value
-    assert sorted(Path(f).name for f in skipped["file"]) == ["broken.jpg", "empty.png", "fake.png", "notes.txt"]
-    assert skipped.set_index("file").loc[str(folder / "dog" / "empty.png"), "reason"] == "the file is empty"
+    skipped = app.table[0].value.reset_index()
+    assert list(skipped["file"]) == ["cat/broken.jpg", "eel/fake.png", "dog/empty.png", "dog/notes.txt"]
+    assert list(skipped["split"]) == ["training", "training", "test", "no split"]
+    assert skipped.set_index("file").loc["dog/empty.png", "reason"] == "the file is empty"
+    assert any(shown(c.value) == f"Files in {folder}" for c in app.caption)
     assert len(app.main.get("image")) == 3 and any("32 x 32 px, crop" in c.value for c in app.caption)
     _set(app, "architecture", "mobilenet_v2")
     _submit(app)
@@ -469,9 +471,11 @@ def test_the_run_page_lists_the_skipped_files_per_split(runs_root):
                        Skipped("/photos/a/notes.txt", "not an image format TensorFlow decodes", "")])
     app = selected(run)
     assert "3 files of the image folder skipped: training 1, test 1, no split 1" in [e.label for e in app.expander]
-    table = [frame.value for frame in app.dataframe if "reason" in frame.value.columns][0]
-    assert table.to_dict(orient="records")[0] == {"split": "test", "file": "/photos/test/b/empty.png",
-                                                  "reason": "the file is empty"}
+    table = app.table[0].value.reset_index()
+    assert table.to_dict(orient="records") == [
+        {"split": "training", "file": "train/a/cut.png", "reason": "Input is empty."},
+        {"split": "test", "file": "test/b/empty.png", "reason": "the file is empty"},
+        {"split": "no split", "file": "a/notes.txt", "reason": "not an image format TensorFlow decodes"}]
     run.skipped_path.write_text('{"skipped": [["test", 7, "x"]]}')
     app = selected(run)
     assert not app.exception and any("skipped.json is damaged" in shown(w.value) for w in app.warning)

@@ -14,10 +14,11 @@ import streamlit as st
 
 from advcore.storage import data, folder_listing
 from app.pictures import show_grid
-from app.text import counted
+from app.text import counted, literal
 from app.train import run_views
 
 SAMPLES_SHOWN = 10  # classes with a sample picture
+SKIPPED_SHOWN = 200  # rows of a list of skipped files; the run's log holds them all
 PREVIEW_CHECK_LIMIT = 5_000  # files decoded on the page to find the damaged ones; beyond, training finds them
 
 
@@ -109,12 +110,21 @@ def show(path: str, image_size: int, fit: str) -> None:
                f"{checked}.")
     st.dataframe(counts, height=min(320, 38 + 35 * len(counts)))
     if bad:
-        label, table = run_views.skipped_summary(bad)
+        label, folder, table = run_views.skipped_summary(bad)
         with st.expander(label):
-            st.dataframe(table, hide_index=True, column_config={"file": st.column_config.TextColumn(width="large")})
+            skipped_table(folder, table)
     pictures, captions = samples(path, image_size, fit)
     if len(pictures):
         shape = pictures.shape[1:3]
         st.caption(f"One training image per class, as the model will see it ({shape[0]} x {shape[1]} px, {fit})"
                    + (f"; the first {SAMPLES_SHOWN} classes" if len(found.class_names) > SAMPLES_SHOWN else ""))
         show_grid(pictures, captions)
+
+
+def skipped_table(folder: str, table: pd.DataFrame) -> None:
+    """Skipped files with their reasons, wrapped to be read whole (`run_views.skipped_summary`'s table)."""
+    if folder:
+        st.caption(f"Files in {literal(folder)}")
+    st.table(table.head(SKIPPED_SHOWN).set_index("split"))
+    if len(table) > SKIPPED_SHOWN:
+        st.caption(f"and {len(table) - SKIPPED_SHOWN:,} more, all named in the run's log")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import os
 import re
 
 import pandas as pd
@@ -161,12 +162,25 @@ def duration(seconds: float | None) -> str:
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test", "": "no split"}
 
 
-def skipped_summary(skipped: list[tuple[str, str, str]]) -> tuple[str, pd.DataFrame]:
-    """("5 files skipped: training 2, test 3", a table of split, file and reason) of a folder's skipped files."""
+def skipped_summary(skipped: list[tuple[str, str, str]]) -> tuple[str, str, pd.DataFrame]:
+    """("5 files of the image folder skipped: training 2, test 3", the folder holding them all, a table of
+    split, file (within that folder) and reason, by split) of a folder's skipped files."""
     table = pd.DataFrame(skipped, columns=["split", "file", "reason"])
     table["split"] = table["split"].map(lambda split: SPLIT_NAMES.get(split, split))
     per_split = table["split"].value_counts()
     order = [*SPLIT_NAMES.values(), *(split for split in per_split.index if split not in SPLIT_NAMES.values())]
     label = f"{counted(len(table), 'file')} of the image folder skipped: " + ", ".join(
         f"{split} {per_split[split]}" for split in order if split in per_split)
-    return label, table
+    folder = _common_folder(list(table["file"]))
+    table["file"] = [os.path.relpath(file, folder) if folder else file for file in table["file"]]
+    table = table.sort_values("split", key=lambda splits: splits.map(order.index), kind="stable")
+    return label, folder, table.reset_index(drop=True)
+
+
+def _common_folder(paths: list[str]) -> str:
+    """The deepest folder holding every path ("" if they share none)."""
+    try:
+        common = os.path.commonpath(paths)
+    except ValueError:  # none, or absolute and relative paths mixed
+        return ""
+    return os.path.dirname(common) if common in paths else common

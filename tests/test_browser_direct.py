@@ -25,12 +25,12 @@ def open_directly(browser, url: str) -> tuple:
 def test_evaluate_opened_first_on_a_fresh_server(browser, tmp_path):
     with streamlit_server(tmp_path / "runs") as url:
         page, problems = open_directly(browser, f"{url}/evaluate")
-        playwright.expect(page.get_by_role("heading", name="Evaluate")).to_be_visible()
+        playwright.expect(page.get_by_role("heading", name="Evaluate")).to_be_visible(timeout=60_000)
         settled_script(page)
         assert page.get_by_text("does not seem to exist").count() == 0
         assert problems == []
         page.get_by_role("link", name="Train").first.click()  # the navigation works from there
-        playwright.expect(page.get_by_role("heading", name="Train")).to_be_visible()
+        playwright.expect(page.get_by_role("heading", name="Train")).to_be_visible(timeout=60_000)
         assert page.url == f"{url}/train"
 
 
@@ -40,8 +40,8 @@ def test_a_run_link_opens_that_run(browser, tmp_path):
     (run.path / "status.json").write_text(json.dumps({"status": "stopped"}))
     with streamlit_server(runs, max_runs=0) as url:
         page, problems = open_directly(browser, f"{url}/train?run={run.id}")
-        playwright.expect(page.get_by_role("heading", name="Train")).to_be_visible()
+        playwright.expect(page.get_by_role("heading", name="Train")).to_be_visible(timeout=60_000)
         settled_script(page)
-        playwright.expect(page.get_by_text(run.id).first).to_be_visible()
+        playwright.expect(page.get_by_text(run.id).first).to_be_visible(timeout=60_000)
         assert page.get_by_text("does not seem to exist").count() == 0
         assert problems == []

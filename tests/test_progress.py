@@ -97,6 +97,8 @@ def test_an_autoattack_plan_reports_its_components_with_fixed_totals(tmp_path):
             "about 0:00:30 left")),
     ("running", {"done": 0, "total": 10, "unit": "image-attacks", "fraction": 0.0, "elapsed": 1.0, "cell": "m"},
      (0.0, "0 of 10 image-attacks · m · 0:00:01 elapsed")),
+    ("running", {"done": 40, "total": 100, "unit": "%", "elapsed": 20.0, "cell": "ARA"},  # a profile job
+     (0.4, "40% · ARA · 0:00:20 elapsed, about 0:00:30 left")),
 ])
 def test_the_page_says_what_is_done_what_runs_and_what_is_left(status, where, expected):
     assert progress_text(status, where) == expected

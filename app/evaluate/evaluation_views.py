@@ -34,16 +34,16 @@ def read_results(job: Run) -> dict | None:
         return None  # none yet, or being replaced
 
 
-def progress(job: Run, cells_shown: int) -> None:
-    """Status and progress bar, redrawn every second while the job is live; `cells_shown` is the number
-    of finished cells the page shows below."""
+def progress(job: Run, cells_shown: int | None = None) -> None:
+    """Status and progress bar, redrawn every second while the job is live; `cells_shown`, for an
+    evaluation, is the number of finished cells the page shows below (the page reruns when it grows)."""
     status = status_of(job)
     colour = {"finished": "green", "stopped": "orange", "failed": "red", "damaged": "red"}.get(status["status"], "blue")
     st.markdown(f"Status: :{colour}-badge[{status['status']}]")
     if status["status"] in LIVE_STATUSES:
         fraction, text = progress_text(status["status"], job.progress())
         st.progress(fraction, text=text)
-        if cell_count(read_results(job)) != cells_shown:
+        if cells_shown is not None and cell_count(read_results(job)) != cells_shown:
             st.rerun()  # a cell finished: draw the results with it (this fragment redraws only the bar)
         if status["status"] != "stopping" and st.button("Stop", key="stop-evaluation"):
             st.toast(f"evaluation {jobs.stop_evaluation(job)}")
@@ -62,7 +62,8 @@ def progress_text(status: str, where: dict) -> tuple[float, str]:
         return 0.0, "queued: waiting for the worker" if status == "queued" else where.get("cell", "starting")
     done, total = where.get("done", 0), where["total"]
     fraction = min(1.0, where.get("fraction", done / total))
-    parts = [f"{done:,} of {total:,} {where.get('unit', 'units')}", where.get("cell"), where.get("stage")]
+    count = f"{fraction:.0%}" if where.get("unit") == "%" else f"{done:,} of {total:,} {where.get('unit', 'units')}"
+    parts = [count, where.get("cell"), where.get("stage")]
     if "elapsed" in where:
         left = f", about {run_views.duration(where['elapsed'] * (1 - fraction) / fraction)} left" if fraction else ""
         parts.append(f"{run_views.duration(where['elapsed'])} elapsed{left}")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import registry, state
+from app import device, registry, state
 from app.navigation import PAGES
 
 HOME = """
@@ -62,4 +62,6 @@ def home() -> None:
 
 
 st.set_page_config(page_title="AdvLab", layout="wide")
+if problem := device.setup_server():
+    st.error(f"{problem}. The dashboard's own work runs on the CPU.")
 st.navigation([st.Page(home, title="Home", default=True), *PAGE.values()]).run()

@@ -1,10 +1,13 @@
-"""Which device training will use, found without importing TensorFlow into the page."""
+"""The server's devices: its own set-up, and what the machine offers training (found without
+TensorFlow)."""
 
 from __future__ import annotations
 
 import functools
 import os
 import subprocess
+
+from advcore import devices
 
 
 @functools.cache
@@ -17,3 +20,15 @@ def training_device() -> str:
     if gpus:
         return f"GPU: {len(gpus)} x {gpus[0]}" if len(gpus) > 1 else f"GPU: {gpus[0]}"
     return f"CPU ({os.cpu_count()} cores, no GPU found)"
+
+
+def setup_server() -> str | None:
+    """Sets the server process's devices up, once, before a page runs TensorFlow: its own work on the
+    GPUs $ADVLAB_SERVER_DEVICE allows, their memory growing as needed (`advcore.devices`). Returns what
+    is wrong with the setting (the server then works on the CPU), or None."""
+    try:
+        devices.configure(devices.server_gpus())
+    except devices.DeviceError as error:
+        devices.configure(())
+        return str(error)
+    return None

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 from streamlit.runtime.pages_manager import PagesManager
 
+from advcore import devices
 from app.navigation import PAGES
 
 MAIN_SCRIPT = Path(__file__).resolve().parents[1] / "streamlit_app.py"
@@ -57,6 +58,10 @@ def _typed(text: str) -> bool | int | str:
 
 
 def main(argv: list[str]) -> None:
+    try:
+        devices.server_gpus()
+    except devices.DeviceError as error:
+        raise SystemExit(f"python -m app.server: {error}") from None
     app = st.App(MAIN_SCRIPT, routes=[Route(f"/{path}", page) for path in PAGES], lifespan=no_v1_pages)
     app.run(config=options(argv))
 

@@ -358,15 +358,17 @@ def _prepare_out(args) -> None:
 
 
 def _import_tensorflow_quietly() -> None:
-    """TensorFlow's C++ start-up notices ignore TF_CPP_MIN_LOG_LEVEL; keep them off the terminal, and the
-    device probe's too ("failed call to cuInit" on a machine without a GPU: the device is reported anyway)."""
+    """Imports TensorFlow with this process's devices set up (`advcore.devices.configure`: memory growth
+    or the $ADVLAB_GPU_MEMORY_MB cap on every GPU it sees). TensorFlow's C++ start-up notices ignore
+    TF_CPP_MIN_LOG_LEVEL; keep them off the terminal, and the device probe's too ("failed call to cuInit"
+    on a machine without a GPU: the device is reported anyway)."""
+    from advcore import devices
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow
-
-        tensorflow.config.list_physical_devices()
+        devices.configure()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -387,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("train", "train-gan"):
             train_commands.precheck(args)
+            train_commands.take_gpus(args)
         _prepare_out(args)
     except (UsageError, ValueError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from advcore.evaluation import worker
-from advcore.jobs import scheduler
+from advcore import devices
+from advcore.jobs import gpus, scheduler
 from advcore.jobs.processes import spawn
 from advcore.storage import files
 from advcore.training.config import GanConfig, TrainConfig
@@ -29,8 +30,8 @@ from advcore.training.config import GanConfig, TrainConfig
 if TYPE_CHECKING:
     from advcore.evaluation import plans
 
-from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, list_runs, now, process_alive, process_start_ticks,
-                                  runs_advcore, runs_root, safe_status)
+from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, list_runs, now, process_start_ticks, runs_root,
+                                  safe_status)
 
 WATCH_SECONDS = 5.0  # how soon a dead scheduler is started again while runs wait
 _children: list[subprocess.Popen] = []  # processes this server started, reaped so none lingers as a zombie
@@ -175,17 +176,15 @@ def ensure_worker(root: Path | None = None) -> None:
     with _lock:
         waiting = any(safe_status(job)["status"] == "queued" for job in _worker_jobs(root))
         _reap()
-        try:
-            record = files.read_json(worker.worker_file(root), "worker record")
-            alive = process_alive(record["pid"], record.get("pid_start")) and runs_advcore(record["pid"])
-        except (files.FileProblem, KeyError):
-            alive = False
-        if waiting and not alive:
-            evaluations = worker.evaluations_root(root)
-            process = spawn(["worker", "--runs-dir", str(runs_root(root).resolve())], evaluations / "worker.log")
-            _children.append(process)
-            files.write_json(worker.worker_file(root), {"pid": process.pid, "starting": now(),
-                                                        "pid_start": process_start_ticks(process.pid)})
+        if waiting and worker.live_record(root) is None:
+            with gpus.ledger(root):  # its GPU: the first one free, else the CPU
+                given = sorted(set(devices.inventory()) - gpus.in_use(root))[:1]
+                evaluations = worker.evaluations_root(root)
+                process = spawn(["worker", "--runs-dir", str(runs_root(root).resolve())], evaluations / "worker.log",
+                                devices.child_env(given))
+                _children.append(process)
+                files.write_json(worker.worker_file(root), {"pid": process.pid, "starting": now(), "gpus": given,
+                                                            "pid_start": process_start_ticks(process.pid)})
 
 
 def stop_evaluation(job: Run) -> str:

@@ -56,7 +56,8 @@ def header(shot: run_views.Snapshot) -> None:
     st.markdown(f"Status: :{colour}-badge[{status['status']}]"
                 + (f" · epoch phase: :{'red' if epoch_phase == ADVERSARIAL else 'gray'}-badge[{epoch_phase}]"
                    if shot.live and epoch_phase else "")
-                + f" · {literal(status.get('device', 'device not known yet'))}")
+                + f" · {literal(status.get('device', 'device not known yet'))}"
+                + (f" · {run_views.devices_text(status, config)}" if "gpus" in status else ""))
     c1, c2, c3 = st.columns(3)
     c1.metric("Epochs done", f"{where['done']} / {where['total'] or '∞'}")
     c2.metric("Wall time", run_views.duration(where["elapsed"]))

@@ -479,3 +479,29 @@ def test_the_run_page_lists_the_skipped_files_per_split(runs_root):
     run.skipped_path.write_text('{"skipped": [["test", 7, "x"]]}')
     app = selected(run)
     assert not app.exception and any("skipped.json is damaged" in shown(w.value) for w in app.warning)
+
+
+def test_the_form_offers_the_machines_gpus_and_the_table_shows_what_a_run_waits_for(runs_root, monkeypatch):
+    monkeypatch.setenv("ADVLAB_GPUS", "0,1")  # a faked two-GPU box
+    app = page("train")
+    box = app.selectbox(key="train_form.gpus")
+    assert box.options == ["default: 1 GPU", "0: the CPU", "1", "2", "all"]
+    assert box.help.startswith("2 of 2 GPUs free now")
+    box.set_value(2).run()
+    _submit(app)
+    run = list_runs(runs_root)[0]
+    assert run.config()["distribute"]["gpus"] == 2
+    table = [frame.value for frame in app.dataframe if "devices" in frame.value.columns][0]
+    assert table.loc[0, "devices"] == "waits for 2 GPUs"  # ADVLAB_MAX_RUNS=0 keeps it queued
+    monkeypatch.setenv("ADVLAB_GPUS", "none")
+    app = page("train")
+    assert app.selectbox(key="train_form.gpus").options == ["default: the CPU", "0: the CPU"]
+
+
+def test_a_runs_gpus_show_in_its_status_line_and_the_table(runs_root):
+    run = make_run(runs_root, "on-gpus", ["vanilla"])
+    run.update_status(gpus=[0, 1])
+    app = selected(run)
+    assert any("· GPU 0, 1" in m.value for m in app.markdown)
+    table = [frame.value for frame in app.dataframe if "devices" in frame.value.columns][0]
+    assert table.loc[0, "devices"] == "GPU 0, 1"

@@ -8,7 +8,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from advcore.cli.parsing import UsageError, integer, number, positive_int
+from advcore import devices
+from advcore.cli.parsing import UsageError, int_in, integer, number, positive_int
+from advcore.jobs import gpus
 
 
 def _epochs(text: str) -> int | None:
@@ -140,9 +142,16 @@ def _add_run_options(parser: argparse.ArgumentParser, options, resume_help: str 
         group.add_argument(flag, dest=field, type=kind, default=argparse.SUPPRESS, help=text + shown)
 
 
-def _add_mixed_precision(parser: argparse.ArgumentParser) -> None:
+def _add_devices(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mixed-precision", dest="distribute.mixed_precision", action="store_true",
                         default=argparse.SUPPRESS, help="float16 compute on GPUs (weights stay float32)")
+    parser.add_argument("--gpus", dest="distribute.gpus", type=gpu_count, default=argparse.SUPPRESS,
+                        help="GPUs to train on, the run's alone: 0 (the CPU), N, or all (default: 1 when the "
+                             "machine has a GPU); more than the machine has is refused before any run exists")
+
+
+def gpu_count(text: str) -> int | str:
+    return "all" if text == "all" else int_in(0, 64)(text)
 
 
 ROBUST_ADDITIONS = {"model.activation": "half_huber", "lipschitz.enabled": True}  # and half batches, if adversarial
@@ -167,12 +176,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--robust-additions", action="store_true", default=False,
                         help="seed 004's robust additions: --activation half_huber --lipschitz, and in an "
                              "adversarial mode --mode split --mix-fraction 0.5 (half of each batch perturbed)")
-    _add_mixed_precision(parser)
+    _add_devices(parser)
 
 
 def add_gan_options(parser: argparse.ArgumentParser) -> None:
     _add_run_options(parser, GAN_OPTIONS)
-    _add_mixed_precision(parser)
+    _add_devices(parser)
 
 
 STUDY_DEFAULTS = {"mix.weight": 0.3, "mix.fraction": 0.5, "validation.gan_size": 500}  # the seed's lambda, half batches
@@ -189,8 +198,35 @@ def precheck(args) -> None:
 
     if not args.resume:
         gan = args.command == "train-gan"
-        (GanConfig if gan else TrainConfig).from_dict(_config_content(args, GAN_OPTIONS if gan else TRAIN_OPTIONS,
-                                                                      say=lambda line: None))
+        content = _config_content(args, GAN_OPTIONS if gan else TRAIN_OPTIONS, say=lambda line: None)
+        (GanConfig if gan else TrainConfig).from_dict(content)
+        gpus.check_request(content, devices.inventory())
+
+
+def take_gpus(args) -> None:
+    """A run started from a terminal takes GPUs as the scheduler would: free ones, as many as its config
+    asks for, before TensorFlow starts. A process given CUDA_VISIBLE_DEVICES (by the scheduler, or by
+    hand) keeps those."""
+    from advcore.storage.runs import Run, RunError
+
+    if devices.VISIBLE in os.environ:
+        return
+    if args.resume:
+        try:
+            content = Run.open(args.resume, args.runs_dir).config()
+        except RunError:
+            return  # the resume itself says what is wrong with the run
+    else:
+        content = _config_content(args, GAN_OPTIONS if args.command == "train-gan" else TRAIN_OPTIONS,
+                                  say=lambda line: None)
+    inventory = devices.inventory()
+    asked = gpus.check_request(content, inventory)
+    with gpus.ledger(args.runs_dir):
+        free = sorted(set(inventory) - gpus.in_use(args.runs_dir))
+        if asked > len(free):
+            raise UsageError(f"the run asks for {asked} GPUs and {len(free)} of the machine's "
+                             f"{devices.describe_inventory(inventory)} are free: queue it from the app, or wait")
+        os.environ.update(devices.child_env(free[:asked]))
 
 
 def _config_content(args, options, say=print) -> dict:

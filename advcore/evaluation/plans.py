@@ -238,13 +238,14 @@ def plan_work(plan: Plan, count: int, classes: int) -> dict:
     work = {}
     for model_ref, attack_ref, eps in plan.cells():
         passes = attack_ref.passes(eps, classes)
-        work[model_ref.label, attack_ref.name, eps] = tracking.Work(f"{model_ref.label} / {attack_ref.name} / eps {eps:g}",
-                                                         count * len(passes), count * sum(c for _, c in passes))
+        label = f"{model_ref.label} / {attack_ref.name} / eps {eps:g}"
+        work[model_ref.label, attack_ref.name, eps] = tracking.Work(label, count * len(passes),
+                                                                    count * sum(cost for _, cost in passes))
         last_attack = plan.attacks[-1]
         if plan.sanity and attack_ref == last_attack and eps == max(plan.eps[last_attack.norm]) > 0:
             passes, costs = robustness.sanity_cost()
             work[model_ref.label, SANITY] = tracking.Work(f"{model_ref.label} / gradient-masking checks",
-                                                    count * sum(passes), count * sum(costs))
+                                                          count * sum(passes), count * sum(costs))
     return work
 
 

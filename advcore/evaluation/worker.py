@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from advcore.storage import files
-from advcore.storage.runs import Run, RunError, list_runs, now, process_start_ticks, runs_root
+from advcore.storage.runs import (Run, RunError, list_runs, now, process_alive, process_start_ticks, runs_advcore,
+                                  runs_root)
 
 if TYPE_CHECKING:  # TensorFlow is imported by the worker only, not by pages that merely queue jobs
     from advcore.evaluation import plans
@@ -40,6 +41,16 @@ def profiles_root(root=None) -> Path:
 
 def worker_file(root=None) -> Path:
     return evaluations_root(root) / "worker.json"
+
+
+def live_record(root=None) -> dict | None:
+    """The evaluation worker's record (pid, start, GPUs) while its process is alive and AdvLab's, else None."""
+    try:
+        record = files.read_json(worker_file(root), "worker record")
+        alive = process_alive(record["pid"], record.get("pid_start")) and runs_advcore(record["pid"])
+    except (files.FileProblem, KeyError, TypeError):
+        return None
+    return record if alive else None
 
 
 def submit(plan: plans.Plan, root=None, name: str = "evaluation") -> Run:
@@ -173,8 +184,10 @@ def _save_to_runs(results: plans.Results, job: Run, root) -> None:
 
 
 def work(root=None, idle_exit: float = 300.0, poll: float = 0.05) -> None:
+    from advcore import devices
+
     files.write_json(worker_file(root), {"pid": os.getpid(), "pid_start": process_start_ticks(os.getpid()),
-                                         "started": now()})
+                                         "started": now(), "gpus": list(devices.visible())})
     from advcore.storage import data
 
     load_model, load_dataset = _Models(), functools.lru_cache(maxsize=2)(data.load)

@@ -21,9 +21,10 @@ def command(arguments: list[str], **env) -> dict:
             "env": os.environ | {"PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "2"} | env}
 
 
-def spawn(arguments: list[str], log_path: Path) -> subprocess.Popen:
-    """`python -m advcore <arguments>` in a new session, its output appended to `log_path`."""
+def spawn(arguments: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
+    """`python -m advcore <arguments>` in a new session, its output appended to `log_path`, with `env`
+    added to its environment (its GPUs: `advcore.devices.child_env`)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with files.open_append(log_path, binary=True) as log:
-        return subprocess.Popen(**command(arguments), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        return subprocess.Popen(**command(arguments, **(env or {})), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)

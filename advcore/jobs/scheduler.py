@@ -15,6 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from advcore import devices
+from advcore.jobs import gpus
 from advcore.jobs.processes import spawn
 from advcore.storage import files, locks
 from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, RunRefused, list_runs, now, on_this_host,
@@ -63,19 +65,22 @@ def has_work(root=None) -> bool:
     return bool(waiting) and active < max_concurrent()
 
 
-def launch(run: Run) -> subprocess.Popen | None:
-    """Starts the run's own training process and records it as the run's owner; a run whose process
-    log cannot be opened safely (a link planted in its folder) fails with the reason instead."""
+def launch(run: Run, gpus_given: tuple[int, ...] = ()) -> subprocess.Popen | None:
+    """Starts the run's own training process on `gpus_given` (none: the CPU) and records it as the run's
+    owner with its GPUs; a run whose process log cannot be opened safely (a link planted in its folder)
+    fails with the reason instead."""
     try:
         command = "train-gan" if config_kind(run.config()) == "gan" else "train"
     except RunError:
         command = "train"  # the process reports the damaged config in the run
     try:
-        process = spawn([command, "--resume", run.id, "--runs-dir", str(run.root.resolve())], run.process_log_path)
+        process = spawn([command, "--resume", run.id, "--runs-dir", str(run.root.resolve())], run.process_log_path,
+                        devices.child_env(gpus_given))
     except (files.FileProblem, OSError) as problem:
         run.update_status(status="failed", ended=now(), error=f"not started: {problem}")
         return None
-    run.update_status(pid=process.pid, pid_start=process_start_ticks(process.pid), launched=now())
+    run.update_status(pid=process.pid, pid_start=process_start_ticks(process.pid), launched=now(),
+                      gpus=list(gpus_given))
     return process
 
 
@@ -103,19 +108,39 @@ def requeue(run: Run, more: int = 0) -> None:
 
 
 def start_queued(root=None, echo=print) -> tuple[list[subprocess.Popen], bool]:
-    """Launches the oldest queued runs while slots are free; returns the processes started and whether
-    any run is training or waiting for a slot (work the scheduler must stay for)."""
-    active, waiting = _queue(root)
-    slots = max(0, max_concurrent() - active)
+    """Launches queued runs by the GPU slots' policy (`advcore.jobs.gpus`: oldest first, none starved)
+    while run slots are free; returns the processes started and whether any run is training or waiting
+    for a slot (work the scheduler must stay for)."""
     started = []
-    for run in waiting[:slots]:
-        process = launch(run)
-        if process is None:
-            echo(f"{now()} could not start {run.id}: {run.recorded_status().get('error')}")
-            continue
-        started.append(process)
-        echo(f"{now()} started {run.id} (pid {process.pid})")
-    return started, bool(active or started or (waiting and slots))
+    with gpus.ledger(root):
+        active, waiting = _queue(root)
+        slots = max(0, max_concurrent() - active)
+        inventory = devices.inventory()
+        asks = {run.id: asked for run in waiting if (asked := _asked(run, inventory, echo)) is not None}
+        free = sorted(set(inventory) - gpus.in_use(root))
+        by_id = {run.id: run for run in waiting}
+        for run_id, given in gpus.assign([(run.id, asks[run.id]) for run in waiting if run.id in asks], free, slots):
+            process = launch(by_id[run_id], given)
+            if process is None:
+                echo(f"{now()} could not start {run_id}: {by_id[run_id].recorded_status().get('error')}")
+                continue
+            started.append(process)
+            echo(f"{now()} started {run_id} (pid {process.pid}, " + (f"GPUs {', '.join(map(str, given))})" if given
+                                                                      else "CPU)"))
+    return started, bool(active or started or (asks and slots))
+
+
+def _asked(run: Run, inventory, echo) -> int | None:
+    """The GPUs a queued run asks for; a run asking for more than the machine has fails with the
+    reason (it could never start, and would hold the queue), and is None."""
+    try:
+        return gpus.check_request(run.config(), inventory)
+    except RunError:
+        return 0  # its process reports the damaged config in the run
+    except devices.DeviceError as error:
+        run.update_status(status="failed", ended=now(), error=f"not started: {error}")
+        echo(f"{now()} could not start {run.id}: {error}")
+        return None
 
 
 def serve(root=None, idle_exit: float = 300.0, poll: float = 0.5, echo=print) -> None:

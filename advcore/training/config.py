@@ -6,6 +6,7 @@ at once with a message the user can act on. Unknown fields are refused rather th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import math
@@ -291,9 +292,12 @@ class ValidationConfig:
 class DistributeConfig:
     strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
     mixed_precision: bool = False
+    # GPUs the run trains on: 0 (the CPU), N, or "all"; None: one when the machine has a GPU, else the CPU.
+    # The scheduler gives them to the run alone (advcore.jobs.gpus); the inventory is checked at submit.
+    gpus: int | Literal["all"] | None = None
 
     def check(self):
-        """Both fields are checked by their types; the devices are checked when training starts."""
+        """The fields are checked by their types and bounds; the GPUs against the machine at submit."""
 
 
 class _Config:
@@ -486,6 +490,7 @@ BOUNDS = {  # "Section.field": (lowest, highest): sizes that end, numbers that t
     "OptimizerConfig.learning_rate": (0, 10), "OptimizerConfig.weight_decay": (0, 1),
     "ValidationConfig.robust_size": (0, 100_000), "ValidationConfig.steps": (1, 1000),
     "ValidationConfig.gan_size": (0, 100_000), "ValidationConfig.gan_steps": (1, 10_000),
+    "DistributeConfig.gpus": (0, 64),
 }
 MIN_EPS = 1e-6  # a smaller budget is no attack: a float32 pixel near 1 moves in steps of 6e-8, an 8-bit one of 4e-3
 EPS_BOUNDS = {"linf": 1.0, "l2": 1000.0}  # Linf in [0, 1] pixel units covers every image at 1
@@ -504,7 +509,7 @@ def _bound_problems(config) -> list[str]:
     found = []
     for field in dataclasses.fields(config):
         value, bounds = getattr(config, field.name), BOUNDS.get(f"{type(config).__name__}.{field.name}")
-        if bounds and value is not None and not bounds[0] <= value <= bounds[1]:
+        if bounds and isinstance(value, (int, float)) and not bounds[0] <= value <= bounds[1]:
             found.append(f"{field.name}: must lie in [{_shown(bounds[0])}, {_shown(bounds[1])}], got {_shown(value)}")
     return found
 
@@ -561,7 +566,15 @@ def _convert(kind, value, name: str):
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        return _convert(next(a for a in args if a is not type(None)), value, name)
+        kinds = [a for a in args if a is not type(None)]
+        if len(kinds) == 1:
+            return _convert(kinds[0], value, name)
+        for kind in kinds:  # the first that takes the value: int | Literal["all"]
+            with contextlib.suppress(ConfigError):
+                return _convert(kind, value, name)
+        accepted = " or ".join("an integer" if k is int else f"one of {', '.join(map(repr, typing.get_args(k)))}"
+                               for k in kinds)
+        raise ConfigError(f"{name}: must be {accepted}, got {value!r}")
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{name}: must be one of {', '.join(map(repr, args))}, got {value!r}")

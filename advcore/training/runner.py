@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from advcore import models
+from advcore import devices, models
 from advcore.evaluation import robustness
 from advcore.generative import acgan, unrestricted
 from advcore.storage import data, files, locks
@@ -391,10 +391,11 @@ def train(config: TrainConfig, run: Run, *, resume: bool = False, echo=print) ->
 
 
 def mark_running(run: Run, strategy, resume: bool, **fields) -> None:
-    """Status running, with this process's identity, the device and (on resume) when it resumed."""
+    """Status running, with this process's identity, the device, its GPUs and (on resume) when it resumed."""
     status = run.recorded_status()
     run.update_status(status="running", pid=os.getpid(), pid_start=process_start_ticks(os.getpid()),
-                      device=distribute.describe(strategy), started=status.get("started", now()),
+                      device=distribute.describe(strategy), gpus=list(devices.visible()),
+                      started=status.get("started", now()),
                       error=None, **fields, **({"resumed": now()} if resume else {}))
 
 

@@ -10,6 +10,8 @@ import re
 
 import pandas as pd
 
+from advcore import devices
+from advcore.jobs import gpus
 from advcore.storage.runs import LIVE_STATUSES, Run, RunError
 from advcore.training.config import GanConfig, TrainConfig, config_kind
 from app.text import counted
@@ -78,11 +80,13 @@ def snapshot(run: Run) -> Snapshot:
 def run_row(shot: Snapshot) -> dict:
     """One line of the runs table; a damaged run shows as such, with the reason."""
     row = {"name": shot.run.name(), "status": shot.status["status"], "epoch": None, "last val acc": None,
-           "best val acc": None, "best robust acc": None, "summary": "", "problem": shot.problem, "id": shot.run.id}
+           "best val acc": None, "best robust acc": None, "devices": "", "summary": "", "problem": shot.problem,
+           "id": shot.run.id}
     if shot.problem:
         return row
     history = shot.history
-    row.update(epoch=len(history), summary=_config_summary(shot.config), problem=shot.status.get("error") or "")
+    row.update(epoch=len(history), summary=_config_summary(shot.config), problem=shot.status.get("error") or "",
+               devices=devices_text(shot.status, shot.config))
     if len(history) and "val_accuracy" in history:
         row["last val acc"] = history["val_accuracy"].iloc[-1]
         row["best val acc"] = _best(history, "val_accuracy")
@@ -90,9 +94,23 @@ def run_row(shot: Snapshot) -> dict:
     return row
 
 
-TABLE_COLUMNS = ["name", "status", "epoch", "last val acc", "best val acc", "best robust acc", "summary", "problem",
-                 "id"]  # the figures first: no scrolling to reach them
+TABLE_COLUMNS = ["name", "status", "epoch", "last val acc", "best val acc", "best robust acc", "devices", "summary",
+                 "problem", "id"]  # the figures first: no scrolling to reach them
 PERCENT_COLUMNS = ("last val acc", "best val acc", "best robust acc")  # fractions, shown as percentages
+
+
+def devices_text(status: dict, config: dict) -> str:
+    """Where a run trains: "GPU 0, 1" or "CPU" as the scheduler gave them; what a queued run waits for."""
+    if "gpus" in status:
+        held = gpus.recorded(status)
+        return f"GPU {', '.join(map(str, held))}" if held else "CPU"
+    if status["status"] == "queued":
+        try:
+            asked = gpus.requested(config, devices.inventory())
+        except (devices.DeviceError, ValueError, TypeError):
+            return ""
+        return f"waits for {counted(asked, 'GPU')}" if asked else "waits for the CPU"
+    return ""
 
 
 def runs_table(shots: list[Snapshot]) -> pd.DataFrame:

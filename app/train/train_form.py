@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from advcore import devices
 from advcore.architectures import ACTIVATIONS, ARCHITECTURES, BACKBONES, DENSENET_DEPTH, DENSENET_GROWTH
+from advcore.jobs import gpus
 from advcore.storage.data import DATASETS
 from advcore.storage.runs import RunError
 from advcore.training.config import (GENERATIVE_METHODS, PIXEL_STEP_METHODS, RMSE_METHODS, ConfigError, TrainConfig,
@@ -43,7 +45,7 @@ DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "validat
             "depth": DENSENET_DEPTH, "growth": DENSENET_GROWTH, "lipschitz": False, "zeta": 0.2, "weight_decay": 0.0,
             "milestones": "",
             "robust_eps": 0.0, "nesterov": True, "objective": "ce", "beta": 6.0, "awp": False, "awp_gamma": 5e-3,
-            "keep_best": False, "folder": "", "image_size": 0, "fit": "crop", "pretrained": False}
+            "keep_best": False, "folder": "", "image_size": 0, "fit": "crop", "pretrained": False, "gpus": "default"}
 FOLDER = "image folder"  # the Dataset choice that shows the folder's fields
 OBJECTIVE_LABELS = {"ce": "CE", "trades": "TRADES", "mart": "MART"}
 METHODS = ("pgd", "fgsm_rs", "fgsm", "ll_fgsm", "gan", "unrestricted", "rmse_ball", "l2_min")
@@ -82,7 +84,8 @@ def values_from_config(content: dict) -> dict:
             "milestones": ",".join(map(str, config.lr_schedule.milestones)),
             "robust_eps": config.validation.eps or 0.0, "nesterov": config.optimizer.nesterov,
             "objective": config.objective.kind, "beta": config.objective.beta, "awp": config.awp.enabled,
-            "awp_gamma": config.awp.gamma, "keep_best": config.validation.keep_best}
+            "awp_gamma": config.awp.gamma, "keep_best": config.validation.keep_best,
+            "gpus": "default" if config.distribute.gpus is None else config.distribute.gpus}
 
 
 def generator_choices() -> dict[str, str]:
@@ -157,7 +160,7 @@ FIELD_OF = {  # a config field's dotted name: the form field that sets it (its p
     "lr_schedule.kind": "lr_schedule", "lr_schedule.milestones": "milestones", "validation.robust_size": "robust_size",
     "validation.eps": "robust_eps", "validation.gan_size": "gan_size", "validation.keep_best": "keep_best",
     "lipschitz.enabled": "lipschitz", "lipschitz.zeta": "zeta", "objective.kind": "objective",
-    "objective.beta": "beta", "awp.enabled": "awp", "awp.gamma": "awp_gamma",
+    "objective.beta": "beta", "awp.enabled": "awp", "awp.gamma": "awp_gamma", "distribute.gpus": "gpus",
 }
 
 
@@ -185,6 +188,11 @@ def field_problems(values: dict) -> dict[str, list[str]]:
         found.setdefault("folder" if field == "dataset" and _folder(effective) else field, []).append(message)
     if _folder(effective) and "folder" not in found:
         found.update(_folder_problems(effective))
+    if "gpus" not in found:
+        try:
+            gpus.check_request(config_from_values(effective), devices.inventory())
+        except devices.DeviceError as error:
+            found["gpus"] = [str(error)]
     return found
 
 
@@ -303,6 +311,7 @@ def config_from_values(v: dict) -> dict:
         "validation": {"robust_size": v["robust_size"], "eps": v["robust_eps"] or None, "gan_size": v["gan_size"],
                        "keep_best": v["keep_best"]},
         "generator": v["generator"] or None,
+        "distribute": {"gpus": None if v["gpus"] == "default" else v["gpus"]},
     }
 
 
@@ -493,6 +502,7 @@ def _schedule_optimiser_validation(field: _Fields) -> None:
     c1, c2 = st.columns(2)
     field("number_input", "Batch size", "batch_size", c1, step=1)
     field("number_input", "Seed", "seed", c2, step=1)
+    _gpu_field(field)
     st.markdown("**Validation**")
     c1, c2 = st.columns(2)
     field("number_input", "Robust check images per epoch", "robust_size", c1, step=100,
@@ -505,3 +515,17 @@ def _schedule_optimiser_validation(field: _Fields) -> None:
     if generator_choices():
         field("number_input", "GAN-check images per epoch", "gan_size", c2, step=100,
               help="accuracy on GAN samples and on unrestricted examples searched from them, each epoch (0: off)")
+
+
+def _gpu_field(field: _Fields) -> None:
+    """How many GPUs the run takes, from what the machine has; a choice the machine cannot give (a draft
+    or a preset from a larger one) goes back to the default."""
+    inventory = devices.inventory()
+    options = ["default", 0, *range(1, len(inventory) + 1), *(["all"] if len(inventory) > 1 else [])]
+    if st.session_state.get(KEY + "gpus") not in options:
+        st.session_state[KEY + "gpus"] = "default"
+    free = len(set(inventory) - gpus.in_use(state.root()))
+    names = {"default": f"default: {'1 GPU' if inventory else 'the CPU'}", 0: "0: the CPU", "all": "all"}
+    field("selectbox", "GPUs", "gpus", options=options, format_func=lambda choice: names.get(choice, str(choice)),
+          help=f"{free} of {len(inventory)} GPUs free now; the run gets its GPUs to itself and waits in the queue "
+               "until they are free")

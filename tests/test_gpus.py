@@ -155,13 +155,18 @@ def test_the_evaluation_worker_takes_a_free_gpu_and_the_queue_counts_it(box):
     plan = plans.Plan.from_dict({"models": [{"label": "m", "path": str(ROOT / "assets/models/standard/model.keras")}],
                                  "attacks": [{"name": "fgsm", "method": "fgsm", "options": {}}],
                                  "eps": {"linf": [0.1]}, "count": 10})
-    jobs.submit_evaluation(plan, box)
+    job = jobs.submit_evaluation(plan, box)
     record = worker.live_record(box)
     assert record["gpus"] == [0] and child_environment(record["pid"])["CUDA_VISIBLE_DEVICES"] == "0"
     assert gpus.in_use(box) == {0}
-    two = queue_run(box, "two", 2)
+    run = queue_run(box, "one", 1)
     scheduler.start_queued(box, echo=lambda line: None)
-    assert "pid" not in two.recorded_status()  # GPU 0 is the worker's
+    assert run.recorded_status()["gpus"] == [1]  # GPU 0 is the worker's
+    waiting = queue_run(box, "next", 1)
+    wait_for(lambda: job.recorded_status()["status"] == "finished", timeout=120)
+    wait_for(lambda: worker.live_record(box) is None, timeout=30)  # idle on a GPU a run waits for: it leaves
+    scheduler.start_queued(box, echo=lambda line: None)
+    assert waiting.recorded_status()["gpus"] == [0]
 
 
 SERVER_PROBE = """

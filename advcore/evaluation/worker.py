@@ -3,7 +3,7 @@
 Evaluations are jobs in `<runs root>/_evaluations/<id>/` (the run store's layout: config.json holds
 the plan, status.json the state). The worker keeps TensorFlow and recently used models loaded, so
 an evaluation costs its attacks and not a process start-up (datasets stay loaded too); it exits after `idle_exit` seconds
-without work. A job is claimed by creating its `claimed` file exclusively, so two workers never run
+without work, or as soon as it is idle on a GPU while a training run waits in the queue. A job is claimed by creating its `claimed` file exclusively, so two workers never run
 the same job. A job whose status turns `stopping` ends after its current slice of images, keeping
 every finished cell. Each model that is a run's model also gets its results in the run's folder
 (`evaluations/<job id>.json`). A profile job (`advcore.evaluation.profile`) writes into the profile cache.
@@ -185,7 +185,9 @@ def _save_to_runs(results: plans.Results, job: Run, root) -> None:
 
 def work(root=None, idle_exit: float = 300.0, poll: float = 0.05) -> None:
     from advcore import devices
+    from advcore.jobs import scheduler
 
+    holds_gpu = bool(devices.visible())
     files.write_json(worker_file(root), {"pid": os.getpid(), "pid_start": process_start_ticks(os.getpid()),
                                          "started": now(), "gpus": list(devices.visible())})
     from advcore.storage import data
@@ -195,6 +197,8 @@ def work(root=None, idle_exit: float = 300.0, poll: float = 0.05) -> None:
     while time.monotonic() - idle_since < idle_exit:
         job = _next_job(root)
         if job is None:
+            if holds_gpu and scheduler.has_work(root):
+                break  # a queued run may want this GPU: a process gives its GPU memory back only by ending
             time.sleep(poll)
             continue
         print(f"{now()} {job.id}: {run_job(job, root, load_model, load_dataset)}", flush=True)

@@ -10,16 +10,22 @@ import subprocess
 from advcore import devices
 
 
-@functools.cache
 def training_device() -> str:
+    """What the machine offers training: "GPU: 2 x NVIDIA A100 (0, 1)" or the CPU."""
+    gpus = devices.inventory()
+    if not gpus:
+        return f"CPU ({os.cpu_count()} cores, no GPU found)"
+    name = next(iter(_gpu_names()), "GPU")
+    return f"GPU: {len(gpus)} x {name} ({', '.join(map(str, gpus))})" if len(gpus) > 1 else f"GPU: {name}"
+
+
+@functools.cache
+def _gpu_names() -> list[str]:
     try:
         listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired):
-        listing = ""
-    gpus = [line.split(":", 1)[1].split("(")[0].strip() for line in listing.splitlines() if line.startswith("GPU")]
-    if gpus:
-        return f"GPU: {len(gpus)} x {gpus[0]}" if len(gpus) > 1 else f"GPU: {gpus[0]}"
-    return f"CPU ({os.cpu_count()} cores, no GPU found)"
+        return []
+    return [line.split(":", 1)[1].split("(")[0].strip() for line in listing.splitlines() if line.startswith("GPU")]
 
 
 def setup_server() -> str | None:

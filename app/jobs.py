@@ -40,7 +40,9 @@ max_concurrent = scheduler.max_concurrent
 
 
 def submit(config: TrainConfig | GanConfig, root: Path | None = None) -> Run:
-    """Records a validated config as a queued run; the scheduler starts it when a slot is free."""
+    """Records a validated config as a queued run; the scheduler starts it when a slot and its GPUs are
+    free. A run asking for more GPUs than the machine has is refused (devices.DeviceError) first."""
+    gpus.check_request(config.to_dict(), devices.inventory())
     run = Run.create(config.to_dict(), runs_root(root), config.name)
     ensure_scheduler(root)
     return run

@@ -190,3 +190,16 @@ def test_the_servers_own_work_follows_its_device_setting(setting, problem):
                                                            "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith(f"{problem} [] ") and result.stdout.strip().endswith("CPU:0")
+
+
+def test_the_model_check_runs_on_the_cpu_whatever_the_machine_has(box):
+    from advcore.storage import model_files
+
+    env = model_files.sandbox_command(Path("m.keras"), 1000)["env"]
+    assert env["CUDA_VISIBLE_DEVICES"] == "" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+
+
+def test_the_cli_bounds_gpus(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "advcore", "train", "--gpus", "65", "--runs-dir", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2 and "--gpus" in result.stderr

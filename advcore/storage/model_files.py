@@ -21,6 +21,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+from advcore import devices
 from advcore.jobs import processes
 
 PARAMETERS_ENV = "ADVLAB_MAX_PARAMETERS"
@@ -150,6 +151,12 @@ OUT_OF_MEMORY = f"loading it runs out of the {SANDBOX_MEMORY // 2**30} GB of mem
                 "(far too many parameters?)"
 
 
+def sandbox_command(path: Path, limit: int) -> dict:
+    """The model check's child: `python -m advcore check-model`, on the CPU (a GPU is never held for it)."""
+    return processes.command(["check-model", str(path), "--max-parameters", str(limit)], **devices.child_env(()),
+                             TF_CPP_MIN_LOG_LEVEL="3")
+
+
 def check_in_sandbox(path: str | os.PathLike, name: str | None = None, limit: int | None = None) -> dict:
     """Loads the file in a child process with limits on memory, CPU and time; returns what it found
     ({"parameters", "input_shape", "classes"}) or raises ModelError with the reason, naming the file
@@ -157,9 +164,7 @@ def check_in_sandbox(path: str | os.PathLike, name: str | None = None, limit: in
     path, name, limit = Path(path), name or Path(path).name, limit or max_parameters()
     check_archive(path, limit)  # the cheap refusals need no child
     try:
-        child = subprocess.run(**processes.command(["check-model", str(path), "--max-parameters", str(limit)],
-                                                   CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3"),
-                               capture_output=True, text=True, timeout=SANDBOX_SECONDS)
+        child = subprocess.run(**sandbox_command(path, limit), capture_output=True, text=True, timeout=SANDBOX_SECONDS)
     except subprocess.TimeoutExpired:
         raise ModelError(f"{name}: loading it took longer than {SANDBOX_SECONDS} s") from None
     lines = child.stdout.strip().splitlines()

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from advcore.storage import files
-from advcore.storage.runs import (Run, RunError, list_runs, now, process_alive, process_start_ticks, runs_advcore,
-                                  runs_root)
+from advcore.storage.runs import (Run, RunError, awaits_process, list_runs, now, process_alive, process_start_ticks,
+                                  runs_advcore, runs_root, safe_status)
 
 if TYPE_CHECKING:  # TensorFlow is imported by the worker only, not by pages that merely queue jobs
     from advcore.evaluation import plans
@@ -185,7 +185,6 @@ def _save_to_runs(results: plans.Results, job: Run, root) -> None:
 
 def work(root=None, idle_exit: float = 300.0, poll: float = 0.05) -> None:
     from advcore import devices
-    from advcore.jobs import scheduler
 
     holds_gpu = bool(devices.visible())
     files.write_json(worker_file(root), {"pid": os.getpid(), "pid_start": process_start_ticks(os.getpid()),
@@ -197,7 +196,7 @@ def work(root=None, idle_exit: float = 300.0, poll: float = 0.05) -> None:
     while time.monotonic() - idle_since < idle_exit:
         job = _next_job(root)
         if job is None:
-            if holds_gpu and scheduler.has_work(root):
+            if holds_gpu and any(awaits_process(safe_status(run)) for run in list_runs(runs_root(root))):
                 break  # a queued run may want this GPU: a process gives its GPU memory back only by ending
             time.sleep(poll)
             continue

@@ -19,8 +19,8 @@ from advcore import devices
 from advcore.jobs import gpus
 from advcore.jobs.processes import spawn
 from advcore.storage import files, locks
-from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, RunRefused, list_runs, now, on_this_host,
-                                  process_start_ticks, runs_root, safe_status)
+from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, RunRefused, awaits_process, list_runs, now,
+                                  on_this_host, process_start_ticks, runs_root, safe_status)
 from advcore.training.config import GanConfig, TrainConfig, config_kind, upgraded
 from advcore.training.resumption import resumable_from
 
@@ -54,8 +54,7 @@ def _queue(root) -> tuple[int, list[Run]]:
     statuses = {run.id: safe_status(run) for run in runs}
     active = sum(1 for status in statuses.values()
                  if status["status"] in LIVE_STATUSES and "pid" in status and on_this_host(status))
-    waiting = [run for run in reversed(runs)
-               if statuses[run.id]["status"] == "queued" and "pid" not in statuses[run.id]]
+    waiting = [run for run in reversed(runs) if awaits_process(statuses[run.id])]
     return active, waiting
 
 

@@ -486,6 +486,11 @@ def _history_problem(history: pd.DataFrame) -> str:
     return ""
 
 
+def awaits_process(status: dict) -> bool:
+    """Whether a run's status is queued with no process launched for it yet."""
+    return status["status"] == "queued" and "pid" not in status
+
+
 def safe_status(run: Run) -> dict:
     """The run's status, or "damaged" when its status file cannot be read (such a run is never launched)."""
     try:

@@ -247,7 +247,12 @@ def clone(content: dict) -> None:
 
 
 def set_aside() -> None:
-    """Called by the page when a run draws something else (the runs, the GAN form) instead of this form."""
+    """Called by the page when a run draws something else (the runs, the GAN form) instead of this form.
+    The draft is taken from the widgets' states the browser sent with this run: the last run that drew
+    the form may have been cut short by the next keystroke's rerun before it stored them (a fast typist's
+    Start then came back to an older draft)."""
+    if st.session_state.get(SHOWN):
+        st.session_state[STORE] = current_values()
     st.session_state[SHOWN] = False
 
 

@@ -217,6 +217,18 @@ def roles(root: Path, server: subprocess.Popen, queued: dict) -> dict[int, str]:
     return found
 
 
+def stop_worker(root: Path) -> None:
+    """The evaluation worker outlives the server by design; the check's own one ends with the check (the
+    scheduler ends by itself when the scratch runs folder goes)."""
+    import signal
+
+    from advcore.evaluation import worker
+
+    record = worker.live_record(root)
+    if record:
+        os.kill(record["pid"], signal.SIGTERM)
+
+
 def wait_all(queued: dict, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -318,6 +330,7 @@ def main() -> None:
             watch.done.set()
             server.terminate()
             server.wait(timeout=60)
+            stop_worker(root)
         report["jobs"] = {name: {key: status.get(key) for key in ("status", "error", "device", "gpus")}
                           for name, status in statuses.items()}
         report["peak_memory_mb"] = watch.peaks

@@ -3,7 +3,8 @@
 Evaluations are jobs in `<runs root>/_evaluations/<id>/` (the run store's layout: config.json holds
 the plan, status.json the state). The worker keeps TensorFlow and recently used models loaded, so
 an evaluation costs its attacks and not a process start-up (datasets stay loaded too); it exits after `idle_exit` seconds
-without work, or as soon as it is idle on a GPU while a training run waits in the queue. A job is claimed by creating its `claimed` file exclusively, so two workers never run
+without work, as soon as it is idle on a GPU while a training run waits in the queue, or when its
+folder is deleted. A job is claimed by creating its `claimed` file exclusively, so two workers never run
 the same job. A job whose status turns `stopping` ends after its current slice of images, keeping
 every finished cell. Each model that is a run's model also gets its results in the run's folder
 (`evaluations/<job id>.json`). A profile job (`advcore.evaluation.profile`) writes into the profile cache.
@@ -193,7 +194,7 @@ def work(root=None, idle_exit: float = 300.0, poll: float = 0.05) -> None:
 
     load_model, load_dataset = _Models(), functools.lru_cache(maxsize=2)(data.load)
     idle_since = time.monotonic()
-    while time.monotonic() - idle_since < idle_exit:
+    while time.monotonic() - idle_since < idle_exit and evaluations_root(root).is_dir():  # gone: nothing to do
         job = _next_job(root)
         if job is None:
             if holds_gpu and any(awaits_process(safe_status(run)) for run in list_runs(runs_root(root))):

@@ -10,9 +10,19 @@ import subprocess
 from advcore import devices
 
 
+def machine_gpus() -> tuple[tuple[int, ...], str | None]:
+    """The GPU inventory, and what is wrong with $ADVLAB_GPUS when it cannot be read (then no GPU)."""
+    try:
+        return devices.inventory(), None
+    except devices.DeviceError as error:
+        return (), str(error)
+
+
 def training_device() -> str:
     """What the machine offers training: "GPU: 2 x NVIDIA A100 (0, 1)" or the CPU."""
-    gpus = devices.inventory()
+    gpus, problem = machine_gpus()
+    if problem:
+        return f"the CPU ({problem})"
     if not gpus:
         return f"CPU ({os.cpu_count()} cores, no GPU found)"
     name = next(iter(_gpu_names()), "GPU")

@@ -203,3 +203,27 @@ def test_the_cli_bounds_gpus(tmp_path):
     result = subprocess.run([sys.executable, "-m", "advcore", "train", "--gpus", "65", "--runs-dir", str(tmp_path)],
                             cwd=ROOT, capture_output=True, text=True, timeout=60, env=os.environ | {"PYTHONPATH": str(ROOT)})
     assert result.returncode == 2 and "--gpus" in result.stderr
+
+
+@pytest.mark.parametrize("asked", ["two", -1, 1.5, True])
+def test_a_queued_runs_hand_edited_gpu_request_fails_it_with_the_reason(box, asked):
+    """A config.json is read as untrusted: a request that is not 0..64 or "all" fails the run, the queue goes on."""
+    odd, modest = queue_run(box, "odd", 1), queue_run(box, "modest", 1)
+    config = json.loads(odd.config_path.read_text())
+    config["distribute"]["gpus"] = asked
+    odd.config_path.write_text(json.dumps(config))
+    scheduler.start_queued(box, echo=lambda line: None)
+    assert odd.status()["status"] == "failed" and "distribute.gpus: give 0..64" in odd.status()["error"]
+    assert modest.recorded_status()["gpus"] == [0]
+
+
+def test_a_mistyped_gpu_list_or_memory_cap_stops_no_scheduler(box, monkeypatch):
+    run = queue_run(box, "patient", 1)
+    said = []
+    monkeypatch.setenv(devices.GPUS_ENV, "zero")
+    assert scheduler.start_queued(box, echo=said.append) == ([], True)
+    assert "ADVLAB_GPUS: give GPU indices" in said[-1] and run.recorded_status()["status"] == "queued"
+    monkeypatch.setenv(devices.GPUS_ENV, "0")
+    monkeypatch.setenv(devices.MEMORY_ENV, "lots")
+    scheduler.start_queued(box, echo=said.append)
+    assert run.status()["status"] == "failed" and "ADVLAB_GPU_MEMORY_MB" in run.status()["error"]

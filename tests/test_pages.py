@@ -505,3 +505,12 @@ def test_a_runs_gpus_show_in_its_status_line_and_the_table(runs_root):
     assert any("· GPU 0, 1" in m.value for m in app.markdown)
     table = [frame.value for frame in app.dataframe if "devices" in frame.value.columns][0]
     assert table.loc[0, "devices"] == "GPU 0, 1"
+
+
+def test_a_bad_gpu_list_is_explained_on_the_form_not_a_traceback(runs_root, monkeypatch):
+    monkeypatch.setenv("ADVLAB_GPUS", "zero")
+    app = page("train")
+    assert not app.exception
+    assert any("ADVLAB_GPUS: give GPU indices" in e.value for e in app.error)
+    _submit(app)
+    assert not list_runs(runs_root)  # refused, with the reason under the field

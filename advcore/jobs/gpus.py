@@ -27,10 +27,15 @@ LOCK_FILE = "_gpus.lock"
 def requested(content: dict, inventory: Sequence[int]) -> int:
     """The GPUs a run's config asks for: distribute.gpus as given, "all" of them, or by default one
     when the machine has a GPU and none when it has not."""
-    asked = (content.get("distribute") or {}).get("gpus")
+    distribute = content.get("distribute") if isinstance(content, dict) else None
+    asked = distribute.get("gpus") if isinstance(distribute, dict) else None
     if asked is None:
         return 1 if inventory else 0
-    return len(inventory) if asked == "all" else int(asked)
+    if asked == "all":
+        return len(inventory)
+    if isinstance(asked, bool) or not isinstance(asked, int) or not 0 <= asked <= devices.MAX_GPUS:
+        raise devices.DeviceError(f"distribute.gpus: give 0..{devices.MAX_GPUS} or \"all\", got {asked!r}")
+    return asked
 
 
 def check_request(content: dict, inventory: Sequence[int]) -> int:

@@ -75,7 +75,7 @@ def launch(run: Run, gpus_given: tuple[int, ...] = ()) -> subprocess.Popen | Non
     try:
         process = spawn([command, "--resume", run.id, "--runs-dir", str(run.root.resolve())], run.process_log_path,
                         devices.child_env(gpus_given))
-    except (files.FileProblem, OSError) as problem:
+    except (files.FileProblem, OSError, devices.DeviceError) as problem:
         run.update_status(status="failed", ended=now(), error=f"not started: {problem}")
         return None
     run.update_status(pid=process.pid, pid_start=process_start_ticks(process.pid), launched=now(),
@@ -114,7 +114,11 @@ def start_queued(root=None, echo=print) -> tuple[list[subprocess.Popen], bool]:
     with gpus.ledger(root):
         active, waiting = _queue(root)
         slots = max(0, max_concurrent() - active)
-        inventory = devices.inventory()
+        try:
+            inventory = devices.inventory()
+        except devices.DeviceError as error:  # a mistyped $ADVLAB_GPUS: every run waits, the log says why
+            echo(f"{now()} no run started: {error}")
+            return started, bool(waiting)
         asks = {run.id: asked for run in waiting if (asked := _asked(run, inventory, echo)) is not None}
         free = sorted(set(inventory) - gpus.in_use(root))
         by_id = {run.id: run for run in waiting}

@@ -12,6 +12,7 @@ from advcore.storage.runs import RunError
 from advcore.training.config import (GENERATIVE_METHODS, PIXEL_STEP_METHODS, RMSE_METHODS, ConfigError, TrainConfig,
                                      config_kind, problems, read_file)
 from app import generators, registry, state
+from app.device import machine_gpus
 from app.train import folder_preview
 
 PRESETS = {
@@ -188,9 +189,12 @@ def field_problems(values: dict) -> dict[str, list[str]]:
         found.setdefault("folder" if field == "dataset" and _folder(effective) else field, []).append(message)
     if _folder(effective) and "folder" not in found:
         found.update(_folder_problems(effective))
-    if "gpus" not in found:
+    inventory, problem = machine_gpus()
+    if problem:
+        found["gpus"] = [problem]
+    elif "gpus" not in found:
         try:
-            gpus.check_request(config_from_values(effective), devices.inventory())
+            gpus.check_request(config_from_values(effective), inventory)
         except devices.DeviceError as error:
             found["gpus"] = [str(error)]
     return found
@@ -525,7 +529,7 @@ def _schedule_optimiser_validation(field: _Fields) -> None:
 def _gpu_field(field: _Fields) -> None:
     """How many GPUs the run takes, from what the machine has; a choice the machine cannot give (a draft
     or a preset from a larger one) goes back to the default."""
-    inventory = devices.inventory()
+    inventory = machine_gpus()[0]
     options = ["default", 0, *range(1, len(inventory) + 1), *(["all"] if len(inventory) > 1 else [])]
     if st.session_state.get(KEY + "gpus") not in options:
         st.session_state[KEY + "gpus"] = "default"

@@ -1,7 +1,7 @@
 """The dashboard's web server: `python -m app.server [--server.port N ...]` serves streamlit_app.py.
 
-It is Streamlit's own server (`st.App`) with two mends, so that a page's URL opened first (a
-bookmark, a shared link, `/evaluate` after a restart) loads like any other:
+It is Streamlit's own server (`st.App`) with three mends. Two make a page's URL opened first (a
+bookmark, a shared link, `/evaluate` after a restart) load like any other:
 - A `pages/` folder beside the main script makes Streamlit treat the app as an old-style multipage
   app, pages named after their files, until `st.navigation` first runs. The first session's first
   run then looks for a page file named "evaluate", finds none and shows "page not found". Before
@@ -9,6 +9,8 @@ bookmark, a shared link, `/evaluate` after a restart) loads like any other:
 - The browser first looks for the server under the page's own path (`/evaluate/_stcore/health`,
   streamlit/streamlit#7074), two 404s. Each page's HTML here tells it the server's base, through
   the hook Streamlit gives hosts (`window.__streamlit.BACKEND_BASE_URL`).
+The third keeps every download button the page shows working: media live in
+`media_store.LingeringDownloads`, where a deleted download stays servable for a while.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from pathlib import Path
 import streamlit as st
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
+from streamlit.runtime import memory_media_file_storage
 from streamlit.runtime.pages_manager import PagesManager
 
 from advcore import devices
+from app.media_store import LingeringDownloads
 from app.navigation import PAGES
 
 MAIN_SCRIPT = Path(__file__).resolve().parents[1] / "streamlit_app.py"
@@ -44,6 +48,17 @@ async def no_v1_pages(_app):
     yield
 
 
+class Dashboard(st.App):
+    def _create_runtime(self):
+        # st.App takes no media store: it builds Streamlit's own, looked up by name in this call.
+        streamlit_store = memory_media_file_storage.MemoryMediaFileStorage
+        memory_media_file_storage.MemoryMediaFileStorage = LingeringDownloads
+        try:
+            return super()._create_runtime()
+        finally:
+            memory_media_file_storage.MemoryMediaFileStorage = streamlit_store
+
+
 def options(argv: list[str]) -> dict:
     """`--server.port 8502 --server.headless true` -> Streamlit config overrides, as `streamlit run` takes them."""
     if len(argv) % 2 or not all(name.startswith("--") for name in argv[::2]):
@@ -62,7 +77,7 @@ def main(argv: list[str]) -> None:
         devices.server_gpus()
     except devices.DeviceError as error:
         raise SystemExit(f"python -m app.server: {error}") from None
-    app = st.App(MAIN_SCRIPT, routes=[Route(f"/{path}", page) for path in PAGES], lifespan=no_v1_pages)
+    app = Dashboard(MAIN_SCRIPT, routes=[Route(f"/{path}", page) for path in PAGES], lifespan=no_v1_pages)
     app.run(config=options(argv))
 
 

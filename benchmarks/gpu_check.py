@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -124,11 +125,12 @@ def serve(runs: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the app server did not come up in 2 minutes")
 
 
-def playground(url: str) -> dict:
+def playground(url: str, out: Path) -> dict:
     """The Playground in Chromium: the bundled standard model, the pullover sample, attacked (FGSM, the
-    page's default) in the server until the verdict shows."""
+    page's default) in the server until the verdict shows. On a failure the page's screenshot goes to
+    `out`."""
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import Error as BrowserError, sync_playwright
     except ImportError:
         return {"skipped": "Playwright is not installed (pip install -r requirements-dev.txt)"}
     chromium = next((path for path in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(path).exists()), None)
@@ -140,18 +142,48 @@ def playground(url: str) -> dict:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.set_default_timeout(180_000)
         began = time.perf_counter()
-        page.goto(f"{url}/playground")
-        page.get_by_label("Model", exact=True).click()
-        page.get_by_role("option", name="standard (bundled)").click()
-        uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Image (PNG")
-        uploader.locator('input[type="file"]').set_input_files(str(SAMPLE))
-        page.get_by_label("True class", exact=True).click()
-        page.get_by_role("option", name="Pullover", exact=True).click()
-        verdict = page.get_by_text("Pullover →").first
-        verdict.wait_for()
-        text = verdict.inner_text()
-        browser.close()
+        try:
+            text = _attack_the_sample(page, url)
+        except BrowserError as error:  # reported as the check's failure; the queued jobs are still waited for
+            page.screenshot(path=out / "playground-failure.png")
+            return {"error": " ".join(line.strip() for line in str(error).splitlines()[:3]),
+                    "screenshot": "playground-failure.png"}
+        finally:
+            browser.close()
     return {"verdict": text, "seconds": round(time.perf_counter() - began, 1)}
+
+
+def _attack_the_sample(page, url: str) -> str:
+    page.goto(f"{url}/playground")
+    page.get_by_label("Model", exact=True).wait_for()
+    _settled(page)
+    page.get_by_label("Model", exact=True).click()
+    page.get_by_role("option", name="standard (bundled)").click()
+    uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Image (PNG")
+    uploader.locator('input[type="file"]').set_input_files(str(SAMPLE))
+    # The upload's rerun is over (its first verdict, with no truth yet) before the class is chosen: a
+    # dropdown opened while a rerun redraws the page can close again before its option is clicked.
+    page.get_by_text("(true class unknown").first.wait_for()
+    _settled(page)
+    # At 1400x900 the class field sits on the window's lower edge. Clicking it there opens its menu and
+    # focuses it; the browser then scrolls the page a few pixels to show the focused field, and the
+    # menu closes on that scroll. So it is brought into view first, as a person would.
+    true_class = page.get_by_label("True class", exact=True)
+    true_class.evaluate("field => field.scrollIntoView({block: 'center'})")
+    true_class.click()
+    page.get_by_role("option", name="Pullover", exact=True).click()
+    verdict = page.get_by_text(re.compile(r"Pullover → \S+.*: (not )?fooled")).first
+    verdict.wait_for()
+    return verdict.inner_text()
+
+
+def _settled(page) -> None:
+    """The page's script run over and no faded element of an earlier run left."""
+    page.wait_for_function("""() => {
+        const app = document.querySelector('[data-testid="stApp"]');
+        return app && !['running', 'rerunRequested'].includes(app.getAttribute('data-test-script-state'))
+            && !document.querySelector('[data-stale="true"]');
+    }""")
 
 
 def queue_jobs(root: Path, size: dict, gpu: bool) -> dict:
@@ -324,7 +356,7 @@ def main() -> None:
         watch.start()
         try:
             queued.update(queue_jobs(root, size, gpu))
-            report["playground"] = playground(url)
+            report["playground"] = playground(url, args.out)
             statuses = wait_all(queued, size["timeout"])
         finally:
             watch.done.set()

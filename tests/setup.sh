@@ -14,4 +14,4 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -r requirements-dev.txt
+.venv/bin/python -m pip install -q -r requirements-dev.txt -r requirements-cluster.txt

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import sys
 from pathlib import Path
 
 from advcore.cli import interpret_commands, train_commands
 from advcore.cli.parsing import EXIT_USAGE, Parser, UsageError, int_in, number, number_list, positive_int
+from advcore.jobs import executors
 from advcore.training.config import WORST_OF_LOSSES
 
 EXIT_FAILURE = 1
@@ -131,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the runs root (default: $ADVLAB_RUNS_DIR or ./runs)")
     scheduler.add_argument("--idle-exit", type=number, default=300.0,
                            help="seconds with nothing to do before the scheduler exits (default: 300)")
+    train_commands.add_cluster_option(scheduler, "submit the queued runs as Ray jobs")
     train = commands.add_parser(
         "train", help="train a classifier (vanilla, adversarial, interleaved) as a run",
         description="Train as a run under the runs root: config, status, history.csv, checkpoints and "
@@ -332,9 +335,11 @@ def _run_scheduler(args) -> None:
     from advcore.storage import locks
 
     try:
-        scheduler.serve(args.runs_dir, idle_exit=args.idle_exit)
+        scheduler.serve(args.runs_dir, idle_exit=args.idle_exit, cluster=executors.cluster_address(args.cluster))
     except locks.LockHeld as held:
         raise RuntimeError(f"a scheduler already serves {held.path.parent} (pid {held.pid})") from None
+    except executors.ClusterError as error:
+        raise RuntimeError(str(error)) from None
 
 
 def _prepare_out(args) -> None:
@@ -387,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_FAILURE
         return 0
     try:
+        if args.command in ("train", "train-gan") and (address := executors.cluster_address(args.cluster)):
+            print(json.dumps(train_commands.submit_to_cluster(args, address)))  # starts nothing here: no TensorFlow
+            return 0
         if args.command in ("train", "train-gan"):
             train_commands.precheck(args)
             train_commands.take_gpus(args)
@@ -394,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except executors.ClusterError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     if args.command == "check-model":  # the same limits whether the app's sandbox or a person runs it
         from advcore.storage import model_files
 

@@ -142,6 +142,12 @@ def _add_run_options(parser: argparse.ArgumentParser, options, resume_help: str 
         group.add_argument(flag, dest=field, type=kind, default=argparse.SUPPRESS, help=text + shown)
 
 
+def add_cluster_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--cluster", metavar="ADDRESS", default=None,
+                        help=f"{what} on the Ray cluster whose head is at HOST:PORT (as `ray start --head` prints it), "
+                             "or local (default: $ADVLAB_CLUSTER, else local)")
+
+
 def _add_devices(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mixed-precision", dest="distribute.mixed_precision", action="store_true",
                         default=argparse.SUPPRESS, help="float16 compute on GPUs (weights stay float32)")
@@ -177,11 +183,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         help="seed 004's robust additions: --activation half_huber --lipschitz, and in an "
                              "adversarial mode --mode split --mix-fraction 0.5 (half of each batch perturbed)")
     _add_devices(parser)
+    add_cluster_option(parser, "submit the run as a Ray job and return: it trains")
 
 
 def add_gan_options(parser: argparse.ArgumentParser) -> None:
     _add_run_options(parser, GAN_OPTIONS)
     _add_devices(parser)
+    add_cluster_option(parser, "submit the run as a Ray job and return: it trains")
 
 
 STUDY_DEFAULTS = {"mix.weight": 0.3, "mix.fraction": 0.5, "validation.gan_size": 500}  # the seed's lambda, half batches
@@ -191,16 +199,49 @@ def add_study_options(parser: argparse.ArgumentParser) -> None:
     _add_run_options(parser, TRAIN_OPTIONS, "finish this study: its unfinished arms, in order", "STUDY")
 
 
-def precheck(args) -> None:
+def precheck(args, local: bool = True) -> None:
     """Validates a new run's options before TensorFlow loads, so that a bad value answers at once
-    (ConfigError or UsageError); the run itself validates them again."""
+    (ConfigError or UsageError), and on this machine its GPU request; the run itself validates them
+    again."""
+    if not args.resume:
+        content = _config_content(args, _options(args), say=lambda line: None)
+        _config_class(args).from_dict(content)
+        if local:
+            gpus.check_request(content, devices.inventory())
+
+
+def _options(args):
+    return GAN_OPTIONS if args.command == "train-gan" else TRAIN_OPTIONS
+
+
+def _config_class(args):
     from advcore.training.config import GanConfig, TrainConfig
 
-    if not args.resume:
-        gan = args.command == "train-gan"
-        content = _config_content(args, GAN_OPTIONS if gan else TRAIN_OPTIONS, say=lambda line: None)
-        (GanConfig if gan else TrainConfig).from_dict(content)
-        gpus.check_request(content, devices.inventory())
+    return GanConfig if args.command == "train-gan" else TrainConfig
+
+
+def submit_to_cluster(args, address: str) -> dict:
+    """`train --cluster`: the run created (or, with --resume, queued again) and submitted as a Ray job;
+    it trains there, its folder showing progress as usual. Raises ClusterError before any run exists
+    when the cluster cannot take it."""
+    from advcore.jobs import executors, scheduler
+    from advcore.storage.runs import Run
+
+    precheck(args, local=False)
+    if args.resume and (_given_fields(args, _options(args)) or args.config):
+        raise UsageError("--resume with --cluster continues the run as it is: lengthen it with Extend in the app")
+    cluster = executors.connect(address, args.runs_dir)
+    try:
+        if args.resume:
+            run = Run.open(args.resume, args.runs_dir)
+            scheduler.requeue(run)
+        else:
+            config = _config_class(args).from_dict(_config_content(args, _options(args)))
+            run = Run.create(config.to_dict(), args.runs_dir, config.name)
+        job = cluster.submit(run)  # a run it cannot take fails, with the reason
+    finally:
+        cluster.close()
+    return {"run": run.id, "job": job, "cluster": address, "dashboard": cluster.dashboard_url}
 
 
 def take_gpus(args) -> None:
@@ -217,8 +258,7 @@ def take_gpus(args) -> None:
         except RunError:
             return  # the resume itself says what is wrong with the run
     else:
-        content = _config_content(args, GAN_OPTIONS if args.command == "train-gan" else TRAIN_OPTIONS,
-                                  say=lambda line: None)
+        content = _config_content(args, _options(args), say=lambda line: None)
     inventory = devices.inventory()
     asked = gpus.check_request(content, inventory)
     with gpus.ledger(args.runs_dir):

@@ -5,7 +5,9 @@ the app starts, and starts again if it died) launches each queued run as its own
 (`python -m advcore train --resume RUN`), oldest first, while fewer than `max_concurrent()` train. So
 a queue moves with no browser open, and neither the server's restart nor a closed tab touches it. It
 holds `<root>/_scheduler.lock` (one scheduler per root), and exits after `idle_exit` seconds with
-nothing queued or training, or when its runs root is deleted.
+nothing queued or training, or when its runs root is deleted. Given a Ray cluster (`--cluster`,
+`$ADVLAB_CLUSTER`) it submits the queued runs as that cluster's jobs instead
+(`advcore.jobs.ray_executor`), and Ray places them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 
 from advcore import devices
-from advcore.jobs import gpus
+from advcore.jobs import executors, gpus
 from advcore.jobs.processes import spawn
 from advcore.storage import files, locks
 from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, RunRefused, awaits_process, list_runs, now,
@@ -146,23 +148,36 @@ def _asked(run: Run, inventory, echo) -> int | None:
         return None
 
 
-def serve(root=None, idle_exit: float = 300.0, poll: float = 0.5, echo=print) -> None:
-    """The scheduler's loop. Raises locks.LockHeld when another scheduler serves this root."""
+def serve(root=None, idle_exit: float = 300.0, poll: float = 0.5, echo=print, cluster: str | None = None) -> None:
+    """The scheduler's loop: runs start as this machine's processes, or with `cluster` (a Ray head's
+    address) as that cluster's jobs. Raises locks.LockHeld when another scheduler serves this root,
+    and executors.ClusterError when the cluster cannot take the runs."""
     root = runs_root(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     with locks.hold(lock_path(root), wait=2.0):
-        echo(f"{now()} scheduler (pid {os.getpid()}) for {root}: {max_concurrent()} run(s) at a time")
+        ray_cluster = executors.connect(cluster, root) if cluster else None
+        echo(f"{now()} scheduler (pid {os.getpid()}) for {root}: " +
+             (f"Ray cluster at {cluster}, dashboard {ray_cluster.dashboard_url}" if ray_cluster
+              else f"{max_concurrent()} run(s) at a time"))
         children: list[subprocess.Popen] = []
         idle_since = time.monotonic()
-        while root.is_dir():
-            children = [child for child in children if child.poll() is None]  # reaped: no zombies
-            started, busy = start_queued(root, echo)
-            children += started
-            if busy:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since >= idle_exit:
-                break
-            time.sleep(poll)
+        try:
+            while root.is_dir():
+                if ray_cluster:
+                    busy = ray_cluster.submit_queued(echo) > 0
+                    busy = ray_cluster.reconcile(echo) or busy
+                else:
+                    children = [child for child in children if child.poll() is None]  # reaped: no zombies
+                    started, busy = start_queued(root, echo)
+                    children += started
+                if busy:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since >= idle_exit:
+                    break
+                time.sleep(poll)
+        finally:
+            if ray_cluster:
+                ray_cluster.close()
         echo(f"{now()} scheduler (pid {os.getpid()}) exits: " + ("idle" if root.is_dir() else "runs root deleted"))
 
 

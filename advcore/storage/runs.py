@@ -399,8 +399,8 @@ class Run:
 
 _STATUS_FIELDS = {"pid": int, "pid_start": int, "epoch": int, "total_epochs": int, "steps_per_epoch": int,
                   "best_epoch": int, "best_val_robust_accuracy": float, "error": str, "reason": str, "device": str,
-                  "host": str, "signal": str, "phase": str}
-_STATUS_RANGES = {"pid": (2, PID_MAX), "pid_start": (0, 2**62), "epoch": (0, MAX_COUNT),
+                  "host": str, "signal": str, "phase": str, "job": str, "cluster": str, "gpus_asked": int}
+_STATUS_RANGES = {"gpus_asked": (0, 64), "pid": (2, PID_MAX), "pid_start": (0, 2**62), "epoch": (0, MAX_COUNT),
                   "total_epochs": (1, MAX_COUNT), "steps_per_epoch": (1, MAX_COUNT), "best_epoch": (1, MAX_COUNT),
                   "best_val_robust_accuracy": (0, 1)}
 _STATUS_TIMES = ("created", "launched", "started", "resumed", "requeued", "ended", "updated")
@@ -487,8 +487,8 @@ def _history_problem(history: pd.DataFrame) -> str:
 
 
 def awaits_process(status: dict) -> bool:
-    """Whether a run's status is queued with no process launched for it yet."""
-    return status["status"] == "queued" and "pid" not in status
+    """Whether a run's status is queued with no process launched for it yet, nor a cluster job submitted."""
+    return status["status"] == "queued" and "pid" not in status and "job" not in status
 
 
 def safe_status(run: Run) -> dict:

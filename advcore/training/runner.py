@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -394,7 +395,7 @@ def mark_running(run: Run, strategy, resume: bool, **fields) -> None:
     """Status running, with this process's identity, the device, its GPUs and (on resume) when it resumed."""
     status = run.recorded_status()
     run.update_status(status="running", pid=os.getpid(), pid_start=process_start_ticks(os.getpid()),
-                      device=distribute.describe(strategy), gpus=list(devices.visible()),
+                      host=socket.gethostname(), device=distribute.describe(strategy), gpus=list(devices.visible()),
                       started=status.get("started", now()),
                       error=None, **fields, **({"resumed": now()} if resume else {}))
 

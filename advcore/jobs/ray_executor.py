@@ -1,0 +1,220 @@
+"""The Ray executor: each queued run becomes one Ray job, whose entrypoint is the command the local
+scheduler runs (`python -m advcore train --resume RUN`), with the run's GPUs asked of Ray.
+
+Ray's own scheduler then places and queues the jobs by their CPUs and GPUs. The run folders must
+live where every node sees them at the same path (`$ADVLAB_RUNS_DIR` on a shared filesystem):
+connecting checks that, with a Ray task on every node writing a token that this machine reads
+back. The same task names each node's Python, which the jobs run: a job's bare `python` is whatever
+the node's PATH gives, not the environment Ray and AdvLab were installed in.
+
+Imported only for a cluster address (`advcore.jobs.executors`): the local path never imports Ray.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from advcore import devices
+from advcore.jobs import gpus
+from advcore.jobs.executors import ClusterError
+from advcore.jobs.processes import PROJECT_ROOT
+from advcore.storage import files
+from advcore.storage.runs import LIVE_STATUSES, Run, RunError, awaits_process, list_runs, now, runs_root, safe_status
+from advcore.training.config import config_kind
+
+try:
+    import ray
+    from ray.job_submission import JobStatus, JobSubmissionClient
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+except ImportError:
+    ray = None
+
+PROBE_FOLDER = "_cluster_probe"  # not a run id (a leading "_")
+CONNECT_SECONDS = 5.0
+PROBE_SECONDS = 120.0
+LOG_TAIL_LINES = 40
+JOB_ENV = {"PYTHONPATH": str(PROJECT_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@dataclass(frozen=True)
+class Node:
+    node_id: str
+    host: str
+    python: str
+    cpus: float
+    gpus: float
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def _unreachable(address: str, reason: str) -> ClusterError:
+    return ClusterError(f"no Ray cluster answers at {address} ({reason}): start one with `ray start --head`, or "
+                        "use --cluster local")
+
+
+def _check_node(probe: str, token: str) -> tuple[str, str]:
+    """On a node: writes the token where the runs folder is said to be; returns the node's host and Python."""
+    files.write_json(Path(probe), {"token": token})
+    return socket.gethostname(), sys.executable
+
+
+class RayCluster:
+    """A connected, checked Ray cluster for the runs root `root`."""
+
+    def __init__(self, address: str, root: Path, client, nodes: list[Node]):
+        self.address, self.root, self.client, self.nodes = address, root, client, nodes
+
+    @classmethod
+    def connect(cls, address: str, root=None) -> "RayCluster":
+        if ray is None:
+            raise ClusterError("Ray is not installed here: `pip install -r requirements-cluster.txt`, or use "
+                               "--cluster local")
+        root = runs_root(root).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        host, _, port = address.rpartition(":")
+        try:  # at once, where Ray's own client would retry for half a minute
+            socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+        except OSError as error:
+            raise _unreachable(address, error.strerror or str(error)) from None
+        try:  # finds the Jobs endpoint (the head's dashboard) from the head's address
+            client = JobSubmissionClient(address)
+            if not ray.is_initialized():
+                ray.init(address=address, runtime_env={"env_vars": JOB_ENV}, log_to_driver=False,
+                         logging_level="ERROR", configure_logging=False)
+        except Exception as error:  # Ray raises ConnectionError, RuntimeError or ValueError, by what failed
+            raise _unreachable(address, _first_line(error)) from None
+        return cls(address, root, client, _checked_nodes(root))
+
+    @property
+    def dashboard_url(self) -> str:
+        return self.client.get_address()
+
+    def close(self) -> None:
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+
+    def most_gpus(self) -> int:
+        """The most GPUs one node has: a run's process runs on one node."""
+        return int(max((node.gpus for node in self.nodes), default=0))
+
+    def submit(self, run: Run) -> str:
+        """Submits a run that awaits a process as a new Ray job (one per attempt: a resume is a new job)
+        and records it in the run's status; returns the job's submission id, or the job another
+        submitter recorded first. A run that cannot be submitted fails with the reason, raised as
+        ClusterError."""
+        with gpus.ledger(self.root):  # one job per attempt, whoever submits: the scheduler or the CLI
+            status = _recorded(run)
+            if status.get("status") == "queued" and status.get("job"):
+                return status["job"]
+            if not status or not awaits_process(status):
+                raise ClusterError(f"run {run.id} is {status.get('status', 'damaged')}: it awaits no process")
+            try:
+                return self._submit(run)
+            except (RunError, devices.DeviceError, RuntimeError) as error:  # RuntimeError: the Jobs API refused
+                run.update_status(status="failed", ended=now(), error=f"not started: {_first_line(error)}")
+                raise ClusterError(f"run {run.id} not started: {_first_line(error)}") from None
+
+    def _submit(self, run: Run) -> str:
+        content = run.config()
+        most = self.most_gpus()
+        asked = gpus.requested(content, range(most))
+        if asked > most:
+            raise devices.DeviceError(f"distribute.gpus: the run asks for {asked} GPUs; the cluster's largest node "
+                                      f"has {most}")
+        command = "train-gan" if config_kind(content) == "gan" else "train"
+        job = f"{run.id}--{secrets.token_hex(4)}"
+        python = self.nodes[0].python  # the same environment on every node, checked at connection
+        entrypoint = shlex.join([python, "-m", "advcore", command, "--resume", run.id, "--runs-dir", str(self.root)])
+        self.client.submit_job(entrypoint=entrypoint, submission_id=job, entrypoint_num_cpus=1,
+                               entrypoint_num_gpus=asked, runtime_env={"env_vars": JOB_ENV},
+                               metadata={"advlab_run": run.id})
+        run.update_status(job=job, cluster=self.address, launched=now(), gpus_asked=asked)
+        return job
+
+    def submit_queued(self, echo=print) -> int:
+        """Submits every run of the root that awaits a process, oldest first; returns how many were."""
+        submitted = 0
+        for run in reversed(list_runs(self.root)):
+            if not awaits_process(safe_status(run)):
+                continue
+            try:
+                job = self.submit(run)
+            except ClusterError as error:
+                echo(f"{now()} {error}")
+                continue
+            submitted += 1
+            echo(f"{now()} submitted {run.id} as Ray job {job}")
+        return submitted
+
+    def reconcile(self, echo=print) -> bool:
+        """Marks failed each live run whose Ray job ended without the run saying so (a node that died, a
+        process killed), with the job's log tail; returns whether any run is still live on the cluster."""
+        live = False
+        for run in list_runs(self.root):
+            status = _recorded(run)
+            job = status.get("job")
+            if status.get("status") not in LIVE_STATUSES or not job or status.get("cluster") != self.address:
+                continue
+            info = self.client.get_job_info(job)
+            if not JobStatus(info.status).is_terminal():
+                live = True
+                continue
+            if _recorded(run).get("status") not in LIVE_STATUSES:  # it reported its end as the job ended
+                continue
+            tail = "\n".join(self.client.get_job_logs(job).splitlines()[-LOG_TAIL_LINES:])
+            error = f"Ray job {job} {str(info.status).lower()}: {info.message or 'no message'}"
+            run.update_status(status="failed", ended=now(), error=f"{error}\n{tail}".strip())
+            echo(f"{now()} {run.id} failed: {error}")
+        return live
+
+    def stop(self, job: str) -> None:
+        self.client.stop_job(job)
+
+
+def _recorded(run: Run) -> dict:
+    """The run's status as written (not `Run.status`'s verdict on a process of this host), {} if damaged."""
+    try:
+        return run.recorded_status()
+    except RunError:
+        return {}
+
+
+def _checked_nodes(root: Path) -> list[Node]:
+    """Every alive node, having written a token into the runs folder that this machine then reads."""
+    token = secrets.token_hex(8)
+    probes = root / PROBE_FOLDER
+    probes.mkdir(exist_ok=True)
+    alive = [node for node in ray.nodes() if node.get("Alive")]
+    check = ray.remote(num_cpus=0)(_check_node)
+    calls = {node["NodeID"]: check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
+             .remote(str(probes / f"{token}-{node['NodeID'][:12]}.json"), token) for node in alive}
+    nodes = []
+    try:
+        for node in alive:
+            try:
+                host, python = ray.get(calls[node["NodeID"]], timeout=PROBE_SECONDS)
+            except Exception as error:  # the task's own error (no AdvLab there), or a timeout
+                raise ClusterError(f"node {node.get('NodeManagerAddress')} cannot run AdvLab ({_first_line(error)}): "
+                                   f"every node needs this environment, with this checkout at {PROJECT_ROOT}") from None
+            written = probes / f"{token}-{node['NodeID'][:12]}.json"
+            if not written.exists() or files.read_json(written).get("token") != token:
+                raise ClusterError(f"the runs folder {root} is not shared: node {host} wrote its check there, and "
+                                   "it is not here. Put $ADVLAB_RUNS_DIR on a filesystem every node mounts at the "
+                                   "same path")
+            resources = node.get("Resources", {})
+            nodes.append(Node(node["NodeID"], host, python, resources.get("CPU", 0.0), resources.get("GPU", 0.0)))
+    finally:
+        for written in probes.glob(f"{token}-*.json"):
+            written.unlink(missing_ok=True)
+    if len({node.python for node in nodes}) > 1:
+        found = ", ".join(f"{node.python} on {node.host}" for node in nodes)
+        raise ClusterError(f"the nodes run Ray from different Pythons ({found}): give every node the same "
+                           "environment at the same path")
+    return nodes

@@ -1,0 +1,164 @@
+"""The Ray executor against a real Ray head on 127.0.0.1 (2 CPUs), started here and stopped by its pid:
+runs submitted from the CLI and by the scheduler train as Ray jobs, a killed job fails its run with
+the log's tail and resume finishes it, and a cluster that cannot take the runs says why in one line."""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from advcore.jobs import scheduler as scheduler_module
+from advcore.storage.runs import Run
+from advcore.training.config import TrainConfig
+
+pytest.importorskip("ray", reason="the cluster tests need requirements-cluster.txt (tests/setup.sh installs it)")
+from ray.job_submission import JobStatus, JobSubmissionClient  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--mode", "vanilla", "--train-size", "512", "--validation-size", "128", "--batch-size", "128", "--seed", "3"]
+ENV = {key: value for key, value in os.environ.items() if not key.startswith(("RAY_", "ADVLAB_"))} | {
+    "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def head():
+    """`ray start --head --block` on 127.0.0.1, every port its own; yields its address."""
+    port = free_port()
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    ray = Path(sys.executable).with_name("ray")
+    ports = {f"--{name}": str(free_port()) for name in ("dashboard-port", "ray-client-server-port",
+                                                          "dashboard-agent-listen-port", "metrics-export-port")}
+    process = subprocess.Popen([str(ray), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+                                "--port", str(port), "--num-cpus", "2", "--num-gpus", "0", "--temp-dir", temp,
+                                "--disable-usage-stats", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+                                *[item for pair in ports.items() for item in pair]],
+                               env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            JobSubmissionClient(f"http://127.0.0.1:{ports['--dashboard-port']}").list_jobs()
+            break
+        except Exception:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("the Ray head did not come up in 2 minutes")
+            time.sleep(1)
+    yield address
+    process.terminate()  # `ray start --block` stops what it started (about 2 s)
+    try:
+        process.wait(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # anything left of its session
+            os.killpg(process.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def advcore(*args, timeout=180, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "advcore", *args], cwd=ROOT, env=ENV | env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def wait_for(run: Run, statuses: tuple[str, ...], timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = run.recorded_status()
+        if status["status"] in statuses:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"run {run.id} still {run.recorded_status()} after {timeout} s:\n{run.log_tail()}")
+
+
+def job_end(client: JobSubmissionClient, job: str, timeout: float = 60) -> JobStatus:
+    """The job's final status (its process may still be exiting when its run has finished)."""
+    deadline = time.monotonic() + timeout
+    while not (status := client.get_job_status(job)).is_terminal() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return status
+
+
+def test_a_run_given_cluster_trains_as_a_ray_job(head, tmp_path):
+    runs = tmp_path / "runs"
+    done = advcore("train", "--cluster", head, "--runs-dir", str(runs), *SMALL, "--epochs", "1", timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["job"].startswith(answer["run"] + "--") and answer["dashboard"].startswith("http://127.0.0.1:")
+    run = Run.open(answer["run"], runs)
+    status = wait_for(run, ("finished", "failed"))
+    assert status["status"] == "finished", run.log_tail()
+    assert status["job"] == answer["job"] and status["cluster"] == head and status["host"] == socket.gethostname()
+    assert list(run.history()["epoch"]) == [1] and run.model_path.exists()
+    client = JobSubmissionClient(answer["dashboard"])
+    assert job_end(client, answer["job"]) == JobStatus.SUCCEEDED
+    assert "-m advcore train --resume " + run.id in client.get_job_info(answer["job"]).entrypoint
+    assert not list((runs / "_cluster_probe").iterdir())  # the connection's check leaves nothing
+
+
+def test_the_scheduler_submits_a_queued_run_fails_it_when_killed_and_resume_finishes_it(head, tmp_path):
+    runs = tmp_path / "runs"
+    scheduler = subprocess.Popen([sys.executable, "-m", "advcore", "scheduler", "--cluster", head, "--runs-dir",
+                                  str(runs), "--idle-exit", "600"], cwd=ROOT, env=ENV,
+                                 stdout=open(tmp_path / "scheduler.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        config = TrainConfig.from_dict({"mode": "vanilla", "schedule": {"kind": "constant", "epochs": 3},
+                                        "data": {"train_size": 512, "validation_size": 128}, "batch_size": 128,
+                                        "seed": 3})
+        run = Run.create(config.to_dict(), runs, "killed")  # as the Train page queues a run
+        status = wait_for(run, ("running",), timeout=180)
+        first_job = status["job"]
+        while len(run.history()) < 1:  # one epoch saved, then the process dies mid-run
+            time.sleep(0.2)
+        os.kill(wait_for(run, ("running",))["pid"], signal.SIGKILL)
+        status = wait_for(run, ("failed",), timeout=120)
+        assert first_job in status["error"] and "failed" in status["error"]
+        kept = len(run.history())
+        scheduler_module.requeue(run)  # as the page's Resume does
+        status = wait_for(run, ("finished", "failed"), timeout=240)
+        assert status["status"] == "finished", run.log_tail()
+        assert status["job"] != first_job and status["job"].startswith(run.id + "--")
+        assert list(run.history()["epoch"]) == [1, 2, 3] and kept >= 1
+    finally:
+        scheduler.terminate()
+        scheduler.wait(timeout=60)
+    assert f"Ray cluster at {head}" in (tmp_path / "scheduler.log").read_text()
+
+
+@pytest.mark.parametrize("address, message", [
+    ("10.0.0.5", "give the Ray head's HOST:PORT"),
+    ("127.0.0.1:{closed}", "no Ray cluster answers at 127.0.0.1:"),
+])
+def test_a_cluster_that_cannot_be_reached_is_one_line_and_no_run(tmp_path, address, message):
+    address = address.format(closed=free_port())
+    done = advcore("train", "--cluster", address, "--runs-dir", str(tmp_path / "runs"), *SMALL, timeout=120)
+    assert done.returncode != 0 and message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not [path for path in runs.iterdir() if not path.name.startswith("_")]
+
+
+def test_without_ray_the_cluster_asks_for_its_install_and_local_runs_untouched(tmp_path):
+    blocker = tmp_path / "no_ray" / "ray"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    path = f"{blocker.parent}{os.pathsep}{ROOT}"
+    done = advcore("train", "--cluster", "127.0.0.1:6379", "--runs-dir", str(tmp_path / "runs"), *SMALL,
+                   PYTHONPATH=path)
+    assert done.returncode == 1 and "Ray is not installed here: `pip install -r requirements-cluster.txt`" in done.stderr
+    done = advcore("scheduler", "--runs-dir", str(tmp_path / "runs"), "--idle-exit", "0", PYTHONPATH=path,
+                   ADVLAB_CLUSTER="local")
+    assert done.returncode == 0 and "1 run(s) at a time" in done.stdout

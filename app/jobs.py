@@ -30,7 +30,7 @@ from advcore.training.config import GanConfig, TrainConfig
 if TYPE_CHECKING:
     from advcore.evaluation import plans
 
-from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, list_runs, now, process_start_ticks, runs_root,
+from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, list_runs, now, on_this_host, process_start_ticks, runs_root,
                                   safe_status)
 
 WATCH_SECONDS = 5.0  # how soon a dead scheduler is started again while runs wait
@@ -91,9 +91,10 @@ def resume(run: Run, more: int = 0, root: Path | None = None) -> None:
 
 def stop(run: Run) -> str:
     """Asks a run to stop, and says what happened: a queued run stops at once, a training one after its
-    current batch. Only a process proven to be the run's own (`Run.owner`) is signalled; otherwise the
-    run is only marked stopping (no training process watches for that yet) and the answer says its process
-    could not be reached."""
+    current batch. Only a process proven to be the run's own (`Run.owner`) is signalled. A process on
+    another machine (a Ray job's) is asked through the run's folder (`Run.request_stop`), which it reads
+    after each batch; a process of this machine that cannot be proven the run's own is not signalled,
+    and the answer says so."""
     status = run.status()
     if status["status"] not in LIVE_STATUSES:
         raise RunError(f"run {run.id} is {status['status']}, not running")
@@ -103,10 +104,12 @@ def stop(run: Run) -> str:
             os.kill(owner, signal.SIGTERM)
         except ProcessLookupError:
             pass
+    elif "job" in status or not on_this_host(status):
+        run.request_stop()  # also stops a submitted job that has not begun: it stops at its first batch
     if status["status"] == "queued":  # not training yet: nothing to save
         run.update_status(status="stopped", ended=now(), reason="stopped before training began")
         return f"run {run.id} stopped"
-    if owner is None:
+    if owner is None and on_this_host(status) and "job" not in status:
         run.update_status(status="stopping")
         return (f"run {run.id} marked stopping, but its process (pid {status.get('pid', 'unknown')} on "
                 f"{status.get('host', 'an unknown host')}) could not be proven to be the run's own, so it was "

@@ -19,6 +19,7 @@ import pytest
 from advcore.jobs import scheduler as scheduler_module
 from advcore.storage.runs import Run
 from advcore.training.config import TrainConfig
+from app import jobs
 
 pytest.importorskip("ray", reason="the cluster tests need requirements-cluster.txt (tests/setup.sh installs it)")
 from ray.job_submission import JobStatus, JobSubmissionClient  # noqa: E402
@@ -136,6 +137,29 @@ def test_the_scheduler_submits_a_queued_run_fails_it_when_killed_and_resume_fini
         scheduler.terminate()
         scheduler.wait(timeout=60)
     assert f"Ray cluster at {head}" in (tmp_path / "scheduler.log").read_text()
+
+
+def test_a_ray_run_stopped_from_the_app_keeps_its_epochs_and_resumes_as_a_new_job(head, tmp_path):
+    runs = tmp_path / "runs"
+    done = advcore("train", "--cluster", head, "--runs-dir", str(runs), *SMALL, "--train-size", "2048",
+                   "--epochs", "4", timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first_job = json.loads(done.stdout.strip().splitlines()[-1])["job"]
+    run = Run.open(first_job.split("--")[0], runs)
+    deadline = time.monotonic() + 180
+    while len(run.history()) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert jobs.stop(run) == f"run {run.id} stopping after its current batch"
+    status = wait_for(run, ("stopped", "finished", "failed"))
+    assert status["status"] == "stopped", run.log_tail()
+    kept = run.history()
+    done = advcore("train", "--cluster", head, "--runs-dir", str(runs), "--resume", run.id, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    second_job = json.loads(done.stdout.strip().splitlines()[-1])["job"]
+    status = wait_for(run, ("finished", "failed"))
+    assert status["status"] == "finished" and status["job"] == second_job != first_job, run.log_tail()
+    assert list(run.history()["epoch"]) == [1, 2, 3, 4]
+    assert run.history().iloc[:len(kept)]["loss"].tolist() == kept["loss"].tolist()
 
 
 @pytest.mark.parametrize("address, message", [

@@ -61,6 +61,19 @@ def test_stop_a_queued_run_and_a_running_one(root):
         jobs.stop(running)
 
 
+def test_a_run_on_another_machine_is_asked_to_stop_through_its_folder(tmp_path):
+    """No process of this machine is signalled for it: the request waits in the run's folder for its
+    process (`test_train_process` shows a process reading it)."""
+    run = Run.create(tiny("remote").to_dict(), tmp_path / "runs")
+    run.update_status(status="running", pid=os.getpid(), host="gpu-node-7", job=f"{run.id}--0a1b2c3d")
+    assert jobs.stop(run) == f"run {run.id} stopping after its current batch"
+    assert run.stop_request_path.exists() and run.status()["status"] == "running"  # the process says when it stops
+    queued = Run.create(tiny("submitted").to_dict(), tmp_path / "runs")
+    queued.update_status(job=f"{queued.id}--0a1b2c3d")  # a Ray job not yet begun: it stops at its first batch
+    assert jobs.stop(queued) == f"run {queued.id} stopped"
+    assert queued.stop_request_path.exists() and queued.status()["status"] == "stopped"
+
+
 def test_a_killed_process_shows_failed_with_its_log_and_can_be_deleted(root):
     run = jobs.submit(tiny("doomed", epochs=1000), root)
     wait_until(lambda: "epoch    1" in run.log_tail())  # the epoch line follows its history row

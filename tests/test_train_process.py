@@ -75,6 +75,22 @@ def test_stop_keeps_every_epoch_and_resume_continues(tmp_path, sig):
     assert "resuming" in run.log_tail(200)
 
 
+def test_a_stop_request_in_its_folder_stops_a_run_that_no_signal_reaches(tmp_path):
+    """How a process on another machine (a Ray job's) is stopped: the request is a file in the run's
+    folder, read after a batch; the run stops as on SIGTERM, and queuing it again withdraws the request."""
+    runs_dir = tmp_path / "runs"
+    process = start(runs_dir, *SMALL, *INTERLEAVED)
+    run = only_run(runs_dir)
+    wait_for_epochs(run, 1, process)
+    run.request_stop()
+    assert process.wait(timeout=120) == 0, run.log_tail()
+    status = run.status()
+    assert status["status"] == "stopped" and status["signal"] == "stop request"
+    check_history(run)
+    run.queue_again()
+    assert not run.stop_request_path.exists()
+
+
 def test_sigkill_loses_no_finished_epoch_and_resume_matches_an_uninterrupted_run(tmp_path, fashion):
     """On a streamed folder (Fashion-MNIST images as PNG files): the files are read in the same order
     after a resume as in one uninterrupted run."""

@@ -154,6 +154,7 @@ class Run:
     process_log_path = property(lambda self: self.path / "process.log")
     progress_path = property(lambda self: self.path / "progress.json")
     lock_path = property(lambda self: self.path / "owner.lock")  # held by the one process training the run
+    stop_request_path = property(lambda self: self.path / "stop.request")  # see request_stop
     name_path = property(lambda self: self.path / "name.txt")
     skipped_path = property(lambda self: self.path / "skipped.json")  # an image folder's files that were skipped
 
@@ -383,9 +384,15 @@ class Run:
         files.write_json(self.status_path, status)
         return status
 
+    def request_stop(self) -> None:
+        """Asks the run's process to stop after its current batch through the run's folder, where no
+        signal reaches it (a process on another machine); the request holds until the run is queued again."""
+        files.write_text(self.stop_request_path, now() + "\n")
+
     def queue_again(self) -> None:
         """Marks a run that ended as queued once more, with no process, for the scheduler to resume; when
-        it was created and first started, and its best epoch, stay."""
+        it was created and first started, and its best epoch, stay. A stop request of its last attempt goes."""
+        self.stop_request_path.unlink(missing_ok=True)
         status = self.recorded_status()
         kept = {field: status[field] for field in ("created", "started", "best_epoch", "best_val_robust_accuracy")
                 if field in status}

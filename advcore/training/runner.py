@@ -42,13 +42,24 @@ GAN_CHECK_SEED = 1_000_003  # the GAN checks' latents: the same for every run an
 
 
 class StopRequest:
-    """Set by SIGINT or SIGTERM; the training loop checks it after every batch."""
+    """Set by SIGINT or SIGTERM, or by the run's stop file (`Run.request_stop`: the way to reach a
+    process on another machine, a Ray job's); the training loop checks it after every batch, the
+    file at most once a second."""
 
-    def __init__(self):
+    FILE_CHECK_SECONDS = 1.0
+
+    def __init__(self, stop_file: Path | None = None):
         self.signal_name: str | None = None
+        self.stop_file = stop_file
+        self._file_checked = -math.inf
 
     @property
     def requested(self) -> bool:
+        if self.signal_name is None and self.stop_file is not None:
+            if time.monotonic() - self._file_checked >= self.FILE_CHECK_SECONDS:
+                self._file_checked = time.monotonic()
+                if self.stop_file.exists():
+                    self.signal_name = "stop request"
         return self.signal_name is not None
 
     def install(self) -> dict:
@@ -369,7 +380,7 @@ def _supervised(run: Run, work, echo, log) -> str:
         echo(line)
         log.write(line + "\n")
 
-    stop = StopRequest()
+    stop = StopRequest(run.stop_request_path)
     previous_handlers = stop.install()
     try:
         return work(stop, say)

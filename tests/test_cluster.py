@@ -162,6 +162,18 @@ def test_a_ray_run_stopped_from_the_app_keeps_its_epochs_and_resumes_as_a_new_jo
     assert run.history().iloc[:len(kept)]["loss"].tolist() == kept["loss"].tolist()
 
 
+def test_a_run_stopped_while_its_job_waits_trains_nothing_when_the_job_begins(head, tmp_path):
+    runs = tmp_path / "runs"
+    done = advcore("train", "--cluster", head, "--runs-dir", str(runs), *SMALL, "--epochs", "1", timeout=120)
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    run = Run.open(answer["run"], runs)
+    assert jobs.stop(run) == f"run {run.id} stopped"  # its process is still starting: the run is queued
+    client = JobSubmissionClient(answer["dashboard"])
+    assert job_end(client, answer["job"]) == JobStatus.SUCCEEDED
+    assert f"nothing to do: run {run.id} is stopped" in client.get_job_logs(answer["job"])
+    assert run.recorded_status()["status"] == "stopped" and not len(run.history())
+
+
 @pytest.mark.parametrize("address, message", [
     ("10.0.0.5", "give the Ray head's HOST:PORT"),
     ("127.0.0.1:{closed}", "no Ray cluster answers at 127.0.0.1:"),

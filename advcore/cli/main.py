@@ -396,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(train_commands.submit_to_cluster(args, address)))  # starts nothing here: no TensorFlow
             return 0
         if args.command in ("train", "train-gan"):
+            if stale := train_commands.stale_attempt(args):
+                print(f"{prog}: nothing to do: {stale}")
+                return 0
             train_commands.precheck(args)
             train_commands.take_gpus(args)
         _prepare_out(args)

@@ -220,6 +220,25 @@ def _config_class(args):
     return GanConfig if args.command == "train-gan" else TrainConfig
 
 
+def stale_attempt(args) -> str:
+    """In a cluster job's process: why its run is not the attempt the job was submitted for (stopped
+    while the job waited for a node, or queued again as another job), else "". Such a job trains nothing."""
+    from advcore.jobs import executors
+    from advcore.storage.runs import Run, RunError
+
+    job = os.environ.get(executors.JOB_ENV)
+    if not job or not args.resume:
+        return ""
+    try:
+        status = Run.open(args.resume, args.runs_dir).recorded_status()
+    except RunError:
+        return ""  # the resume itself says what is wrong with the run
+    if status["status"] == "queued" and status.get("job") == job:
+        return ""
+    now_job = f" as job {status['job']}" if status.get("job") and status["job"] != job else ""
+    return f"run {args.resume} is {status['status']}{now_job}, no longer this job's ({job}) to train"
+
+
 def submit_to_cluster(args, address: str) -> dict:
     """`train --cluster`: the run created (or, with --resume, queued again) and submitted as a Ray job;
     it trains there, its folder showing progress as usual. Raises ClusterError before any run exists

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 CLUSTER_ENV = "ADVLAB_CLUSTER"
+JOB_ENV = "ADVLAB_JOB"  # in a cluster job's process: the job's submission id, the one attempt it may train
 LOCAL = "local"
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from advcore import devices
 from advcore.jobs import gpus
+from advcore.jobs import executors
 from advcore.jobs.executors import ClusterError
 from advcore.jobs.processes import PROJECT_ROOT
 from advcore.storage import files
@@ -133,7 +134,7 @@ class RayCluster:
         python = self.nodes[0].python  # the same environment on every node, checked at connection
         entrypoint = shlex.join([python, "-m", "advcore", command, "--resume", run.id, "--runs-dir", str(self.root)])
         self.client.submit_job(entrypoint=entrypoint, submission_id=job, entrypoint_num_cpus=1,
-                               entrypoint_num_gpus=asked, runtime_env={"env_vars": JOB_ENV},
+                               entrypoint_num_gpus=asked, runtime_env={"env_vars": JOB_ENV | {executors.JOB_ENV: job}},
                                metadata={"advlab_run": run.id})
         run.update_status(job=job, cluster=self.address, launched=now(), gpus_asked=asked)
         return job

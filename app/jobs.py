@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from advcore.evaluation import worker
 from advcore import devices
-from advcore.jobs import gpus, scheduler
+from advcore.jobs import executors, gpus, scheduler
 from advcore.jobs.processes import spawn
 from advcore.storage import files
 from advcore.training.config import GanConfig, TrainConfig
@@ -41,8 +41,10 @@ max_concurrent = scheduler.max_concurrent
 
 def submit(config: TrainConfig | GanConfig, root: Path | None = None) -> Run:
     """Records a validated config as a queued run; the scheduler starts it when a slot and its GPUs are
-    free. A run asking for more GPUs than the machine has is refused (devices.DeviceError) first."""
-    gpus.check_request(config.to_dict(), devices.inventory())
+    free. A run asking for more GPUs than the machine has is refused (devices.DeviceError) first; on a
+    Ray cluster ($ADVLAB_CLUSTER) the cluster's scheduler judges that, and fails a run no node can take."""
+    if executors.cluster_address() is None:
+        gpus.check_request(config.to_dict(), devices.inventory())
     run = Run.create(config.to_dict(), runs_root(root), config.name)
     ensure_scheduler(root)
     return run

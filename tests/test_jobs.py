@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import kill_scheduler, wait_for
 
+from advcore import devices
 from advcore.jobs import scheduler
 from advcore.storage import locks
 from advcore.storage.runs import Run, RunError
@@ -72,6 +73,17 @@ def test_a_run_on_another_machine_is_asked_to_stop_through_its_folder(tmp_path):
     queued.update_status(job=f"{queued.id}--0a1b2c3d")  # a Ray job not yet begun: it stops at its first batch
     assert jobs.stop(queued) == f"run {queued.id} stopped"
     assert queued.stop_request_path.exists() and queued.status()["status"] == "stopped"
+
+
+def test_on_a_cluster_the_run_is_not_judged_by_this_machines_gpus(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVLAB_GPUS", "none")
+    monkeypatch.setenv("ADVLAB_MAX_RUNS", "0")  # no scheduler: only the submission is tested
+    config = TrainConfig.from_dict(tiny("on-the-cluster").to_dict() | {"distribute": {"gpus": 2}})
+    with pytest.raises(devices.DeviceError, match="asks for 2 GPUs"):
+        jobs.submit(config, tmp_path / "runs")
+    monkeypatch.setenv("ADVLAB_CLUSTER", "10.0.0.5:6379")
+    run = jobs.submit(config, tmp_path / "runs")  # the cluster's scheduler judges it against its nodes
+    assert run.status()["status"] == "queued"
 
 
 def test_a_killed_process_shows_failed_with_its_log_and_can_be_deleted(root):

@@ -1,13 +1,18 @@
-"""The server's devices: its own set-up, and what the machine offers training (found without
-TensorFlow)."""
+"""The server's devices: its own set-up, and what the machine, or the Ray cluster, offers training
+(found without TensorFlow; the cluster as its scheduler last described it)."""
 
 from __future__ import annotations
 
 import functools
 import os
 import subprocess
+import time
 
 from advcore import devices
+from advcore.jobs import cluster, scheduler
+from app.text import counted, literal
+
+STALE_SECONDS = 60.0  # a cluster description older than this: its scheduler is not running
 
 
 def machine_gpus() -> tuple[tuple[int, ...], str | None]:
@@ -18,8 +23,43 @@ def machine_gpus() -> tuple[tuple[int, ...], str | None]:
         return (), str(error)
 
 
+def cluster_choice() -> tuple[str | None, str | None]:
+    """The Ray head's address runs go to ($ADVLAB_CLUSTER; None: this machine), and what is wrong with
+    the variable when it cannot be read."""
+    try:
+        return cluster.cluster_address(), None
+    except cluster.ClusterError as error:
+        return None, str(error)
+
+
+def executor_text(root) -> str:
+    """Where queued runs go, in a line of markdown: this machine's scheduler, or the Ray cluster with its
+    nodes and free resources as its scheduler last wrote them."""
+    address, problem = cluster_choice()
+    if problem:
+        return f"Executor: none, queued runs wait: {literal(problem)}"
+    if address is None:
+        return f"Executor: **this machine**, {counted(scheduler.max_concurrent(), 'run')} at a time"
+    head = f"Executor: **Ray cluster at {literal(address)}**"
+    state = cluster.read_state(root)
+    if state.get("address") != address:
+        return f"{head}, not connected yet: its scheduler connects when a run is queued"
+    if state.get("error"):
+        return f"{head}, not connected: {literal(state['error'])}"
+    text = (f"{head} · {counted(len(state['nodes']), 'node')} · CPUs {state.get('free_cpus', 0):g} of "
+            f"{state.get('total_cpus', 0):g} free · GPUs {state.get('free_gpus', 0):g} of {state.get('total_gpus', 0):g} free")
+    if state["dashboard"]:
+        text += f" · [Ray dashboard]({state['dashboard']})"
+    if time.time() - state.get("written", 0) > STALE_SECONDS:
+        text += f" · as of {literal(str(state.get('updated', '?'))[:19])}, its scheduler is not running"
+    return text
+
+
 def training_device() -> str:
-    """What the machine offers training: "GPU: 2 x NVIDIA A100 (0, 1)" or the CPU."""
+    """What the machine offers training: "GPU: 2 x NVIDIA A100 (0, 1)" or the CPU; or the Ray cluster."""
+    address = cluster_choice()[0]
+    if address:
+        return f"the Ray cluster at {address} (its nodes' GPUs)"
     gpus, problem = machine_gpus()
     if problem:
         return f"the CPU ({problem})"

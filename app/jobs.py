@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from advcore.evaluation import worker
 from advcore import devices
-from advcore.jobs import executors, gpus, scheduler
+from advcore.jobs import cluster, gpus, scheduler
 from advcore.jobs.processes import spawn
 from advcore.storage import files
 from advcore.training.config import GanConfig, TrainConfig
@@ -43,7 +43,7 @@ def submit(config: TrainConfig | GanConfig, root: Path | None = None) -> Run:
     """Records a validated config as a queued run; the scheduler starts it when a slot and its GPUs are
     free. A run asking for more GPUs than the machine has is refused (devices.DeviceError) first; on a
     Ray cluster ($ADVLAB_CLUSTER) the cluster's scheduler judges that, and fails a run no node can take."""
-    if executors.cluster_address() is None:
+    if cluster.cluster_address() is None:
         gpus.check_request(config.to_dict(), devices.inventory())
     run = Run.create(config.to_dict(), runs_root(root), config.name)
     ensure_scheduler(root)
@@ -106,16 +106,19 @@ def stop(run: Run) -> str:
             os.kill(owner, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    elif "job" in status or not on_this_host(status):
-        run.request_stop()  # also stops a submitted job that has not begun: it stops at its first batch
+    remote = owner is None and ("job" in status or not on_this_host(status))
+    if remote:
+        run.request_stop()  # a submitted job that has not begun yet trains nothing when it does
     if status["status"] == "queued":  # not training yet: nothing to save
         run.update_status(status="stopped", ended=now(), reason="stopped before training began")
         return f"run {run.id} stopped"
-    if owner is None and on_this_host(status) and "job" not in status:
+    if remote:
+        return (f"run {run.id} asked to stop through its folder: its process on {status.get('host', 'its node')} "
+                "stops after its current batch (no process of this machine was signalled)")
+    if owner is None:
         run.update_status(status="stopping")
-        return (f"run {run.id} marked stopping, but its process (pid {status.get('pid', 'unknown')} on "
-                f"{status.get('host', 'an unknown host')}) could not be proven to be the run's own, so it was "
-                "not signalled")
+        return (f"run {run.id} marked stopping, but its process (pid {status.get('pid', 'unknown')}) could not be "
+                "proven to be the run's own, so it was not signalled")
     return f"run {run.id} stopping after its current batch"
 
 

@@ -6,7 +6,7 @@ from advcore.storage.runs import RunError, list_runs
 from advcore.training.config import ADVERSARIAL, ConfigError, TrainConfig, config_kind, phase
 from app import charts, jobs, state
 from app.text import counted, literal
-from app.device import training_device
+from app.device import cluster_choice, executor_text, training_device
 from app.train import folder_preview, run_views, train_form
 from app.train.gan_form import gan_form
 
@@ -27,9 +27,10 @@ def _queued(config) -> None:
     state.select_run(run.id)
     st.session_state.pop(RUNS_TABLE, None)  # a ticked row would now point at another run: untick it
     st.session_state[SWITCH] = RUNS
-    st.session_state[FLASH] = (f"Queued run {run.id}: it starts as soon as a slot is free "
-                               f"({counted(jobs.max_concurrent(), 'run')} at a time), whether or not this page "
-                               "stays open")
+    address = cluster_choice()[0]
+    where = (f"the scheduler submits it to the Ray cluster at {address}" if address else
+             f"it starts as soon as a slot is free ({counted(jobs.max_concurrent(), 'run')} at a time)")
+    st.session_state[FLASH] = f"Queued run {run.id}: {where}, whether or not this page stays open"
 
 
 def new_run() -> None:
@@ -207,6 +208,7 @@ def rename_or_delete(run) -> None:
 def runs_view() -> None:
     """Every run, read once per poll; the selected run's header, charts and table row come from that read."""
     jobs.ensure_scheduler(state.root())  # it starts queued runs, with or without this page open
+    st.caption(executor_text(state.root()))
     shots = [run_views.snapshot(run) for run in list_runs(state.root())]
     selected = state.selected_run()
     chosen = next((shot for shot in shots if selected is not None and shot.run.id == selected.id), None)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from advcore.jobs import cluster
 from advcore.jobs import scheduler as scheduler_module
 from advcore.storage.runs import Run
 from advcore.training.config import TrainConfig
@@ -121,6 +122,9 @@ def test_the_scheduler_submits_a_queued_run_fails_it_when_killed_and_resume_fini
                                         "seed": 3})
         run = Run.create(config.to_dict(), runs, "killed")  # as the Train page queues a run
         status = wait_for(run, ("running",), timeout=180)
+        described = cluster.read_state(runs)  # what the Train page shows of the cluster
+        assert described["address"] == head and [node["host"] for node in described["nodes"]] == [socket.gethostname()]
+        assert described["total_cpus"] == 2 and described["dashboard"].startswith("http://127.0.0.1:")
         first_job = status["job"]
         while len(run.history()) < 1:  # one epoch saved, then the process dies mid-run
             time.sleep(0.2)
@@ -185,6 +189,13 @@ def test_a_cluster_that_cannot_be_reached_is_one_line_and_no_run(tmp_path, addre
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     runs = tmp_path / "runs"
     assert not runs.exists() or not [path for path in runs.iterdir() if not path.name.startswith("_")]
+
+
+def test_a_scheduler_that_cannot_connect_says_why_for_the_page(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    done = advcore("scheduler", "--cluster", address, "--runs-dir", str(tmp_path / "runs"), "--idle-exit", "0")
+    assert done.returncode == 1 and f"no Ray cluster answers at {address}" in done.stderr
+    assert cluster.read_state(tmp_path / "runs")["error"].startswith(f"no Ray cluster answers at {address}")
 
 
 def test_without_ray_the_cluster_asks_for_its_install_and_local_runs_untouched(tmp_path):

@@ -67,7 +67,7 @@ def test_a_run_on_another_machine_is_asked_to_stop_through_its_folder(tmp_path):
     process (`test_train_process` shows a process reading it)."""
     run = Run.create(tiny("remote").to_dict(), tmp_path / "runs")
     run.update_status(status="running", pid=os.getpid(), host="gpu-node-7", job=f"{run.id}--0a1b2c3d")
-    assert jobs.stop(run) == f"run {run.id} stopping after its current batch"
+    assert jobs.stop(run).startswith(f"run {run.id} asked to stop through its folder: its process on gpu-node-7")
     assert run.stop_request_path.exists() and run.status()["status"] == "running"  # the process says when it stops
     queued = Run.create(tiny("submitted").to_dict(), tmp_path / "runs")
     queued.update_status(job=f"{queued.id}--0a1b2c3d")  # a Ray job not yet begun: it stops at its first batch

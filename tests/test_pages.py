@@ -507,6 +507,34 @@ def test_a_runs_gpus_show_in_its_status_line_and_the_table(runs_root):
     assert table.loc[0, "devices"] == "GPU 0, 1"
 
 
+def executor_caption(app: AppTest) -> str:
+    return shown(next(c.value for c in app.caption if c.value.startswith("Executor:")))
+
+
+def test_the_runs_view_says_where_runs_go_and_a_cluster_runs_node(runs_root, monkeypatch):
+    from advcore.jobs import cluster
+
+    run = make_run(runs_root, "somewhere", ["vanilla"])
+    assert executor_caption(selected(run)) == "Executor: **this machine**, 0 runs at a time"
+    monkeypatch.setenv("ADVLAB_CLUSTER", "10.0.0.5:6379")
+    assert "not connected yet" in executor_caption(selected(run))
+    cluster.write_state(runs_root, "10.0.0.5:6379", error="no Ray cluster answers at 10.0.0.5:6379 (refused)")
+    assert executor_caption(selected(run)).endswith("not connected: no Ray cluster answers at 10.0.0.5:6379 (refused)")
+    cluster.write_state(runs_root, "10.0.0.5:6379", dashboard="http://10.0.0.5:8265", nodes=[{"host": "a"}, {"host": "b"}],
+                          free_cpus=3.0, total_cpus=8.0, free_gpus=1.0, total_gpus=2.0)
+    assert executor_caption(selected(run)) == ("Executor: **Ray cluster at 10.0.0.5:6379** · 2 nodes · CPUs 3 of 8 "
+                                               "free · GPUs 1 of 2 free · [Ray dashboard](http://10.0.0.5:8265)")
+    cluster.write_state(runs_root, "10.0.0.5:6379", dashboard="javascript:alert(1)", nodes=[], written=0)
+    caption = executor_caption(selected(run))  # a planted link is dropped; an old description says so
+    assert "dashboard" not in caption and "its scheduler is not running" in caption
+    run.update_status(status="queued", job=f"{run.id}--0a1b2c3d", gpus_asked=1)
+    table = [frame.value for frame in selected(run).dataframe if "devices" in frame.value.columns][0]
+    assert table.loc[0, "devices"] == "Ray: waits for 1 GPU"
+    run.update_status(status="running", pid=2**22 - 1, host="gpu-node-7", gpus=[0])
+    table = [frame.value for frame in selected(run).dataframe if "devices" in frame.value.columns][0]
+    assert table.loc[0, "devices"] == "gpu-node-7: GPU 0"
+
+
 def test_a_bad_gpu_list_is_explained_on_the_form_not_a_traceback(runs_root, monkeypatch):
     monkeypatch.setenv("ADVLAB_GPUS", "zero")
     app = page("train")

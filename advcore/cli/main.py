@@ -16,7 +16,7 @@ from pathlib import Path
 
 from advcore.cli import interpret_commands, train_commands
 from advcore.cli.parsing import EXIT_USAGE, Parser, UsageError, int_in, number, number_list, positive_int
-from advcore.jobs import executors
+from advcore.jobs import cluster
 from advcore.training.config import WORST_OF_LOSSES
 
 EXIT_FAILURE = 1
@@ -335,10 +335,10 @@ def _run_scheduler(args) -> None:
     from advcore.storage import locks
 
     try:
-        scheduler.serve(args.runs_dir, idle_exit=args.idle_exit, cluster=executors.cluster_address(args.cluster))
+        scheduler.serve(args.runs_dir, idle_exit=args.idle_exit, address=cluster.cluster_address(args.cluster))
     except locks.LockHeld as held:
         raise RuntimeError(f"a scheduler already serves {held.path.parent} (pid {held.pid})") from None
-    except executors.ClusterError as error:
+    except cluster.ClusterError as error:
         raise RuntimeError(str(error)) from None
 
 
@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_FAILURE
         return 0
     try:
-        if args.command in ("train", "train-gan") and (address := executors.cluster_address(args.cluster)):
+        if args.command in ("train", "train-gan") and (address := cluster.cluster_address(args.cluster)):
             print(json.dumps(train_commands.submit_to_cluster(args, address)))  # starts nothing here: no TensorFlow
             return 0
         if args.command in ("train", "train-gan"):
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except executors.ClusterError as error:
+    except cluster.ClusterError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     if args.command == "check-model":  # the same limits whether the app's sandbox or a person runs it

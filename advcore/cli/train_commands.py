@@ -223,10 +223,10 @@ def _config_class(args):
 def stale_attempt(args) -> str:
     """In a cluster job's process: why its run is not the attempt the job was submitted for (stopped
     while the job waited for a node, or queued again as another job), else "". Such a job trains nothing."""
-    from advcore.jobs import executors
+    from advcore.jobs.cluster import ATTEMPT_ENV
     from advcore.storage.runs import Run, RunError
 
-    job = os.environ.get(executors.JOB_ENV)
+    job = os.environ.get(ATTEMPT_ENV)
     if not job or not args.resume:
         return ""
     try:
@@ -243,13 +243,13 @@ def submit_to_cluster(args, address: str) -> dict:
     """`train --cluster`: the run created (or, with --resume, queued again) and submitted as a Ray job;
     it trains there, its folder showing progress as usual. Raises ClusterError before any run exists
     when the cluster cannot take it."""
-    from advcore.jobs import executors, scheduler
+    from advcore.jobs import ray_executor, scheduler  # only here: the local path never imports Ray
     from advcore.storage.runs import Run
 
     precheck(args, local=False)
     if args.resume and (_given_fields(args, _options(args)) or args.config):
         raise UsageError("--resume with --cluster continues the run as it is: lengthen it with Extend in the app")
-    cluster = executors.connect(address, args.runs_dir)
+    ray_cluster = ray_executor.RayCluster.connect(address, args.runs_dir)
     try:
         if args.resume:
             run = Run.open(args.resume, args.runs_dir)
@@ -257,10 +257,10 @@ def submit_to_cluster(args, address: str) -> dict:
         else:
             config = _config_class(args).from_dict(_config_content(args, _options(args)))
             run = Run.create(config.to_dict(), args.runs_dir, config.name)
-        job = cluster.submit(run)  # a run it cannot take fails, with the reason
+        job = ray_cluster.submit(run)  # a run it cannot take fails, with the reason
     finally:
-        cluster.close()
-    return {"run": run.id, "job": job, "cluster": address, "dashboard": cluster.dashboard_url}
+        ray_cluster.close()
+    return {"run": run.id, "job": job, "cluster": address, "dashboard": ray_cluster.dashboard_url}
 
 
 def take_gpus(args) -> None:

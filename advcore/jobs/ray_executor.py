@@ -7,7 +7,8 @@ connecting checks that, with a Ray task on every node writing a token that this 
 back. The same task names each node's Python, which the jobs run: a job's bare `python` is whatever
 the node's PATH gives, not the environment Ray and AdvLab were installed in.
 
-Imported only for a cluster address (`advcore.jobs.executors`): the local path never imports Ray.
+Imported only where a cluster address is given (the scheduler, `train --cluster`): the local path never
+imports Ray.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from pathlib import Path
 
 from advcore import devices
 from advcore.jobs import gpus
-from advcore.jobs import executors
-from advcore.jobs.executors import ClusterError
+from advcore.jobs.cluster import ATTEMPT_ENV, ClusterError
 from advcore.jobs.processes import PROJECT_ROOT
 from advcore.storage import files
 from advcore.storage.runs import LIVE_STATUSES, Run, RunError, awaits_process, list_runs, now, runs_root, safe_status
@@ -39,7 +39,7 @@ PROBE_FOLDER = "_cluster_probe"  # not a run id (a leading "_")
 CONNECT_SECONDS = 5.0
 PROBE_SECONDS = 120.0
 LOG_TAIL_LINES = 40
-JOB_ENV = {"PYTHONPATH": str(PROJECT_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+JOB_ENV = {"PYTHONPATH": str(PROJECT_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}  # every job's, and the probes'
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,15 @@ class RayCluster:
         if ray is not None and ray.is_initialized():
             ray.shutdown()
 
+    def describe(self) -> dict:
+        """The cluster now, for `cluster.write_state`: its alive nodes, its CPUs and GPUs free and in all."""
+        total, free = ray.cluster_resources(), ray.available_resources()
+        nodes = [{"host": node.get("NodeManagerHostname", node.get("NodeManagerAddress", "?")),
+                  "cpus": node.get("Resources", {}).get("CPU", 0.0), "gpus": node.get("Resources", {}).get("GPU", 0.0)}
+                 for node in ray.nodes() if node.get("Alive")]
+        return {"dashboard": self.dashboard_url, "nodes": nodes, "free_cpus": free.get("CPU", 0.0),
+                "total_cpus": total.get("CPU", 0.0), "free_gpus": free.get("GPU", 0.0), "total_gpus": total.get("GPU", 0.0)}
+
     def most_gpus(self) -> int:
         """The most GPUs one node has: a run's process runs on one node."""
         return int(max((node.gpus for node in self.nodes), default=0))
@@ -118,6 +127,8 @@ class RayCluster:
                 raise ClusterError(f"run {run.id} is {status.get('status', 'damaged')}: it awaits no process")
             try:
                 return self._submit(run)
+            except OSError as error:  # the head out of reach for now: the run stays queued for the next try
+                raise ClusterError(f"run {run.id} not submitted yet: {_first_line(error)}") from None
             except (RunError, devices.DeviceError, RuntimeError) as error:  # RuntimeError: the Jobs API refused
                 run.update_status(status="failed", ended=now(), error=f"not started: {_first_line(error)}")
                 raise ClusterError(f"run {run.id} not started: {_first_line(error)}") from None
@@ -134,7 +145,7 @@ class RayCluster:
         python = self.nodes[0].python  # the same environment on every node, checked at connection
         entrypoint = shlex.join([python, "-m", "advcore", command, "--resume", run.id, "--runs-dir", str(self.root)])
         self.client.submit_job(entrypoint=entrypoint, submission_id=job, entrypoint_num_cpus=1,
-                               entrypoint_num_gpus=asked, runtime_env={"env_vars": JOB_ENV | {executors.JOB_ENV: job}},
+                               entrypoint_num_gpus=asked, runtime_env={"env_vars": JOB_ENV | {ATTEMPT_ENV: job}},
                                metadata={"advlab_run": run.id})
         run.update_status(job=job, cluster=self.address, launched=now(), gpus_asked=asked)
         return job
@@ -156,27 +167,42 @@ class RayCluster:
 
     def reconcile(self, echo=print) -> bool:
         """Marks failed each live run whose Ray job ended without the run saying so (a node that died, a
-        process killed), with the job's log tail; returns whether any run is still live on the cluster."""
+        process killed), with the job's log tail, or that the head no longer knows (it restarted);
+        returns whether any run is still live on the cluster."""
         live = False
         for run in list_runs(self.root):
             status = _recorded(run)
             job = status.get("job")
             if status.get("status") not in LIVE_STATUSES or not job or status.get("cluster") != self.address:
                 continue
-            info = self.client.get_job_info(job)
+            try:
+                info = self.client.get_job_info(job)
+            except OSError as error:  # the head out of reach for now: ask again
+                echo(f"{now()} {run.id}: Ray job {job} not readable now ({_first_line(error)})")
+                live = True
+                continue
+            except RuntimeError as error:
+                self._fail(run, f"Ray job {job} is unknown to the cluster ({_first_line(error)})", echo)
+                continue
             if not JobStatus(info.status).is_terminal():
                 live = True
                 continue
-            if _recorded(run).get("status") not in LIVE_STATUSES:  # it reported its end as the job ended
-                continue
-            tail = "\n".join(self.client.get_job_logs(job).splitlines()[-LOG_TAIL_LINES:])
-            error = f"Ray job {job} {str(info.status).lower()}: {info.message or 'no message'}"
-            run.update_status(status="failed", ended=now(), error=f"{error}\n{tail}".strip())
-            echo(f"{now()} {run.id} failed: {error}")
+            self._fail(run, f"Ray job {job} {str(info.status).lower()}: {info.message or 'no message'}", echo,
+                       self._log_tail(job))
         return live
 
-    def stop(self, job: str) -> None:
-        self.client.stop_job(job)
+    def _log_tail(self, job: str) -> str:
+        try:
+            return "\n".join(self.client.get_job_logs(job).splitlines()[-LOG_TAIL_LINES:])
+        except (OSError, RuntimeError) as error:
+            return f"(its log could not be read: {_first_line(error)})"
+
+    @staticmethod
+    def _fail(run: Run, error: str, echo, tail: str = "") -> None:
+        if _recorded(run).get("status") not in LIVE_STATUSES:  # it reported its end as its job ended
+            return
+        run.update_status(status="failed", ended=now(), error=f"{error}\n{tail}".strip())
+        echo(f"{now()} {run.id} failed: {error}")
 
 
 def _recorded(run: Run) -> dict:

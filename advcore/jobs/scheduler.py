@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from advcore import devices
-from advcore.jobs import executors, gpus
+from advcore.jobs import cluster, gpus
 from advcore.jobs.processes import spawn
 from advcore.storage import files, locks
 from advcore.storage.runs import (LIVE_STATUSES, Run, RunError, RunRefused, awaits_process, list_runs, now,
@@ -29,6 +29,7 @@ from advcore.training.resumption import resumable_from
 MAX_RUNS_ENV = "ADVLAB_MAX_RUNS"
 LOCK_FILE = "_scheduler.lock"  # not a run id (a leading "_"), and a file: the run list never shows it
 LOG_FILE = "_scheduler.log"
+CLUSTER_STATE_SECONDS = 5.0  # how often the cluster's nodes and free resources are written for pages
 
 
 def max_concurrent() -> int:
@@ -148,24 +149,31 @@ def _asked(run: Run, inventory, echo) -> int | None:
         return None
 
 
-def serve(root=None, idle_exit: float = 300.0, poll: float = 0.5, echo=print, cluster: str | None = None) -> None:
-    """The scheduler's loop: runs start as this machine's processes, or with `cluster` (a Ray head's
-    address) as that cluster's jobs. Raises locks.LockHeld when another scheduler serves this root,
-    and executors.ClusterError when the cluster cannot take the runs."""
+def serve(root=None, idle_exit: float = 300.0, poll: float = 0.5, echo=print, address: str | None = None) -> None:
+    """The scheduler's loop: runs start as this machine's processes, or, given a Ray head's `address`,
+    as that cluster's jobs. Raises locks.LockHeld when another scheduler serves this root, and
+    cluster.ClusterError when the cluster cannot take the runs."""
     root = runs_root(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     with locks.hold(lock_path(root), wait=2.0):
-        ray_cluster = executors.connect(cluster, root) if cluster else None
+        try:
+            ray_cluster = _connect(address, root) if address else None
+        except cluster.ClusterError as error:
+            cluster.write_state(root, address, error=str(error))  # the Train page says why nothing starts
+            raise
         echo(f"{now()} scheduler (pid {os.getpid()}) for {root}: " +
-             (f"Ray cluster at {cluster}, dashboard {ray_cluster.dashboard_url}" if ray_cluster
+             (f"Ray cluster at {address}, dashboard {ray_cluster.dashboard_url}" if ray_cluster
               else f"{max_concurrent()} run(s) at a time"))
         children: list[subprocess.Popen] = []
-        idle_since = time.monotonic()
+        idle_since, described = time.monotonic(), -CLUSTER_STATE_SECONDS
         try:
             while root.is_dir():
                 if ray_cluster:
                     busy = ray_cluster.submit_queued(echo) > 0
                     busy = ray_cluster.reconcile(echo) or busy
+                    if time.monotonic() - described >= CLUSTER_STATE_SECONDS:
+                        cluster.write_state(root, address, **ray_cluster.describe())
+                        described = time.monotonic()
                 else:
                     children = [child for child in children if child.poll() is None]  # reaped: no zombies
                     started, busy = start_queued(root, echo)
@@ -179,6 +187,12 @@ def serve(root=None, idle_exit: float = 300.0, poll: float = 0.5, echo=print, cl
             if ray_cluster:
                 ray_cluster.close()
         echo(f"{now()} scheduler (pid {os.getpid()}) exits: " + ("idle" if root.is_dir() else "runs root deleted"))
+
+
+def _connect(address: str, root: Path):
+    from advcore.jobs import ray_executor  # only here: the local path never imports Ray
+
+    return ray_executor.RayCluster.connect(address, root)
 
 
 def ensure(root=None) -> subprocess.Popen | None:

@@ -100,7 +100,15 @@ PERCENT_COLUMNS = ("last val acc", "best val acc", "best robust acc")  # fractio
 
 
 def devices_text(status: dict, config: dict) -> str:
-    """Where a run trains: "GPU 0, 1" or "CPU" as the scheduler gave them; what a queued run waits for."""
+    """Where a run trains: "GPU 0, 1" or "CPU" as the scheduler gave them, after its node on a Ray
+    cluster; what a queued run waits for."""
+    if "job" in status and "pid" not in status:  # a Ray job not yet begun
+        return f"Ray: waits for {counted(status['gpus_asked'], 'GPU') if status.get('gpus_asked') else 'a CPU'}"
+    where = _local_devices_text(status, config)
+    return f"{status['host']}: {where}" if "job" in status and where else where
+
+
+def _local_devices_text(status: dict, config: dict) -> str:
     if "gpus" in status:
         held = gpus.recorded(status)
         return f"GPU {', '.join(map(str, held))}" if held else "CPU"

@@ -39,7 +39,9 @@ def executor_text(root) -> str:
     if problem:
         return f"Executor: none, queued runs wait: {literal(problem)}"
     if address is None:
-        return f"Executor: **this machine**, {counted(scheduler.max_concurrent(), 'run')} at a time"
+        at_once = scheduler.max_concurrent()
+        return ("Executor: **this machine**, " + (f"{counted(at_once, 'run')} at a time" if at_once else
+                                                  "holding queued runs (ADVLAB_MAX_RUNS is 0)"))
     head = f"Executor: **Ray cluster at {literal(address)}**"
     state = cluster.read_state(root)
     if state.get("address") != address:

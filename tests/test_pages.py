@@ -515,7 +515,7 @@ def test_the_runs_view_says_where_runs_go_and_a_cluster_runs_node(runs_root, mon
     from advcore.jobs import cluster
 
     run = make_run(runs_root, "somewhere", ["vanilla"])
-    assert executor_caption(selected(run)) == "Executor: **this machine**, 0 runs at a time"
+    assert executor_caption(selected(run)) == "Executor: **this machine**, holding queued runs (ADVLAB_MAX_RUNS is 0)"
     monkeypatch.setenv("ADVLAB_CLUSTER", "10.0.0.5:6379")
     assert "not connected yet" in executor_caption(selected(run))
     cluster.write_state(runs_root, "10.0.0.5:6379", error="no Ray cluster answers at 10.0.0.5:6379 (refused)")

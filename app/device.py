@@ -9,9 +9,10 @@ import subprocess
 import time
 
 from advcore import devices
-from advcore.jobs import cluster, scheduler
+from advcore.jobs import cluster, gpus, scheduler
 from app.text import counted, literal
 
+UNDESCRIBED_GPUS = 8  # what the form offers on a cluster its scheduler has not described yet
 STALE_SECONDS = 60.0  # a cluster description older than this: its scheduler is not running
 
 
@@ -55,6 +56,26 @@ def executor_text(root) -> str:
     if time.time() - state.get("written", 0) > STALE_SECONDS:
         text += f" · as of {literal(str(state.get('updated', '?'))[:19])}, its scheduler is not running"
     return text
+
+
+def gpu_offer(root) -> tuple[tuple[int, ...], str, str, str | None]:
+    """What a run may ask for: GPU indices (this machine's, or on a Ray cluster as many as its largest
+    node has, as last described), who holds them (for messages: "" is this machine), a line on how
+    many are free, and what is wrong with $ADVLAB_GPUS or $ADVLAB_CLUSTER."""
+    address, problem = cluster_choice()
+    if problem:
+        return (), "", "", problem
+    if address:
+        state = cluster.read_state(root)
+        most = cluster.most_gpus(state) if state.get("address") == address else None
+        if most is None:
+            return (tuple(range(UNDESCRIBED_GPUS)), "", "the cluster's GPUs are not known yet (its scheduler describes "
+                    "them once connected); a run no node can take fails with the reason", None)
+        return (tuple(range(most)), cluster.LARGEST_NODE, f"{counted(most, 'GPU')} on the cluster's largest node, "
+                f"{state.get('free_gpus', 0):g} of {state.get('total_gpus', 0):g} free on the cluster now", None)
+    inventory, problem = machine_gpus()
+    free = len(set(inventory) - gpus.in_use(root))
+    return inventory, "", f"{free} of {len(inventory)} GPUs free now", problem
 
 
 def training_device() -> str:

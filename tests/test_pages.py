@@ -535,6 +535,29 @@ def test_the_runs_view_says_where_runs_go_and_a_cluster_runs_node(runs_root, mon
     assert table.loc[0, "devices"] == "gpu-node-7: GPU 0"
 
 
+def test_on_a_cluster_the_form_offers_the_largest_nodes_gpus(runs_root, monkeypatch):
+    from advcore import devices
+    from advcore.jobs import cluster, gpus
+
+    monkeypatch.setenv("ADVLAB_GPUS", "none")  # this machine has none: the cluster's nodes count
+    monkeypatch.setenv("ADVLAB_CLUSTER", "10.0.0.5:6379")
+    box = page("train").selectbox(key="train_form.gpus")
+    assert len(box.options) == 11 and box.help.startswith("the cluster's GPUs are not known yet")
+    cluster.write_state(runs_root, "10.0.0.5:6379", nodes=[{"host": "a", "gpus": 1}, {"host": "b", "gpus": 2}],
+                        free_gpus=3.0, total_gpus=3.0)
+    app = page("train")
+    box = app.selectbox(key="train_form.gpus")
+    assert box.options == ["default: 1 GPU", "0: the CPU", "1", "2", "all"]
+    assert box.help.startswith("2 GPUs on the cluster's largest node, 3 of 3 free on the cluster now")
+    box.set_value(2).run()
+    _submit(app)
+    assert list_runs(runs_root)[0].config()["distribute"]["gpus"] == 2
+    cluster.write_state(runs_root, "10.0.0.5:6379", nodes=[{"host": "a", "gpus": 1}])
+    assert page("train").selectbox(key="train_form.gpus").options == ["default: 1 GPU", "0: the CPU", "1"]
+    with pytest.raises(devices.DeviceError, match="asks for 2 GPUs; the cluster's largest node has 1$"):
+        gpus.check_request({"distribute": {"gpus": 2}}, range(1), cluster.LARGEST_NODE)  # the scheduler's words
+
+
 def test_a_bad_gpu_list_is_explained_on_the_form_not_a_traceback(runs_root, monkeypatch):
     monkeypatch.setenv("ADVLAB_GPUS", "zero")
     app = page("train")

@@ -15,6 +15,7 @@ from advcore.storage.runs import now, runs_root
 CLUSTER_ENV = "ADVLAB_CLUSTER"
 ATTEMPT_ENV = "ADVLAB_JOB"  # in a cluster job's process: the job's submission id, the one attempt it may train
 LOCAL = "local"
+LARGEST_NODE = "the cluster's largest node"  # a run's process runs on one node: its GPUs are the most one asks
 STATE_FILE = "_cluster.json"  # the cluster as the scheduler last saw it, for pages (a leading "_": not a run)
 STATE_BYTES = 64 * 1024
 
@@ -57,8 +58,9 @@ def read_state(root=None) -> dict:
             not isinstance(content.get(key, 0), (int, float)) or isinstance(content.get(key), bool) for key in numbers):
         return {}
     nodes = content.get("nodes", [])
-    if not isinstance(nodes, list) or not all(isinstance(node, dict) and isinstance(node.get("host"), str)
-                                              for node in nodes):
+    if not isinstance(nodes, list) or not all(
+            isinstance(node, dict) and isinstance(node.get("host"), str) and isinstance(node.get("gpus", 0), (int, float))
+            and not isinstance(node.get("gpus", 0), bool) and 0 <= node.get("gpus", 0) <= 64 for node in nodes):
         return {}
     dashboard = content.get("dashboard", "")
     if not isinstance(dashboard, str) or not dashboard.startswith(("http://", "https://")) or any(
@@ -67,3 +69,11 @@ def read_state(root=None) -> dict:
     if not isinstance(content.get("error", ""), str):
         return {}
     return content
+
+
+def most_gpus(state: dict) -> int | None:
+    """The most GPUs one node of a described cluster has (a run's process runs on one node); None when
+    the scheduler has not described it yet."""
+    if not state or state.get("error"):
+        return None
+    return int(max((node.get("gpus", 0) for node in state["nodes"]), default=0))

@@ -38,12 +38,13 @@ def requested(content: dict, inventory: Sequence[int]) -> int:
     return asked
 
 
-def check_request(content: dict, inventory: Sequence[int]) -> int:
-    """The GPUs asked for, or a DeviceError naming the inventory when the machine has fewer."""
+def check_request(content: dict, inventory: Sequence[int], holder: str = "") -> int:
+    """The GPUs asked for, or a DeviceError naming the inventory when the machine (or `holder`: "the
+    cluster's largest node") has fewer."""
     asked = requested(content, inventory)
     if asked > len(inventory):
-        raise devices.DeviceError(f"distribute.gpus: the run asks for {asked} GPU{'s' if asked > 1 else ''}; this "
-                                  f"machine has {devices.describe_inventory(inventory)}")
+        held = f"{holder} has {len(inventory)}" if holder else f"this machine has {devices.describe_inventory(inventory)}"
+        raise devices.DeviceError(f"distribute.gpus: the run asks for {asked} GPU{'s' if asked > 1 else ''}; {held}")
     return asked
 
 

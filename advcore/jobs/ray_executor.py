@@ -22,7 +22,7 @@ from pathlib import Path
 
 from advcore import devices
 from advcore.jobs import gpus
-from advcore.jobs.cluster import ATTEMPT_ENV, ClusterError
+from advcore.jobs.cluster import ATTEMPT_ENV, LARGEST_NODE, ClusterError
 from advcore.jobs.processes import PROJECT_ROOT
 from advcore.storage import files
 from advcore.storage.runs import LIVE_STATUSES, Run, RunError, awaits_process, list_runs, now, runs_root, safe_status
@@ -135,11 +135,7 @@ class RayCluster:
 
     def _submit(self, run: Run) -> str:
         content = run.config()
-        most = self.most_gpus()
-        asked = gpus.requested(content, range(most))
-        if asked > most:
-            raise devices.DeviceError(f"distribute.gpus: the run asks for {asked} GPUs; the cluster's largest node "
-                                      f"has {most}")
+        asked = gpus.check_request(content, range(self.most_gpus()), LARGEST_NODE)
         command = "train-gan" if config_kind(content) == "gan" else "train"
         job = f"{run.id}--{secrets.token_hex(4)}"
         python = self.nodes[0].python  # the same environment on every node, checked at connection

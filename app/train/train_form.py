@@ -12,7 +12,7 @@ from advcore.storage.runs import RunError
 from advcore.training.config import (GENERATIVE_METHODS, PIXEL_STEP_METHODS, RMSE_METHODS, ConfigError, TrainConfig,
                                      config_kind, problems, read_file)
 from app import generators, registry, state
-from app.device import machine_gpus
+from app.device import gpu_offer
 from app.train import folder_preview
 
 PRESETS = {
@@ -189,12 +189,12 @@ def field_problems(values: dict) -> dict[str, list[str]]:
         found.setdefault("folder" if field == "dataset" and _folder(effective) else field, []).append(message)
     if _folder(effective) and "folder" not in found:
         found.update(_folder_problems(effective))
-    inventory, problem = machine_gpus()
+    offered, holder, _, problem = gpu_offer(state.root())
     if problem:
         found["gpus"] = [problem]
     elif "gpus" not in found:
         try:
-            gpus.check_request(config_from_values(effective), inventory)
+            gpus.check_request(config_from_values(effective), offered, holder)
         except devices.DeviceError as error:
             found["gpus"] = [str(error)]
     return found
@@ -527,14 +527,12 @@ def _schedule_optimiser_validation(field: _Fields) -> None:
 
 
 def _gpu_field(field: _Fields) -> None:
-    """How many GPUs the run takes, from what the machine has; a choice the machine cannot give (a draft
-    or a preset from a larger one) goes back to the default."""
-    inventory = machine_gpus()[0]
-    options = ["default", 0, *range(1, len(inventory) + 1), *(["all"] if len(inventory) > 1 else [])]
+    """How many GPUs the run takes, from what the machine (or the cluster's largest node) has; a choice
+    it cannot give (a draft or a preset from a larger one) goes back to the default."""
+    offered, _, free, _ = gpu_offer(state.root())
+    options = ["default", 0, *range(1, len(offered) + 1), *(["all"] if len(offered) > 1 else [])]
     if st.session_state.get(KEY + "gpus") not in options:
         st.session_state[KEY + "gpus"] = "default"
-    free = len(set(inventory) - gpus.in_use(state.root()))
-    names = {"default": f"default: {'1 GPU' if inventory else 'the CPU'}", 0: "0: the CPU", "all": "all"}
+    names = {"default": f"default: {'1 GPU' if offered else 'the CPU'}", 0: "0: the CPU", "all": "all"}
     field("selectbox", "GPUs", "gpus", options=options, format_func=lambda choice: names.get(choice, str(choice)),
-          help=f"{free} of {len(inventory)} GPUs free now; the run gets its GPUs to itself and waits in the queue "
-               "until they are free")
+          help=f"{free}; the run gets its GPUs to itself and waits in the queue until they are free")

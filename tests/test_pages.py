@@ -481,14 +481,20 @@ def test_the_run_page_lists_the_skipped_files_per_split(runs_root):
     assert not app.exception and any("skipped.json is damaged" in shown(w.value) for w in app.warning)
 
 
-def test_the_form_offers_the_machines_gpus_and_the_table_shows_what_a_run_waits_for(runs_root, monkeypatch):
-    monkeypatch.setenv("ADVLAB_GPUS", "0,1")  # a faked two-GPU box
+def queue_on_two_gpus(help_start: str) -> AppTest:
+    """The form offers 1, 2 or all GPUs and says how many are free (`help_start`); a run on 2 is queued."""
     app = page("train")
     box = app.selectbox(key="train_form.gpus")
     assert box.options == ["default: 1 GPU", "0: the CPU", "1", "2", "all"]
-    assert box.help.startswith("2 of 2 GPUs free now")
+    assert box.help.startswith(help_start)
     box.set_value(2).run()
     _submit(app)
+    return app
+
+
+def test_the_form_offers_the_machines_gpus_and_the_table_shows_what_a_run_waits_for(runs_root, monkeypatch):
+    monkeypatch.setenv("ADVLAB_GPUS", "0,1")  # a faked two-GPU box
+    app = queue_on_two_gpus("2 of 2 GPUs free now")
     run = list_runs(runs_root)[0]
     assert run.config()["distribute"]["gpus"] == 2
     table = [frame.value for frame in app.dataframe if "devices" in frame.value.columns][0]
@@ -545,12 +551,7 @@ def test_on_a_cluster_the_form_offers_the_largest_nodes_gpus(runs_root, monkeypa
     assert len(box.options) == 11 and box.help.startswith("the cluster's GPUs are not known yet")
     cluster.write_state(runs_root, "10.0.0.5:6379", nodes=[{"host": "a", "gpus": 1}, {"host": "b", "gpus": 2}],
                         free_gpus=3.0, total_gpus=3.0)
-    app = page("train")
-    box = app.selectbox(key="train_form.gpus")
-    assert box.options == ["default: 1 GPU", "0: the CPU", "1", "2", "all"]
-    assert box.help.startswith("2 GPUs on the cluster's largest node, 3 of 3 free on the cluster now")
-    box.set_value(2).run()
-    _submit(app)
+    queue_on_two_gpus("2 GPUs on the cluster's largest node, 3 of 3 free on the cluster now")
     assert list_runs(runs_root)[0].config()["distribute"]["gpus"] == 2
     cluster.write_state(runs_root, "10.0.0.5:6379", nodes=[{"host": "a", "gpus": 1}])
     assert page("train").selectbox(key="train_form.gpus").options == ["default: 1 GPU", "0: the CPU", "1"]

@@ -533,6 +533,8 @@ def test_the_runs_view_says_where_runs_go_and_a_cluster_runs_node(runs_root, mon
     cluster.write_state(runs_root, "10.0.0.5:6379", dashboard="javascript:alert(1)", nodes=[], written=0)
     caption = executor_caption(selected(run))  # a planted link is dropped; an old description says so
     assert "dashboard" not in caption and "its scheduler is not running" in caption
+    cluster.write_state(runs_root, "10.0.0.5:6379")  # no nodes written: none, not a traceback
+    assert " · 0 nodes · CPUs 0 of 0 free" in executor_caption(selected(run))
     run.update_status(status="queued", job=f"{run.id}--0a1b2c3d", gpus_asked=1)
     table = [frame.value for frame in selected(run).dataframe if "devices" in frame.value.columns][0]
     assert table.loc[0, "devices"] == "Ray: waits for 1 GPU"

@@ -68,7 +68,7 @@ def read_state(root=None) -> dict:
         content["dashboard"] = ""
     if not isinstance(content.get("error", ""), str):
         return {}
-    return content
+    return content | {"nodes": nodes}
 
 
 def most_gpus(state: dict) -> int | None:

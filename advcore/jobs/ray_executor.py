@@ -44,10 +44,8 @@ JOB_ENV = {"PYTHONPATH": str(PROJECT_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}  # ever
 
 @dataclass(frozen=True)
 class Node:
-    node_id: str
     host: str
     python: str
-    cpus: float
     gpus: float
 
 
@@ -216,8 +214,9 @@ def _checked_nodes(root: Path) -> list[Node]:
     probes.mkdir(exist_ok=True)
     alive = [node for node in ray.nodes() if node.get("Alive")]
     check = ray.remote(num_cpus=0)(_check_node)
-    calls = {node["NodeID"]: check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
-             .remote(str(probes / f"{token}-{node['NodeID'][:12]}.json"), token) for node in alive}
+    written = {node["NodeID"]: probes / f"{token}-{node['NodeID'][:12]}.json" for node in alive}
+    calls = {node_id: check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
+             .remote(str(path), token) for node_id, path in written.items()}
     nodes = []
     try:
         for node in alive:
@@ -226,13 +225,15 @@ def _checked_nodes(root: Path) -> list[Node]:
             except Exception as error:  # the task's own error (no AdvLab there), or a timeout
                 raise ClusterError(f"node {node.get('NodeManagerAddress')} cannot run AdvLab ({_first_line(error)}): "
                                    f"every node needs this environment, with this checkout at {PROJECT_ROOT}") from None
-            written = probes / f"{token}-{node['NodeID'][:12]}.json"
-            if not written.exists() or files.read_json(written).get("token") != token:
+            try:
+                shared = files.read_json(written[node["NodeID"]], "cluster check").get("token") == token
+            except files.FileProblem:
+                shared = False
+            if not shared:
                 raise ClusterError(f"the runs folder {root} is not shared: node {host} wrote its check there, and "
                                    "it is not here. Put $ADVLAB_RUNS_DIR on a filesystem every node mounts at the "
                                    "same path")
-            resources = node.get("Resources", {})
-            nodes.append(Node(node["NodeID"], host, python, resources.get("CPU", 0.0), resources.get("GPU", 0.0)))
+            nodes.append(Node(host, python, node.get("Resources", {}).get("GPU", 0.0)))
     finally:
         for written in probes.glob(f"{token}-*.json"):
             written.unlink(missing_ok=True)

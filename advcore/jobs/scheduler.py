@@ -29,6 +29,7 @@ from advcore.training.resumption import resumable_from
 MAX_RUNS_ENV = "ADVLAB_MAX_RUNS"
 LOCK_FILE = "_scheduler.lock"  # not a run id (a leading "_"), and a file: the run list never shows it
 LOG_FILE = "_scheduler.log"
+CLUSTER_POLL_SECONDS = 2.0  # each poll asks the head about every live run: HTTP, not a file read
 CLUSTER_STATE_SECONDS = 5.0  # how often the cluster's nodes and free resources are written for pages
 
 
@@ -182,7 +183,7 @@ def serve(root=None, idle_exit: float = 300.0, poll: float = 0.5, echo=print, ad
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since >= idle_exit:
                     break
-                time.sleep(poll)
+                time.sleep(max(poll, CLUSTER_POLL_SECONDS) if ray_cluster else poll)
         finally:
             if ray_cluster:
                 ray_cluster.close()

@@ -50,8 +50,13 @@ def serve(runs: Path, port: int) -> subprocess.Popen:
 
 
 def settle(page) -> None:
+    """The page's script run over, no faded element of an earlier one left, and its charts drawn."""
     page.wait_for_timeout(1500)
-    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=180_000)
+    page.wait_for_function("""() => {
+        const app = document.querySelector('[data-testid="stApp"]');
+        return app && !['running', 'rerunRequested'].includes(app.getAttribute('data-test-script-state'))
+            && !document.querySelector('[data-stale="true"]');
+    }""", timeout=180_000)
     page.wait_for_timeout(1000)
 
 
@@ -75,6 +80,7 @@ def main() -> None:
             page = browser.new_context(viewport=VIEWPORT).new_page()
             page.set_default_timeout(120_000)
             page.goto(f"http://localhost:{port}")
+            page.get_by_text("AdvLab", exact=True).first.wait_for()  # the first script run has drawn the page
             take(page, "home")
             link = lambda name: page.get_by_role("link", name=name, exact=True).first.click()  # noqa: E731
             link("Train")

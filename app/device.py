@@ -58,6 +58,23 @@ def executor_text(root) -> str:
     return text
 
 
+def shards_offer(root) -> tuple[int, str] | None:
+    """On a Ray cluster, an evaluation's default shards and why (one per GPU, else per
+    $ADVLAB_SHARD_CPUS CPUs, of the cluster as its scheduler last described it); None off a cluster."""
+    address, problem = cluster_choice()
+    if problem or not address:
+        return None
+    state = cluster.read_state(root)
+    if state.get("address") != address or state.get("error"):
+        return 2, "The cluster is not described yet (its scheduler does so once connected): 2 by default"
+    try:
+        shards = cluster.default_shards(state.get("total_gpus", 0), state.get("total_cpus", 0))
+    except cluster.ClusterError as error:
+        return 1, literal(str(error))
+    per = "GPU" if state.get("total_gpus", 0) >= 1 else f"{counted(cluster.shard_cpus(), 'CPU')}"
+    return shards, f"One per {per} of the cluster: {shards} by default"
+
+
 def gpu_offer(root) -> tuple[tuple[int, ...], str, str, str | None]:
     """What a run may ask for: GPU indices (this machine's, or on a Ray cluster as many as its largest
     node has, as last described), who holds them (for messages: "" is this machine), a line on how

@@ -137,9 +137,11 @@ def delete(run: Run) -> None:
 
 # ----------------------------------------------------------------------------- evaluations
 
-def submit_evaluation(plan: plans.Plan, root: Path | None = None, name: str = "evaluation") -> Run:
-    """Queues a checked plan for the evaluation worker, starting the worker if none runs."""
-    job = worker.submit(plan, root, name)
+def submit_evaluation(plan: plans.Plan, root: Path | None = None, name: str = "evaluation",
+                      shards: int | None = None) -> Run:
+    """Queues a checked plan for the evaluation worker, starting the worker if none runs; on a Ray
+    cluster the worker runs it in `shards` (None: the cluster's default)."""
+    job = worker.submit(plan, root, name, shards)
     ensure_worker(root)
     return job
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import jobs, model_widgets, state
+from app import device, jobs, model_widgets, state
 from app.evaluate import evaluate_form, evaluation_views
 from app.text import counted
 
@@ -13,10 +13,10 @@ model_widgets.upload_model()
 jobs.ensure_worker(state.root())  # a worker that died or idled out is restarted for waiting jobs
 evaluations = {job.id: job for job in jobs.list_evaluations(state.root())}
 with st.expander("New evaluation", expanded=not evaluations):
-    submitted = evaluate_form.evaluate_form(model_widgets.entries())
+    submitted = evaluate_form.evaluate_form(model_widgets.entries(), device.shards_offer(state.root()))
 if submitted is not None:
-    plan, name = submitted
-    job = jobs.submit_evaluation(plan, state.root(), name)
+    plan, name, shards = submitted
+    job = jobs.submit_evaluation(plan, state.root(), name, shards)
     st.query_params["evaluation"] = job.id
     st.toast(f"Queued evaluation {job.id}: {counted(len(plan.cells()), 'cell')} on {counted(plan.count, 'image')}")
     evaluations = {job.id: job for job in jobs.list_evaluations(state.root())}

@@ -109,7 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="also run the gradient-masking checks at the largest eps and report flags")
     evaluate_parser.add_argument("--plan", type=Path, default=None,
                                  help="instead of --model/--eps: a JSON evaluation plan (several models, attacks and "
-                                 "eps grids, as the Evaluate page downloads it); writes results.json and results.csv")
+                                 "eps grids, as the Evaluate page downloads it); writes results.json, results.csv "
+                                 "and per_image.csv")
+    train_commands.add_cluster_option(evaluate_parser, "run a --plan in shards of test images")
+    evaluate_parser.add_argument("--shards", type=positive_int, default=None,
+                                 help="with --cluster: shards of test images, each a Ray task (default: one per GPU "
+                                      "of the cluster, else one per $ADVLAB_SHARD_CPUS of its CPUs)")
     worker = commands.add_parser(
         "worker", help="run queued evaluations (the dashboard starts this itself)",
         description="Run the evaluations queued under <runs root>/_evaluations one after another, keeping "
@@ -117,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--runs-dir", type=Path, default=None, help="the runs root (default: $ADVLAB_RUNS_DIR or ./runs)")
     worker.add_argument("--idle-exit", type=number, default=300.0,
                         help="seconds without work before the worker exits (default: 300)")
+    train_commands.add_cluster_option(worker, "run each evaluation in shards of test images")
     check_model = commands.add_parser(
         "check-model", help="check that a .keras file is a usable classifier (the app runs this in a sandbox)",
         description="Load a .keras file as AdvLab would (archive checks, built-in classes only, safe_mode, the "
@@ -242,14 +248,22 @@ def _run_plan(args) -> dict:
 
     plan = plans.Plan.from_dict(files.read_json(args.plan, "plan file"))
     args.out.mkdir(parents=True, exist_ok=True)
-    _, results = plans.run_plan(plan, args.out, report=lambda p: print(
-        f"[{p['done']}/{p['total']}] {p['cell']}", flush=True))
+
+    def report(progress: dict) -> None:
+        print(f"[{progress['done']}/{progress['total']}] {progress['cell']}", flush=True)
+
+    if address := cluster.cluster_address(args.cluster):
+        from advcore.jobs import ray_evaluation
+
+        _, results = ray_evaluation.run_sharded(plan, args.out, address, shards_asked=args.shards, report=report)
+    else:
+        _, results = plans.run_plan(plan, args.out, report=report)
     for row in results.rows:
         print(f"{row['model']} / {row['attack']} / eps {row['eps']:.4g}: robust accuracy "
               f"{row['robust_accuracy']:.1%} (clean {row['clean_accuracy']:.1%})")
     for flag in results.flags:
         print(f"warning [{flag['model']} / {flag['attack']} / {flag['code']}]: {flag['message']}")
-    print(f"wrote {args.out / 'results.json'} and results.csv")
+    print(f"wrote {args.out / 'results.json'}, results.csv and per_image.csv")
     return results.to_dict()
 
 
@@ -262,6 +276,9 @@ def _run_evaluate(args) -> dict:
         if args.model is not None or args.eps is not None:
             raise UsageError("--plan names the models and eps itself: leave out --model and --eps")
         return _run_plan(args)
+    if cluster.cluster_address(args.cluster) or args.shards:
+        raise UsageError("--cluster and --shards run a --plan: write the models, attacks and eps as a plan "
+                         "(the Evaluate page downloads one)")
     if args.model is None:
         raise UsageError("the following arguments are required: --model (or --plan)")
     if not args.eps:
@@ -306,7 +323,7 @@ def _run_evaluate(args) -> dict:
 def _run_worker(args) -> None:
     from advcore.evaluation import worker
 
-    worker.work(args.runs_dir, idle_exit=args.idle_exit)
+    worker.work(args.runs_dir, idle_exit=args.idle_exit, address=cluster.cluster_address(args.cluster))
 
 
 def _run_check_model(args) -> None:
@@ -392,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_FAILURE
         return 0
     try:
+        if args.command in ("evaluate", "worker"):
+            cluster.cluster_address(args.cluster)  # a malformed address is refused before TensorFlow loads
         if args.command in ("train", "train-gan") and (address := cluster.cluster_address(args.cluster)):
             print(json.dumps(train_commands.submit_to_cluster(args, address)))  # starts nothing here: no TensorFlow
             return 0
@@ -428,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError, ModelError, ImageError, DatasetFormatError, RunError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except DatasetNotFoundError as error:
+    except (DatasetNotFoundError, cluster.ClusterError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except (TrainingDiverged, MemoryError, tensorflow.errors.ResourceExhaustedError, OSError) as error:

@@ -13,7 +13,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -156,6 +156,27 @@ def slice_size(batch_size: int) -> int:
     return max(4 * batch_size, 1000)
 
 
+IMAGES_FILE = "per_image.csv"  # one row per (cell, test image): what `shards` merges, and what a researcher filters
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """One cell over a range of test images: per image, correct clean, robust, and (AutoAttack) the
+    component that broke it ("clean" when the clean prediction was wrong, "" when none did)."""
+
+    clean: np.ndarray
+    robust: np.ndarray
+    broken_by: np.ndarray | None
+    seconds: float
+
+    @classmethod
+    def joined(cls, parts: list["Outcome"]) -> "Outcome":
+        """Consecutive ranges as one; their seconds are summed (the work, not the wall time)."""
+        broken = None if parts[0].broken_by is None else np.concatenate([p.broken_by for p in parts])
+        return cls(np.concatenate([p.clean for p in parts]), np.concatenate([p.robust for p in parts]), broken,
+                   sum(p.seconds for p in parts))
+
+
 @dataclasses.dataclass
 class Results:
     """Everything measured so far; `frame()` is one row per cell with per-class columns."""
@@ -165,6 +186,8 @@ class Results:
     rows: list[dict] = dataclasses.field(default_factory=list)
     flags: list[dict] = dataclasses.field(default_factory=list)
     sanity: dict = dataclasses.field(default_factory=dict)
+    unsaved_images: list[pd.DataFrame] = dataclasses.field(default_factory=list, repr=False)
+    images_begun: bool = False
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
@@ -173,15 +196,72 @@ class Results:
         return {"plan": self.plan.to_dict(), "class_names": self.class_names, "cells": self.rows,
                 "flags": self.flags, "sanity": self.sanity}
 
+    def record(self, model_ref: ModelRef, attack_ref: AttackRef, eps: float, outcome: Outcome, labels: np.ndarray) -> None:
+        """A measured cell: its row, its per-image results, and its flags (the curve's at its last eps)."""
+        self.rows.append({"model": model_ref.label, "attack": attack_ref.name, "norm": attack_ref.norm, "eps": eps,
+                          "clean_accuracy": float(outcome.clean.mean()), "robust_accuracy": float(outcome.robust.mean()),
+                          "count": len(labels), "seconds": outcome.seconds,
+                          **{f"class {name}": value
+                             for name, value in per_class(outcome.robust, labels, self.class_names).items()}})
+        self.unsaved_images.append(pd.DataFrame({
+            "model": model_ref.label, "attack": attack_ref.name, "eps": eps, "image": np.arange(len(labels)),
+            "label": labels, "clean": outcome.clean, "robust": outcome.robust,
+            "broken_by": "" if outcome.broken_by is None else outcome.broken_by}))
+        if attack_ref.method == AUTOATTACK:
+            _autoattack_breakdown(self, model_ref, attack_ref, outcome.broken_by)
+        if eps == max(self.plan.eps[attack_ref.norm]):
+            _finish_curve(self, model_ref, attack_ref)
+
+    def record_checks(self, model_label: str, flags: list, figures: dict) -> None:
+        """A model's gradient-masking checks (`robustness.sanity_checks`)."""
+        self.sanity[model_label] = figures
+        self.flags += [{"model": model_label, "attack": "sanity checks", **dataclasses.asdict(flag)} for flag in flags]
+
     def save(self, folder: Path) -> None:
+        """results.json and results.csv anew; the per-image rows of cells measured since the last save
+        appended to per_image.csv (begun anew by the first save)."""
         files.write_json(folder / "results.json", self.to_dict())
         with files.atomic_path(folder / "results.csv") as tmp:
             self.frame().to_csv(tmp, index=False)
+        if not self.images_begun:
+            with files.atomic_path(folder / IMAGES_FILE) as tmp:
+                pd.DataFrame(columns=["model", "attack", "eps", "image", "label", "clean", "robust",
+                                      "broken_by"]).to_csv(tmp, index=False)
+            self.images_begun = True
+        with files.open_append(folder / IMAGES_FILE) as handle:
+            for frame in self.unsaved_images:
+                frame.to_csv(handle, index=False, header=False)
+        self.unsaved_images.clear()
 
 
 def per_class(correct: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
     return {name: float(correct[labels == c].mean()) if (labels == c).any() else None
             for c, name in enumerate(class_names)}
+
+
+class Stopped(Exception):
+    """Asked to stop, between two slices of images."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TestImages:
+    """Test images from index `first` on, their labels, and the dataset's class names."""
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: list[str]
+    first: int = 0
+
+    def part(self, first: int, last: int) -> "TestImages":
+        return TestImages(self.x[first:last], self.y[first:last], self.class_names, self.first + first)
+
+
+def test_images(plan: Plan, load_model: Callable[[str], object],
+                load_dataset: Callable[[str], data.Dataset]) -> TestImages:
+    """The plan's test images (its first `count`), read at its first model's input size."""
+    first_model = load_model(plan.cells()[0][0].path)
+    dataset = load_dataset(plan.dataset, image_size=models.input_size(first_model), splits=("test",))
+    return TestImages(dataset.test.x[:plan.count], dataset.test.y[:plan.count], list(dataset.class_names))
 
 
 def run_plan(plan: Plan, out: Path, *, should_stop: Callable[[], bool] = lambda: False,
@@ -192,57 +272,78 @@ def run_plan(plan: Plan, out: Path, *, should_stop: Callable[[], bool] = lambda:
 
     A long-lived caller passes caching loaders, so repeated plans skip reading models and data.
     """
-    first_model = load_model(plan.cells()[0][0].path)  # a folder's images are read at the models' input size
-    dataset = load_dataset(plan.dataset, image_size=models.input_size(first_model), splits=("test",))
-    x, y = dataset.test.x[:plan.count], dataset.test.y[:plan.count]
-    names = list(dataset.class_names)
-    results = Results(plan, names)
-    work = plan_work(plan, len(x), dataset.num_classes)
-    tracker, current = tracking.Tracker(list(work.values()), report), None
-    for model_ref, attack_ref, eps in plan.cells():  # model by model
+    images = test_images(plan, load_model, load_dataset)
+    results = Results(plan, images.class_names)
+    work = plan_work(plan, len(images.y), len(images.class_names))
+    try:
+        for key, measured in measure(plan, images, work, tracking.Tracker(list(work.values()), report),
+                                     load_model=load_model, should_stop=should_stop):
+            if key[-1] == SANITY:
+                results.record_checks(key[0], *measured)
+            else:
+                results.record(*key, measured, images.y)
+            results.save(out)  # a cell's results are shown while its model's checks run
+    except Stopped:
+        return "stopped", results
+    return "finished", results
+
+
+def measure(plan: Plan, images: TestImages, work: dict, tracker: tracking.Tracker, *,
+            load_model: Callable[[str], object], should_stop: Callable[[], bool]) -> Iterator[tuple[tuple, object]]:
+    """Measures the plan on `images`, cell by cell in slices of images, model by model. Yields ((model, attack, eps), Outcome) per cell, and ((model label, SANITY),
+    (flags, figures)) after a model's last cell where `work` holds its checks. Raises Stopped when asked
+    to, between slices."""
+    x, y, current = images.x, images.y, None
+    for model_ref, attack_ref, eps in plan.cells():
         if model_ref != current:
             current, model = model_ref, load_model(model_ref.path)
-            models.check_compatible(model, dataset.input_shape, dataset.num_classes)
+            models.check_compatible(model, x.shape[1:], len(images.class_names))
             clean = robustness.predict_logits(model, x, plan.batch_size).argmax(-1) == y
         begun, measured = time.perf_counter(), []
         with tracker.doing(work[model_ref.label, attack_ref.name, eps]):
             for (first, last), share in _slices(len(x), slice_size(plan.batch_size)):
                 if should_stop():
-                    return "stopped", results
+                    raise Stopped
                 with share:
                     measured.append(attack_ref.measure(model, x[first:last], y[first:last], eps,
-                                                       batch_size=plan.batch_size, seed=plan.seed, first_index=first))
+                                                       batch_size=plan.batch_size, seed=plan.seed,
+                                                       first_index=images.first + first))
         robust = np.concatenate([m.robust for m in measured])
-        results.rows.append({"model": model_ref.label, "attack": attack_ref.name, "norm": attack_ref.norm, "eps": eps,
-                             "clean_accuracy": float(clean.mean()), "robust_accuracy": float(robust.mean()),
-                             "count": len(x), "seconds": time.perf_counter() - begun,
-                             **{f"class {name}": value for name, value in per_class(robust, y, names).items()}})
-        if attack_ref.method == AUTOATTACK:
-            _autoattack_breakdown(results, model_ref, attack_ref, np.concatenate([m.broken_by for m in measured]))
-        if eps == max(plan.eps[attack_ref.norm]):
-            _finish_curve(results, model_ref, attack_ref)
-            if (model_ref.label, SANITY) in work and attack_ref == plan.attacks[-1]:
-                results.save(out)  # the cell's results are shown while the checks run
-                with tracker.doing(work[model_ref.label, SANITY]):
-                    _sanity(results, model_ref, model, x, y, plan, attack_ref.norm)
-        results.save(out)
-    return "finished", results
+        broken_by = np.concatenate([m.broken_by for m in measured]) if attack_ref.method == AUTOATTACK else None
+        yield (model_ref, attack_ref, eps), Outcome(clean, robust, broken_by, time.perf_counter() - begun)
+        if (model_ref.label, SANITY) in work and (attack_ref, eps) == checked_after(plan):
+            with tracker.doing(work[model_ref.label, SANITY]):
+                yield (model_ref.label, SANITY), run_checks(plan, model, x, y)
 
 
 SANITY = "sanity checks"  # the work key of a model's gradient-masking checks
 
 
-def plan_work(plan: Plan, count: int, classes: int) -> dict:
+def checked_after(plan: Plan) -> tuple[AttackRef, float] | None:
+    """The cell (attack, eps) after which each model's gradient-masking checks run, at that eps and
+    norm: the last attack at its largest eps; None when the plan has no checks (or that eps is 0)."""
+    last = plan.attacks[-1]
+    largest = max(plan.eps[last.norm])
+    return (last, largest) if plan.sanity and largest > 0 else None
+
+
+def run_checks(plan: Plan, model, x, y) -> tuple[list, dict]:
+    """A model's gradient-masking checks over images `x`, at the cell `checked_after` names."""
+    attack_ref, eps = checked_after(plan)
+    return robustness.sanity_checks(model, x, y, norm=attack_ref.norm, eps=eps, batch_size=plan.batch_size,
+                                    seed=plan.seed)
+
+
+def plan_work(plan: Plan, count: int, classes: int, checks: bool = True) -> dict:
     """The plan's work in order, known before the first image: (model label, attack name, eps) per
-    cell and (model label, SANITY) per model checked -> `tracking.Work`."""
+    cell and, with `checks`, (model label, SANITY) per model checked -> `tracking.Work`."""
     work = {}
     for model_ref, attack_ref, eps in plan.cells():
         passes = attack_ref.passes(eps, classes)
         label = f"{model_ref.label} / {attack_ref.name} / eps {eps:g}"
         work[model_ref.label, attack_ref.name, eps] = tracking.Work(label, count * len(passes),
                                                                     count * sum(cost for _, cost in passes))
-        last_attack = plan.attacks[-1]
-        if plan.sanity and attack_ref == last_attack and eps == max(plan.eps[last_attack.norm]) > 0:
+        if checks and (attack_ref, eps) == checked_after(plan):
             passes, costs = robustness.sanity_cost()
             work[model_ref.label, SANITY] = tracking.Work(f"{model_ref.label} / gradient-masking checks",
                                                           count * sum(passes), count * sum(costs))
@@ -273,11 +374,3 @@ def _finish_curve(results: Results, model_ref: ModelRef, attack_ref: AttackRef) 
     curve = frame[(frame["model"] == model_ref.label) & (frame["attack"] == attack_ref.name)]
     for flag in robustness.check_curve(curve, tolerance=max(0.005, 1.5 / curve["count"].iloc[0])):
         results.flags.append({"model": model_ref.label, "attack": attack_ref.name, **dataclasses.asdict(flag)})
-
-
-def _sanity(results: Results, model_ref: ModelRef, model, x, y, plan: Plan, norm: str) -> None:
-    flags, figures = robustness.sanity_checks(model, x, y, norm=norm, eps=max(plan.eps[norm]),
-                                              batch_size=plan.batch_size, seed=plan.seed)
-    results.sanity[model_ref.label] = figures
-    results.flags += [{"model": model_ref.label, "attack": "sanity checks", **dataclasses.asdict(flag)}
-                      for flag in flags]

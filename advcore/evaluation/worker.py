@@ -54,8 +54,11 @@ def live_record(root=None) -> dict | None:
     return record if alive else None
 
 
-def submit(plan: plans.Plan, root=None, name: str = "evaluation") -> Run:
-    return _queue(plan.to_dict(), root, name)
+SHARDS = "shards"  # in an evaluation's config beside its plan: the shards asked of a cluster (None: its default)
+
+
+def submit(plan: plans.Plan, root=None, name: str = "evaluation", shards: int | None = None) -> Run:
+    return _queue(plan.to_dict() | ({SHARDS: shards} if shards else {}), root, name)
 
 
 def submit_profile(model_path, dataset: str, settings: dict, folder, root=None, name: str = "profile") -> Run:
@@ -89,7 +92,7 @@ def _next_job(root) -> Run | None:
     return None
 
 
-class _Models:
+class ModelCache:
     """The last few models used, reloaded when their file changes."""
 
     def __init__(self):
@@ -111,12 +114,15 @@ class _Stopped(Exception):
     members and ARA's batches)."""
 
 
-def run_job(job: Run, root, load_model, load_dataset) -> str:
+def run_job(job: Run, root, load_model, load_dataset, address: str | None = None) -> str:
+    """Runs a claimed job, here or (an evaluation, given a Ray head's `address`) in shards on that cluster."""
     job.update_status(status="running", pid=os.getpid(), pid_start=process_start_ticks(os.getpid()), started=now())
     try:
         config = job.config()
-        run = _run_profile if config.get("kind") == PROFILE else _run_evaluation
-        outcome = run(config, job, root, load_model, load_dataset)
+        if config.get("kind") == PROFILE:
+            outcome = _run_profile(config, job, root, load_model, load_dataset)
+        else:
+            outcome = _run_evaluation(config, job, root, load_model, load_dataset, address)
     except Exception as error:  # the job fails; the worker goes on with the next one
         try:
             with files.open_append(job.log_path) as log:
@@ -133,14 +139,18 @@ def _stopping(job: Run) -> bool:
     return job.recorded_status()["status"] == "stopping"
 
 
-def _run_evaluation(config: dict, job: Run, root, load_model, load_dataset) -> str:
+def _run_evaluation(config: dict, job: Run, root, load_model, load_dataset, address: str | None) -> str:
     from advcore.evaluation import plans
 
     plan = plans.Plan.from_dict(config)
     files.write_json(job.progress_path, {"cell": "loading the models and the test images"})
-    outcome, results = plans.run_plan(
-        plan, job.path, load_model=load_model, load_dataset=load_dataset, should_stop=lambda: _stopping(job),
-        report=lambda progress: files.write_json(job.progress_path, progress))
+    run = functools.partial(plans.run_plan, plan, job.path)
+    if address:
+        from advcore.jobs import ray_evaluation  # only here: the local path never imports Ray
+
+        run = functools.partial(ray_evaluation.run_sharded, plan, job.path, address, shards_asked=config.get(SHARDS))
+    outcome, results = run(load_model=load_model, load_dataset=load_dataset, should_stop=lambda: _stopping(job),
+                           report=lambda progress: files.write_json(job.progress_path, progress))
     _save_to_runs(results, job, root)
     return outcome
 
@@ -184,22 +194,26 @@ def _save_to_runs(results: plans.Results, job: Run, root) -> None:
                 "flags": [flag for flag in results.flags if flag["model"] == model.label]})
 
 
-def work(root=None, idle_exit: float = 300.0, poll: float = 0.05) -> None:
+def work(root=None, idle_exit: float = 300.0, poll: float = 0.05, address: str | None = None) -> None:
+    """Runs queued jobs until idle for `idle_exit` seconds; evaluations in shards on the Ray cluster at
+    `address`, if given."""
     from advcore import devices
 
     holds_gpu = bool(devices.visible())
     files.write_json(worker_file(root), {"pid": os.getpid(), "pid_start": process_start_ticks(os.getpid()),
-                                         "started": now(), "gpus": list(devices.visible())})
+                                         "started": now(), "gpus": list(devices.visible()),
+                                         **({"cluster": address} if address else {})})
     from advcore.storage import data
 
-    load_model, load_dataset = _Models(), functools.lru_cache(maxsize=2)(data.load)
+    load_model, load_dataset = ModelCache(), functools.lru_cache(maxsize=2)(data.load)
     idle_since = time.monotonic()
     while time.monotonic() - idle_since < idle_exit and evaluations_root(root).is_dir():  # gone: nothing to do
         job = _next_job(root)
         if job is None:
-            if holds_gpu and any(awaits_process(safe_status(run)) for run in list_runs(runs_root(root))):
+            if holds_gpu and not address and any(awaits_process(safe_status(run)) for run in list_runs(runs_root(root))):
                 break  # a queued run may want this GPU: a process gives its GPU memory back only by ending
+                # (on a cluster, the runs go to the cluster's nodes)
             time.sleep(poll)
             continue
-        print(f"{now()} {job.id}: {run_job(job, root, load_model, load_dataset)}", flush=True)
+        print(f"{now()} {job.id}: {run_job(job, root, load_model, load_dataset, address)}", flush=True)
         idle_since = time.monotonic()

@@ -18,6 +18,7 @@ LOCAL = "local"
 LARGEST_NODE = "the cluster's largest node"  # a run's process runs on one node: its GPUs are the most one asks
 STATE_FILE = "_cluster.json"  # the cluster as the scheduler last saw it, for pages (a leading "_": not a run)
 STATE_BYTES = 64 * 1024
+SHARD_CPUS_ENV = "ADVLAB_SHARD_CPUS"  # an evaluation shard's CPUs on a cluster without GPUs
 
 
 class ClusterError(Exception):
@@ -34,6 +35,19 @@ def cluster_address(given: str | None = None) -> str | None:
         raise ClusterError(f"cluster address {text!r}: give the Ray head's HOST:PORT as `ray start --head` prints "
                            f"it (for example 10.0.0.5:6379), or {LOCAL}")
     return text
+
+
+def shard_cpus() -> int:
+    """CPUs per evaluation shard on a cluster without GPUs ($ADVLAB_SHARD_CPUS, default 1)."""
+    text = os.environ.get(SHARD_CPUS_ENV, "1").strip()
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise ClusterError(f"{SHARD_CPUS_ENV} must be a whole number of CPUs >= 1, got {text!r}")
+    return int(text)
+
+
+def default_shards(total_gpus: float, total_cpus: float) -> int:
+    """An evaluation's shards on a cluster: one per GPU, else one per `shard_cpus()` of its CPUs."""
+    return int(total_gpus) if total_gpus >= 1 else max(1, int(total_cpus) // shard_cpus())
 
 
 def state_path(root=None):

@@ -58,6 +58,27 @@ def _unreachable(address: str, reason: str) -> ClusterError:
                         "use --cluster local")
 
 
+def reach(address: str):
+    """Connects this process to the Ray head at HOST:PORT (once) and returns a client of its Jobs API;
+    raises ClusterError saying why not."""
+    if ray is None:
+        raise ClusterError("Ray is not installed here: `pip install -r requirements-cluster.txt`, or use "
+                           "--cluster local")
+    host, _, port = address.rpartition(":")
+    try:  # at once, where Ray's own client would retry for half a minute
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as error:
+        raise _unreachable(address, error.strerror or str(error)) from None
+    try:  # finds the Jobs endpoint (the head's dashboard) from the head's address
+        client = JobSubmissionClient(address)
+        if not ray.is_initialized():
+            ray.init(address=address, runtime_env={"env_vars": JOB_ENV}, log_to_driver=False,
+                     logging_level="ERROR", configure_logging=False)
+    except Exception as error:  # Ray raises ConnectionError, RuntimeError or ValueError, by what failed
+        raise _unreachable(address, _first_line(error)) from None
+    return client
+
+
 def _check_node(probe: str, token: str) -> tuple[str, str]:
     """On a node: writes the token where the runs folder is said to be; returns the node's host and Python."""
     files.write_json(Path(probe), {"token": token})
@@ -72,23 +93,9 @@ class RayCluster:
 
     @classmethod
     def connect(cls, address: str, root=None) -> "RayCluster":
-        if ray is None:
-            raise ClusterError("Ray is not installed here: `pip install -r requirements-cluster.txt`, or use "
-                               "--cluster local")
         root = runs_root(root).resolve()
         root.mkdir(parents=True, exist_ok=True)
-        host, _, port = address.rpartition(":")
-        try:  # at once, where Ray's own client would retry for half a minute
-            socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
-        except OSError as error:
-            raise _unreachable(address, error.strerror or str(error)) from None
-        try:  # finds the Jobs endpoint (the head's dashboard) from the head's address
-            client = JobSubmissionClient(address)
-            if not ray.is_initialized():
-                ray.init(address=address, runtime_env={"env_vars": JOB_ENV}, log_to_driver=False,
-                         logging_level="ERROR", configure_logging=False)
-        except Exception as error:  # Ray raises ConnectionError, RuntimeError or ValueError, by what failed
-            raise _unreachable(address, _first_line(error)) from None
+        client = reach(address)
         return cls(address, root, client, _checked_nodes(root))
 
     @property

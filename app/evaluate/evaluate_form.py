@@ -41,8 +41,13 @@ def _attack_refs(names: list[str], steps: int, restarts: int, loss: str, version
     return refs
 
 
-def evaluate_form(entries: dict[str, ModelEntry]) -> tuple[plans.Plan, str] | None:
-    """The form; on submit a checked plan and its name, or None after showing what is wrong."""
+MAX_SHARDS = 256
+
+
+def evaluate_form(entries: dict[str, ModelEntry],
+                  shards_offer: tuple[int, str] | None = None) -> tuple[plans.Plan, str, int | None] | None:
+    """The form; on submit a checked plan, its name and the shards asked (None off a cluster), or None
+    after showing what is wrong. `shards_offer`, on a Ray cluster, is the default shards and why."""
     usable = {key: e for key, e in entries.items() if data.available(e.card.get("dataset"))}
     if not usable:
         st.info("No model with a known dataset yet: train one, or use a bundled model.")
@@ -74,11 +79,19 @@ def evaluate_form(entries: dict[str, ModelEntry]) -> tuple[plans.Plan, str] | No
         c4, c5 = where.columns(2)
         count = c4.number_input(f"Test images (1..{plans.MAX_IMAGES})", value=1000, step=100, key="eval.count")
         name = c5.text_input("Name", "evaluation", key="eval.name")
+        shards = None
+        if shards_offer:
+            shards = where.number_input(f"Shards on the cluster (1..{MAX_SHARDS})", 1, MAX_SHARDS,
+                                        min(shards_offer[0], MAX_SHARDS), key="eval.shards",
+                                        help=f"{shards_offer[1]}. Each shard is a Ray task over a range of the "
+                                             "test images; their results are merged image for image, equal to "
+                                             "one unsharded evaluation")
         if not st.form_submit_button("Evaluate", type="primary"):
             return None
     try:
-        return _plan(usable, chosen, attack_names, int(steps), int(restarts), loss, version, unit,
-                     {"linf": linf_text, "l2": l2_text}, int(count), sanity), name.strip() or "evaluation"
+        return (_plan(usable, chosen, attack_names, int(steps), int(restarts), loss, version, unit,
+                      {"linf": linf_text, "l2": l2_text}, int(count), sanity), name.strip() or "evaluation",
+                None if shards is None else int(shards))
     except ValueError as error:
         st.error(f"Cannot start this evaluation: {error}")
         return None

@@ -41,8 +41,11 @@ def progress(job: Run, cells_shown: int | None = None) -> None:
     colour = {"finished": "green", "stopped": "orange", "failed": "red", "damaged": "red"}.get(status["status"], "blue")
     st.markdown(f"Status: :{colour}-badge[{status['status']}]")
     if status["status"] in LIVE_STATUSES:
-        fraction, text = progress_text(status["status"], job.progress())
+        where = job.progress()
+        fraction, text = progress_text(status["status"], where)
         st.progress(fraction, text=text)
+        for shard_fraction, shard_text in shard_lines(where):
+            st.progress(shard_fraction, text=shard_text)
         if cells_shown is not None and cell_count(read_results(job)) != cells_shown:
             st.rerun()  # a cell finished: draw the results with it (this fragment redraws only the bar)
         if status["status"] != "stopping" and st.button("Stop", key="stop-evaluation"):
@@ -68,6 +71,26 @@ def progress_text(status: str, where: dict) -> tuple[float, str]:
         left = f", about {run_views.duration(where['elapsed'] * (1 - fraction) / fraction)} left" if fraction else ""
         parts.append(f"{run_views.duration(where['elapsed'])} elapsed{left}")
     return fraction, " · ".join(part for part in parts if part)
+
+
+MAX_SHARD_LINES = 256
+
+
+def shard_lines(where: dict) -> list[tuple[float, str]]:
+    """A sharded evaluation's bar per shard (`advcore.evaluation.shards.combined`): its fraction and
+    "images 0-49: 120 of 200 image-attacks · what it runs"; none for malformed entries (the file is
+    untrusted)."""
+    lines = []
+    for shard in (where.get("shards") or [])[:MAX_SHARD_LINES] if isinstance(where.get("shards"), list) else []:
+        try:
+            fraction = min(1.0, max(0.0, float(shard["fraction"])))
+            text = f"{shard['label']}: {int(shard['done']):,} of {int(shard['total']):,} · {shard['cell']}"
+        except (TypeError, KeyError, ValueError, OverflowError):
+            continue
+        if shard.get("stage"):
+            text += f" · {shard['stage']}"
+        lines.append((fraction, literal(text[:300])))
+    return lines
 
 
 def autoattack_breakdown(row: dict) -> str:

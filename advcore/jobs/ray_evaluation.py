@@ -1,0 +1,134 @@
+"""Sharded evaluations on a Ray cluster: one Ray task per range of test images (`evaluation.shards`),
+each on one GPU, or on `$ADVLAB_SHARD_CPUS` CPUs (default 1) where the cluster has none, plus one task per model's
+gradient-masking checks. The caller (the evaluation worker, or `evaluate --cluster` in a terminal)
+drives them: it reports their progress, passes a stop on, and merges what they return, image for
+image, into the unsharded plan's Results. Tasks return their outcomes through Ray's object store, so
+only the models' files need be where every node sees them.
+
+Imported only where a cluster address is given: the local path never imports Ray.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Callable
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from advcore import models
+from advcore.evaluation import plans, shards
+from advcore.jobs import cluster
+from advcore.jobs.cluster import ClusterError
+from advcore.jobs.ray_executor import reach
+from advcore.storage import data
+
+POLL_SECONDS = 1.0
+
+
+def task_resources() -> dict:
+    """What each piece asks of Ray: a GPU where the cluster has any, else `cluster.shard_cpus()` CPUs."""
+    if ray.cluster_resources().get("GPU", 0) >= 1:
+        return {"num_gpus": 1, "num_cpus": 1}
+    return {"num_cpus": cluster.shard_cpus(), "num_gpus": 0}
+
+
+@ray.remote(num_cpus=0)
+class Board:
+    """The pieces' latest progress reports and the caller's stop, shared with the tasks."""
+
+    def __init__(self):
+        self.reports, self.stopping = {}, False
+
+    def report(self, index: int, progress: dict) -> None:
+        self.reports[index] = progress
+
+    def read(self) -> dict:
+        return self.reports
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def should_stop(self) -> bool:
+        return self.stopping
+
+
+@functools.cache
+def _loaders() -> tuple[Callable, Callable]:
+    """A task process's devices, set up once, and its cached model and dataset loaders (Ray reuses
+    the process for the next piece)."""
+    from advcore import devices
+    from advcore.evaluation import worker
+
+    devices.configure(None if ray.get_gpu_ids() else ())  # Ray made only its GPUs visible; a CPU piece uses none
+    return worker.ModelCache(), functools.lru_cache(maxsize=2)(data.load)
+
+
+def _measure(plan_content: dict, first: int, last: int, board, index: int) -> dict:
+    load_model, load_dataset = _loaders()
+    return shards.measure_shard(plans.Plan.from_dict(plan_content), first, last, load_model=load_model,
+                                load_dataset=load_dataset, report=lambda progress: board.report.remote(index, progress),
+                                should_stop=lambda: ray.get(board.should_stop.remote()))
+
+
+def _check(plan_content: dict, label: str, board, index: int) -> tuple[list, dict]:
+    load_model, load_dataset = _loaders()
+    return shards.check_model(plans.Plan.from_dict(plan_content), label, load_model=load_model,
+                              load_dataset=load_dataset, report=lambda progress: board.report.remote(index, progress))
+
+
+def run_sharded(plan: plans.Plan, out: Path, address: str, *, shards_asked: int | None = None,
+                should_stop: Callable[[], bool] = lambda: False, report: Callable[[dict], None] = lambda progress: None,
+                load_model: Callable = models.load, load_dataset: Callable = data.load) -> tuple[str, plans.Results]:
+    """Runs the plan on the cluster at `address` in `shards_asked` shards (default: `cluster.default_shards`),
+    saving the merged results into `out`; returns ("finished" | "stopped", results). A piece that
+    fails fails the evaluation (Ray retries a piece whose node died), with its error."""
+    if shards_asked is not None and (not isinstance(shards_asked, int) or shards_asked < 1):
+        raise ClusterError(f"shards: give a whole number >= 1, got {shards_asked!r}")
+    reach(address)
+    images = plans.test_images(plan, load_model, load_dataset)
+    total = ray.cluster_resources()
+    ranges = shards.bounds(len(images.y), shards_asked or cluster.default_shards(total.get("GPU", 0), total.get("CPU", 1)))
+    pieces = shards.pieces(plan, ranges, len(images.class_names))
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    board = Board.options(scheduling_strategy=here).remote()  # beside the caller, whose end is the evaluation's
+    resources, content = task_resources(), plan.to_dict()
+    measure, check = ray.remote(max_retries=3)(_measure), ray.remote(max_retries=3)(_check)
+    pending = {measure.options(**resources).remote(content, first, last, board, index): index
+               for index, (first, last) in enumerate(ranges)}
+    pending |= {check.options(**resources).remote(content, model.label, board, len(ranges) + offset): len(ranges) + offset
+                for offset, model in enumerate(shards.checked_models(plan))}
+    returned, began, stop_sent = {}, time.monotonic(), False
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+            for ref in ready:
+                index = pending.pop(ref)
+                try:
+                    returned[index] = ray.get(ref)
+                except ray.exceptions.TaskCancelledError:
+                    pass  # checks cancelled by a stop: the merge stops before them
+            report(shards.combined(pieces, ray.get(board.read.remote()), time.monotonic() - began))
+            if not stop_sent and should_stop():
+                board.stop.remote()
+                stop_sent = True
+                for ref, index in pending.items():
+                    if index >= len(ranges):  # the checks stop only by being cancelled
+                        ray.cancel(ref)
+    except ray.exceptions.RayError as error:
+        for ref in pending:
+            ray.cancel(ref)
+        raise ClusterError(f"a shard failed on the cluster: {_why(error)}") from None
+    finally:
+        ray.kill(board)
+    checks = {model.label: returned[len(ranges) + offset] for offset, model in enumerate(shards.checked_models(plan))
+              if len(ranges) + offset in returned}
+    return shards.merge(plan, images, [returned[index] for index in range(len(ranges))], checks, out)
+
+
+def _why(error: Exception) -> str:
+    """A failed task's own error (Ray wraps it in its traceback), or Ray's, in one line."""
+    cause = getattr(error, "cause", None) or error
+    return (f"{type(cause).__name__}: {cause}".strip().splitlines() or [type(cause).__name__])[0][:500]

@@ -14,13 +14,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from advcore.evaluation import plans
 from advcore.jobs import cluster
 from advcore.jobs import scheduler as scheduler_module
 from advcore.storage.runs import Run
 from advcore.training.config import TrainConfig
 from app import jobs
+from app.evaluate import evaluation_views
+from helpers import kill_worker
+from helpers import wait_for as wait_until
 
 pytest.importorskip("ray", reason="the cluster tests need requirements-cluster.txt (tests/setup.sh installs it)")
 from ray.job_submission import JobStatus, JobSubmissionClient  # noqa: E402
@@ -182,6 +187,56 @@ def test_a_run_stopped_while_its_job_waits_trains_nothing_when_the_job_begins(he
     ("10.0.0.5", "give the Ray head's HOST:PORT"),
     ("127.0.0.1:{closed}", "no Ray cluster answers at 127.0.0.1:"),
 ])
+def autoattack_plan(path: Path, count: int = 200) -> Path:
+    """A plan whose AutoAttack runs all four components on some images: the standard model at 0.04
+    leaves about 8% to APGD-T, FAB-T and Square."""
+    path.write_text(json.dumps({
+        "models": [{"label": "standard", "path": str(ROOT / "assets" / "models" / "standard" / "model.keras")}],
+        "attacks": [{"name": "AutoAttack", "method": "autoattack", "options": {"version": "standard"}}],
+        "eps": {"linf": [0.04]}, "count": count, "batch_size": 100}))
+    return path
+
+
+def test_a_sharded_autoattack_equals_the_unsharded_one_image_for_image(head, tmp_path):
+    plan_file = autoattack_plan(tmp_path / "plan.json")
+    done = advcore("evaluate", "--plan", str(plan_file), "--out", str(tmp_path / "sharded"), "--cluster", head,
+                   "--shards", "4", timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "4 shards" in done.stdout
+    plans.run_plan(plans.Plan.from_dict(json.loads(plan_file.read_text())), tmp_path / "whole")
+    whole, sharded = (pd.read_csv(tmp_path / name / plans.IMAGES_FILE, keep_default_na=False)
+                      for name in ("whole", "sharded"))
+    pd.testing.assert_frame_equal(whole, sharded)
+    assert len(sharded) == 200 and {"apgd-ce", "apgd-t", ""} <= set(sharded["broken_by"])
+    cells = [json.loads((tmp_path / name / "results.json").read_text())["cells"] for name in ("whole", "sharded")]
+    assert [{k: v for k, v in cell.items() if k != "seconds"} for cell in cells[0]] == \
+        [{k: v for k, v in cell.items() if k != "seconds"} for cell in cells[1]]
+
+
+def test_the_worker_on_a_cluster_runs_an_evaluation_in_shards_with_their_progress(head, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    monkeypatch.setenv(cluster.CLUSTER_ENV, head)
+    plan = plans.Plan.from_dict({
+        "models": [{"label": "robust", "path": str(ROOT / "assets" / "models" / "pgd-linf" / "model.keras")}],
+        "attacks": [{"name": "pgd", "method": "pgd", "options": {"steps": 10}}], "eps": {"linf": [0.05, 0.1]},
+        "count": 400, "batch_size": 100, "sanity": True})
+    try:
+        job = jobs.submit_evaluation(plan, root, "sharded", shards=2)
+        seen = wait_until(lambda: job.progress().get("shards"), timeout=240, interval=0.2,
+                          describe=lambda: f"{job.recorded_status()}: {job.log_tail()}")
+        assert [shard["label"] for shard in seen] == ["images 0-199", "images 200-399",
+                                                      "robust / gradient-masking checks"]
+        assert len(evaluation_views.shard_lines(job.progress())) == 3
+        wait_until(lambda: job.recorded_status()["status"] in ("finished", "failed"), timeout=300)
+        assert job.recorded_status()["status"] == "finished", job.log_tail()
+    finally:
+        kill_worker(root)
+    results = json.loads((job.path / "results.json").read_text())
+    assert [cell["eps"] for cell in results["cells"]] == [0.05, 0.1] and "robust" in results["sanity"]
+    assert json.loads((root / "_evaluations" / "worker.json").read_text())["cluster"] == head
+    assert len(pd.read_csv(job.path / plans.IMAGES_FILE)) == 2 * 400
+
+
 def test_a_cluster_that_cannot_be_reached_is_one_line_and_no_run(tmp_path, address, message):
     address = address.format(closed=free_port())
     done = advcore("train", "--cluster", address, "--runs-dir", str(tmp_path / "runs"), *SMALL, timeout=120)
@@ -206,6 +261,10 @@ def test_without_ray_the_cluster_asks_for_its_install_and_local_runs_untouched(t
     done = advcore("train", "--cluster", "127.0.0.1:6379", "--runs-dir", str(tmp_path / "runs"), *SMALL,
                    PYTHONPATH=path)
     assert done.returncode == 1 and "Ray is not installed here: `pip install -r requirements-cluster.txt`" in done.stderr
+    done = advcore("evaluate", "--plan", str(autoattack_plan(tmp_path / "plan.json")), "--out",
+                   str(tmp_path / "out"), "--cluster", "127.0.0.1:6379", PYTHONPATH=path)
+    assert done.returncode == 1 and "Ray is not installed here" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     done = advcore("scheduler", "--runs-dir", str(tmp_path / "runs"), "--idle-exit", "0", PYTHONPATH=path,
                    ADVLAB_CLUSTER="local")
     assert done.returncode == 0 and "1 run(s) at a time" in done.stdout

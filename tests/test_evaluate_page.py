@@ -1,5 +1,6 @@
 """The Evaluate page through AppTest: the form's checks, and a real evaluation run by the worker."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,24 @@ def test_autoattack_shows_what_each_component_broke(page):
     lines = [m.value for m in page.markdown if "AutoAttack Linf (standard)" in m.value]
     assert len(lines) == 1 and "APGD-CE broke" in lines[0] and "APGD-T 0.0%, FAB-T 0.0%, Square 0.0%" in lines[0]
     assert "robust accuracy 0.0%" in lines[0]  # the standard model has no robustness at Linf 0.1
+
+
+def test_on_a_cluster_the_form_asks_for_shards_and_an_unreachable_head_fails_the_evaluation_on_the_page(
+        page, monkeypatch):
+    from advcore.jobs import cluster
+
+    assert not [w for w in page.number_input if w.key == "eval.shards"]  # this machine: no shards to ask for
+    address = "127.0.0.1:9"  # the discard port: nothing answers there
+    monkeypatch.setenv(cluster.CLUSTER_ENV, address)
+    monkeypatch.setenv(cluster.SHARD_CPUS_ENV, "2")
+    cluster.write_state(worker.evaluations_root().parent, address, dashboard="", nodes=[{"host": "a", "gpus": 0}],
+                        free_cpus=6, total_cpus=6, free_gpus=0, total_gpus=0)
+    page.run()
+    [shards] = [w for w in page.number_input if w.key == "eval.shards"]
+    assert shards.value == 3 and shards.label == "Shards on the cluster (1..256)"
+    assert shards.help.startswith("One per 2 CPUs of the cluster: 3 by default")
+    assert submit(page, count=100, sanity=False, shards=5) == []
+    [job] = list(worker.evaluations_root().glob("2*"))
+    assert json.loads((job / "config.json").read_text())["shards"] == 5
+    wait_for(lambda: "failed" in str([m.value for m in page.run().markdown]), interval=0.5)
+    assert any("no Ray cluster answers at 127" in e.value and "Connection refused" in e.value for e in page.error)

@@ -154,7 +154,12 @@ def test_fields_out_of_bounds_make_a_damaged_run_that_every_page_lists(runs_root
     {"epoch": 3, "batch": 2**70, "steps_per_epoch": 10},
     {"done": 7, "total": 3, "cell": "x"},
     [1, 2],
-], ids=["batch text", "batch null", "no steps", "batch infinite", "batch huge", "done over total", "a list"])
+    {"done": 1, "total": 3, "shards": [{"label": "images 0-9", "fraction": 2.0}]},
+    {"done": 1, "total": 3, "shards": [{"label": ["nested"], "fraction": 0.5}]},
+    {"done": 1, "total": 3, "shards": [{"shards": []}]},
+    {"done": 1, "total": 3, "shards": [{}] * 257},
+], ids=["batch text", "batch null", "no steps", "batch infinite", "batch huge", "done over total", "a list",
+        "shard fraction over 1", "shard label a list", "shards in a shard", "too many shards"])
 def test_a_live_runs_damaged_progress_is_unknown_progress(runs_root, advcore_process, progress):
     run = with_status(runs_root, "live", pid=advcore_process.pid, pid_start=process_start_ticks(advcore_process.pid),
                       started="2026-11-21T10:00:00+00:00")

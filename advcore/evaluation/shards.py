@@ -54,7 +54,7 @@ def combined(pieces: list[tuple[str, list[tracking.Work]]], reports: dict[int, d
         shards.append({"label": label, "done": report.get("done", 0), "total": sum(work.units for work in piece),
                        "fraction": report.get("fraction", 0.0), "cell": report.get("cell", "waiting for a node"),
                        **({"stage": report["stage"]} if "stage" in report else {})})
-    fraction = sum(shard["fraction"] * cost for shard, cost in zip(shards, costs)) / sum(costs)
+    fraction = min(1.0, sum(shard["fraction"] * cost for shard, cost in zip(shards, costs)) / sum(costs))
     running = sum(1 for shard in shards if 0 < shard["fraction"] < 1)
     return {"done": sum(shard["done"] for shard in shards), "total": max(sum(shard["total"] for shard in shards), 1),
             "unit": tracking.UNIT, "fraction": fraction, "elapsed": elapsed,

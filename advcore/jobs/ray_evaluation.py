@@ -5,7 +5,8 @@ drives them: it reports their progress, passes a stop on, and merges what they r
 image, into the unsharded plan's Results. Tasks return their outcomes through Ray's object store, so
 only the models' files need be where every node sees them.
 
-Imported only where a cluster address is given: the local path never imports Ray.
+Imported only where a cluster address is given: the local path never imports Ray (and where Ray is
+missing, `reach` says how to install it).
 """
 
 from __future__ import annotations
@@ -15,14 +16,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
 from advcore import models
 from advcore.evaluation import plans, shards
 from advcore.jobs import cluster
 from advcore.jobs.cluster import ClusterError
-from advcore.jobs.ray_executor import reach
+from advcore.jobs.ray_executor import ray, reach  # ray: None where it is not installed
 from advcore.storage import data
 
 POLL_SECONDS = 1.0
@@ -35,7 +33,6 @@ def task_resources() -> dict:
     return {"num_cpus": cluster.shard_cpus(), "num_gpus": 0}
 
 
-@ray.remote(num_cpus=0)
 class Board:
     """The pieces' latest progress reports and the caller's stop, shared with the tasks."""
 
@@ -88,12 +85,14 @@ def run_sharded(plan: plans.Plan, out: Path, address: str, *, shards_asked: int 
     if shards_asked is not None and (not isinstance(shards_asked, int) or shards_asked < 1):
         raise ClusterError(f"shards: give a whole number >= 1, got {shards_asked!r}")
     reach(address)
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     images = plans.test_images(plan, load_model, load_dataset)
     total = ray.cluster_resources()
     ranges = shards.bounds(len(images.y), shards_asked or cluster.default_shards(total.get("GPU", 0), total.get("CPU", 1)))
     pieces = shards.pieces(plan, ranges, len(images.class_names))
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-    board = Board.options(scheduling_strategy=here).remote()  # beside the caller, whose end is the evaluation's
+    board = ray.remote(num_cpus=0)(Board).options(scheduling_strategy=here).remote()  # beside the caller
     resources, content = task_resources(), plan.to_dict()
     measure, check = ray.remote(max_retries=3)(_measure), ray.remote(max_retries=3)(_check)
     pending = {measure.options(**resources).remote(content, first, last, board, index): index

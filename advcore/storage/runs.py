@@ -424,12 +424,19 @@ _PROGRESS_NUMBERS = {"epoch": (1, MAX_COUNT), "batch": (0, MAX_COUNT), "steps_pe
                      "done": (0, MAX_COUNT), "total": (1, MAX_COUNT), "elapsed": (0, MAX_COUNT), "fraction": (0, 1)}
 
 
-def _progress_problem(progress: dict) -> bool:
+MAX_SHARDS_SHOWN = 256
+
+
+def _progress_problem(progress: dict, nested: bool = False) -> bool:
     """Whether a progress object holds anything a page could not compute with: its counts must be
-    numbers in their ranges (NaN fails the comparison), its other fields short texts,
-    and no more done than the total."""
+    numbers in their ranges (NaN fails the comparison), its other fields short texts, and no more done
+    than the total; a sharded evaluation's "shards" a short list of such objects."""
     for key, value in progress.items():
-        if key in _PROGRESS_NUMBERS:
+        if key == "shards" and not nested:
+            if not isinstance(value, list) or len(value) > MAX_SHARDS_SHOWN or any(
+                    not isinstance(shard, dict) or _progress_problem(shard, nested=True) for shard in value):
+                return True
+        elif key in _PROGRESS_NUMBERS:
             lowest, highest = _PROGRESS_NUMBERS[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not lowest <= value <= highest:
                 return True

@@ -73,24 +73,13 @@ def progress_text(status: str, where: dict) -> tuple[float, str]:
     return fraction, " · ".join(part for part in parts if part)
 
 
-MAX_SHARD_LINES = 256
-
-
 def shard_lines(where: dict) -> list[tuple[float, str]]:
-    """A sharded evaluation's bar per shard (`advcore.evaluation.shards.combined`): its fraction and
-    "images 0-49: 120 of 200 image-attacks · what it runs"; none for malformed entries (the file is
-    untrusted)."""
-    lines = []
-    for shard in (where.get("shards") or [])[:MAX_SHARD_LINES] if isinstance(where.get("shards"), list) else []:
-        try:
-            fraction = min(1.0, max(0.0, float(shard["fraction"])))
-            text = f"{shard['label']}: {int(shard['done']):,} of {int(shard['total']):,} · {shard['cell']}"
-        except (TypeError, KeyError, ValueError, OverflowError):
-            continue
-        if shard.get("stage"):
-            text += f" · {shard['stage']}"
-        lines.append((fraction, literal(text[:300])))
-    return lines
+    """A sharded evaluation's bar per shard (`advcore.evaluation.shards.combined`, checked by
+    `Run.progress`): its fraction and "images 0-49: 120 of 200 image-attacks · what it runs"."""
+    return [(min(1.0, shard.get("fraction", 0.0)),
+             literal(" · ".join(filter(None, (f"{shard.get('label', 'shard')}: {shard.get('done', 0):,.0f} of "
+                                              f"{shard.get('total', 0):,.0f}", shard.get("cell"), shard.get("stage"))))))
+            for shard in where.get("shards", [])]
 
 
 def autoattack_breakdown(row: dict) -> str:

@@ -5,12 +5,10 @@ the log's tail and resume finishes it, and a cluster that cannot take the runs s
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,50 +28,19 @@ from helpers import wait_for as wait_until
 pytest.importorskip("ray", reason="the cluster tests need requirements-cluster.txt (tests/setup.sh installs it)")
 from ray.job_submission import JobStatus, JobSubmissionClient  # noqa: E402
 
+from advcore.jobs.local_head import free_port, local_head  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--mode", "vanilla", "--train-size", "512", "--validation-size", "128", "--batch-size", "128", "--seed", "3"]
 ENV = {key: value for key, value in os.environ.items() if not key.startswith(("RAY_", "ADVLAB_"))} | {
     "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def head():
-    """`ray start --head --block` on 127.0.0.1, every port its own; yields its address."""
-    port = free_port()
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    ray = Path(sys.executable).with_name("ray")
-    ports = {f"--{name}": str(free_port()) for name in ("dashboard-port", "ray-client-server-port",
-                                                          "dashboard-agent-listen-port", "metrics-export-port")}
-    process = subprocess.Popen([str(ray), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-                                "--port", str(port), "--num-cpus", "2", "--num-gpus", "0", "--temp-dir", temp,
-                                "--disable-usage-stats", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
-                                *[item for pair in ports.items() for item in pair]],
-                               env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            JobSubmissionClient(f"http://127.0.0.1:{ports['--dashboard-port']}").list_jobs()
-            break
-        except Exception:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("the Ray head did not come up in 2 minutes")
-            time.sleep(1)
-    yield address
-    process.terminate()  # `ray start --block` stops what it started (about 2 s)
-    try:
-        process.wait(timeout=60)
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # anything left of its session
-            os.killpg(process.pid, signal.SIGKILL)
-        shutil.rmtree(temp, ignore_errors=True)
+    """A Ray head of 2 CPUs on 127.0.0.1 (`advcore.jobs.local_head`); yields its address."""
+    with local_head(cpus=2, env=ENV) as address:
+        yield address
 
 
 def advcore(*args, timeout=180, **env) -> subprocess.CompletedProcess:
@@ -187,13 +154,13 @@ def test_a_run_stopped_while_its_job_waits_trains_nothing_when_the_job_begins(he
     ("10.0.0.5", "give the Ray head's HOST:PORT"),
     ("127.0.0.1:{closed}", "no Ray cluster answers at 127.0.0.1:"),
 ])
-def autoattack_plan(path: Path, count: int = 200) -> Path:
+def autoattack_plan(path: Path) -> Path:
     """A plan whose AutoAttack runs all four components on some images: the standard model at 0.04
     leaves about 8% to APGD-T, FAB-T and Square."""
     path.write_text(json.dumps({
         "models": [{"label": "standard", "path": str(ROOT / "assets" / "models" / "standard" / "model.keras")}],
         "attacks": [{"name": "AutoAttack", "method": "autoattack", "options": {"version": "standard"}}],
-        "eps": {"linf": [0.04]}, "count": count, "batch_size": 100}))
+        "eps": {"linf": [0.04]}, "count": 200, "batch_size": 100}))
     return path
 
 
@@ -268,3 +235,74 @@ def test_without_ray_the_cluster_asks_for_its_install_and_local_runs_untouched(t
     done = advcore("scheduler", "--runs-dir", str(tmp_path / "runs"), "--idle-exit", "0", PYTHONPATH=path,
                    ADVLAB_CLUSTER="local")
     assert done.returncode == 0 and "1 run(s) at a time" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    """Ray's own multi-node simulation (`ray.cluster_utils.Cluster`, as Ray's tests use it): a head with
+    no CPU, so that runs and shards go to its two worker nodes of 1 CPU each. The nodes keep this
+    machine's own address: given 127.0.0.1, a driver could not reach them (Ray turns a local head
+    address into the machine's). The dashboard is on 127.0.0.1. Yields (cluster, its address)."""
+    from ray.cluster_utils import Cluster
+
+    def own_ports() -> dict:
+        return {"dashboard_agent_listen_port": free_port(),
+                "metrics_export_port": free_port(), "env_vars": ENV}
+
+    simulated = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "num_gpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1",
+        "dashboard_port": free_port(), "gcs_server_port": free_port(), "ray_client_server_port": free_port(),
+        **own_ports()})
+    for _ in range(2):
+        simulated.add_node(num_cpus=1, num_gpus=0, **own_ports())
+    simulated.wait_for_nodes()
+    yield simulated, simulated.address
+    simulated.shutdown()
+
+
+def test_on_two_nodes_shards_use_both_and_a_removed_nodes_run_fails_and_resumes_on_the_other(two_nodes, tmp_path):
+    simulated, address = two_nodes
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps({
+        "models": [{"label": "standard", "path": str(ROOT / "assets" / "models" / "standard" / "model.keras")}],
+        "attacks": [{"name": "pgd", "method": "pgd", "options": {"steps": 10}}], "eps": {"linf": [0.04]},
+        "count": 200, "batch_size": 100}))
+    done = advcore("evaluate", "--plan", str(plan_file), "--out", str(tmp_path / "sharded"), "--cluster", address,
+                   "--shards", "2", timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from ray.util import state
+
+    workers = {node.node_id for node in simulated.worker_nodes}
+    placed = {task.node_id for task in state.list_tasks(address=address, filters=[("func_or_class_name", "=", "_measure")])}
+    assert placed == workers  # one shard on each node
+
+    runs = tmp_path / "runs"
+    scheduler = subprocess.Popen([sys.executable, "-m", "advcore", "scheduler", "--cluster", address, "--runs-dir",
+                                  str(runs), "--idle-exit", "600"], cwd=ROOT, env=ENV,
+                                 stdout=open(tmp_path / "scheduler.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        config = TrainConfig.from_dict({"mode": "vanilla", "schedule": {"kind": "constant", "epochs": 3},
+                                        "data": {"train_size": 512, "validation_size": 128}, "batch_size": 128,
+                                        "seed": 3})
+        run = Run.create(config.to_dict(), runs, "moved")
+        first_job = wait_for(run, ("running",), timeout=180)["job"]
+        while len(run.history()) < 1:
+            time.sleep(0.1)
+        client = JobSubmissionClient(cluster.read_state(runs)["dashboard"])
+        training_node = client.get_job_info(first_job).driver_node_id
+        [node] = [node for node in simulated.worker_nodes if node.node_id == training_node]
+        pid = run.recorded_status()["pid"]
+        simulated.remove_node(node, allow_graceful=False)
+        with contextlib.suppress(ProcessLookupError):  # a machine that is gone takes its processes with it
+            os.kill(pid, signal.SIGKILL)
+        failed = wait_for(run, ("failed",), timeout=120)
+        assert first_job in failed["error"]
+        kept = len(run.history())
+        scheduler_module.requeue(run)  # as the page's Resume does
+        status = wait_for(run, ("finished", "failed"), timeout=240)
+        assert status["status"] == "finished", run.log_tail()
+        assert status["job"] != first_job and client.get_job_info(status["job"]).driver_node_id != training_node
+        assert list(run.history()["epoch"]) == [1, 2, 3] and kept >= 1
+    finally:
+        scheduler.terminate()
+        scheduler.wait(timeout=60)

@@ -146,24 +146,31 @@ def test_two_logical_devices_match_one(tmp_path, training):
                                    atol=2.5e-3 if "accuracy" in column else 0, err_msg=column)
 
 
-def test_two_workers_train_one_run(tmp_path):
-    """MultiWorkerMirroredStrategy with two local processes: worker 0 alone writes the run."""
+def test_two_workers_train_one_run_and_resume_it(tmp_path):
+    """MultiWorkerMirroredStrategy with two local processes: worker 0 alone writes the run, also when
+    they resume it (the other resumes from a private copy, and removes only that)."""
     runs_dir = tmp_path / "runs"
-    cluster = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
-    workers = []
-    for index in range(2):
-        tf_config = json.dumps({"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}})
-        os.environ["TF_CONFIG"] = tf_config
-        try:
-            workers.append(start(runs_dir, *SMALL[:-4], "--attack", "fgsm", "--epochs", "2",
-                                 "--strategy", "multi_worker", log_name=f"worker{index}.log"))
-        finally:
-            del os.environ["TF_CONFIG"]
-    assert [w.wait(timeout=300) for w in workers] == [0, 0], (tmp_path / "worker0.log").read_text()[-3000:]
-    runs = list_runs(runs_dir)
-    assert len(runs) == 1 and runs[0].status()["status"] == "finished"
-    assert "2 replicas on 2 workers" in runs[0].status()["device"]
-    assert list(runs[0].history()["epoch"]) == [1, 2]
+    neighbour = Run.create({"name": "untouched"}, runs_dir, "neighbour")
+
+    def two_workers(*args, log: str) -> None:
+        cluster = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+        workers = []
+        for index in range(2):
+            tf_config = json.dumps({"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}})
+            os.environ["TF_CONFIG"] = tf_config
+            try:
+                workers.append(start(runs_dir, *args, log_name=f"{log}{index}.log"))
+            finally:
+                del os.environ["TF_CONFIG"]
+        assert [w.wait(timeout=300) for w in workers] == [0, 0], (tmp_path / f"{log}0.log").read_text()[-3000:]
+
+    two_workers(*SMALL[:-4], "--attack", "fgsm", "--epochs", "1", "--strategy", "multi_worker", log="first")
+    [run] = [run for run in list_runs(runs_dir) if run.id != neighbour.id]
+    assert run.status()["status"] == "finished" and "2 replicas on 2 workers" in run.status()["device"]
+    two_workers("--resume", run.id, "--epochs", "2", log="resumed")  # the config's strategy: multi_worker
+    assert sorted(r.id for r in list_runs(runs_dir)) == sorted([run.id, neighbour.id]) and neighbour.path.is_dir()
+    assert run.status()["status"] == "finished" and list(run.history()["epoch"]) == [1, 2]
+    assert run.status()["resumed"]  # written by the chief, into the run itself
 
 
 def test_invalid_config_fails_before_any_work(tmp_path):

@@ -333,6 +333,8 @@ def _run(args, options, config_class, train_function) -> dict:
 
     if args.cpu_devices:
         distribute.split_cpu(args.cpu_devices)
+    # in a cluster only the chief writes the shared runs root; the others keep a private scratch run
+    scratch = None if distribute.chief_by_tf_config() else Path(tempfile.mkdtemp(prefix="advcore-worker-"))
     if args.resume:
         flags = {field: flag for flag, field, _, _ in options}
         lengths = {field: value for field, value in _given_fields(args, options).items() if field in LENGTH_FIELDS}
@@ -346,20 +348,20 @@ def _run(args, options, config_class, train_function) -> dict:
         for note in notes:
             print(f"note: {note}")
         _set_fields(content, lengths)
+        if scratch:
+            run = run.private_copy(scratch)
     else:
         content = _config_content(args, options)
     config = config_class.from_dict(content)
     if not args.resume:
-        # in a cluster only the chief writes the shared runs root; the others keep a private scratch run
-        runs_dir = args.runs_dir if distribute.chief_by_tf_config() else tempfile.mkdtemp(prefix="advcore-worker-")
-        run = Run.create(config.to_dict(), runs_dir, config.name, owner_pid=os.getpid())
+        run = Run.create(config.to_dict(), scratch or args.runs_dir, config.name, owner_pid=os.getpid())
     distribute.set_mixed_precision(config.distribute.mixed_precision)
     print(f"run {run.id} in {run.root}")
     try:
         status = train_function(config, run, resume=bool(args.resume))
     finally:
-        if not distribute.chief_by_tf_config():
-            shutil.rmtree(run.root, ignore_errors=True)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     return {"run": run.id, "status": status}
 
 

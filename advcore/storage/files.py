@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import re
 import stat
 import tempfile
@@ -55,6 +56,12 @@ def open_regular(path: str | os.PathLike, flags: int, mode: int = 0o644) -> int:
         os.close(handle)
         raise FileProblem(f"{Path(path).name} is not a regular file")
     return handle
+
+
+def copy_regular(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copies a regular file, never read through a symbolic link (a FileProblem), to a new file."""
+    with os.fdopen(open_regular(source, os.O_RDONLY), "rb") as reading, open(target, "xb") as writing:
+        shutil.copyfileobj(reading, writing)
 
 
 def open_append(path: str | os.PathLike, binary: bool = False):

@@ -366,6 +366,20 @@ class Run:
         path = self.model_path
         return path if not (self.path.is_symlink() or path.is_symlink()) and path.is_file() else None
 
+    def private_copy(self, root: Path) -> "Run":
+        """This run's copy under `root`, of what a resume reads (config, status, history and complete
+        checkpoints): a worker that is not the chief resumes from it, so that it writes nothing into
+        the run that the chief writes."""
+        copy = Run(Path(root), self.id)
+        copy.checkpoint_dir.mkdir(parents=True)
+        for path in (self.config_path, self.status_path, self.history_path):
+            if path.exists():
+                files.copy_regular(path, copy.path / path.name)
+        for epoch in self.checkpoints():
+            for path in self.checkpoint_paths(epoch):
+                files.copy_regular(path, copy.checkpoint_dir / path.name)
+        return copy
+
     def checkpoint_paths(self, epoch: int) -> tuple[Path, Path]:
         stem = self.checkpoint_dir / f"epoch-{epoch:04d}"
         return stem.with_suffix(".keras"), stem.with_suffix(".optimizer.npz")

@@ -86,7 +86,7 @@ def gpu_offer(root) -> tuple[tuple[int, ...], str, str, str | None]:
         state = cluster.read_state(root)
         most = cluster.most_gpus(state) if state.get("address") == address else None
         if most is None:
-            return (tuple(range(UNDESCRIBED_GPUS)), "", "the cluster's GPUs are not known yet (its scheduler describes "
+            return (tuple(range(UNDESCRIBED_GPUS)), cluster.LARGEST_NODE, "the cluster's GPUs are not known yet (its scheduler describes "
                     "them once connected); a run no node can take fails with the reason", None)
         return (tuple(range(most)), cluster.LARGEST_NODE, f"{counted(most, 'GPU')} on the cluster's largest node, "
                 f"{state.get('free_gpus', 0):g} of {state.get('total_gpus', 0):g} free on the cluster now", None)

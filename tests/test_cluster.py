@@ -12,13 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from advcore.evaluation import plans
 from advcore.jobs import cluster
 from advcore.jobs import scheduler as scheduler_module
-from advcore.storage.runs import Run
+from advcore.storage.runs import Run, list_runs
 from advcore.training.config import TrainConfig
 from app import jobs
 from app.evaluate import evaluation_views
@@ -306,3 +307,38 @@ def test_on_two_nodes_shards_use_both_and_a_removed_nodes_run_fails_and_resumes_
     finally:
         scheduler.terminate()
         scheduler.wait(timeout=60)
+
+
+def test_two_workers_under_ray_train_match_tf_config_and_a_killed_worker_fails_the_run_and_resume_is_exact(
+        head, tmp_path):
+    options = [*SMALL, "--train-size", "1024", "--attack", "fgsm", "--epochs", "3"]
+    ports = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    by_hand = [subprocess.Popen([sys.executable, "-m", "advcore", "train", "--runs-dir", str(tmp_path / "by-hand"),
+                                 *options, "--strategy", "multi_worker"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=ENV | {"TF_CONFIG": json.dumps(
+                                    {"cluster": {"worker": ports}, "task": {"type": "worker", "index": index}})})
+               for index in range(2)]
+    assert [worker.wait(timeout=300) for worker in by_hand] == [0, 0]
+    [reference] = list_runs(tmp_path / "by-hand")
+
+    runs = tmp_path / "runs"
+    done = advcore("train", "--cluster", head, "--runs-dir", str(runs), *options, "--workers", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = Run.open(json.loads(done.stdout.strip().splitlines()[-1])["run"], runs)
+    status = wait_for(run, ("running",))
+    assert status["workers"] == 2
+    while len(run.history()) < 1:  # an epoch saved; the chief (worker 0) dies in the next
+        time.sleep(0.1)
+    os.kill(run.recorded_status()["pid"], signal.SIGKILL)
+    failed = wait_for(run, ("failed",), timeout=120)
+    assert "a worker failed" in failed["error"], failed
+    done = advcore("train", "--cluster", head, "--runs-dir", str(runs), "--resume", run.id)
+    assert done.returncode == 0, done.stderr[-3000:]
+    status = wait_for(run, ("finished", "failed"))
+    assert status["status"] == "finished", run.log_tail()
+    assert "2 replicas on 2 workers" in status["device"]
+    resumed, expected = run.history(), reference.history()
+    assert list(resumed["epoch"]) == [1, 2, 3]
+    for column in ("loss", "accuracy", "val_loss", "val_accuracy", "val_robust_accuracy"):
+        np.testing.assert_allclose(resumed[column], expected[column], rtol=1e-4, atol=1e-5, err_msg=column)
+    assert sorted(path.name for path in runs.iterdir() if not path.name.startswith("_")) == [run.id]

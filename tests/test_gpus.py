@@ -139,6 +139,20 @@ def test_the_cli_refuses_more_gpus_than_the_machine_has_before_any_run_exists(tm
     assert not runs.exists() or not any(runs.iterdir())
 
 
+def test_several_workers_are_a_clusters_and_this_machine_refuses_them(box, tmp_path):
+    from advcore.jobs.cluster import LARGEST_NODE
+
+    assert gpus.check_request({"distribute": {"workers": 2, "gpus": 1}}, [0, 1], LARGEST_NODE) == 1  # each worker's
+    queued = Run.create({"distribute": {"workers": 2}}, box, "pair")
+    scheduler.start_queued(box, echo=lambda line: None)
+    assert queued.status()["status"] == "failed" and "2 workers train on a Ray cluster's nodes" in queued.status()["error"]
+    result = subprocess.run([sys.executable, "-m", "advcore", "train", "--workers", "2", "--runs-dir",
+                             str(tmp_path / "cli")], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env=os.environ | {"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2 and "queue the run with --cluster HOST:PORT" in result.stderr
+    assert not (tmp_path / "cli").exists() or not any((tmp_path / "cli").iterdir())
+
+
 @pytest.mark.parametrize("value, message", [(65, "must lie in [0, 64]"), ("two", "an integer or one of 'all'"),
                                             (True, "an integer or one of 'all'")])
 def test_the_gpus_field_is_bounded(value, message):

@@ -561,6 +561,18 @@ def test_on_a_cluster_the_form_offers_the_largest_nodes_gpus(runs_root, monkeypa
         gpus.check_request({"distribute": {"gpus": 2}}, range(1), cluster.LARGEST_NODE)  # the scheduler's words
 
 
+def test_on_a_cluster_the_form_asks_for_workers_and_queues_a_run_trained_by_them(runs_root, monkeypatch):
+    assert not [w for w in page("train").number_input if w.key == "train_form.workers"]  # this machine: one process
+    monkeypatch.setenv("ADVLAB_CLUSTER", "10.0.0.5:6379")
+    app = page("train")
+    workers = app.number_input(key="train_form.workers")
+    assert workers.value == 1 and workers.help.startswith("processes training the run together on the cluster's nodes")
+    workers.set_value(2).run()
+    _submit(app)
+    assert not app.error, [e.value for e in app.error]
+    assert list_runs(runs_root)[0].config()["distribute"]["workers"] == 2
+
+
 def test_a_bad_gpu_list_is_explained_on_the_form_not_a_traceback(runs_root, monkeypatch):
     monkeypatch.setenv("ADVLAB_GPUS", "zero")
     app = page("train")

@@ -418,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
             if stale := train_commands.stale_attempt(args):
                 print(f"{prog}: nothing to do: {stale}")
                 return 0
+            if group := train_commands.worker_group(args):  # several workers: Ray Train's, driven from here
+                from advcore.jobs import ray_training
+
+                return ray_training.train(*group, ["train", "--resume", args.resume, "--runs-dir", str(args.runs_dir)])
             train_commands.precheck(args)
             train_commands.take_gpus(args)
         _prepare_out(args)

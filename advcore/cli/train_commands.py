@@ -98,6 +98,8 @@ TRAIN_OPTIONS = (
     ("--gan-check-steps", "validation.gan_steps", positive_int, "latent steps of those examples (default 100)"),
     ("--keep-checkpoints", "keep_checkpoints", positive_int, "per-epoch checkpoints to keep (default 5)"),
     ("--strategy", "distribute.strategy", str, "auto (default), default, mirrored, or multi_worker (TF_CONFIG)"),
+    ("--workers", "distribute.workers", positive_int, "processes training the run together on a Ray cluster's "
+     "nodes (Ray Train, MultiWorkerMirroredStrategy), each with --gpus of its own (default 1)"),
 )
 
 
@@ -237,6 +239,23 @@ def stale_attempt(args) -> str:
         return ""
     now_job = f" as job {status['job']}" if status.get("job") and status["job"] != job else ""
     return f"run {args.resume} is {status['status']}{now_job}, no longer this job's ({job}) to train"
+
+
+def worker_group(args) -> tuple | None:
+    """In a cluster job's process, for a run that asks for several workers: (the run, its workers, each
+    one's GPUs as its submitter asked them of the cluster); else None."""
+    from advcore.jobs.cluster import ATTEMPT_ENV
+    from advcore.storage.runs import Run, RunError
+
+    if not os.environ.get(ATTEMPT_ENV) or not args.resume or args.command != "train":
+        return None
+    try:
+        run = Run.open(args.resume, args.runs_dir)
+        content = run.config()
+        workers, asked = gpus.workers(content), run.recorded_status().get("gpus_asked", 0)
+    except (RunError, devices.DeviceError):
+        return None  # the resume itself says what is wrong with the run
+    return (run, workers, asked if isinstance(asked, int) and 0 <= asked <= devices.MAX_GPUS else 0) if workers > 1 else None
 
 
 def submit_to_cluster(args, address: str) -> dict:

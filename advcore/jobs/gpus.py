@@ -38,9 +38,23 @@ def requested(content: dict, inventory: Sequence[int]) -> int:
     return asked
 
 
+def workers(content: dict) -> int:
+    """The processes a run's config asks to train it together (distribute.workers, default 1)."""
+    distribute = content.get("distribute") if isinstance(content, dict) else None
+    asked = distribute.get("workers", 1) if isinstance(distribute, dict) else 1
+    if isinstance(asked, bool) or not isinstance(asked, int) or not 1 <= asked <= devices.MAX_GPUS:
+        raise devices.DeviceError(f"distribute.workers: give 1..{devices.MAX_GPUS}, got {asked!r}")
+    return asked
+
+
 def check_request(content: dict, inventory: Sequence[int], holder: str = "") -> int:
-    """The GPUs asked for, or a DeviceError naming the inventory when the machine (or `holder`: "the
-    cluster's largest node") has fewer."""
+    """The GPUs asked for (each worker's), or a DeviceError naming the inventory when the machine (or
+    `holder`: "the cluster's largest node") has fewer, or when this machine is asked for several
+    workers (it runs one process per run: several are a Ray cluster's)."""
+    if not holder and workers(content) > 1:
+        raise devices.DeviceError(f"distribute.workers: {workers(content)} workers train on a Ray cluster's nodes: "
+                                  "queue the run with --cluster HOST:PORT (or $ADVLAB_CLUSTER); this machine "
+                                  "trains a run in one process")
     asked = requested(content, inventory)
     if asked > len(inventory):
         held = f"{holder} has {len(inventory)}" if holder else f"this machine has {devices.describe_inventory(inventory)}"

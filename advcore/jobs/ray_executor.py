@@ -140,15 +140,18 @@ class RayCluster:
 
     def _submit(self, run: Run) -> str:
         content = run.config()
-        asked = gpus.check_request(content, range(self.most_gpus()), LARGEST_NODE)
+        asked, workers = gpus.check_request(content, range(self.most_gpus()), LARGEST_NODE), gpus.workers(content)
         command = "train-gan" if config_kind(content) == "gan" else "train"
+        if workers > 1 and command == "train-gan":
+            raise devices.DeviceError("distribute.workers: a GAN run trains in one process")
         job = f"{run.id}--{secrets.token_hex(4)}"
         python = self.nodes[0].python  # the same environment on every node, checked at connection
         entrypoint = shlex.join([python, "-m", "advcore", command, "--resume", run.id, "--runs-dir", str(self.root)])
-        self.client.submit_job(entrypoint=entrypoint, submission_id=job, entrypoint_num_cpus=1,
-                               entrypoint_num_gpus=asked, runtime_env={"env_vars": JOB_ENV | {ATTEMPT_ENV: job}},
-                               metadata={"advlab_run": run.id})
-        run.update_status(job=job, cluster=self.address, launched=now(), gpus_asked=asked)
+        # several workers: the entrypoint only drives Ray Train's worker group, which holds the CPUs and GPUs
+        self.client.submit_job(entrypoint=entrypoint, submission_id=job, entrypoint_num_cpus=1 if workers == 1 else 0,
+                               entrypoint_num_gpus=asked if workers == 1 else 0,
+                               runtime_env={"env_vars": JOB_ENV | {ATTEMPT_ENV: job}}, metadata={"advlab_run": run.id})
+        run.update_status(job=job, cluster=self.address, launched=now(), gpus_asked=asked, workers=workers)
         return job
 
     def submit_queued(self, echo=print) -> int:

@@ -295,6 +295,9 @@ class DistributeConfig:
     # GPUs the run trains on: 0 (the CPU), N, or "all"; None: one when the machine has a GPU, else the CPU.
     # The scheduler gives them to the run alone (advcore.jobs.gpus); the inventory is checked at submit.
     gpus: int | Literal["all"] | None = None
+    # Processes training the run together, each with `gpus` of its own: more than one needs a Ray
+    # cluster, whose Ray Train gives each its TF_CONFIG for MultiWorkerMirroredStrategy.
+    workers: int = 1
 
     def check(self):
         """The fields are checked by their types and bounds; the GPUs against the machine at submit."""
@@ -490,7 +493,7 @@ BOUNDS = {  # "Section.field": (lowest, highest): sizes that end, numbers that t
     "OptimizerConfig.learning_rate": (0, 10), "OptimizerConfig.weight_decay": (0, 1),
     "ValidationConfig.robust_size": (0, 100_000), "ValidationConfig.steps": (1, 1000),
     "ValidationConfig.gan_size": (0, 100_000), "ValidationConfig.gan_steps": (1, 10_000),
-    "DistributeConfig.gpus": (0, 64),
+    "DistributeConfig.gpus": (0, 64), "DistributeConfig.workers": (1, 64),
 }
 MIN_EPS = 1e-6  # a smaller budget is no attack: a float32 pixel near 1 moves in steps of 6e-8, an 8-bit one of 4e-3
 EPS_BOUNDS = {"linf": 1.0, "l2": 1000.0}  # Linf in [0, 1] pixel units covers every image at 1

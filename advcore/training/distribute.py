@@ -39,7 +39,8 @@ def _tf_config() -> dict:
     return config
 
 
-def _workers_in_tf_config() -> int:
+def cluster_workers() -> int:
+    """The workers TF_CONFIG describes (0 outside any cluster)."""
     return len(_tf_config().get("cluster", {}).get("worker", []))
 
 
@@ -64,7 +65,7 @@ def make_strategy(kind: str = "auto") -> tf.distribute.Strategy:
     """
     if kind not in ("auto", "default", "mirrored", "multi_worker"):
         raise ValueError(f"unknown strategy {kind!r}: choose auto, default, mirrored or multi_worker")
-    workers = _workers_in_tf_config()
+    workers = cluster_workers()
     if kind == "multi_worker" or (kind == "auto" and workers > 1):
         if workers < 1:
             raise ValueError("the multi_worker strategy needs TF_CONFIG describing the cluster "
@@ -87,6 +88,6 @@ def describe(strategy: tf.distribute.Strategy) -> str:
         kind = f"GPU ({', '.join(sorted(names))})"
     else:
         kind = "CPU"
-    workers = max(_workers_in_tf_config(), 1)
+    workers = max(cluster_workers(), 1)
     where = f"{replicas} replicas" + (f" on {workers} workers" if workers > 1 else "")
     return f"{kind}, {where}, {type(strategy).__name__}" if replicas > 1 else f"{kind}, 1 device"

@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -63,7 +64,10 @@ class StopRequest:
         return self.signal_name is not None
 
     def install(self) -> dict:
-        """Takes over SIGINT and SIGTERM; returns the previous handlers for `restore`."""
+        """Takes over SIGINT and SIGTERM; returns the previous handlers for `restore`. Only a main thread
+        can: a Ray Train worker trains in another thread, and its driver stops the worker group."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
         return {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     @staticmethod
@@ -380,7 +384,8 @@ def _supervised(run: Run, work, echo, log) -> str:
         echo(line)
         log.write(line + "\n")
 
-    stop = StopRequest(run.stop_request_path)
+    # several workers agree on every step: a stop through the folder is their driver's (jobs.ray_training)
+    stop = StopRequest(run.stop_request_path if distribute.cluster_workers() <= 1 else None)
     previous_handlers = stop.install()
     try:
         return work(stop, say)

@@ -12,7 +12,7 @@ from advcore.storage.runs import RunError
 from advcore.training.config import (GENERATIVE_METHODS, PIXEL_STEP_METHODS, RMSE_METHODS, ConfigError, TrainConfig,
                                      config_kind, problems, read_file)
 from app import generators, registry, state
-from app.device import gpu_offer
+from app.device import cluster_choice, gpu_offer
 from app.train import folder_preview
 
 PRESETS = {
@@ -46,7 +46,8 @@ DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "validat
             "depth": DENSENET_DEPTH, "growth": DENSENET_GROWTH, "lipschitz": False, "zeta": 0.2, "weight_decay": 0.0,
             "milestones": "",
             "robust_eps": 0.0, "nesterov": True, "objective": "ce", "beta": 6.0, "awp": False, "awp_gamma": 5e-3,
-            "keep_best": False, "folder": "", "image_size": 0, "fit": "crop", "pretrained": False, "gpus": "default"}
+            "keep_best": False, "folder": "", "image_size": 0, "fit": "crop", "pretrained": False, "gpus": "default",
+            "workers": 1}
 FOLDER = "image folder"  # the Dataset choice that shows the folder's fields
 OBJECTIVE_LABELS = {"ce": "CE", "trades": "TRADES", "mart": "MART"}
 METHODS = ("pgd", "fgsm_rs", "fgsm", "ll_fgsm", "gan", "unrestricted", "rmse_ball", "l2_min")
@@ -86,7 +87,8 @@ def values_from_config(content: dict) -> dict:
             "robust_eps": config.validation.eps or 0.0, "nesterov": config.optimizer.nesterov,
             "objective": config.objective.kind, "beta": config.objective.beta, "awp": config.awp.enabled,
             "awp_gamma": config.awp.gamma, "keep_best": config.validation.keep_best,
-            "gpus": "default" if config.distribute.gpus is None else config.distribute.gpus}
+            "gpus": "default" if config.distribute.gpus is None else config.distribute.gpus,
+            "workers": config.distribute.workers}
 
 
 def generator_choices() -> dict[str, str]:
@@ -131,6 +133,7 @@ def _interleaved(v: dict) -> bool:
 
 
 APPLIES = {  # field: when it means something; a field that does not apply is hidden and keeps its default
+    "workers": lambda v: cluster_choice()[0] is not None,
     "folder": _folder, "image_size": _folder, "fit": _folder,
     "pretrained": lambda v: v["architecture"] in BACKBONES,
     "width": lambda v: not _densenet(v) and v["architecture"] not in BACKBONES, "activation": lambda v: v["architecture"] == "woods_resnet44",
@@ -161,7 +164,7 @@ FIELD_OF = {  # a config field's dotted name: the form field that sets it (its p
     "lr_schedule.kind": "lr_schedule", "lr_schedule.milestones": "milestones", "validation.robust_size": "robust_size",
     "validation.eps": "robust_eps", "validation.gan_size": "gan_size", "validation.keep_best": "keep_best",
     "lipschitz.enabled": "lipschitz", "lipschitz.zeta": "zeta", "objective.kind": "objective",
-    "objective.beta": "beta", "awp.enabled": "awp", "awp.gamma": "awp_gamma", "distribute.gpus": "gpus",
+    "objective.beta": "beta", "awp.enabled": "awp", "awp.gamma": "awp_gamma", "distribute.gpus": "gpus", "distribute.workers": "workers",
 }
 
 
@@ -320,7 +323,7 @@ def config_from_values(v: dict) -> dict:
         "validation": {"robust_size": v["robust_size"], "eps": v["robust_eps"] or None, "gan_size": v["gan_size"],
                        "keep_best": v["keep_best"]},
         "generator": v["generator"] or None,
-        "distribute": {"gpus": None if v["gpus"] == "default" else v["gpus"]},
+        "distribute": {"gpus": None if v["gpus"] == "default" else v["gpus"], "workers": v["workers"]},
     }
 
 
@@ -536,3 +539,6 @@ def _gpu_field(field: _Fields) -> None:
     names = {"default": f"default: {'1 GPU' if offered else 'the CPU'}", 0: "0: the CPU", "all": "all"}
     field("selectbox", "GPUs", "gpus", options=options, format_func=lambda choice: names.get(choice, str(choice)),
           help=f"{free}; the run gets its GPUs to itself and waits in the queue until they are free")
+    field("number_input", "Workers", "workers", step=1,
+          help="processes training the run together on the cluster's nodes (Ray Train, MultiWorkerMirroredStrategy), "
+               "each with the GPUs above; every batch is split between them")

@@ -1,0 +1,75 @@
+"""A run trained by several workers on a Ray cluster: its Ray job's process drives Ray Train's
+`TensorflowTrainer`, which starts `distribute.workers` processes on the cluster's nodes (one CPU and
+the run's GPUs each) and gives each the TF_CONFIG of the existing MultiWorkerMirroredStrategy path.
+Each worker runs `python -m advcore train --resume RUN` in its process: the chief (worker 0) writes the
+run; the others resume from a private copy (`Run.private_copy`) and write nothing there.
+
+The workers agree on every step, so one of them cannot stop alone: a stop asked through the run's
+folder is this process's, which ends the whole group (every finished epoch and its model are on disk
+already; the epoch under way is not recorded, as for any stop) and marks the run stopped. A worker
+that dies ends the group too, and the run fails with the reason; resume continues from its last
+finished epoch.
+
+Imported only in a cluster job's process.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from ray.train import FailureConfig, RunConfig, ScalingConfig
+from ray.train.tensorflow import TensorflowTrainer
+
+from advcore import devices
+from advcore.jobs.cluster import ATTEMPT_ENV
+from advcore.storage.runs import LIVE_STATUSES, Run, now
+
+POLL_SECONDS = 1.0
+
+
+def _worker(config: dict) -> None:
+    """One worker: the CLI's own training path, on the GPUs Ray gave it (none: the CPU)."""
+    import ray
+
+    os.environ.pop(ATTEMPT_ENV, None)  # the job's attempt was checked by the driver, before the group began
+    os.environ.setdefault(devices.VISIBLE, ",".join(map(str, ray.get_gpu_ids())))
+    from advcore.cli import main
+
+    code = main.main(config["argv"])
+    if code:
+        raise RuntimeError(f"worker {os.environ.get('TF_CONFIG', '')} ended with exit status {code}")
+
+
+def train(run: Run, workers: int, gpus_each: int, argv: list[str]) -> int:
+    """Trains `run` with `workers` processes of `gpus_each` GPUs; returns this process's exit status."""
+    trainer = TensorflowTrainer(
+        _worker, train_loop_config={"argv": argv},
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_each > 0,
+                                     resources_per_worker={"CPU": 1, "GPU": gpus_each} if gpus_each else {"CPU": 1}),
+        run_config=RunConfig(name=os.environ.get(ATTEMPT_ENV, run.id), storage_path=str(run.path / "ray_train"),
+                             failure_config=FailureConfig(max_failures=0)))
+    outcome: dict = {}
+    group = threading.Thread(target=_fit, args=(trainer, outcome), daemon=True)
+    group.start()
+    while group.is_alive():
+        group.join(POLL_SECONDS)
+        if group.is_alive() and run.stop_request_path.exists():
+            if run.recorded_status().get("status") in LIVE_STATUSES:
+                run.update_status(status="stopped", ended=now(), signal="stop request")
+            print(f"stop request: run {run.id} stopped; its worker group ends with this process", flush=True)
+            return 0  # the group's actors are this driver's: they end with it
+    if "error" in outcome:
+        if run.recorded_status().get("status") in LIVE_STATUSES:
+            run.update_status(status="failed", ended=now(), error=f"a worker failed: {outcome['error']}")
+        print(f"run {run.id} failed: {outcome['error']}", flush=True)
+        return 1
+    return 0
+
+
+def _fit(trainer: TensorflowTrainer, outcome: dict) -> None:
+    try:
+        trainer.fit()
+    except Exception as error:  # Ray Train's TrainingFailedError, or the cluster's own
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        outcome["error"] = (lines[0] + (f" {lines[-1]}" if len(lines) > 1 else ""))[:500]  # Ray's words, the cause

@@ -53,11 +53,11 @@ def log_path(root=None) -> Path:
 def _queue(root) -> tuple[int, list[Run]]:
     """How many runs have a live process on this host, and the runs waiting for one, oldest first. A
     process that cannot be proven the run's own (`Run.status`) holds no slot; another host's runs hold
-    that host's slots, not these."""
+    that host's slots, not these, and a Ray job's run the cluster's."""
     runs = list_runs(root)
     statuses = {run.id: safe_status(run) for run in runs}
-    active = sum(1 for status in statuses.values()
-                 if status["status"] in LIVE_STATUSES and "pid" in status and on_this_host(status))
+    active = sum(1 for status in statuses.values()  # a Ray job's run holds the cluster's resources, not these
+                 if status["status"] in LIVE_STATUSES and "pid" in status and on_this_host(status) and "job" not in status)
     waiting = [run for run in reversed(runs) if awaits_process(statuses[run.id])]
     return active, waiting
 

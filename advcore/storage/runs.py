@@ -236,10 +236,12 @@ class Run:
 
     def status(self) -> dict:
         """The recorded status, with a live status of this host whose process cannot be proven alive
-        (`owner`) reported as failed: a dead process, a reused pid, or a made-up one never holds a slot."""
+        (`owner`) reported as failed: a dead process, a reused pid, or a made-up one never holds a slot.
+        A Ray job's run is the cluster's to judge (`ray_executor.RayCluster.reconcile`): its process may
+        be a Ray worker, which no pid proof here can tell from another."""
         status = self.recorded_status()
         owned = status["status"] in ("running", "stopping") or status["status"] == "queued" and "pid" in status
-        if owned and on_this_host(status) and self.owner(status) is None:
+        if owned and on_this_host(status) and "job" not in status and self.owner(status) is None:
             process = f"the training process (pid {status['pid']})" if "pid" in status else "no training process"
             status = status | {"status": "failed", "error": f"{process} ended without reporting, or is not the "
                                                             f"run's own; last recorded status was {status['status']}"}

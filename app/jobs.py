@@ -113,8 +113,8 @@ def stop(run: Run) -> str:
         run.update_status(status="stopped", ended=now(), reason="stopped before training began")
         return f"run {run.id} stopped"
     if remote and status.get("workers", 1) != 1:
-        return (f"run {run.id} asked to stop through its folder: its worker group ends within a second, keeping "
-                "every finished epoch (no process of this machine was signalled)")
+        return (f"run {run.id} asked to stop through its folder: its workers stop at the end of the epoch under way, "
+                "which is kept (no process of this machine was signalled)")
     if remote:
         return (f"run {run.id} asked to stop through its folder: its process on {status.get('host', 'its node')} "
                 "stops after its current batch (no process of this machine was signalled)")

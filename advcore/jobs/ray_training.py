@@ -4,11 +4,11 @@ the run's GPUs each) and gives each the TF_CONFIG of the existing MultiWorkerMir
 Each worker runs `python -m advcore train --resume RUN` in its process: the chief (worker 0) writes the
 run; the others resume from a private copy (`Run.private_copy`) and write nothing there.
 
-The workers agree on every step, so one of them cannot stop alone: a stop asked through the run's
-folder is this process's, which ends the whole group (every finished epoch and its model are on disk
-already; the epoch under way is not recorded, as for any stop) and marks the run stopped. A worker
-that dies ends the group too, and the run fails with the reason; resume continues from its last
-finished epoch.
+The workers agree on every step, so one of them cannot leave an epoch alone: a stop asked through
+the run's folder is the chief's, at the end of the epoch under way (`runner.EpochControl`), which it
+records and saves; this process then ends the group, whose other workers wait for the chief in vain.
+A worker that dies ends the group too, and the run fails with the reason; resume continues from its
+last finished epoch.
 
 Imported only in a cluster job's process.
 """
@@ -54,10 +54,9 @@ def train(run: Run, workers: int, gpus_each: int, argv: list[str]) -> int:
     group.start()
     while group.is_alive():
         group.join(POLL_SECONDS)
-        if group.is_alive() and run.stop_request_path.exists():
-            if run.recorded_status().get("status") in LIVE_STATUSES:
-                run.update_status(status="stopped", ended=now(), signal="stop request")
-            print(f"stop request: run {run.id} stopped; its worker group ends with this process", flush=True)
+        ended = run.recorded_status().get("status")
+        if group.is_alive() and ended not in LIVE_STATUSES:  # the chief stopped: the others wait for it in vain
+            print(f"run {run.id} {ended}; its worker group ends with this process", flush=True)
             return 0  # the group's actors are this driver's: they end with it
     if "error" in outcome:
         if run.recorded_status().get("status") in LIVE_STATUSES:

@@ -81,12 +81,16 @@ class StopRequest:
 
 class EpochControl(keras.callbacks.Callback):
     """Stops after the current batch when asked, and knows whether the epoch that just ended ran all
-    its batches (a stopped epoch is not recorded). `on_begin(epoch)` prepares each epoch."""
+    its batches (a stopped epoch is not recorded). `on_begin(epoch)` prepares each epoch.
+
+    Several workers agree on every step, so one of them cannot leave an epoch alone: there each stops
+    only at an epoch's end, and a stop that cannot wait ends the whole group (`jobs.ray_training`)."""
 
     def __init__(self, stop: StopRequest, steps_per_epoch: int, on_stop, on_begin=None):
         super().__init__()
         self.stop, self.steps_per_epoch, self.on_stop, self.on_begin = stop, steps_per_epoch, on_stop, on_begin
         self.epoch, self.batches, self.started = 0, 0, 0.0
+        self.at_epoch_ends = distribute.cluster_workers() > 1
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.on_begin:
@@ -95,6 +99,14 @@ class EpochControl(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.batches += 1
+        if not self.at_epoch_ends:
+            self._stop_if_asked()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.at_epoch_ends:
+            self._stop_if_asked()
+
+    def _stop_if_asked(self):
         if self.stop.requested and not self.model.stop_training:
             self.model.stop_training = True
             self.on_stop()
@@ -384,8 +396,7 @@ def _supervised(run: Run, work, echo, log) -> str:
         echo(line)
         log.write(line + "\n")
 
-    # several workers agree on every step: a stop through the folder is their driver's (jobs.ray_training)
-    stop = StopRequest(run.stop_request_path if distribute.cluster_workers() <= 1 else None)
+    stop = StopRequest(run.stop_request_path)
     previous_handlers = stop.install()
     try:
         return work(stop, say)

@@ -44,6 +44,22 @@ def head():
         yield address
 
 
+THREE_EPOCHS = {"mode": "vanilla", "schedule": {"kind": "constant", "epochs": 3}, "batch_size": 128, "seed": 3,
+                "data": {"train_size": 512, "validation_size": 128}}
+
+
+@contextlib.contextmanager
+def serving(log: Path, *args):
+    """`python -m advcore scheduler ARGS` while the block runs."""
+    scheduler = subprocess.Popen([sys.executable, "-m", "advcore", "scheduler", "--idle-exit", "600", *args], cwd=ROOT,
+                                 env=ENV, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    try:
+        yield
+    finally:
+        scheduler.terminate()
+        scheduler.wait(timeout=60)
+
+
 def advcore(*args, timeout=180, **env) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "advcore", *args], cwd=ROOT, env=ENV | env, capture_output=True,
                           text=True, timeout=timeout)
@@ -86,14 +102,8 @@ def test_a_run_given_cluster_trains_as_a_ray_job(head, tmp_path):
 
 def test_the_scheduler_submits_a_queued_run_fails_it_when_killed_and_resume_finishes_it(head, tmp_path):
     runs = tmp_path / "runs"
-    scheduler = subprocess.Popen([sys.executable, "-m", "advcore", "scheduler", "--cluster", head, "--runs-dir",
-                                  str(runs), "--idle-exit", "600"], cwd=ROOT, env=ENV,
-                                 stdout=open(tmp_path / "scheduler.log", "w"), stderr=subprocess.STDOUT)
-    try:
-        config = TrainConfig.from_dict({"mode": "vanilla", "schedule": {"kind": "constant", "epochs": 3},
-                                        "data": {"train_size": 512, "validation_size": 128}, "batch_size": 128,
-                                        "seed": 3})
-        run = Run.create(config.to_dict(), runs, "killed")  # as the Train page queues a run
+    with serving(tmp_path / "scheduler.log", "--cluster", head, "--runs-dir", str(runs)):
+        run = Run.create(TrainConfig.from_dict(THREE_EPOCHS).to_dict(), runs, "killed")  # as the Train page does
         status = wait_for(run, ("running",), timeout=180)
         described = cluster.read_state(runs)  # what the Train page shows of the cluster
         assert described["address"] == head and [node["host"] for node in described["nodes"]] == [socket.gethostname()]
@@ -110,9 +120,6 @@ def test_the_scheduler_submits_a_queued_run_fails_it_when_killed_and_resume_fini
         assert status["status"] == "finished", run.log_tail()
         assert status["job"] != first_job and status["job"].startswith(run.id + "--")
         assert list(run.history()["epoch"]) == [1, 2, 3] and kept >= 1
-    finally:
-        scheduler.terminate()
-        scheduler.wait(timeout=60)
     assert f"Ray cluster at {head}" in (tmp_path / "scheduler.log").read_text()
 
 
@@ -278,14 +285,8 @@ def test_on_two_nodes_shards_use_both_and_a_removed_nodes_run_fails_and_resumes_
     assert placed == workers  # one shard on each node
 
     runs = tmp_path / "runs"
-    scheduler = subprocess.Popen([sys.executable, "-m", "advcore", "scheduler", "--cluster", address, "--runs-dir",
-                                  str(runs), "--idle-exit", "600"], cwd=ROOT, env=ENV,
-                                 stdout=open(tmp_path / "scheduler.log", "w"), stderr=subprocess.STDOUT)
-    try:
-        config = TrainConfig.from_dict({"mode": "vanilla", "schedule": {"kind": "constant", "epochs": 3},
-                                        "data": {"train_size": 512, "validation_size": 128}, "batch_size": 128,
-                                        "seed": 3})
-        run = Run.create(config.to_dict(), runs, "moved")
+    with serving(tmp_path / "scheduler.log", "--cluster", address, "--runs-dir", str(runs)):
+        run = Run.create(TrainConfig.from_dict(THREE_EPOCHS).to_dict(), runs, "moved")
         first_job = wait_for(run, ("running",), timeout=180)["job"]
         while len(run.history()) < 1:
             time.sleep(0.1)
@@ -304,9 +305,6 @@ def test_on_two_nodes_shards_use_both_and_a_removed_nodes_run_fails_and_resumes_
         assert status["status"] == "finished", run.log_tail()
         assert status["job"] != first_job and client.get_job_info(status["job"]).driver_node_id != training_node
         assert list(run.history()["epoch"]) == [1, 2, 3] and kept >= 1
-    finally:
-        scheduler.terminate()
-        scheduler.wait(timeout=60)
 
 
 def test_two_workers_under_ray_train_match_tf_config_killed_stopped_and_resumed(

@@ -290,9 +290,9 @@ def run_plan(plan: Plan, out: Path, *, should_stop: Callable[[], bool] = lambda:
 
 def measure(plan: Plan, images: TestImages, work: dict, tracker: tracking.Tracker, *,
             load_model: Callable[[str], object], should_stop: Callable[[], bool]) -> Iterator[tuple[tuple, object]]:
-    """Measures the plan on `images`, cell by cell in slices of images, model by model. Yields ((model, attack, eps), Outcome) per cell, and ((model label, SANITY),
-    (flags, figures)) after a model's last cell where `work` holds its checks. Raises Stopped when asked
-    to, between slices."""
+    """Measures the plan on `images`, cell by cell in slices of images, model by model. Yields
+    ((model, attack, eps), Outcome) per cell, and ((model label, SANITY), (flags, figures)) after a
+    model's last cell where `work` holds its checks. Raises Stopped when asked to, between slices."""
     x, y, current = images.x, images.y, None
     for model_ref, attack_ref, eps in plan.cells():
         if model_ref != current:

@@ -154,7 +154,8 @@ def test_a_run_stopped_while_its_job_waits_trains_nothing_when_the_job_begins(he
     assert jobs.stop(run) == f"run {run.id} stopped"  # its process is still starting: the run is queued
     client = JobSubmissionClient(answer["dashboard"])
     assert job_end(client, answer["job"]) == JobStatus.SUCCEEDED
-    assert f"nothing to do: run {run.id} is stopped" in client.get_job_logs(answer["job"])
+    logs = client.get_job_logs(answer["job"])  # stopped before its process began, or at its first batch
+    assert f"nothing to do: run {run.id} is stopped" in logs or "stop request: finishing the current batch" in logs
     assert run.recorded_status()["status"] == "stopped" and not len(run.history())
 
 
@@ -307,6 +308,7 @@ def test_on_two_nodes_shards_use_both_and_a_removed_nodes_run_fails_and_resumes_
         assert list(run.history()["epoch"]) == [1, 2, 3] and kept >= 1
 
 
+@pytest.mark.timeout(1500)  # six worker processes start TensorFlow: under a loaded suite, several minutes
 def test_two_workers_under_ray_train_match_tf_config_killed_stopped_and_resumed(
         head, tmp_path):
     options = [*SMALL, "--train-size", "1024", "--attack", "fgsm", "--epochs", "3"]

@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
             if group := train_commands.worker_group(args):  # several workers: Ray Train's, driven from here
                 from advcore.jobs import ray_training
 
-                return ray_training.train(*group, ["train", "--resume", args.resume, "--runs-dir", str(args.runs_dir)])
+                return ray_training.train(*group, args)
             train_commands.precheck(args)
             train_commands.take_gpus(args)
         _prepare_out(args)

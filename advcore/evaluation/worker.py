@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # TensorFlow is imported by the worker only, not by pages tha
 EVALUATIONS_DIR = "_evaluations"  # not a valid run id, so the run list never shows it
 PROFILES_DIR = "_profiles"  # the cache of model profiles (evaluation.profile): a folder per model file and settings
 PROFILE = "profile"  # the `kind` of a profile job's config; an evaluation's config is its plan
-MODEL_CACHE = 4
 
 
 def evaluations_root(root=None) -> Path:
@@ -90,23 +89,6 @@ def _next_job(root) -> Run | None:
         if queued and _claim(job):
             return job
     return None
-
-
-class ModelCache:
-    """The last few models used, reloaded when their file changes."""
-
-    def __init__(self):
-        self.cache: dict[str, tuple[float, object]] = {}
-
-    def __call__(self, path: str):
-        from advcore import models
-
-        modified = Path(path).stat().st_mtime
-        if self.cache.get(path, (None,))[0] != modified:
-            self.cache[path] = (modified, models.load(path))
-            while len(self.cache) > MODEL_CACHE:
-                self.cache.pop(next(iter(self.cache)))
-        return self.cache[path][1]
 
 
 class _Stopped(Exception):
@@ -205,7 +187,9 @@ def work(root=None, idle_exit: float = 300.0, poll: float = 0.05, address: str |
                                          **({"cluster": address} if address else {})})
     from advcore.storage import data
 
-    load_model, load_dataset = ModelCache(), functools.lru_cache(maxsize=2)(data.load)
+    from advcore import models
+
+    load_model, load_dataset = models.ModelCache(), functools.lru_cache(maxsize=2)(data.load)
     idle_since = time.monotonic()
     while time.monotonic() - idle_since < idle_exit and evaluations_root(root).is_dir():  # gone: nothing to do
         job = _next_job(root)

@@ -20,7 +20,7 @@ from advcore import models
 from advcore.evaluation import plans, shards
 from advcore.jobs import cluster
 from advcore.jobs.cluster import ClusterError
-from advcore.jobs.ray_executor import ray, reach  # ray: None where it is not installed
+from advcore.jobs.ray_connection import ray, reach  # ray: None where it is not installed
 from advcore.storage import data
 
 POLL_SECONDS = 1.0
@@ -57,10 +57,9 @@ def _loaders() -> tuple[Callable, Callable]:
     """A task process's devices, set up once, and its cached model and dataset loaders (Ray reuses
     the process for the next piece)."""
     from advcore import devices
-    from advcore.evaluation import worker
 
     devices.configure(None if ray.get_gpu_ids() else ())  # Ray made only its GPUs visible; a CPU piece uses none
-    return worker.ModelCache(), functools.lru_cache(maxsize=2)(data.load)
+    return models.ModelCache(), functools.lru_cache(maxsize=2)(data.load)
 
 
 def _measure(plan_content: dict, first: int, last: int, board, index: int) -> dict:

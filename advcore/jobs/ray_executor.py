@@ -23,23 +23,19 @@ from pathlib import Path
 from advcore import devices
 from advcore.jobs import gpus
 from advcore.jobs.cluster import ATTEMPT_ENV, LARGEST_NODE, ClusterError
+from advcore.jobs.ray_connection import JOB_ENV, first_line, ray, reach
 from advcore.jobs.processes import PROJECT_ROOT
 from advcore.storage import files
 from advcore.storage.runs import LIVE_STATUSES, Run, RunError, awaits_process, list_runs, now, runs_root, safe_status
 from advcore.training.config import config_kind
 
-try:
-    import ray
-    from ray.job_submission import JobStatus, JobSubmissionClient
+if ray is not None:
+    from ray.job_submission import JobStatus
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-except ImportError:
-    ray = None
 
 PROBE_FOLDER = "_cluster_probe"  # not a run id (a leading "_")
-CONNECT_SECONDS = 5.0
 PROBE_SECONDS = 120.0
 LOG_TAIL_LINES = 40
-JOB_ENV = {"PYTHONPATH": str(PROJECT_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}  # every job's, and the probes'
 
 
 @dataclass(frozen=True)
@@ -47,36 +43,6 @@ class Node:
     host: str
     python: str
     gpus: float
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-
-
-def _unreachable(address: str, reason: str) -> ClusterError:
-    return ClusterError(f"no Ray cluster answers at {address} ({reason}): start one with `ray start --head`, or "
-                        "use --cluster local")
-
-
-def reach(address: str):
-    """Connects this process to the Ray head at HOST:PORT (once) and returns a client of its Jobs API;
-    raises ClusterError saying why not."""
-    if ray is None:
-        raise ClusterError("Ray is not installed here: `pip install -r requirements-cluster.txt`, or use "
-                           "--cluster local")
-    host, _, port = address.rpartition(":")
-    try:  # at once, where Ray's own client would retry for half a minute
-        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
-    except OSError as error:
-        raise _unreachable(address, error.strerror or str(error)) from None
-    try:  # finds the Jobs endpoint (the head's dashboard) from the head's address
-        client = JobSubmissionClient(address)
-        if not ray.is_initialized():
-            ray.init(address=address, runtime_env={"env_vars": JOB_ENV}, log_to_driver=False,
-                     logging_level="ERROR", configure_logging=False)
-    except Exception as error:  # Ray raises ConnectionError, RuntimeError or ValueError, by what failed
-        raise _unreachable(address, _first_line(error)) from None
-    return client
 
 
 def _check_node(probe: str, token: str) -> tuple[str, str]:
@@ -133,10 +99,10 @@ class RayCluster:
             try:
                 return self._submit(run)
             except OSError as error:  # the head out of reach for now: the run stays queued for the next try
-                raise ClusterError(f"run {run.id} not submitted yet: {_first_line(error)}") from None
+                raise ClusterError(f"run {run.id} not submitted yet: {first_line(error)}") from None
             except (RunError, devices.DeviceError, RuntimeError) as error:  # RuntimeError: the Jobs API refused
-                run.update_status(status="failed", ended=now(), error=f"not started: {_first_line(error)}")
-                raise ClusterError(f"run {run.id} not started: {_first_line(error)}") from None
+                run.update_status(status="failed", ended=now(), error=f"not started: {first_line(error)}")
+                raise ClusterError(f"run {run.id} not started: {first_line(error)}") from None
 
     def _submit(self, run: Run) -> str:
         content = run.config()
@@ -182,11 +148,11 @@ class RayCluster:
             try:
                 info = self.client.get_job_info(job)
             except OSError as error:  # the head out of reach for now: ask again
-                echo(f"{now()} {run.id}: Ray job {job} not readable now ({_first_line(error)})")
+                echo(f"{now()} {run.id}: Ray job {job} not readable now ({first_line(error)})")
                 live = True
                 continue
             except RuntimeError as error:
-                self._fail(run, f"Ray job {job} is unknown to the cluster ({_first_line(error)})", echo)
+                self._fail(run, f"Ray job {job} is unknown to the cluster ({first_line(error)})", echo)
                 continue
             if not JobStatus(info.status).is_terminal():
                 live = True
@@ -199,7 +165,7 @@ class RayCluster:
         try:
             return "\n".join(self.client.get_job_logs(job).splitlines()[-LOG_TAIL_LINES:])
         except (OSError, RuntimeError) as error:
-            return f"(its log could not be read: {_first_line(error)})"
+            return f"(its log could not be read: {first_line(error)})"
 
     @staticmethod
     def _fail(run: Run, error: str, echo, tail: str = "") -> None:
@@ -233,7 +199,7 @@ def _checked_nodes(root: Path) -> list[Node]:
             try:
                 host, python = ray.get(calls[node["NodeID"]], timeout=PROBE_SECONDS)
             except Exception as error:  # the task's own error (no AdvLab there), or a timeout
-                raise ClusterError(f"node {node.get('NodeManagerAddress')} cannot run AdvLab ({_first_line(error)}): "
+                raise ClusterError(f"node {node.get('NodeManagerAddress')} cannot run AdvLab ({first_line(error)}): "
                                    f"every node needs this environment, with this checkout at {PROJECT_ROOT}") from None
             try:
                 shared = files.read_json(written[node["NodeID"]], "cluster check").get("token") == token

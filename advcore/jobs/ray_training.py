@@ -1,8 +1,8 @@
 """A run trained by several workers on a Ray cluster: its Ray job's process drives Ray Train's
 `TensorflowTrainer`, which starts `distribute.workers` processes on the cluster's nodes (one CPU and
 the run's GPUs each) and gives each the TF_CONFIG of the existing MultiWorkerMirroredStrategy path.
-Each worker runs `python -m advcore train --resume RUN` in its process: the chief (worker 0) writes the
-run; the others resume from a private copy (`Run.private_copy`) and write nothing there.
+Each worker runs the CLI's `train --resume RUN` in its process: the chief (worker 0) writes the run;
+the others resume from a private copy (`Run.private_copy`) and write nothing there.
 
 The workers agree on every step, so one of them cannot leave an epoch alone: a stop asked through
 the run's folder is the chief's, at the end of the epoch under way (`runner.EpochControl`), which it
@@ -29,22 +29,23 @@ POLL_SECONDS = 1.0
 
 
 def _worker(config: dict) -> None:
-    """One worker: the CLI's own training path, on the GPUs Ray gave it (none: the CPU)."""
+    """One worker: the CLI's own training path for the driver's parsed arguments, on the GPUs Ray gave
+    it (none: the CPU), with its devices set up before TensorFlow runs anything."""
     import ray
 
     os.environ.pop(ATTEMPT_ENV, None)  # the job's attempt was checked by the driver, before the group began
     os.environ.setdefault(devices.VISIBLE, ",".join(map(str, ray.get_gpu_ids())))
-    from advcore.cli import main
+    devices.configure()
+    from advcore.cli import train_commands
 
-    code = main.main(config["argv"])
-    if code:
-        raise RuntimeError(f"worker {os.environ.get('TF_CONFIG', '')} ended with exit status {code}")
+    train_commands.run(config["args"])
 
 
-def train(run: Run, workers: int, gpus_each: int, argv: list[str]) -> int:
-    """Trains `run` with `workers` processes of `gpus_each` GPUs; returns this process's exit status."""
+def train(run: Run, workers: int, gpus_each: int, args) -> int:
+    """Trains `run` with `workers` processes of `gpus_each` GPUs, each given the CLI's parsed `args`
+    (train --resume RUN); returns this process's exit status."""
     trainer = TensorflowTrainer(
-        _worker, train_loop_config={"argv": argv},
+        _worker, train_loop_config={"args": args},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_each > 0,
                                      resources_per_worker={"CPU": 1, "GPU": gpus_each} if gpus_each else {"CPU": 1}),
         run_config=RunConfig(name=os.environ.get(ATTEMPT_ENV, run.id), storage_path=str(run.path / "ray_train"),

@@ -211,7 +211,6 @@ def load(path: str | os.PathLike, *, logits: bool = True, max_parameters: int | 
     return as_logits(model) if logits else model
 
 
-
 class ModelCache:
     """The last few models used (`load`), each loaded again when its file changes: a long-lived
     process (the evaluation worker, a Ray task's) keeps them instead of reading them per job."""
@@ -228,6 +227,7 @@ class ModelCache:
             while len(self.cache) > self.SIZE:
                 self.cache.pop(next(iter(self.cache)))
         return self.cache[path][1]
+
 
 def non_finite_weights(model: keras.Model) -> str | None:
     """Which weight holds NaN or infinite values, if one does: such a model answers NaN to everything."""

@@ -179,24 +179,22 @@ def _save_to_runs(results: plans.Results, job: Run, root) -> None:
 def work(root=None, idle_exit: float = 300.0, poll: float = 0.05, address: str | None = None) -> None:
     """Runs queued jobs until idle for `idle_exit` seconds; evaluations in shards on the Ray cluster at
     `address`, if given."""
-    from advcore import devices
+    from advcore import devices, models
+    from advcore.storage import data
 
     holds_gpu = bool(devices.visible())
     files.write_json(worker_file(root), {"pid": os.getpid(), "pid_start": process_start_ticks(os.getpid()),
                                          "started": now(), "gpus": list(devices.visible()),
                                          **({"cluster": address} if address else {})})
-    from advcore.storage import data
-
-    from advcore import models
-
     load_model, load_dataset = models.ModelCache(), functools.lru_cache(maxsize=2)(data.load)
     idle_since = time.monotonic()
     while time.monotonic() - idle_since < idle_exit and evaluations_root(root).is_dir():  # gone: nothing to do
         job = _next_job(root)
         if job is None:
+            # a queued run may want this GPU (a process gives its GPU memory back only by ending); on a
+            # cluster, runs go to the cluster's nodes
             if holds_gpu and not address and any(awaits_process(safe_status(run)) for run in list_runs(runs_root(root))):
-                break  # a queued run may want this GPU: a process gives its GPU memory back only by ending
-                # (on a cluster, the runs go to the cluster's nodes)
+                break
             time.sleep(poll)
             continue
         print(f"{now()} {job.id}: {run_job(job, root, load_model, load_dataset, address)}", flush=True)

@@ -20,7 +20,7 @@ from advcore import models
 from advcore.evaluation import plans, shards
 from advcore.jobs import cluster
 from advcore.jobs.cluster import ClusterError
-from advcore.jobs.ray_connection import ray, reach  # ray: None where it is not installed
+from advcore.jobs.ray_connection import first_line, ray, reach  # ray: None where it is not installed
 from advcore.storage import data
 
 POLL_SECONDS = 1.0
@@ -81,7 +81,8 @@ def run_sharded(plan: plans.Plan, out: Path, address: str, *, shards_asked: int 
     """Runs the plan on the cluster at `address` in `shards_asked` shards (default: `cluster.default_shards`),
     saving the merged results into `out`; returns ("finished" | "stopped", results). A piece that
     fails fails the evaluation (Ray retries a piece whose node died), with its error."""
-    if shards_asked is not None and (not isinstance(shards_asked, int) or shards_asked < 1):
+    if shards_asked is not None and (isinstance(shards_asked, bool) or not isinstance(shards_asked, int)
+                                     or shards_asked < 1):
         raise ClusterError(f"shards: give a whole number >= 1, got {shards_asked!r}")
     reach(address)
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -129,4 +130,4 @@ def run_sharded(plan: plans.Plan, out: Path, address: str, *, shards_asked: int 
 def _why(error: Exception) -> str:
     """A failed task's own error (Ray wraps it in its traceback), or Ray's, in one line."""
     cause = getattr(error, "cause", None) or error
-    return (f"{type(cause).__name__}: {cause}".strip().splitlines() or [type(cause).__name__])[0][:500]
+    return f"{type(cause).__name__}: {first_line(cause)}"

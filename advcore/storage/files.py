@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import re
+import shutil
 import stat
 import tempfile
 from contextlib import contextmanager

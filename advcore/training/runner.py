@@ -84,7 +84,8 @@ class EpochControl(keras.callbacks.Callback):
     its batches (a stopped epoch is not recorded). `on_begin(epoch)` prepares each epoch.
 
     Several workers agree on every step, so one of them cannot leave an epoch alone: there each stops
-    only at an epoch's end, and a stop that cannot wait ends the whole group (`jobs.ray_training`)."""
+    only at an epoch's end (the others, which do not see the request, are then ended by the group's
+    driver, `jobs.ray_training`)."""
 
     def __init__(self, stop: StopRequest, steps_per_epoch: int, on_stop, on_begin=None):
         super().__init__()

@@ -8,7 +8,7 @@ from advcore.evaluation import profile
 from advcore.interpret import gradient_ascent
 from advcore.storage import data
 from app import attack_charts, jobs, model_widgets, pictures, state
-from app.evaluate.evaluation_views import status_of
+from app.evaluate.evaluation_views import progress_text, shard_lines, status_of
 from app.text import literal
 from app.interpret import interpret_views
 
@@ -54,11 +54,13 @@ def gather() -> tuple[dict, list, list]:
 
 
 def pending(waiting) -> None:
+    """Each computing profile's bar, and on a cluster one per shard."""
     for label, job in waiting:
         where = job.progress()
-        status = status_of(job)["status"]
-        doing = where.get("cell") or ("waiting for the worker" if status == "queued" else status)
-        st.progress(min(1.0, where.get("done", 0) / 100), text=f"{label}: {doing}")
+        fraction, text = progress_text(status_of(job)["status"], where)
+        st.progress(fraction, text=literal(f"{label}: {text}"))
+        for shard_fraction, shard_text in shard_lines(where):
+            st.progress(shard_fraction, text=shard_text)
 
 
 found, waiting, missing = gather()

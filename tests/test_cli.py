@@ -157,6 +157,7 @@ def test_interpret_commands_write_their_files(tmp_path):
     (["traverse", "--target", 1, "--out", "x.avi"], "--out must end in .mp4 or .gif"),
     (["activations", "--classes", "3,x", "--out", "y"], "--classes must be comma-separated class indices"),
     (["explain", "--rho", "-1", "--out", "z"], "rho must be positive"),
+    (["profile", "--shards", 2, "--out", "p"], "--shards splits the work over a cluster: give --cluster too"),
 ])
 def test_interpret_commands_explain_bad_options(args, message, tmp_path):
     robust = ROOT / "assets" / "models" / "pgd-linf" / "model.keras"

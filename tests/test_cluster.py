@@ -16,9 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from advcore.evaluation import plans
+from advcore import models
+from advcore.evaluation import plans, profile
+from advcore.interpret import alignment
 from advcore.jobs import cluster
 from advcore.jobs import scheduler as scheduler_module
+from advcore.storage import data
 from advcore.storage.runs import Run, list_runs
 from advcore.training.config import TrainConfig
 from app import jobs
@@ -185,28 +188,40 @@ def test_a_sharded_autoattack_equals_the_unsharded_one_image_for_image(head, tmp
         [{k: v for k, v in cell.items() if k != "seconds"} for cell in cells[1]]
 
 
-def test_the_worker_on_a_cluster_runs_an_evaluation_in_shards_with_their_progress(head, tmp_path, monkeypatch):
-    root = tmp_path / "runs"
+def test_the_worker_on_a_cluster_runs_an_evaluation_and_a_profile_in_shards_equal_to_the_whole(
+        head, tmp_path, monkeypatch):
+    root, model_file = tmp_path / "runs", ROOT / "assets" / "models" / "pgd-linf" / "model.keras"
     monkeypatch.setenv(cluster.CLUSTER_ENV, head)
     plan = plans.Plan.from_dict({
-        "models": [{"label": "robust", "path": str(ROOT / "assets" / "models" / "pgd-linf" / "model.keras")}],
+        "models": [{"label": "robust", "path": str(model_file)}],
         "attacks": [{"name": "pgd", "method": "pgd", "options": {"steps": 10}}], "eps": {"linf": [0.05, 0.1]},
-        "count": 400, "batch_size": 100, "sanity": True})
+        "count": 200, "batch_size": 100, "sanity": True})
+    settings = profile.ProfileSettings(count=24, eps=(0.0, 0.1), pgd_steps=3, ara_steps=10, ara_batch=8, traversals=2)
     try:
-        job = jobs.submit_evaluation(plan, root, "sharded", shards=2)
-        seen = wait_until(lambda: job.progress().get("shards"), timeout=240, interval=0.2,
-                          describe=lambda: f"{job.recorded_status()}: {job.log_tail()}")
-        assert [shard["label"] for shard in seen] == ["images 0-199", "images 200-399",
-                                                      "robust / gradient-masking checks"]
-        assert len(evaluation_views.shard_lines(job.progress())) == 3
-        wait_until(lambda: job.recorded_status()["status"] in ("finished", "failed"), timeout=300)
-        assert job.recorded_status()["status"] == "finished", job.log_tail()
+        evaluation = jobs.submit_evaluation(plan, root, "sharded", shards=2)
+        profiled = jobs.submit_profile(model_file, "fashion_mnist", settings.to_dict(), tmp_path / "profile", root)
+        for job, labels in ((evaluation, ["images 0-99", "images 100-199", "robust / gradient-masking checks"]),
+                            (profiled, ["images 0-15", "images 16-23", "class activations and traversals"])):
+            seen = wait_until(lambda: job.progress().get("shards"), timeout=240, interval=0.2,
+                              describe=lambda: f"{job.recorded_status()}: {job.log_tail()}")
+            assert [shard["label"] for shard in seen] == labels
+            assert len(evaluation_views.shard_lines(job.progress())) == 3
+            wait_until(lambda: job.recorded_status()["status"] in ("finished", "failed"), timeout=300)
+            assert job.recorded_status()["status"] == "finished", job.log_tail()
     finally:
         kill_worker(root)
-    results = json.loads((job.path / "results.json").read_text())
+    results = json.loads((evaluation.path / "results.json").read_text())
     assert [cell["eps"] for cell in results["cells"]] == [0.05, 0.1] and "robust" in results["sanity"]
     assert json.loads((root / "_evaluations" / "worker.json").read_text())["cluster"] == head
-    assert len(pd.read_csv(job.path / plans.IMAGES_FILE)) == 2 * 400
+    assert len(pd.read_csv(evaluation.path / plans.IMAGES_FILE)) == 2 * 200
+    model = models.load(model_file)
+    profile.save(tmp_path / "whole", *profile.compute(
+        model, data.load("fashion_mnist", image_size=models.input_size(model)), settings,
+        judge=models.load(alignment.judge_path("fashion_mnist"))))
+    whole, sharded = profile.load(tmp_path / "whole"), profile.load(tmp_path / "profile")
+    assert sharded.figures == whole.figures
+    pd.testing.assert_frame_equal(sharded.ara, whole.ara, check_exact=True)
+    assert all(np.array_equal(sharded.pictures[name], whole.pictures[name]) for name in whole.pictures)
 
 
 @pytest.mark.parametrize("address, message", [

@@ -6,6 +6,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from advcore import models
@@ -207,8 +208,9 @@ def test_the_judge_scores_real_images_above_noise(fashion):
     assert real["total_variation"] < fake["total_variation"] / 2
 
 
-def test_a_profile_is_saved_once_per_model_file_and_settings(trained_model, robust, fashion, tmp_path):
-    settings = profile.ProfileSettings(count=30, eps=(0.0, 0.1), ara_steps=40, traversals=5)
+def test_a_profile_measured_in_parts_is_the_whole_one_and_is_saved_once_per_model_file_and_settings(trained_model, robust, fashion, tmp_path):
+    settings = profile.ProfileSettings(count=30, eps=(0.0, 0.1), ara_steps=40, ara_batch=11, traversals=5)
+    assert profile.ranges(settings, 2) == [(0, 22), (22, 30)] and len(profile.ranges(settings, 5)) == 3
     stages = []
     figures, pictures, table = profile.compute(trained_model, fashion, settings, judge=robust,
                                                report=lambda stage, fraction: stages.append((stage, fraction)))
@@ -222,6 +224,16 @@ def test_a_profile_is_saved_once_per_model_file_and_settings(trained_model, robu
     assert list(strongest["accuracy_after"]) == ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]
     assert pictures["activations"].shape == (10, 28, 28, 1) and pictures["traversals"].shape == (5, 28, 28, 1)
     assert set(figures["alignment"]) == {"activations", "traversals", "test_images"} and len(table) == 30
+    # measured in two ranges of the sample (as a cluster's shards are), the figures are the same
+    images = profile.sample(fashion, settings)
+    parts = [profile.measure_images(trained_model, images.x[first:last], images.y[first:last], settings,
+                                    first_index=first, report=lambda stage, fraction: None)
+             for first, last in profile.ranges(settings, 2)]
+    drawn = profile.Pictures(pictures["activations"], pictures["traversals"], np.array(figures["traversal_targets"]),
+                             figures["alignment"])
+    joined = profile.assemble(settings, images, 10, profile.Measured.joined(parts), drawn)
+    assert joined[0] == figures
+    pd.testing.assert_frame_equal(joined[2], table, check_exact=True)
     model_file = BUNDLED / "pgd-linf" / "model.keras"
     folder = profile.folder_for(tmp_path, model_file, settings)
     assert profile.load(folder) is None

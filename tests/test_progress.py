@@ -7,7 +7,8 @@ import pytest
 
 from advcore.attacks import autoattack, progress
 from advcore.evaluation import plans, tracking
-from app.evaluate.evaluation_views import progress_text
+from app.evaluate.evaluation_views import progress_text, shard_lines
+from app.text import literal
 
 ROOT = Path(__file__).resolve().parents[1]
 ROBUST = str(ROOT / "assets" / "models" / "pgd-linf" / "model.keras")
@@ -102,3 +103,14 @@ def test_an_autoattack_plan_reports_its_components_with_fixed_totals(tmp_path):
 ])
 def test_the_page_says_what_is_done_what_runs_and_what_is_left(status, where, expected):
     assert progress_text(status, where) == expected
+
+
+def test_a_sharded_jobs_bars_count_image_attacks_or_a_profiles_percent():
+    evaluation = {"unit": "image-attacks", "shards": [
+        {"label": "images 0-49", "done": 120, "total": 200, "fraction": 0.5, "cell": "robust / pgd / eps 0.1"}]}
+    assert shard_lines(evaluation) == [(0.5, literal("images 0-49: 120 of 200 · robust / pgd / eps 0.1"))]
+    sharded_profile = {"unit": "%", "shards": [
+        {"label": "images 0-15", "done": 40, "total": 100, "fraction": 0.4, "cell": "btr ARA"},
+        {"label": "class activations and traversals", "done": 0, "total": 100, "fraction": 0.0}]}
+    assert shard_lines(sharded_profile) == [(0.4, literal("images 0-15: 40% · btr ARA")),
+                                            (0.0, literal("class activations and traversals: 0%"))]

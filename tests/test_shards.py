@@ -78,10 +78,13 @@ def test_a_stopped_shard_merges_only_the_cells_every_shard_finished(tmp_path, fa
 def test_the_whole_progress_weighs_each_piece_by_its_cost_and_keeps_its_totals():
     plan = sanity_plan(count=100)
     pieces = shards.pieces(plan, shards.bounds(100, 2), classes=10)
-    assert [label for label, _ in pieces] == ["images 0-49", "images 50-99", "standard / gradient-masking checks",
-                                              "robust / gradient-masking checks"]
-    costs = np.array([sum(work.cost for work in piece) for _, piece in pieces])
-    total = sum(work.units for _, piece in pieces for work in piece)
+    assert [piece.label for piece in pieces] == ["images 0-49", "images 50-99", "standard / gradient-masking checks",
+                                                 "robust / gradient-masking checks"]
+    half_the_images = sum(work.cost for work in plans.plan_work(plan, 50, 10, checks=False).values())
+    costs = np.array([half_the_images] * 2 + [plans.plan_work(plan, 100, 10)[label, plans.SANITY].cost
+                                              for label in ("standard", "robust")])
+    assert [piece.cost for piece in pieces] == pytest.approx(costs)
+    total = sum(piece.units for piece in pieces)
     assert total == sum(work.units for work in plans.plan_work(plan, 100, 10).values())  # as unsharded
     waiting = shards.combined(pieces, {}, elapsed=0.0)
     assert waiting["done"] == 0 and waiting["total"] == total and waiting["fraction"] == 0.0

@@ -81,6 +81,13 @@ def settings_of(version: str | Sequence[str], norm: str, eps: float, classes: in
     return [(name, COMPONENTS[name](norm, eps, eot, classes)) for name in names]
 
 
+def accuracy_after(broken_by: np.ndarray, components: Sequence[str]) -> dict:
+    """Robust accuracy left before any component ("clean") and after each, from the per-image
+    `broken_by` (so parts measured apart can be joined first)."""
+    return {name: float(np.mean(~np.isin(broken_by, [CLEAN, *components[:i]])))
+            for i, name in enumerate([CLEAN, *components])}
+
+
 def autoattack(model: keras.Model, x, y, *, eps: float, norm: str = "linf", version: str | Sequence[str] = "standard",
                seed: int = 0, first_index: int = 0, batch_size: int = 256,
                report: Callable[[str, float], None] | None = None) -> AutoAttackResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from advcore.cli import train_commands
 from advcore.cli.parsing import UsageError, integer, number, positive_int
 
 DEFAULT_PRESET = "advlab"
@@ -87,6 +88,8 @@ def add_parsers(commands) -> None:
     _model_and_data(profile)
     _options(profile, [("--count", positive_int, 1000, "test images")])
     profile.add_argument("--out", type=Path, required=True, help="output folder")
+    train_commands.add_cluster_option(profile, "measure the test images in shards")
+    train_commands.add_shards_option(profile)
 
 
 def _load(args):
@@ -222,15 +225,27 @@ def run_ara(args) -> dict:
 
 def run_profile(args) -> dict:
     from advcore.evaluation import profile
+    from advcore.interpret import alignment
+    from advcore.jobs import cluster
 
-    model, dataset = _load(args)
-    figures, pictures, table = profile.compute(model, dataset, profile.ProfileSettings(count=args.count),
-                                               judge=_judge(dataset.name),
-                                               report=lambda stage, fraction: print(f"{fraction:4.0%} {stage}",
-                                                                                    flush=True))
-    profile.save(args.out, figures, pictures, table)
+    settings = profile.ProfileSettings(count=args.count)
+    if address := cluster.cluster_address(args.cluster):
+        from advcore.jobs import ray_evaluation
+
+        judge = alignment.judge_path(args.dataset)
+        computed = ray_evaluation.profile_sharded(
+            str(args.model), args.dataset, settings, address, data_dir=args.data_dir,
+            judge_path=str(judge) if judge else None, shards_asked=args.shards,
+            report=lambda progress: print(f"{progress['fraction']:4.0%} {progress['cell']}", flush=True))
+    elif args.shards:
+        raise UsageError("--shards splits the work over a cluster: give --cluster too")
+    else:
+        model, dataset = _load(args)
+        computed = profile.compute(model, dataset, settings, judge=_judge(dataset.name),
+                                   report=lambda stage, fraction: print(f"{fraction:4.0%} {stage}", flush=True))
+    profile.save(args.out, *computed)
     print(f"wrote {args.out / profile.PROFILE_FILE}")
-    return figures
+    return computed[0]
 
 
 COMMANDS = {"activations": run_activations, "traverse": run_traverse, "explain": run_explain, "ara": run_ara,

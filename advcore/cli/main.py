@@ -112,9 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "eps grids, as the Evaluate page downloads it); writes results.json, results.csv "
                                  "and per_image.csv")
     train_commands.add_cluster_option(evaluate_parser, "run a --plan in shards of test images")
-    evaluate_parser.add_argument("--shards", type=positive_int, default=None,
-                                 help="with --cluster: shards of test images, each a Ray task (default: one per GPU "
-                                      "of the cluster, else one per $ADVLAB_SHARD_CPUS of its CPUs)")
+    train_commands.add_shards_option(evaluate_parser)
     worker = commands.add_parser(
         "worker", help="run queued evaluations (the dashboard starts this itself)",
         description="Run the evaluations queued under <runs root>/_evaluations one after another, keeping "
@@ -122,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--runs-dir", type=Path, default=None, help="the runs root (default: $ADVLAB_RUNS_DIR or ./runs)")
     worker.add_argument("--idle-exit", type=number, default=300.0,
                         help="seconds without work before the worker exits (default: 300)")
-    train_commands.add_cluster_option(worker, "run each evaluation in shards of test images")
+    train_commands.add_cluster_option(worker, "run each evaluation and profile in shards of test images")
     check_model = commands.add_parser(
         "check-model", help="check that a .keras file is a usable classifier (the app runs this in a sandbox)",
         description="Load a .keras file as AdvLab would (archive checks, built-in classes only, safe_mode, the "
@@ -409,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_FAILURE
         return 0
     try:
-        if args.command in ("evaluate", "worker"):
+        if args.command in ("evaluate", "worker", "profile"):
             cluster.cluster_address(args.cluster)  # a malformed address is refused before TensorFlow loads
         if args.command in ("train", "train-gan") and (address := cluster.cluster_address(args.cluster)):
             print(json.dumps(train_commands.submit_to_cluster(args, address)))  # starts nothing here: no TensorFlow

@@ -150,6 +150,12 @@ def add_cluster_option(parser: argparse.ArgumentParser, what: str) -> None:
                              "or local (default: $ADVLAB_CLUSTER, else local)")
 
 
+def add_shards_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shards", type=positive_int, default=None,
+                        help="with --cluster: shards of test images, each a Ray task (default: one per GPU of the "
+                             "cluster, else one per $ADVLAB_SHARD_CPUS of its CPUs)")
+
+
 def _add_devices(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mixed-precision", dest="distribute.mixed_precision", action="store_true",
                         default=argparse.SUPPRESS, help="float16 compute on GPUs (weights stay float32)")

@@ -361,9 +361,8 @@ def _autoattack_breakdown(results: Results, model_ref: ModelRef, attack_ref: Att
     """The accuracy left after each AutoAttack component (columns "after <component>") and its flags."""
     row = results.rows[-1]
     components = autoattack.components_of(attack_ref.options.get("version", "standard"))[0]
-    after = {name: float(np.mean(~np.isin(broken_by, [autoattack.CLEAN, *components[:i + 1]])))
-             for i, name in enumerate(components)}
-    row |= {robustness.AFTER + name: value for name, value in after.items()}
+    row |= {robustness.AFTER + name: value for name, value in autoattack.accuracy_after(broken_by, components).items()
+            if name != autoattack.CLEAN}
     for flag in robustness.autoattack_flags(row, tolerance=max(0.005, 1.5 / len(broken_by))):
         results.flags.append({"model": model_ref.label, "attack": attack_ref.name, "eps": row["eps"],
                               **dataclasses.asdict(flag)})

@@ -21,7 +21,7 @@ import pandas as pd
 
 from advcore import attacks
 from advcore.attacks import autoattack
-from advcore.evaluation import robustness
+from advcore.evaluation import robustness, shards
 from advcore.interpret import alignment, explain, gradient_ascent
 from advcore.storage import data, files
 
@@ -37,6 +37,10 @@ class ProfileSettings:
     ara_steps: int = 450
     ara_eps: float = 20.0
     ara_momentum: float = 0.9
+    # ARA descends on blocks of this many sampled images, and a cluster's shards are cut between blocks:
+    # TensorFlow's kernels round differently for different batch sizes, so only equal batches give the
+    # same distances to the bit
+    ara_batch: int = 250
     activation_preset: str = "advlab"
     traversals: int = 20  # test images traversed to another class for the alignment score
     seed: int = 1776
@@ -49,6 +53,8 @@ class ProfileSettings:
         autoattack.settings_of("standard", "linf", self.autoattack_eps, 10)
         if self.activation_preset not in gradient_ascent.ACTIVATION_PRESETS:
             raise ValueError(f"activation_preset must be one of {', '.join(gradient_ascent.ACTIVATION_PRESETS)}")
+        if not 1 <= self.ara_batch <= 10_000:
+            raise ValueError(f"ara_batch must be in 1..10000, got {self.ara_batch}")
         if not 1 <= self.traversals <= self.count:
             raise ValueError(f"traversals must be in 1..count, got {self.traversals}")
 
@@ -78,55 +84,139 @@ def _other_classes(labels, classes: int) -> np.ndarray:
     return ((labels + 1 + np.arange(len(labels)) % (classes - 1)) % classes).astype(np.int32)
 
 
-def compute(model: keras.Model, dataset: data.Dataset, settings: ProfileSettings, judge: keras.Model | None = None,
-            report: Callable[[str, float], None] | None = None) -> tuple[dict, dict[str, np.ndarray], pd.DataFrame]:
-    """The profile's figures, its images (activations, traversal ends) and its per-image ARA table."""
-    report = report or (lambda stage, fraction: None)
-    classes = int(model.outputs[0].shape[-1])
-    indices = explain.sample_indices(settings.count, len(dataset.test), settings.seed)
-    x, y = dataset.test.x[indices], dataset.test.y[indices]
+PICTURES_SHARE = 0.2  # of a profile's work: the class activations and traversals; the rest is per image
 
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """The profile's test images: a seeded sample of the test set, the same on every machine."""
+    indices: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+
+
+def sample(dataset: data.Dataset, settings: ProfileSettings) -> Sample:
+    indices = explain.sample_indices(settings.count, len(dataset.test), settings.seed)
+    return Sample(indices, dataset.test.x[indices], dataset.test.y[indices])
+
+
+def ranges(settings: ProfileSettings, count: int) -> list[tuple[int, int]]:
+    """`count` consecutive ranges of the sample (fewer where it has fewer ARA blocks), cut between
+    ARA blocks: a cluster's shards."""
+    block = settings.ara_batch
+    return [(first * block, min(last * block, settings.count))
+            for first, last in shards.bounds(-(-settings.count // block), count)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """Per image of consecutive sampled test images: correct clean, robust at each budget of the
+    sorted eps grid (one row per budget), AutoAttack's breaking component, and the ARA distances."""
+    clean: np.ndarray
+    robust: np.ndarray
+    broken_by: np.ndarray
+    attack: np.ndarray
+    btr: np.ndarray
+
+    @classmethod
+    def joined(cls, parts: list["Measured"]) -> "Measured":
+        """Consecutive ranges, in order, as one."""
+        return cls(*(np.concatenate([getattr(part, field.name) for part in parts], axis=-1)
+                     for field in dataclasses.fields(cls)))
+
+
+def measure_images(model: keras.Model, x, y, settings: ProfileSettings, *, first_index: int = 0,
+                   report: Callable[[str, float], None]) -> Measured:
+    """The per-image figures of sampled images x, from position `first_index` of the sample. Random
+    starts are seeded by position, so a range of `ranges` measured alone gives what it gives within
+    the whole."""
+    grid = sorted(float(eps) for eps in settings.eps)
+    pgd = attacks.pgd(max(grid), steps=settings.pgd_steps)
     report("robust accuracy", 0.0)
-    curve = robustness.robustness_curve(model, x, y, attacks.pgd(max(settings.eps), steps=settings.pgd_steps),
-                                        settings.eps)
-    report("AutoAttack", 0.1)
+    curve = [robustness.robust_accuracy(model, x, y, pgd.replace(eps=eps), first_index=first_index) for eps in grid]
+    report("AutoAttack", 1 / 8)
     members, _ = autoattack.components_of("standard")
 
     def member_done(member: str, _accuracy: float) -> None:  # a stop need not wait for all four members
-        report(f"AutoAttack: {member} done", 0.1 + 0.1 * (members.index(member) + 1) / len(members))
+        report(f"AutoAttack: {member} done", (1 + (members.index(member) + 1) / len(members)) / 8)
 
     strongest = autoattack.autoattack(model, x, y, eps=settings.autoattack_eps, version="standard",
-                                      report=member_done)
-    report("maximal class activations", 0.2)
+                                      report=member_done, first_index=first_index)
+    report("ARA", 2 / 8)
+    options = dict(eps=settings.ara_eps, steps=settings.ara_steps, momentum=settings.ara_momentum,
+                   batch_size=settings.ara_batch)
+    distances = {criterion: explain.minimal_perturbations(
+        model, x, y, criterion, **options,
+        report=lambda done, total, c=criterion: report(f"{c} ARA", (2 + 3 * (c == "btr") + 3 * done / total) / 8))
+        for criterion in ("attack", "btr")}
+    return Measured(curve[0].result.clean_predictions == np.asarray(y), np.stack([o.robust for o in curve]),
+                    strongest.broken_by, distances["attack"], distances["btr"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Pictures:
+    """The maximal class activations, the traversal ends and their targets, and (with a judge) the
+    perceptual-alignment scores."""
+    activations: np.ndarray
+    traversals: np.ndarray
+    targets: np.ndarray
+    alignment: dict | None
+
+
+def draw_pictures(model: keras.Model, dataset: data.Dataset, settings: ProfileSettings, judge: keras.Model | None,
+                  report: Callable[[str, float], None]) -> Pictures:
+    classes = int(model.outputs[0].shape[-1])
+    images = sample(dataset, settings)
+    x, y = images.x[:settings.traversals], images.y[:settings.traversals]
+    report("maximal class activations", 0.0)
     ascent, start = gradient_ascent.ACTIVATION_PRESETS[settings.activation_preset]
     activations = gradient_ascent.maximal_activations(model, range(classes), ascent, start=start,
                                                       images=dataset.train.x[:5000], seed=settings.seed).images
-    report("class traversals", 0.3)
-    targets = _other_classes(y[:settings.traversals], classes)
-    travelled = gradient_ascent.ascend(model, x[:settings.traversals], targets, gradient_ascent.TRAVERSAL.replace(
+    report("class traversals", 0.5)
+    targets = _other_classes(y, classes)
+    travelled = gradient_ascent.ascend(model, x, targets, gradient_ascent.TRAVERSAL.replace(
         record_every=gradient_ascent.TRAVERSAL.steps)).images
-    report("ARA", 0.4)
-    ara = explain.ara(model, x, y, indices=indices, eps=settings.ara_eps, steps=settings.ara_steps,
-                      momentum=settings.ara_momentum,
-                      report=lambda criterion, done, total: report(
-                          f"{criterion} ARA", 0.4 + 0.3 * (criterion == "btr") + 0.3 * done / total))
+    scores = None if judge is None else {
+        "activations": alignment.score(judge, activations, np.arange(classes)),
+        "traversals": alignment.score(judge, travelled, targets),
+        "test_images": alignment.score(judge, x, y),
+    }
+    return Pictures(activations, travelled, targets, scores)
+
+
+def assemble(settings: ProfileSettings, images: Sample, classes: int, measured: Measured,
+             pictures: Pictures) -> tuple[dict, dict[str, np.ndarray], pd.DataFrame]:
+    """The profile's figures, its images (activations, traversal ends) and its per-image ARA table."""
+    grid = sorted(float(eps) for eps in settings.eps)
+    ara = explain.AraResult(images.indices, images.y, measured.attack, measured.btr, classes,
+                            {"eps": settings.ara_eps, "steps": settings.ara_steps, "momentum": settings.ara_momentum})
+    members, _ = autoattack.components_of("standard")
     figures = {
-        "clean_accuracy": float(curve["clean_accuracy"].iloc[0]),
-        "curve": curve[["eps", "robust_accuracy"]].to_dict(orient="records"),
-        "autoattack": {"eps": settings.autoattack_eps, "robust_accuracy": strongest.robust_accuracy,
-                       "accuracy_after": strongest.accuracy_after},
+        "clean_accuracy": float(measured.clean.mean()),
+        "curve": [{"eps": eps, "robust_accuracy": float(robust.mean())} for eps, robust in zip(grid, measured.robust)],
+        "autoattack": {"eps": settings.autoattack_eps, "robust_accuracy": float(np.mean(measured.broken_by == "")),
+                       "accuracy_after": autoattack.accuracy_after(measured.broken_by, members)},
         "ara": ara.summary(),
-        "traversal_targets": targets.tolist(),
+        "traversal_targets": pictures.targets.tolist(),
         "settings": settings.to_dict(),
     }
-    if judge is not None:
-        figures["alignment"] = {
-            "activations": alignment.score(judge, activations, np.arange(classes)),
-            "traversals": alignment.score(judge, travelled, targets),
-            "test_images": alignment.score(judge, x[:settings.traversals], y[:settings.traversals]),
-        }
+    if pictures.alignment is not None:
+        figures["alignment"] = pictures.alignment
+    return figures, {"activations": pictures.activations, "traversals": pictures.traversals}, ara.per_image()
+
+
+def compute(model: keras.Model, dataset: data.Dataset, settings: ProfileSettings, judge: keras.Model | None = None,
+            report: Callable[[str, float], None] | None = None) -> tuple[dict, dict[str, np.ndarray], pd.DataFrame]:
+    """The whole profile in this process (`advcore.jobs.ray_evaluation.profile_sharded` splits it
+    by image over a cluster, to the same figures)."""
+    report = report or (lambda stage, fraction: None)
+    images = sample(dataset, settings)
+    measured = measure_images(model, images.x, images.y, settings,
+                              report=lambda stage, fraction: report(stage, (1 - PICTURES_SHARE) * fraction))
+    pictures = draw_pictures(model, dataset, settings, judge, report=lambda stage, fraction: report(
+        stage, 1 - PICTURES_SHARE * (1 - fraction)))
     report("done", 1.0)
-    return figures, {"activations": activations, "traversals": travelled}, ara.per_image()
+    return assemble(settings, images, int(model.outputs[0].shape[-1]), measured, pictures)
 
 
 def save(folder: str | Path, figures: dict, pictures: dict[str, np.ndarray], ara_table: pd.DataFrame) -> Path:

@@ -9,6 +9,7 @@ What runs the pieces (Ray tasks: `advcore.jobs.ray_evaluation`) is not this modu
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable
 
@@ -35,29 +36,39 @@ def checked_models(plan: plans.Plan) -> list[plans.ModelRef]:
     return list(plan.models) if plans.checked_after(plan) else []
 
 
-def pieces(plan: plans.Plan, ranges: list[tuple[int, int]], classes: int) -> list[tuple[str, list[tracking.Work]]]:
-    """(label, work) of each piece: the shards, in `ranges`' order, then each checked model's checks."""
+@dataclasses.dataclass(frozen=True)
+class Piece:
+    """One task of a sharded job: what its bar says, its units of work and its cost (the weight of its
+    bar in the whole)."""
+    label: str
+    units: int
+    cost: float
+
+
+def pieces(plan: plans.Plan, ranges: list[tuple[int, int]], classes: int) -> list[Piece]:
+    """The shards, in `ranges`' order, then each checked model's checks."""
     count = ranges[-1][1]
-    return ([(f"images {first}-{last - 1}", list(plans.plan_work(plan, last - first, classes, checks=False).values()))
+    work = ([(f"images {first}-{last - 1}", list(plans.plan_work(plan, last - first, classes, checks=False).values()))
              for first, last in ranges] +
             [(f"{model.label} / gradient-masking checks", [plans.plan_work(plan, count, classes)[model.label, plans.SANITY]])
              for model in checked_models(plan)])
+    return [Piece(label, sum(w.units for w in piece), sum(w.cost for w in piece) or 1.0) for label, piece in work]
 
 
-def combined(pieces: list[tuple[str, list[tracking.Work]]], reports: dict[int, dict], elapsed: float) -> dict:
-    """The evaluation's progress (`tracking.Tracker`'s form) from each piece's latest report, weighted
-    by its cost, with each piece's own under "shards"."""
-    costs = [sum(work.cost for work in piece) or 1.0 for _, piece in pieces]
+def combined(pieces: list[Piece], reports: dict[int, dict], elapsed: float, unit: str = tracking.UNIT) -> dict:
+    """The job's progress (`tracking.Tracker`'s form) from each piece's latest report, weighted by its
+    cost, with each piece's own under "shards"."""
     shards = []
-    for index, (label, piece) in enumerate(pieces):
+    for index, piece in enumerate(pieces):
         report = reports.get(index, {})
-        shards.append({"label": label, "done": report.get("done", 0), "total": sum(work.units for work in piece),
+        shards.append({"label": piece.label, "done": report.get("done", 0), "total": piece.units,
                        "fraction": report.get("fraction", 0.0), "cell": report.get("cell", "waiting for a node"),
                        **({"stage": report["stage"]} if "stage" in report else {})})
+    costs = [piece.cost for piece in pieces]
     fraction = min(1.0, sum(shard["fraction"] * cost for shard, cost in zip(shards, costs)) / sum(costs))
     running = sum(1 for shard in shards if 0 < shard["fraction"] < 1)
     return {"done": sum(shard["done"] for shard in shards), "total": max(sum(shard["total"] for shard in shards), 1),
-            "unit": tracking.UNIT, "fraction": fraction, "elapsed": elapsed,
+            "unit": unit, "fraction": fraction, "elapsed": elapsed,
             "cell": f"{len(shards)} shards, {running} running", "shards": shards}
 
 

@@ -97,12 +97,12 @@ class _Stopped(Exception):
 
 
 def run_job(job: Run, root, load_model, load_dataset, address: str | None = None) -> str:
-    """Runs a claimed job, here or (an evaluation, given a Ray head's `address`) in shards on that cluster."""
+    """Runs a claimed job, here or, given a Ray head's `address`, in shards on that cluster."""
     job.update_status(status="running", pid=os.getpid(), pid_start=process_start_ticks(os.getpid()), started=now())
     try:
         config = job.config()
         if config.get("kind") == PROFILE:
-            outcome = _run_profile(config, job, root, load_model, load_dataset)
+            outcome = _run_profile(config, job, root, load_model, load_dataset, address)
         else:
             outcome = _run_evaluation(config, job, root, load_model, load_dataset, address)
     except Exception as error:  # the job fails; the worker goes on with the next one
@@ -137,14 +137,33 @@ def _run_evaluation(config: dict, job: Run, root, load_model, load_dataset, addr
     return outcome
 
 
-def _run_profile(config: dict, job: Run, root, load_model, load_dataset) -> str:
-    """Computes a model's profile into its cache folder; stops at its next progress report when asked to."""
-    from advcore import models
+def _run_profile(config: dict, job: Run, root, load_model, load_dataset, address: str | None) -> str:
+    """Computes a model's profile into its cache folder, here or in shards on the cluster at `address`."""
     from advcore.evaluation import profile
     from advcore.interpret import alignment
 
     settings = profile.ProfileSettings.from_dict(config["settings"])
     judge = alignment.judge_path(config["dataset"])
+    if address:
+        from advcore.jobs import ray_evaluation  # only here: the local path never imports Ray
+
+        computed = ray_evaluation.profile_sharded(
+            config["model"], config["dataset"], settings, address, judge_path=str(judge) if judge else None,
+            should_stop=lambda: _stopping(job), report=lambda progress: files.write_json(job.progress_path, progress),
+            load_model=load_model, load_dataset=load_dataset)
+    else:
+        computed = _profile_here(config, settings, judge, job, load_model, load_dataset)
+    if computed is None:
+        return "stopped"
+    profile.save(config["folder"], *computed)
+    return "finished"
+
+
+def _profile_here(config: dict, settings, judge: Path | None, job: Run, load_model, load_dataset) -> tuple | None:
+    """`profile.compute` in this process, None when asked to stop (at its next progress report)."""
+    from advcore import models
+    from advcore.evaluation import profile
+
     began = time.monotonic()
 
     def report(stage: str, fraction: float) -> None:
@@ -156,12 +175,10 @@ def _run_profile(config: dict, job: Run, root, load_model, load_dataset) -> str:
     try:
         model = load_model(config["model"])
         dataset = load_dataset(config["dataset"], image_size=models.input_size(model))
-        figures, pictures, table = profile.compute(model, dataset, settings,
-                                                   judge=load_model(str(judge)) if judge else None, report=report)
+        return profile.compute(model, dataset, settings, judge=load_model(str(judge)) if judge else None,
+                               report=report)
     except _Stopped:
-        return "stopped"
-    profile.save(config["folder"], figures, pictures, table)
-    return "finished"
+        return None
 
 
 def _save_to_runs(results: plans.Results, job: Run, root) -> None:

@@ -74,12 +74,16 @@ def progress_text(status: str, where: dict) -> tuple[float, str]:
 
 
 def shard_lines(where: dict) -> list[tuple[float, str]]:
-    """A sharded evaluation's bar per shard (`advcore.evaluation.shards.combined`, checked by
-    `Run.progress`): its fraction and "images 0-49: 120 of 200 image-attacks · what it runs"."""
-    return [(min(1.0, shard.get("fraction", 0.0)),
-             literal(" · ".join(filter(None, (f"{shard.get('label', 'shard')}: {shard.get('done', 0):,.0f} of "
-                                              f"{shard.get('total', 0):,.0f}", shard.get("cell"), shard.get("stage"))))))
-            for shard in where.get("shards", [])]
+    """A sharded job's bar per shard (`advcore.evaluation.shards.combined`, checked by `Run.progress`):
+    its fraction and "images 0-49: 120 of 200 · what it runs" (a profile's: "images 0-49: 40% · ...")."""
+    lines = []
+    for shard in where.get("shards", []):
+        fraction = min(1.0, shard.get("fraction", 0.0))
+        count = (f"{fraction:.0%}" if where.get("unit") == "%" else
+                 f"{shard.get('done', 0):,.0f} of {shard.get('total', 0):,.0f}")
+        parts = (f"{shard.get('label', 'shard')}: {count}", shard.get("cell"), shard.get("stage"))
+        lines.append((fraction, literal(" · ".join(filter(None, parts)))))
+    return lines
 
 
 def autoattack_breakdown(row: dict) -> str:

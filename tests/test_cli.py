@@ -15,10 +15,11 @@ from advcore.storage import images
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def advcore(*args, check_rc=None):
+def advcore(*args, check_rc=None, cwd=ROOT):
+    """`python -m advcore ARGS` in `cwd` (relative --out folders land there: a test's own folder, never the repo)."""
     env = os.environ | {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run([sys.executable, "-m", "advcore", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=300)
+                          env=env, cwd=cwd, timeout=300)
     if check_rc is not None:
         assert done.returncode == check_rc, done.stderr
     return done
@@ -117,8 +118,8 @@ def test_help_explains_every_option():
      "invalid choice: 'fast'"),
     (["train", "--config", "missing.json"], "config file missing.json: cannot be read"),
 ])
-def test_bad_options_give_one_line_and_exit_2(args, message):
-    done = advcore(*args, check_rc=2)
+def test_bad_options_give_one_line_and_exit_2(args, message, tmp_path):
+    done = advcore(*args, check_rc=2, cwd=tmp_path)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
 
@@ -161,5 +162,5 @@ def test_interpret_commands_write_their_files(tmp_path):
 ])
 def test_interpret_commands_explain_bad_options(args, message, tmp_path):
     robust = ROOT / "assets" / "models" / "pgd-linf" / "model.keras"
-    done = advcore(args[0], robust, *args[1:], check_rc=2)
+    done = advcore(args[0], robust, *args[1:], check_rc=2, cwd=tmp_path)
     assert message in done.stderr

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from advcore.cli import interpret_commands, train_commands
+from advcore.cli import certify_commands, interpret_commands, train_commands
 from advcore.cli.parsing import EXIT_USAGE, Parser, UsageError, int_in, number, number_list, positive_int
 from advcore.jobs import cluster
 from advcore.training.config import WORST_OF_LOSSES
@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "clean, PGD and GAN accuracies; --resume STUDY finishes a stopped study.")
     train_commands.add_study_options(study)
     interpret_commands.add_parsers(commands)
+    certify_commands.add_parser(commands)
     return parser
 
 
@@ -444,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         {"attack": _run_attack, "evaluate": _run_evaluate, "train": train_commands.run,
          "train-gan": train_commands.run_gan, "study": train_commands.run_study, "worker": _run_worker,
-         "check-model": _run_check_model,
+         "check-model": _run_check_model, "certify": certify_commands.run,
          **interpret_commands.COMMANDS}[args.command](args)
     except (UsageError, ValueError, ModelError, ImageError, DatasetFormatError, RunError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

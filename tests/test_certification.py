@@ -2,6 +2,7 @@
 test, a linear two-class model whose smoothed probability is Phi(margin / (sigma |w|)), abstention
 where the classes tie, and noise that depends on image indices only (not on batches or splits)."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -14,6 +15,8 @@ from scipy import stats
 
 from advcore import models
 from advcore.certification import sampling, smoothing
+from advcore.evaluation import plans, shards
+from advcore.storage import data
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (4, 4, 1)
@@ -165,3 +168,49 @@ def test_ibm_arts_randomized_smoothing_agrees_within_sampling_error(fashion):
     both = clear & (prediction == ours.prediction)
     assert np.all(np.abs(radius[both] - ours.radius[both]) <= slack[both] + 1e-9)
     assert np.mean(prediction == ours.prediction) > 0.95
+
+
+STANDARD = str(ROOT / "assets" / "models" / "standard" / "model.keras")
+
+
+def certify_plan(**options) -> plans.Plan:
+    return plans.Plan.from_dict({
+        "models": [{"label": "standard", "path": STANDARD}],
+        "attacks": [{"name": "pgd", "method": "pgd", "options": {"norm": "l2", "steps": 5}},
+                    {"name": "certified", "method": "certify", "options": {"sigma": 0.25, "n0": 50, "n": 200} | options}],
+        "eps": {"l2": [0.5, 0.0, 0.25]}, "count": 60, "sanity": True})
+
+
+def test_a_plans_certified_cells_read_one_certificate_per_image_at_each_radius_split_or_whole(tmp_path):
+    plan = certify_plan()
+    outcome, results = plans.run_plan(plan, tmp_path)
+    assert outcome == "finished" and plans.checked_after(plan) == (plan.attacks[0], 0.5)  # the attack's checks
+    images = plans.test_images(plan, models.load, data.load)
+    direct = smoothing.certify(models.load(STANDARD), images.x, smoothing.Smoothing(0.25, n0=50, n=200))
+    y = images.y
+    certified = [row for row in results.rows if row["attack"] == "certified"]
+    assert [row["eps"] for row in certified] == [0.0, 0.25, 0.5] and {row["norm"] for row in certified} == {"l2"}
+    for row in certified:
+        assert row["robust_accuracy"] == np.mean((direct.prediction == y) & (direct.radius >= row["eps"]))
+    work = plans.plan_work(plan, 60, 10)
+    assert [work["standard", "certified", r].cost for r in (0.0, 0.25, 0.5)] == [60 * 250, 0, 0]
+    unchecked = dataclasses.replace(plan, sanity=False)
+    parts = [shards.measure_shard(unchecked, first, last, load_model=models.load, load_dataset=data.load,
+                                  report=lambda progress: None, should_stop=lambda: False)
+             for first, last in ((0, 23), (23, 60))]
+    _, merged = shards.merge(unchecked, images, parts, {}, tmp_path / "merged")
+    assert [row["robust_accuracy"] for row in merged.rows if row["attack"] == "certified"] == \
+        [row["robust_accuracy"] for row in certified]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"sigma": None}, "certify needs the option sigma"),
+    ({"steps": 5}, "certify takes the options sigma, mode, n0, n and alpha, not steps"),
+    ({"mode": "slow"}, "mode must be one of quick, paper"),
+    ({"alpha": 0.7}, "alpha must be in"),
+])
+def test_a_plans_bad_certify_options_say_what_is_wrong(options, message):
+    with pytest.raises(plans.PlanError, match=message):
+        certify_plan(**options) if options.get("sigma", 0) is not None else plans.Plan.from_dict({
+            "models": [{"label": "standard", "path": STANDARD}],
+            "attacks": [{"name": "certified", "method": "certify", "options": {}}], "eps": {"l2": [0.5]}})

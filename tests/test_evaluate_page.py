@@ -44,6 +44,7 @@ def submit(app, **values):
     ({"models": []}, "choose at least one model"),
     ({"attacks": []}, "attacks: choose at least one attack"),
     ({"attacks": ["PGD L2"], "l2": ""}, "needs at least one l2 eps"),
+    ({"attacks": ["Certified L2 (randomized smoothing)"], "sigma": 0.0}, "sigma must be a finite number > 0"),
 ])
 def test_bad_values_are_explained_and_nothing_is_queued(page, values, message):
     errors = submit(page, **values)
@@ -78,6 +79,19 @@ def test_autoattack_shows_what_each_component_broke(page):
     lines = [m.value for m in page.markdown if "AutoAttack Linf (standard)" in m.value]
     assert len(lines) == 1 and "APGD-CE broke" in lines[0] and "APGD-T 0.0%, FAB-T 0.0%, Square 0.0%" in lines[0]
     assert "robust accuracy 0.0%" in lines[0]  # the standard model has no robustness at Linf 0.1
+
+
+def test_a_certified_evaluation_sets_the_smoothed_models_certificates_beside_an_attack(page):
+    standard = page.multiselect(key="eval.models").options[0]
+    certified = "Certified L2 (randomized smoothing)"
+    assert submit(page, models=[standard], attacks=["PGD L2", certified], count=4, sanity=False, l2="0, 0.5",
+                  sigma=0.25, name="certified") == []
+    wait_for(lambda: "finished" in str([m.value for m in page.run().markdown]), interval=0.5)
+    assert any(c.value.startswith("A certified row is the smoothed classifier's") for c in page.caption)
+    content = json.loads(next(worker.evaluations_root().glob("2*/results.json")).read_text())
+    rows = [row for row in content["cells"] if row["attack"] == "Certified L2, sigma 0.25 (quick)"]
+    assert [(row["norm"], row["eps"]) for row in rows] == [("l2", 0.0), ("l2", 0.5)]
+    assert rows[1]["robust_accuracy"] <= rows[0]["robust_accuracy"]
 
 
 def test_on_a_cluster_the_form_asks_for_shards_and_an_unreachable_head_fails_the_evaluation_on_the_page(

@@ -20,6 +20,7 @@ import pandas as pd
 
 from advcore import attacks, models
 from advcore.attacks import autoattack, progress
+from advcore.certification import smoothing
 from advcore.evaluation import robustness, tracking
 from advcore.storage import data, files
 from advcore.training.config import WORST_OF_LOSSES
@@ -39,6 +40,9 @@ class ModelRef:
 
 
 AUTOATTACK = "autoattack"  # an attack method of plans: the AutoAttack ensemble (options: norm, version)
+# a method of plans: randomized smoothing's certificate (options: sigma, mode, and n0, n, alpha by hand); its
+# "eps" are L2 radii, and an image counts at a radius when the smoothed class is right and certified that far
+CERTIFY = "certify"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +61,20 @@ class AttackRef:
     def norm(self) -> str:
         if self.method == AUTOATTACK:
             return self.options.get("norm", "linf")
+        if self.method == CERTIFY:
+            return "l2"
         return self.specs(0.0)[0].norm
+
+    def smoothing_of(self, seed: int) -> smoothing.Smoothing:
+        """A certify attack's settings: its mode's (default quick), with any part its options set."""
+        unknown = set(self.options) - {"sigma", "mode", "n0", "n", "alpha"}
+        if unknown:
+            raise ValueError(f"certify takes the options sigma, mode, n0, n and alpha, not {', '.join(sorted(unknown))}")
+        if "sigma" not in self.options:
+            raise ValueError("certify needs the option sigma, the noise's standard deviation")
+        options = {k: v for k, v in self.options.items() if k not in ("sigma", "mode")}
+        return smoothing.Smoothing.of_mode(self.options.get("mode", "quick"), self.options["sigma"], seed=seed,
+                                           **options)
 
     def specs(self, eps: float) -> list[attacks.AttackSpec]:
         """The attack at `eps`; loss "ce+margin" gives one per loss, for their per-sample worst case."""
@@ -70,6 +87,9 @@ class AttackRef:
         if self.method == AUTOATTACK:
             return [(name, setting.cost) for name, setting in
                     autoattack.settings_of(self.options.get("version", "standard"), self.norm, eps, classes)]
+        if self.method == CERTIFY:
+            setting = self.smoothing_of(0)
+            return [("noise draws", setting.n0 + setting.n)]
         return [(spec.loss, spec.cost) for spec in self.specs(eps)]
 
     def check(self, eps: float, classes: int) -> None:
@@ -79,10 +99,21 @@ class AttackRef:
             if unknown:
                 raise ValueError(f"autoattack takes the options norm and version, not {', '.join(sorted(unknown))}")
             autoattack.settings_of(self.options.get("version", "standard"), self.norm, eps, classes)
+        elif self.method == CERTIFY:
+            self.smoothing_of(0)
         else:
             self.specs(eps)
 
-    def measure(self, model, x, y, eps: float, *, batch_size: int, seed: int, first_index: int) -> Measured:
+    def measure(self, model, x, y, eps: float, *, batch_size: int, seed: int, first_index: int,
+                certified: dict) -> Measured:
+        """The cell's per-image outcome on x (test images from `first_index`). A certify attack
+        certifies each slice once, keeping the certificates in `certified` for its other radii."""
+        if self.method == CERTIFY:
+            if (self.name, first_index) not in certified:
+                certified[self.name, first_index] = smoothing.certify(
+                    model, x, self.smoothing_of(seed), indices=first_index + np.arange(len(x)))
+            found = certified[self.name, first_index]
+            return Measured((found.prediction == y) & (found.radius >= eps))
         if self.method == AUTOATTACK:
             result = autoattack.autoattack(model, x, y, eps=eps, norm=self.norm,
                                            version=self.options.get("version", "standard"), batch_size=batch_size,
@@ -155,6 +186,8 @@ def slice_size(batch_size: int) -> int:
     """Images per slice: enough to keep the early-stopping pool full, few enough to report often."""
     return max(4 * batch_size, 1000)
 
+
+CERTIFIED_SLICE = 50  # images per slice of a certificate (each takes n0 + n draws): a stop waits for no more
 
 IMAGES_FILE = "per_image.csv"  # one row per (cell, test image): what `shards` merges, and what a researcher filters
 
@@ -296,18 +329,19 @@ def measure(plan: Plan, images: TestImages, work: dict, tracker: tracking.Tracke
     x, y, current = images.x, images.y, None
     for model_ref, attack_ref, eps in plan.cells():
         if model_ref != current:
-            current, model = model_ref, load_model(model_ref.path)
+            current, model, certified = model_ref, load_model(model_ref.path), {}
             models.check_compatible(model, x.shape[1:], len(images.class_names))
             clean = robustness.predict_logits(model, x, plan.batch_size).argmax(-1) == y
         begun, measured = time.perf_counter(), []
         with tracker.doing(work[model_ref.label, attack_ref.name, eps]):
-            for (first, last), share in _slices(len(x), slice_size(plan.batch_size)):
+            step = CERTIFIED_SLICE if attack_ref.method == CERTIFY else slice_size(plan.batch_size)
+            for (first, last), share in _slices(len(x), step):
                 if should_stop():
                     raise Stopped
                 with share:
                     measured.append(attack_ref.measure(model, x[first:last], y[first:last], eps,
                                                        batch_size=plan.batch_size, seed=plan.seed,
-                                                       first_index=images.first + first))
+                                                       first_index=images.first + first, certified=certified))
         robust = np.concatenate([m.robust for m in measured])
         broken_by = np.concatenate([m.broken_by for m in measured]) if attack_ref.method == AUTOATTACK else None
         yield (model_ref, attack_ref, eps), Outcome(clean, robust, broken_by, time.perf_counter() - begun)
@@ -321,10 +355,13 @@ SANITY = "sanity checks"  # the work key of a model's gradient-masking checks
 
 def checked_after(plan: Plan) -> tuple[AttackRef, float] | None:
     """The cell (attack, eps) after which each model's gradient-masking checks run, at that eps and
-    norm: the last attack at its largest eps; None when the plan has no checks (or that eps is 0)."""
-    last = plan.attacks[-1]
-    largest = max(plan.eps[last.norm])
-    return (last, largest) if plan.sanity and largest > 0 else None
+    norm: the last attack (not a certificate) at its largest eps; None when the plan has no checks
+    (or that eps is 0)."""
+    attacked = [attack for attack in plan.attacks if attack.method != CERTIFY]  # the checks are attacks' checks
+    if not plan.sanity or not attacked:
+        return None
+    largest = max(plan.eps[attacked[-1].norm])
+    return (attacked[-1], largest) if largest > 0 else None
 
 
 def run_checks(plan: Plan, model, x, y) -> tuple[list, dict]:
@@ -340,6 +377,8 @@ def plan_work(plan: Plan, count: int, classes: int, checks: bool = True) -> dict
     work = {}
     for model_ref, attack_ref, eps in plan.cells():
         passes = attack_ref.passes(eps, classes)
+        if attack_ref.method == CERTIFY and eps != min(plan.eps[attack_ref.norm]):
+            passes = [(name, 0) for name, _ in passes]  # certified at its first radius, read at the others
         label = f"{model_ref.label} / {attack_ref.name} / eps {eps:g}"
         work[model_ref.label, attack_ref.name, eps] = tracking.Work(label, count * len(passes),
                                                                     count * sum(cost for _, cost in passes))

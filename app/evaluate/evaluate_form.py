@@ -10,11 +10,14 @@ from advcore.training.config import WORST_OF_LOSSES
 from app.attack_form import UNITS, parse_eps
 from app.registry import ModelEntry
 
-# label -> (method, options); steps, restarts and loss come from the form, AutoAttack's version too
+# label -> (method, options); steps, restarts and loss come from the form, AutoAttack's version and the
+# certificate's sigma and draws too
 ATTACKS = {"AutoAttack Linf": (plans.AUTOATTACK, {"norm": "linf"}), "AutoAttack L2": (plans.AUTOATTACK, {"norm": "l2"}),
            "FGSM": ("fgsm", {}), "PGD Linf": ("pgd", {"norm": "linf"}), "PGD L2": ("pgd", {"norm": "l2"}),
-           "MI-FGSM Linf": ("mifgsm", {"norm": "linf"}), "FGM L2": ("fgm", {"scaling": "l2"})}
+           "MI-FGSM Linf": ("mifgsm", {"norm": "linf"}), "FGM L2": ("fgm", {"scaling": "l2"}),
+           "Certified L2 (randomized smoothing)": (plans.CERTIFY, {})}
 VERSIONS = {"standard": "standard: APGD-CE, APGD-T, FAB-T, Square", "rand": "rand: for randomised models"}
+MODES = {"quick": "quick: n = 10,000", "paper": "paper: n = 100,000 (Cohen et al.)"}
 GRID_POINTS = (0, 0.25, 0.5, 0.75, 1.0)  # default grid: fractions of the dataset's standard eps
 
 
@@ -23,12 +26,18 @@ def _grid_text(dataset: str | None, norm: str, unit: str) -> str:
     return ", ".join(f"{standard * f:.4g}" for f in GRID_POINTS)
 
 
-def _attack_refs(names: list[str], steps: int, restarts: int, loss: str, version: str) -> list[plans.AttackRef]:
+def _attack_refs(names: list[str], steps: int, restarts: int, loss: str, version: str,
+                 smoothing: tuple[float, str]) -> list[plans.AttackRef]:
     refs = []
     for name in names:
         method, options = ATTACKS[name]
         if method == plans.AUTOATTACK:
             refs.append(plans.AttackRef(f"{name} ({version})", method, options | {"version": version}))
+            continue
+        if method == plans.CERTIFY:
+            sigma, mode = smoothing
+            refs.append(plans.AttackRef(f"Certified L2, sigma {sigma:g} ({mode})", method,
+                                        {"sigma": sigma, "mode": mode}))
             continue
         options = dict(options, loss=loss)
         label = name
@@ -63,6 +72,12 @@ def evaluate_form(entries: dict[str, ModelEntry],
                                            "earlier ones left robust")
         what, how, where = st.columns(3, gap="large")  # AutoAttack's version; the gradient attacks; the budgets
         version = what.radio("AutoAttack version", list(VERSIONS), format_func=VERSIONS.get, key="eval.version")
+        sigma = what.number_input("Smoothing sigma (certified)", value=0.25, step=0.05, format="%.2f",
+                                  key="eval.sigma", help="the noise of the smoothed classifier, in [0, 1] pixel "
+                                  "units: certify a model at the sigma it was trained with noise at")
+        mode = what.radio("Certification draws", list(MODES), format_func=MODES.get, key="eval.mode",
+                          help="n0 = 100 draws guess the class, n more bound its probability at alpha = 0.001; "
+                               "radii are on the L2 eps grid")
         how.caption("The gradient attacks' settings (AutoAttack sets its own):")
         c1, c2 = how.columns(2)
         steps = c1.number_input("Steps (PGD, MI-FGSM)", value=20, step=1, key="eval.steps")
@@ -89,15 +104,16 @@ def evaluate_form(entries: dict[str, ModelEntry],
         if not st.form_submit_button("Evaluate", type="primary"):
             return None
     try:
-        return (_plan(usable, chosen, attack_names, int(steps), int(restarts), loss, version, unit,
-                      {"linf": linf_text, "l2": l2_text}, int(count), sanity), name.strip() or "evaluation",
+        return (_plan(usable, chosen, attack_names, int(steps), int(restarts), loss, version, (float(sigma), mode),
+                      unit, {"linf": linf_text, "l2": l2_text}, int(count), sanity), name.strip() or "evaluation",
                 None if shards is None else int(shards))
     except ValueError as error:
         st.error(f"Cannot start this evaluation: {error}")
         return None
 
 
-def _plan(usable, chosen, attack_names, steps, restarts, loss, version, unit, grids, count, sanity) -> plans.Plan:
+def _plan(usable, chosen, attack_names, steps, restarts, loss, version, smoothing, unit, grids, count,
+          sanity) -> plans.Plan:
     if not chosen:
         raise ValueError("choose at least one model")
     datasets = {usable[k].card["dataset"] for k in chosen}
@@ -106,7 +122,7 @@ def _plan(usable, chosen, attack_names, steps, restarts, loss, version, unit, gr
                          "evaluate one dataset at a time")
     if not 1 <= steps <= 1000 or not 1 <= restarts <= 100:
         raise ValueError("steps must lie in 1..1000 and restarts in 1..100")
-    refs = _attack_refs(attack_names, steps, restarts, loss, version)
+    refs = _attack_refs(attack_names, steps, restarts, loss, version, smoothing)
     norms = {ref.norm for ref in refs}
     eps = {norm: [parse_eps(part, unit) for part in grids[norm].split(",") if part.strip()] for norm in norms}
     models = [plans.ModelRef(usable[k].label, str(usable[k].path.resolve()), usable[k].run_id) for k in chosen]

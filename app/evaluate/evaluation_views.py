@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from advcore.evaluation import robustness
+from advcore.evaluation import plans, robustness
 from advcore.storage import files
 from advcore.storage.runs import LIVE_STATUSES, Run, RunError
 from app import attack_charts, jobs
@@ -15,6 +15,11 @@ from app.text import literal
 from app.train import run_views
 
 COMPONENTS = {"apgd-ce": "APGD-CE", "apgd-dlr": "APGD-DLR", "apgd-t": "APGD-T", "fab-t": "FAB-T", "square": "Square"}
+CERTIFIED = ("A certified row is the smoothed classifier's certified accuracy at each L2 radius (randomized "
+             "smoothing, Cohen et al. 2019): images whose smoothed class is right and certified at least that far, "
+             "an abstention counting as wrong. With probability 1 - alpha per image no perturbation inside the "
+             "radius changes that class. It describes the base model under Gaussian noise of its sigma, and bounds "
+             "that model's robust accuracy from below, as an attack bounds it from above.")
 MASKING = ("A flag means the attack may be failing rather than the model being robust (gradient masking): "
            "the robust accuracy shown is then an overestimate. Try more steps, restarts, the margin loss, "
            "or a gradient-free attack before trusting it.")
@@ -117,6 +122,8 @@ def results(job: Run, content: dict | None) -> None:
     st.dataframe(clean.rename("clean accuracy").to_frame().T, column_config={
         m: st.column_config.NumberColumn(format="percent") for m in clean.index})
     st.plotly_chart(attack_charts.robustness_figure(cells), key="curves")
+    if any(attack.get("method") == plans.CERTIFY for attack in content.get("plan", {}).get("attacks", [])):
+        st.caption(CERTIFIED)
     eps_values = sorted(cells["eps"].unique())
     eps = st.select_slider("eps for the matrix and the per-class view", eps_values, value=eps_values[-1],
                            format_func=lambda e: f"{e:.4g}", key="matrix-eps")

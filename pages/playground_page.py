@@ -7,7 +7,7 @@ from advcore.attacks import trace
 from advcore.evaluation import robustness
 from advcore.storage import preprocess
 from app import attack_form, image_input, model_widgets
-from app.playground import attack_views, unrestricted_views
+from app.playground import attack_views, certificate_views, unrestricted_views
 from app.playground.attack_views import shown
 
 st.title("Attack playground")
@@ -54,3 +54,4 @@ with pixel_tab:
     outcome = trace.trace(model, x[None], [prediction if label is None else label], choice.spec,
                           target=choice.target, seed=choice.seed, first_index=image.index)
     attack_views.show_result(model, x, outcome, choice, names, label, image, options)
+    certificate_views.certificate(model, entry, x, outcome.result.x_adv[0], names, image.index)

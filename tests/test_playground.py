@@ -11,7 +11,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from advcore import models
+from advcore.certification import smoothing
+from advcore.storage import data
 from advcore.storage.runs import Run
+from app.playground import certificate_views
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted(p for p in (ROOT / "assets" / "samples").iterdir() if p.suffix != ".py")
@@ -250,3 +253,29 @@ def test_the_download_note_blames_resizing_only_for_an_attack_that_had_succeeded
     assert _own_verdict(names, 0, 1, succeeded=True) == ", not dog: resizing weakened the attack."
     assert "resizing" not in _own_verdict(names, 0, 1, succeeded=False)
     assert _own_verdict(names, 0, 1, succeeded=False).endswith("(the attack itself had not reached its goal).")
+
+
+def test_the_certificate_sets_the_smoothed_class_and_radius_beside_the_attacks_size(playground):
+    playground.radio(key="image_source").set_value("Test set").run()
+    assert not [w for w in playground.number_input if w.key == "certify.sigma"]  # only once asked for
+    playground.toggle(key="certify.on").set_value(True).run()
+    assert messages(playground) == []
+    shown = {m.label: m.value for m in playground.metric}
+    assert shown["Smoothed class"] in ("abstains", *data.CLASS_NAMES["fashion_mnist"])
+    assert float(shown["Certified L2 radius"]) >= 0
+    assert float(shown["Attack's L2 size"]) == pytest.approx(float(shown["L2 distance"]), abs=2e-3)
+    badges = [m.value for m in playground.markdown if "-badge[" in m.value and "certificate" in m.value]
+    assert len(badges) == 1
+
+
+@pytest.mark.parametrize("certified, radius, adversarial, distance, badge", [
+    (smoothing.ABSTAIN, 0.0, 3, 0.1, "no certificate"),
+    (1, 0.5, 3, 0.8, "outside the certificate"),
+    (1, 0.5, 1, 0.3, "inside the certificate"),
+    (1, 0.5, smoothing.ABSTAIN, 0.3, "inside the certificate"),
+    (1, 0.5, 3, 0.3, "certificate beaten"),
+])
+def test_the_certificates_verdict_says_whether_the_attack_stayed_inside_it(certified, radius, adversarial, distance,
+                                                                          badge):
+    names = [f"class {k}" for k in range(10)]
+    assert certificate_views.verdict(names, certified, radius, 0.6, adversarial, distance)[1] == badge

@@ -16,7 +16,7 @@ from advcore.training.config import config_kind
 
 SEED_COLUMNS = ("loss", "base_loss", "val_loss", "val_base_loss", "TrainType")
 PHASES = {"vanilla": "vanilla", "adversarial": "adversarial"}
-OPTIONAL_COLUMNS = ("val_robust_accuracy", "val_gan_accuracy", "val_unrestricted_accuracy", "kl",
+OPTIONAL_COLUMNS = ("val_robust_accuracy", "val_gan_accuracy", "val_unrestricted_accuracy", "kl", "consistency",
                     "lipschitz_penalty", "psi")  # empty when unchecked or off
 
 

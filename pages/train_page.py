@@ -124,6 +124,9 @@ def charts_of(shot: run_views.Snapshot) -> None:
                 "accuracy", "live-accuracy")]
     if "kl" in history and history["kl"].notna().any():
         figures.append((["kl"], "KL(f(x) || f(x')), TRADES / MART", "live-kl"))
+    if "consistency" in history and history["consistency"].notna().any():
+        figures.append((["consistency"], "consistency of the noisy copies (lambda KL + eta entropy)",
+                        "live-consistency"))
     if "psi" in history and history["psi"].notna().any():
         figures.append((["psi"], "Lipschitz penalty weight psi", "live-psi"))
     for place, (columns, title, key) in zip(st.columns(2) * 2, figures):

@@ -74,6 +74,14 @@ TRAIN_OPTIONS = (
     ("--psi-rate", "lipschitz.psi_rate", number, "Lipschitz penalty: psi = psi_0 exp(rate r) (default 0.02)"),
     ("--psi-loss-target", "lipschitz.loss_target", number, "Lipschitz penalty: class loss psi steers toward "
                                                            "(default 1.5)"),
+    ("--noise-sigma", "noise.sigma", number, "randomized smoothing: train on inputs with Gaussian noise of this "
+     "standard deviation, in pixel units, e.g. 0.25 (default 0: none)"),
+    ("--noise-copies", "noise.copies", positive_int, "with --noise-sigma: noisy copies of each input per step "
+     "(default 1)"),
+    ("--consistency", "noise.consistency", number, "with --noise-copies >= 2: lambda, the weight of the copies' "
+     "KL to their mean (Jeong & Shin 2020: 5-20; default 0)"),
+    ("--consistency-entropy", "noise.entropy", number, "with --consistency: eta, the weight of the mean's entropy "
+     "(default 0; the paper: 0.5)"),
     ("--schedule", "schedule.kind", str, "constant (default), interleaved, or warmup"),
     ("--epochs", "schedule.epochs", _epochs, "epochs, or until-stopped (default 10)"),
     ("--vanilla-epochs", "schedule.vanilla_epochs", integer, "vanilla epochs per cycle (interleaved) or first (warmup)"),

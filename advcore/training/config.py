@@ -179,6 +179,25 @@ class MixConfig:
 
 
 @dataclasses.dataclass
+class NoiseConfig:
+    """Training for randomized smoothing: every input of a step (clean and adversarial) becomes
+    `copies` copies with Gaussian noise of standard deviation `sigma` added, in pixel units (Cohen et
+    al. 2019: certify at the sigma trained with). `consistency` adds lambda times the mean
+    KL(p_mean || p_copy) of the copies' softmaxes from their mean, and `entropy` eta times the mean's
+    entropy (Jeong & Shin 2020: 2 copies, lambda 5-20, eta 0.5)."""
+    sigma: float = 0.0  # 0: no noise
+    copies: int = 1
+    consistency: float = 0.0
+    entropy: float = 0.0
+
+    def check(self):
+        if self.sigma == 0 and (self.copies > 1 or self.consistency or self.entropy):
+            raise ConfigError("sigma: noisy copies and their consistency need noise: set sigma > 0")
+        if (self.consistency or self.entropy) and self.copies < 2:
+            raise ConfigError("copies: the consistency term compares noisy copies of each image: set copies >= 2")
+
+
+@dataclasses.dataclass
 class LipschitzConfig:
     """Seed 004's Lipschitz penalty: psi * mean(|ds/dx|^2) added to the loss, by double backprop,
     where s is per sample a random logit or (with probability `zeta`) the margin logit_true -
@@ -339,6 +358,7 @@ class TrainConfig(_Config):
     awp: AwpConfig = dataclasses.field(default_factory=AwpConfig)
     mix: MixConfig = dataclasses.field(default_factory=MixConfig)
     lipschitz: LipschitzConfig = dataclasses.field(default_factory=LipschitzConfig)
+    noise: NoiseConfig = dataclasses.field(default_factory=NoiseConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     lr_schedule: LRScheduleConfig = dataclasses.field(default_factory=LRScheduleConfig)
@@ -396,6 +416,9 @@ class TrainConfig(_Config):
         if self.awp.enabled and self.lipschitz.enabled:
             raise ConfigError("awp.enabled: not combined with the Lipschitz penalty (its double backpropagation "
                               "runs at the unperturbed weights)")
+        if self.noise.sigma and (self.awp.enabled or self.lipschitz.enabled):
+            raise ConfigError("noise.sigma: noise training is not combined with "
+                              f"{'AWP' if self.awp.enabled else 'the Lipschitz penalty'} yet")
 
     @property
     def adversarial(self) -> bool:
@@ -488,6 +511,8 @@ BOUNDS = {  # "Section.field": (lowest, highest): sizes that end, numbers that t
     "AttackConfig.steps": (1, 1000), "AttackConfig.step_size": (0, 1000), "AttackConfig.warmup_epochs": (0, 10_000),
     "ObjectiveConfig.beta": (0, 100), "AwpConfig.gamma": (0, 1), "AwpConfig.steps": (1, 20),
     "MixConfig.weight": (0, 100), "LipschitzConfig.psi_0": (0, 1e6),
+    "NoiseConfig.sigma": (0, 4), "NoiseConfig.copies": (1, 16), "NoiseConfig.consistency": (0, 100),
+    "NoiseConfig.entropy": (0, 100),
     "ScheduleConfig.epochs": (1, 100_000), "ScheduleConfig.cycles": (1, 100_000),
     "ScheduleConfig.vanilla_epochs": (0, 10_000), "ScheduleConfig.adversarial_epochs": (1, 10_000),
     "OptimizerConfig.learning_rate": (0, 10), "OptimizerConfig.weight_decay": (0, 1),

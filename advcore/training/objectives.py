@@ -1,4 +1,5 @@
-"""The per-sample losses of adversarial examples: cross-entropy (Madry et al.), TRADES, MART.
+"""The per-sample losses of adversarial examples: cross-entropy (Madry et al.), TRADES, MART; and
+the consistency of noisy copies (training for randomized smoothing).
 
 Each takes the logits of the clean images and of their adversarial examples (TRADES and MART need
 both; cross-entropy ignores the clean ones) and returns one loss per pair, in float32, so the
@@ -42,3 +43,14 @@ def pair_loss(kind: str, clean_logits, adversarial_logits, labels, beta: float):
     if kind == "mart":
         return mart(clean_logits, adversarial_logits, labels, beta)
     return cross_entropy(adversarial_logits, labels)
+
+
+def consistency(logits_of_copies: list) -> tuple:
+    """Per image, over its noisy copies' logits: the mean KL(p_mean || p_copy) of each copy's softmax
+    from their mean, and the mean's entropy (Jeong & Shin 2020's consistency and entropy terms)."""
+    log_probabilities = [tf.nn.log_softmax(tf.cast(logits, tf.float32)) for logits in logits_of_copies]
+    mean = tf.add_n([tf.exp(log_p) for log_p in log_probabilities]) / len(log_probabilities)
+    log_mean = tf.math.log(tf.maximum(mean, PROBABILITY_FLOOR))
+    kl = tf.add_n([tf.reduce_sum(mean * (log_mean - log_p), -1) for log_p in log_probabilities]) / len(
+        log_probabilities)
+    return kl, -tf.reduce_sum(mean * log_mean, -1)

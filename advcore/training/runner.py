@@ -37,7 +37,8 @@ from advcore.training.trainer import (AdversarialTrainer, batches_per_epoch, cur
                                       make_optimizer)
 
 HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_robust_accuracy",
-                   "val_gan_accuracy", "val_unrestricted_accuracy", "kl", "lipschitz_penalty", "psi", "learning_rate",
+                   "val_gan_accuracy", "val_unrestricted_accuracy", "kl", "consistency", "lipschitz_penalty", "psi",
+                   "learning_rate",
                    "eps", "seconds", "warning")
 GAN_CHECK_SEED = 1_000_003  # the GAN checks' latents: the same for every run and epoch, never trained on
 
@@ -245,7 +246,7 @@ class Recorder(keras.callbacks.Callback):
                "val_accuracy": logs.get("val_accuracy"), "val_robust_accuracy": robust,
                "val_gan_accuracy": logs.get("val_gan_accuracy"),
                "val_unrestricted_accuracy": logs.get("val_unrestricted_accuracy"),
-               "kl": logs.get("kl") if epoch_phase == ADVERSARIAL else None,
+               "kl": logs.get("kl") if epoch_phase == ADVERSARIAL else None, "consistency": logs.get("consistency"),
                "lipschitz_penalty": logs.get("lipschitz_penalty"), "psi": trainer.current_psi(),
                "learning_rate": current_learning_rate(trainer.optimizer),
                "eps": trainer.current_eps() if epoch_phase == ADVERSARIAL else 0.0,

@@ -10,6 +10,8 @@ clean image and its example; with AWP its gradient is taken at perturbed weights
 Which epochs are adversarial is a schedule (constant, interleaved, warm-up) set per epoch by a
 callback, so a schedule switch costs no retracing. With `config.lipschitz` every step (vanilla or
 adversarial) also pays seed 004's Lipschitz penalty, whose weight psi adapts to the class loss.
+With `config.noise` every step trains on noisy copies of its inputs (for randomized smoothing), the
+objective averaged over them, plus their consistency terms.
 """
 
 from __future__ import annotations
@@ -211,17 +213,20 @@ class AdversarialTrainer(keras.Model):
         self.adversarial_steps = tf.Variable(0, trainable=False, dtype=tf.int64, name="adversarial_steps",
                                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.lipschitz = config.lipschitz if config.lipschitz.enabled else None
+        self.noise = config.noise if config.noise.sigma > 0 else None
+        self.consistent = self.noise is not None and bool(self.noise.consistency or self.noise.entropy)
         self.psi_integral = tf.Variable(0.0, trainable=False, name="psi_integral",  # r of the adaptive psi
                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.penalty_tracker = keras.metrics.Mean(name="lipschitz_penalty")
         self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.consistency_tracker = keras.metrics.Mean(name="consistency")
 
     @property
     def metrics(self):
         return ([self.loss_tracker, self.accuracy_tracker] + ([self.penalty_tracker] if self.lipschitz else [])
-                + ([self.kl_tracker] if self.paired else []))
+                + ([self.kl_tracker] if self.paired else []) + ([self.consistency_tracker] if self.consistent else []))
 
     def current_psi(self) -> float | None:
         """The Lipschitz penalty's weight now (None without the penalty), for the history."""
@@ -333,12 +338,32 @@ class AdversarialTrainer(keras.Model):
         return LossTerms(loss, class_loss, tf.where(pairs > 0, kl, 0.0),
                          tf.concat([batch.plain_y, batch.pair_y], 0), seen, tf.reduce_sum(weights))
 
+    def _noisy_copies(self, inputs):
+        """`copies` copies of the step's inputs, one after another, each with its own Gaussian noise."""
+        tiled = tf.tile(inputs, [self.noise.copies, 1, 1, 1])
+        seed = tf.random.experimental.stateless_fold_in(self._step_seed(), 1)
+        return tiled + self.noise.sigma * tf.random.stateless_normal(tf.shape(tiled), seed, dtype=tiled.dtype)
+
+    def _noisy_loss_terms(self, batch: StepBatch, logits, model_losses) -> tuple[LossTerms, tf.Tensor]:
+        """The objective averaged over the noisy copies, plus their consistency terms (returned too)."""
+        copies = tf.split(logits, self.noise.copies)
+        terms = [self._loss_terms(batch, part, []) for part in copies]
+        class_loss = tf.add_n([t.class_loss for t in terms]) / len(terms)
+        consistency = tf.constant(0.0)
+        if self.consistent:
+            kl, entropy = objectives.consistency(copies)
+            consistency = self.noise.consistency * tf.reduce_mean(kl) + self.noise.entropy * tf.reduce_mean(entropy)
+        loss = class_loss + consistency + (tf.add_n(model_losses) if model_losses else 0.0)
+        return LossTerms(loss, class_loss, tf.add_n([t.kl for t in terms]) / len(terms),
+                         tf.concat([t.labels for t in terms], 0), tf.concat([t.logits for t in terms], 0),
+                         terms[0].weight), consistency
+
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         batch = self._step_batch(x, y)
         inputs, labels = self._forward_inputs(batch)
         variables = self.classifier.trainable_variables
-        penalty = None
+        penalty = consistency = None
         if self.awp:
             gradients, terms = self._perturbed_weights_gradient(batch, inputs)
         else:
@@ -346,9 +371,13 @@ class AdversarialTrainer(keras.Model):
                 if self.lipschitz:
                     logits, penalty = lipschitz.penalised_forward(self.classifier, inputs, labels, self._step_seed(),
                                                                   self.lipschitz.zeta)
+                    terms = self._loss_terms(batch, logits, self.classifier.losses)
+                elif self.noise:
+                    logits = self.classifier(self._noisy_copies(inputs), training=True)
+                    terms, consistency = self._noisy_loss_terms(batch, logits, self.classifier.losses)
                 else:
                     logits = self.classifier(inputs, training=True)
-                terms = self._loss_terms(batch, logits, self.classifier.losses)
+                    terms = self._loss_terms(batch, logits, self.classifier.losses)
                 total = terms.loss + self._adapted_psi(terms.class_loss) * penalty if self.lipschitz else terms.loss
                 scaled = self.optimizer.scale_loss(distribute.per_replica(total))
             gradients = tape.gradient(scaled, variables)
@@ -359,6 +388,8 @@ class AdversarialTrainer(keras.Model):
             self.penalty_tracker.update_state(penalty)
         if self.paired:
             self.kl_tracker.update_state(terms.kl, sample_weight=tf.shape(batch.pair_y)[0])
+        if self.consistent:
+            self.consistency_tracker.update_state(consistency)
         return self._step_logs()
 
     def _stateless_loss(self, batch, inputs, weights, state):

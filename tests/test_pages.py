@@ -98,7 +98,9 @@ def test_every_problem_shows_at_once_next_to_its_field(runs_root):
     ({"lr_schedule": "step", "optimizer": "sgd", "objective": "trades"}, {"milestones", "nesterov", "beta"}, set()),
     ({"dataset": "image folder", "architecture": "resnet50"}, {"folder", "image_size", "fit", "pretrained"},
      {"width"}),
-    ({}, {"dataset", "width"}, {"folder", "image_size", "fit", "pretrained"}),
+    ({}, {"dataset", "width", "noise_sigma"}, {"folder", "image_size", "fit", "pretrained", "noise_copies",
+                                                "consistency"}),
+    ({"noise_sigma": 0.25, "noise_copies": 2}, {"noise_copies", "consistency", "consistency_entropy"}, set()),
 ])
 def test_the_form_shows_only_the_fields_that_apply(runs_root, values, shown, hidden):
     app = page("train")
@@ -213,6 +215,19 @@ def test_trades_awp_and_held_out_validation_queue_from_the_form(runs_root):
     assert "pgd linf eps 0.1 TRADES beta 3 + AWP" in app.dataframe[0].value["summary"].iloc[0]
 
 
+def test_the_smoothing_preset_queues_noise_and_consistency_training(runs_root):
+    app = page("train")
+    app.selectbox(key="train_form.preset").select(
+        "Consistency regularization for smoothing (sigma 0.25, 2 copies, lambda 10)").run()
+    _set(app, "epochs", 2)
+    _submit(app)
+    (run,) = list_runs(runs_root)
+    config = TrainConfig.from_dict(run.config())
+    assert (config.mode, config.noise.sigma, config.noise.copies, config.noise.consistency, config.noise.entropy) == (
+        "vanilla", 0.25, 2, 10.0, 0.5)
+    assert "vanilla + noise sigma 0.25, 2 copies, consistency 10" in app.dataframe[0].value["summary"].iloc[0]
+
+
 def test_run_table_shows_every_run_and_damaged_ones_with_a_reason(runs_root):
     make_run(runs_root, "good", ["vanilla", "vanilla", "adversarial"])
     broken = make_run(runs_root, "broken", ["vanilla"])
@@ -240,18 +255,23 @@ def test_selected_run_shows_status_curves_and_shading(runs_root):
     assert '"type":"rect"' in figure.replace(" ", "") and "adversarial" in figure
 
 
-def test_a_lipschitz_run_shows_its_psi_curve(runs_root):
+@pytest.mark.parametrize("columns, title", [
+    ({"psi": [220.0, 231.5], "lipschitz_penalty": [1e-4, 2e-4]}, "Lipschitz penalty weight psi"),
+    ({"consistency": [0.8, 0.3]}, "consistency of the noisy copies"),
+])
+def test_a_runs_own_terms_get_their_curve(runs_root, columns, title):
     run = make_run(runs_root, "smoothed", ["vanilla", "vanilla"])
     history = run.history()
-    history["psi"], history["lipschitz_penalty"] = [220.0, 231.5], [1e-4, 2e-4]
+    for column, values in columns.items():
+        history[column] = values
     run.write_history(history)
     app = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
     app.query_params["run"] = run.id
     app.run()
     app.switch_page("pages/train_page.py").run()
     charts = [chart.proto.spec for chart in app.get("plotly_chart")]
-    psi = [chart for chart in charts if "Lipschitz penalty weight psi" in chart]
-    assert len(charts) == 3 and len(psi) == 1 and '"name":"psi"' in psi[0]
+    own = [chart for chart in charts if title in chart]
+    assert len(charts) == 3 and len(own) == 1 and f'"name":"{next(iter(columns))}"' in own[0]
 
 
 def test_history_overlays_runs_with_a_band_strip(runs_root):

@@ -36,6 +36,10 @@ def _config_summary(config: dict) -> str:
             training += f" {objective['kind'].upper()} beta {objective.get('beta', 6.0):g}"
         if config.get("awp", {}).get("enabled"):
             training += " + AWP"
+    noise = config.get("noise", {})
+    if noise.get("sigma"):
+        training += f" + noise sigma {noise['sigma']:g}" + (
+            f", {noise.get('copies')} copies, consistency {noise['consistency']:g}" if noise.get("consistency") else "")
     schedule = config.get("schedule", {})
     if schedule.get("kind") == "interleaved":
         cycles = schedule.get("cycles") or "until stopped"

@@ -36,6 +36,12 @@ PRESETS = {
         "lr_schedule": "constant", "lr": 1e-3, "weight": 1.0},
     "Vanilla (no adversarial training)": {
         "mode": "vanilla", "schedule": "constant", "epochs": 10, "lr_schedule": "constant", "lr": 1e-3},
+    "Gaussian noise for randomized smoothing (sigma 0.25)": {
+        "mode": "vanilla", "noise_sigma": 0.25, "noise_copies": 1, "consistency": 0.0, "consistency_entropy": 0.0,
+        "schedule": "constant", "epochs": 30, "lr_schedule": "constant", "lr": 1e-3},
+    "Consistency regularization for smoothing (sigma 0.25, 2 copies, lambda 10)": {
+        "mode": "vanilla", "noise_sigma": 0.25, "noise_copies": 2, "consistency": 10.0, "consistency_entropy": 0.5,
+        "schedule": "constant", "epochs": 30, "lr_schedule": "constant", "lr": 1e-3},
 }
 DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "validation_size": 5000,
             "architecture": "small_cnn", "width": 1, "mode": "adversarial", "weight": 1.0, "fraction": 0.5,
@@ -47,7 +53,7 @@ DEFAULTS = {"name": "run", "dataset": "fashion_mnist", "train_size": 0, "validat
             "milestones": "",
             "robust_eps": 0.0, "nesterov": True, "objective": "ce", "beta": 6.0, "awp": False, "awp_gamma": 5e-3,
             "keep_best": False, "folder": "", "image_size": 0, "fit": "crop", "pretrained": False, "gpus": "default",
-            "workers": 1}
+            "workers": 1, "noise_sigma": 0.0, "noise_copies": 1, "consistency": 0.0, "consistency_entropy": 0.0}
 FOLDER = "image folder"  # the Dataset choice that shows the folder's fields
 OBJECTIVE_LABELS = {"ce": "CE", "trades": "TRADES", "mart": "MART"}
 METHODS = ("pgd", "fgsm_rs", "fgsm", "ll_fgsm", "gan", "unrestricted", "rmse_ball", "l2_min")
@@ -88,7 +94,8 @@ def values_from_config(content: dict) -> dict:
             "objective": config.objective.kind, "beta": config.objective.beta, "awp": config.awp.enabled,
             "awp_gamma": config.awp.gamma, "keep_best": config.validation.keep_best,
             "gpus": "default" if config.distribute.gpus is None else config.distribute.gpus,
-            "workers": config.distribute.workers}
+            "workers": config.distribute.workers, "noise_sigma": config.noise.sigma, "noise_copies": config.noise.copies,
+            "consistency": config.noise.consistency, "consistency_entropy": config.noise.entropy}
 
 
 def generator_choices() -> dict[str, str]:
@@ -151,6 +158,9 @@ APPLIES = {  # field: when it means something; a field that does not apply is hi
     "adversarial": _interleaved, "cycles": _interleaved,
     "milestones": lambda v: v["lr_schedule"] == "step", "nesterov": lambda v: v["optimizer"] == "sgd",
     "robust_eps": lambda v: v["robust_size"] > 0,
+    "noise_copies": lambda v: v["noise_sigma"] > 0,
+    "consistency": lambda v: v["noise_sigma"] > 0 and v["noise_copies"] > 1,
+    "consistency_entropy": lambda v: v["noise_sigma"] > 0 and v["noise_copies"] > 1,
 }
 FIELD_OF = {  # a config field's dotted name: the form field that sets it (its problems show under it)
     "data.dataset": "dataset", "data.train_size": "train_size", "data.validation_size": "validation_size",
@@ -165,6 +175,8 @@ FIELD_OF = {  # a config field's dotted name: the form field that sets it (its p
     "validation.eps": "robust_eps", "validation.gan_size": "gan_size", "validation.keep_best": "keep_best",
     "lipschitz.enabled": "lipschitz", "lipschitz.zeta": "zeta", "objective.kind": "objective",
     "objective.beta": "beta", "awp.enabled": "awp", "awp.gamma": "awp_gamma", "distribute.gpus": "gpus", "distribute.workers": "workers",
+    "noise.sigma": "noise_sigma", "noise.copies": "noise_copies", "noise.consistency": "consistency",
+    "noise.entropy": "consistency_entropy",
 }
 
 
@@ -316,6 +328,8 @@ def config_from_values(v: dict) -> dict:
         "objective": {"kind": v["objective"], "beta": v["beta"]},
         "awp": {"enabled": v["awp"], "gamma": v["awp_gamma"]},
         "lipschitz": {"enabled": v["lipschitz"], "zeta": v["zeta"]},
+        "noise": {"sigma": v["noise_sigma"], "copies": v["noise_copies"], "consistency": v["consistency"],
+                  "entropy": v["consistency_entropy"]},
         "schedule": schedule,
         "optimizer": {"name": v["optimizer"], "learning_rate": v["lr"], "weight_decay": v["weight_decay"],
                       "nesterov": v["nesterov"]},
@@ -454,6 +468,15 @@ def _training(field: _Fields) -> None:
                "margin; with half_huber and split 0.5 these are the seed's robust additions")
     field("number_input", "Margin share zeta", "zeta", c2, step=0.05,
           help="share of samples whose margin, not a random logit, is smoothed")
+    c1, c2, c3, c4 = st.columns(4)
+    field("number_input", "Noise sigma (smoothing)", "noise_sigma", c1, step=0.05, format="%.2f",
+          help="train on inputs with Gaussian noise of this standard deviation (pixel units), for a model to "
+               "certify by randomized smoothing at the same sigma; 0: no noise")
+    field("number_input", "Noisy copies", "noise_copies", c2, step=1, help="copies of each input per step")
+    field("number_input", "Consistency lambda", "consistency", c3, step=1.0,
+          help="weight of the copies' KL to their mean (Jeong & Shin 2020: 5-20)")
+    field("number_input", "Entropy eta", "consistency_entropy", c4, step=0.1,
+          help="weight of the mean prediction's entropy (the paper: 0.5)")
 
 
 def _attack(field: _Fields) -> None:

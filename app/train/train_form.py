@@ -468,14 +468,15 @@ def _training(field: _Fields) -> None:
                "margin; with half_huber and split 0.5 these are the seed's robust additions")
     field("number_input", "Margin share zeta", "zeta", c2, step=0.05,
           help="share of samples whose margin, not a random logit, is smoothed")
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2 = st.columns(2)
     field("number_input", "Noise sigma (smoothing)", "noise_sigma", c1, step=0.05, format="%.2f",
           help="train on inputs with Gaussian noise of this standard deviation (pixel units), for a model to "
                "certify by randomized smoothing at the same sigma; 0: no noise")
     field("number_input", "Noisy copies", "noise_copies", c2, step=1, help="copies of each input per step")
-    field("number_input", "Consistency lambda", "consistency", c3, step=1.0,
+    c1, c2 = st.columns(2)
+    field("number_input", "Consistency lambda", "consistency", c1, step=1.0,
           help="weight of the copies' KL to their mean (Jeong & Shin 2020: 5-20)")
-    field("number_input", "Entropy eta", "consistency_entropy", c4, step=0.1,
+    field("number_input", "Entropy eta", "consistency_entropy", c2, step=0.1,
           help="weight of the mean prediction's entropy (the paper: 0.5)")
 
 

@@ -249,16 +249,27 @@ def roles(root: Path, server: subprocess.Popen, queued: dict) -> dict[int, str]:
     return found
 
 
-def stop_worker(root: Path) -> None:
-    """The evaluation worker outlives the server by design; the check's own one ends with the check (the
-    scheduler ends by itself when the scratch runs folder goes)."""
+def stop_background(root: Path) -> None:
+    """The evaluation worker and the training scheduler outlive the server by design; the check's own
+    ones end with the check, and it waits for them to go, so that none writes into the scratch runs
+    folder while it is deleted."""
     import signal
 
     from advcore.evaluation import worker
+    from advcore.jobs import scheduler
+    from advcore.storage import locks
+    from advcore.storage.runs import process_alive
 
-    record = worker.live_record(root)
-    if record:
-        os.kill(record["pid"], signal.SIGTERM)
+    record = worker.live_record(root)  # a pid proven to be this root's worker
+    pids = [record["pid"]] if record else []
+    holder = locks.holder(scheduler.lock_path(root))  # the process holding this root's scheduler lock
+    if holder is not None and holder > 0:
+        pids.append(holder)
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def wait_all(queued: dict, timeout: float) -> dict:
@@ -362,7 +373,7 @@ def main() -> None:
             watch.done.set()
             server.terminate()
             server.wait(timeout=60)
-            stop_worker(root)
+            stop_background(root)
         report["jobs"] = {name: {key: status.get(key) for key in ("status", "error", "device", "gpus")}
                           for name, status in statuses.items()}
         report["peak_memory_mb"] = watch.peaks

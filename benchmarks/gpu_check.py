@@ -113,7 +113,8 @@ def serve(runs: Path) -> tuple[subprocess.Popen, str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "app.server", "--server.port", str(port), "--server.headless",
-                               "true"], cwd=ROOT, env=os.environ | {"ADVLAB_RUNS_DIR": str(runs)},
+                               "true"], cwd=ROOT, env=os.environ | {"ADVLAB_RUNS_DIR": str(runs),
+                                                                    "ADVLAB_UPLOADS_DIR": str(runs.parent / "uploads")},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://localhost:{port}"
     for _ in range(600):

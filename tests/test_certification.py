@@ -113,6 +113,9 @@ def test_certified_accuracy_counts_abstentions_as_wrong_and_acr_averages_the_rig
     ({"sigma": 0.0}, "sigma must be a finite number > 0"),
     ({"sigma": 0.25, "n": 0}, "n must be in 1..10000000"),
     ({"sigma": 0.25, "alpha": 0.5}, "alpha must be in (0, 0.5)"),
+    ({"sigma": "big"}, "sigma must be a number, got 'big'"),
+    ({"sigma": 0.25, "n": "many"}, "n must be a whole number, got 'many'"),
+    ({"sigma": 0.25, "n0": True}, "n0 must be a whole number, got True"),
 ])
 def test_bad_settings_say_what_is_wrong(values, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -208,6 +211,8 @@ def test_a_plans_certified_cells_read_one_certificate_per_image_at_each_radius_s
     ({"steps": 5}, "certify takes the options sigma, mode, n0, n and alpha, not steps"),
     ({"mode": "slow"}, "mode must be one of quick, paper"),
     ({"alpha": 0.7}, "alpha must be in"),
+    ({"sigma": [0.25]}, "sigma must be a number"),
+    ({"mode": ["quick"]}, "mode must be one of quick, paper"),
 ])
 def test_a_plans_bad_certify_options_say_what_is_wrong(options, message):
     with pytest.raises(plans.PlanError, match=message):

@@ -279,3 +279,9 @@ def test_the_certificates_verdict_says_whether_the_attack_stayed_inside_it(certi
                                                                           badge):
     names = [f"class {k}" for k in range(10)]
     assert certificate_views.verdict(names, certified, radius, 0.6, adversarial, distance)[1] == badge
+
+
+@pytest.mark.parametrize("card, sigma", [({"sigma": 0.5}, 0.5), ({}, 0.25), ({"sigma": "big"}, 0.25),
+                                         ({"sigma": 99}, 0.25), ({"sigma": True}, 0.25)])
+def test_a_cards_sigma_is_used_only_when_it_is_a_number_in_range(card, sigma):
+    assert certificate_views.card_sigma(card) == sigma

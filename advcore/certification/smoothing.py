@@ -35,7 +35,13 @@ class Smoothing:
     alpha: float = 0.001
     seed: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self):  # the fields may come from a plan file: every wrong type gets its sentence too
+        for name in ("sigma", "alpha"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), (int, float)):
+                raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
+        for name in ("n0", "n", "seed"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
+                raise ValueError(f"{name} must be a whole number, got {getattr(self, name)!r}")
         if not (np.isfinite(self.sigma) and self.sigma > 0):
             raise ValueError(f"sigma must be a finite number > 0, got {self.sigma}")
         for name in ("n0", "n"):
@@ -51,7 +57,7 @@ class Smoothing:
     def of_mode(cls, mode: str, sigma: float, **overrides) -> "Smoothing":
         """`quick` (n = 10,000) or `paper` (Cohen et al.: n0 = 100, n = 100,000, alpha = 0.001), with
         any part set by hand."""
-        if mode not in MODES:
+        if not isinstance(mode, str) or mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         return cls(sigma, **MODES[mode] | {k: v for k, v in overrides.items() if v is not None})
 

@@ -184,8 +184,9 @@ def profile_sharded(model_path: str, dataset: str, settings: profile.ProfileSett
     None when stopped: a profile is kept whole or not at all, so a stop cancels every task."""
     reach(address)
     model = load_model(model_path)
-    images = profile.sample(load_dataset(dataset, data_dir=data_dir, image_size=models.input_size(model),
-                                         splits=("test",)), settings)
+    test = load_dataset(dataset, data_dir=data_dir, image_size=models.input_size(model), splits=("test",))
+    models.check_compatible(model, test.input_shape, test.num_classes)  # here, before any task is sent
+    images = profile.sample(test, settings)
     ranges = profile.ranges(settings, _shard_count(shards_asked))
     board, resources, content = _board(), task_resources(), settings.to_dict()
     common = (model_path, dataset, data_dir, content)

@@ -12,6 +12,17 @@ from app.registry import ModelEntry
 MODES = {"quick": "quick: n = 10,000", "paper": "paper: n = 100,000"}
 
 
+SIGMA_RANGE = (0.01, 2.0)
+
+
+def card_sigma(card: dict) -> float:
+    """The sigma a model card records (a smoothed model's), or 0.25; a card is read from a runs folder,
+    so anything but a number in range is ignored."""
+    sigma = card.get("sigma")
+    number = isinstance(sigma, (int, float)) and not isinstance(sigma, bool)
+    return float(sigma) if number and SIGMA_RANGE[0] <= sigma <= SIGMA_RANGE[1] else 0.25
+
+
 @st.cache_data(max_entries=64, show_spinner="Drawing the noise...")
 def _smoothed(_model, model_key: tuple, x: np.ndarray, x_adv: np.ndarray, index: int, sigma: float,
               mode: str) -> tuple[int, float, float, int]:
@@ -51,7 +62,7 @@ def certificate(model, entry: ModelEntry, x: np.ndarray, x_adv: np.ndarray, name
                           "certified L2 radius (Cohen et al. 2019): no perturbation inside it can change that class"):
         return
     c1, c2 = st.columns(2)
-    sigma = c1.number_input("Noise sigma", 0.01, 2.0, float(entry.card.get("sigma", 0.25)), 0.05, format="%.2f",
+    sigma = c1.number_input("Noise sigma", SIGMA_RANGE[0], SIGMA_RANGE[1], card_sigma(entry.card), 0.05, format="%.2f",
                             key="certify.sigma", help="certify a model at the sigma it was trained with noise at")
     mode = c2.radio("Draws", list(MODES), format_func=MODES.get, horizontal=True, key="certify.mode")
     key = (str(entry.path), entry.path.stat().st_mtime)
